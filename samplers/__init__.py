@@ -1,0 +1,1 @@
+"""Guidance and score-composition math. Host-free: nothing here imports ComfyUI."""
