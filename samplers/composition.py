@@ -1,0 +1,241 @@
+"""Score composition of a small domain model with one or more frozen priors (Video Adapter, Algorithm 1).
+
+Everything here works on *denoised* estimates D(x, sigma), the quantity ComfyUI's guiders exchange, and
+is host-free: the model calls are passed in as callables.
+
+The rule, per evaluation at noise level sigma (eps = predicted noise, omega = cfg, gamma_i = strengths):
+
+    eps~ = eps_d(x) + omega * (eps_d(x | c) + sum_i gamma_i * eps_p_i(x | c_i) - eps_d(x))
+
+and outside the composition window (or with every gamma_i = 0) plain classifier-free guidance on the
+domain model.
+
+Parameterisations (x is the sampler's latent):
+
+* ``"eps"`` covers ComfyUI's EPS, V and EDM models, which all share x = x0 + sigma * n. There
+  eps = (x - D) / sigma and the rule above is exactly a sum of scores. Written in D it reads
+
+      D~ = D_cfg + omega * sum_i gamma_i * (D_p_i - x),    D_cfg = D_u + omega * (D_c - D_u),
+
+  with no division by sigma, so it is finite at every sigma.
+* ``"flow"`` covers rectified-flow models (Wan, HunyuanVideo, LTXV, ...): x = (1 - s) x0 + s n. The
+  noise is eps = (x - (1 - s) D) / s and going back needs D = (x - s eps) / (1 - s), singular at s = 1,
+  which is exactly where Wan's schedules start. Two ways are offered:
+
+  - ``"velocity"`` (default): apply the rule to the velocity v = (x - D) / s instead of eps. In D this
+    is the same formula as the eps case above, finite everywhere.
+  - ``"noise"``: apply the rule to eps (an exact sum of scores) and convert back with 1 - s clamped to
+    at least ``FLOW_NOISE_FLOOR``:  D~ = D_cfg + omega * sum_i gamma_i * (D_p_i - x / max(1 - s, floor)).
+
+  Both agree whenever the weights sum to one; they differ because the composed weights sum to
+  1 + omega * sum(gamma). ``benchmarks/flow_composition_space.py`` measures both against the exact
+  product distribution on Gaussians; velocity space is the default because it is closer there (see README).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from .schedules import CONSTANT_ONE, StrengthSchedule
+
+PARAMETERISATIONS = ("eps", "flow")
+FLOW_SPACES = ("velocity", "noise")
+FLOW_NOISE_FLOOR = 0.1
+
+
+def _bcast(sigma: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
+    """sigma as a tensor broadcastable against ``like`` ([B] -> [B, 1, 1, ...])."""
+    s = torch.as_tensor(sigma, dtype=like.dtype, device=like.device)
+    if s.ndim == 0:
+        return s
+    return s.reshape(s.shape[0], *([1] * (like.ndim - 1)))
+
+
+def denoised_to_eps(x: torch.Tensor, denoised: torch.Tensor, sigma, parameterisation: str) -> torch.Tensor:
+    """The noise implied by a denoised estimate (not defined at sigma = 0)."""
+    s = _bcast(sigma, x)
+    if parameterisation == "flow":
+        return (x - (1.0 - s) * denoised) / s
+    return (x - denoised) / s
+
+
+def eps_to_denoised(x: torch.Tensor, eps: torch.Tensor, sigma, parameterisation: str) -> torch.Tensor:
+    """Inverse of :func:`denoised_to_eps` (for flow, singular at sigma = 1)."""
+    s = _bcast(sigma, x)
+    if parameterisation == "flow":
+        return (x - s * eps) / (1.0 - s)
+    return x - s * eps
+
+
+def compose_denoised(x: torch.Tensor, sigma, d_cond: torch.Tensor, d_uncond: Optional[torch.Tensor],
+                     cfg: float, priors: Sequence[tuple[float, torch.Tensor]] = (),
+                     parameterisation: str = "eps", flow_space: str = "velocity") -> torch.Tensor:
+    """Apply the composition rule to denoised estimates.
+
+    Args:
+        x: the sampler's latent ``[B, ...]``.
+        sigma: noise level, a float or a ``[B]`` tensor.
+        d_cond, d_uncond: the domain model's conditional and unconditional denoised estimates; ``d_uncond``
+            may be None when ``cfg == 1`` (it then cancels).
+        cfg: omega, the classifier-free guidance scale (inverse temperature).
+        priors: ``(gamma_i, D_p_i)`` pairs; pairs with gamma_i == 0 are ignored.
+        parameterisation: ``"eps"`` or ``"flow"`` (see the module docstring).
+        flow_space: ``"velocity"`` or ``"noise"``; only used for flow.
+
+    Returns:
+        The composed denoised estimate, same shape as ``x``.
+    """
+    if d_uncond is None:
+        if not math.isclose(cfg, 1.0):
+            raise ValueError("the unconditional prediction is needed when cfg != 1")
+        out = d_cond
+    else:
+        out = d_uncond + (d_cond - d_uncond) * cfg
+    active = [(float(g), d) for g, d in priors if g != 0.0]
+    if not active:
+        return out
+    if parameterisation == "flow" and flow_space == "noise":
+        one_minus = torch.clamp(1.0 - _bcast(sigma, x), min=FLOW_NOISE_FLOOR)
+        x_term = x / one_minus
+    elif parameterisation in PARAMETERISATIONS:
+        x_term = x
+    else:
+        raise ValueError(f"unknown parameterisation '{parameterisation}'")
+    for g, d in active:
+        out = out + (d - x_term) * (cfg * g)
+    return out
+
+
+@dataclass
+class PriorTerm:
+    """One prior of a composition: its strength, schedule and an opaque handle for the caller."""
+
+    strength: float
+    schedule: StrengthSchedule = CONSTANT_ONE
+    handle: object = None
+
+    def gamma(self, percent: float) -> float:
+        return self.strength * self.schedule(percent)
+
+
+@dataclass
+class Composition:
+    """Decides, per evaluation, which models run and combines their outputs.
+
+    Args:
+        cfg: omega.
+        priors: the prior terms (strength and schedule each).
+        window_sigma: the prior is composed while sigma > window_sigma (the composition_end percent
+            converted with the domain model's percent_to_sigma). Deciding by sigma, not by step index,
+            keeps multi-evaluation samplers (Heun, DPM++ SDE) inside or outside the window consistently.
+        sigma_to_percent: maps a sigma to its sampling percent, for the strength schedules.
+        parameterisation, flow_space: see :func:`compose_denoised`.
+        mcmc_steps, mcmc_step_size: Langevin corrections per noise level (see :meth:`langevin`).
+    """
+
+    cfg: float
+    priors: list[PriorTerm] = field(default_factory=list)
+    window_sigma: float = 0.0
+    sigma_to_percent: Callable[[float], float] = lambda s: 0.0
+    parameterisation: str = "eps"
+    flow_space: str = "velocity"
+    mcmc_steps: int = 0
+    mcmc_step_size: float = 0.05
+
+    def __post_init__(self):
+        if self.parameterisation not in PARAMETERISATIONS:
+            raise ValueError(f"unknown parameterisation '{self.parameterisation}'")
+        if self.flow_space not in FLOW_SPACES:
+            raise ValueError(f"unknown flow_space '{self.flow_space}'; use one of {FLOW_SPACES}")
+
+    def in_window(self, sigma: float) -> bool:
+        return sigma > self.window_sigma
+
+    def gammas(self, sigma: float) -> list[float]:
+        """gamma_i(sigma) for every prior, 0 outside the window."""
+        if not self.in_window(sigma):
+            return [0.0] * len(self.priors)
+        p = self.sigma_to_percent(sigma)
+        return [t.gamma(p) for t in self.priors]
+
+    def needs_uncond(self) -> bool:
+        return not math.isclose(self.cfg, 1.0)
+
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor,
+                domain_fn: Callable[[torch.Tensor, torch.Tensor, bool], tuple[torch.Tensor, Optional[torch.Tensor]]],
+                prior_fn: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """One composed evaluation.
+
+        ``domain_fn(x, sigma, need_uncond) -> (D_cond, D_uncond or None)`` evaluates the domain model (one
+        batched pass in the ComfyUI binding); ``prior_fn(i, x, sigma) -> D_p_i`` evaluates prior i. Priors
+        with gamma = 0 at this sigma are not evaluated at all.
+        """
+        s = float(sigma.max()) if torch.is_tensor(sigma) else float(sigma)
+        d_cond, d_uncond = domain_fn(x, sigma, self.needs_uncond())
+        terms = [(g, prior_fn(i, x, sigma)) for i, g in enumerate(self.gammas(s)) if g != 0.0]
+        return compose_denoised(x, sigma, d_cond, d_uncond, self.cfg, terms,
+                                self.parameterisation, self.flow_space)
+
+    def evaluate(self, x: torch.Tensor, sigma: torch.Tensor, domain_fn, prior_fn,
+                 sigma_next: Optional[float] = None,
+                 noise_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> torch.Tensor:
+        """What a guider returns for one evaluation: the composed denoised estimate, after
+        ``mcmc_steps`` Langevin corrections when they apply (inside the window, at a sigma of the schedule
+        whose successor ``sigma_next`` is known). The corrections reach the sampler through
+        :func:`euler_handoff`."""
+        s = float(sigma.max()) if torch.is_tensor(sigma) else float(sigma)
+
+        def den(y):
+            return self.denoise(y, sigma, domain_fn, prior_fn)
+
+        if (self.mcmc_steps > 0 and sigma_next is not None and noise_fn is not None and s > 0.0
+                and s > sigma_next and self.in_window(s)):
+            x_c = self.langevin(x, sigma, den, noise_fn)
+            return euler_handoff(x, x_c, den(x_c), sigma, sigma_next)
+        return den(x)
+
+    def langevin(self, x: torch.Tensor, sigma: torch.Tensor, denoise_fn: Callable[[torch.Tensor], torch.Tensor],
+                 noise_fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``mcmc_steps`` unadjusted Langevin steps at fixed sigma on the composed score.
+
+        score(x) = -eps~(x) / sigma for both parameterisations (x = a * x0 + sigma * n), step
+        eta = mcmc_step_size * sigma^2:  x <- x + eta * score + sqrt(2 * eta) * z.
+        ``denoise_fn(x)`` is the composed denoiser at this sigma, ``noise_fn(x)`` draws z.
+        """
+        s = _bcast(sigma, x)
+        for _ in range(self.mcmc_steps):
+            eps = denoised_to_eps(x, denoise_fn(x), sigma, self.parameterisation)
+            x = x - self.mcmc_step_size * s * eps + math.sqrt(2.0 * self.mcmc_step_size) * s * noise_fn(x)
+        return x
+
+
+def next_sigma(schedule: Optional[torch.Tensor], sigma: float, rtol: float = 1e-5) -> Optional[float]:
+    """The sigma after ``sigma`` in the sampler's schedule, or None when ``sigma`` is not one of its points
+    (the in-between evaluations of multi-stage samplers)."""
+    if schedule is None:
+        return None
+    sched = schedule.detach().flatten().double().cpu().tolist()
+    for i in range(len(sched) - 1):
+        if abs(sched[i] - sigma) <= rtol * max(abs(sigma), 1e-12):
+            return sched[i + 1]
+    return None
+
+
+def euler_handoff(x: torch.Tensor, x_corrected: torch.Tensor, d_corrected: torch.Tensor,
+                  sigma, sigma_next) -> torch.Tensor:
+    """The denoised estimate to return at ``x`` so that the sampler's Euler step from ``x`` lands exactly
+    where an Euler step from the corrected point ``x_corrected`` would:
+
+        x + (s_n - s) (x - D^) / s  ==  x' + (s_n - s) (x' - D') / s   =>   D^ = D' + (x' - x) s_n / (s - s_n)
+
+    The sampler never exposes its state to a guider; this is how Langevin corrections reach it. Exact for
+    Euler-type first steps (Euler, Euler ancestral's deterministic part, DDIM, the first stage of Heun);
+    other samplers see a consistent but approximate correction.
+    """
+    s = _bcast(sigma, x)
+    sn = _bcast(sigma_next, x)
+    return d_corrected + (x_corrected - x) * (sn / (s - sn))
