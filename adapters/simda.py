@@ -1,0 +1,287 @@
+"""SimDA adapters: spatial (attention / FFN) and temporal adapters, and a per-block container.
+
+Where the adapters sit in a transformer block of an image model (``h``: tokens ``[B*F, N, C]``)::
+
+    h = h + attention_adapter(attn1(norm1(h)))          # wraps the self-attention output
+    h = h + attn2(norm2(h), context)                     # cross-attention, unchanged
+    h = ff(norm3(h)) + h + ffn_adapter(h)                # FFN adapter parallel, on un-normalised h
+    h = temporal_adapter(h, frames, height, width)       # residual depthwise temporal conv
+
+``attention_adapter`` carries its own skip connection (``x + up(gelu(down(x)))``), ``ffn_adapter`` returns
+only the branch (``up(gelu(down(x)))``), and ``temporal_adapter`` is residual. Every up projection starts
+at zero, so a freshly created adapter set leaves the image model's outputs exactly unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+
+from .files import AdapterFileError, load_tensors, save_tensors
+
+KIND = "simda"
+PARTS = ("attention", "ffn", "temporal")
+
+
+@dataclass
+class SimDAConfig:
+    """Hyper-parameters of a SimDA adapter set (stored as JSON in the file metadata).
+
+    Attributes:
+        spatial_ratio: bottleneck width of the spatial adapters as a fraction of ``C`` (``C -> C/4``).
+        temporal_ratio: bottleneck width of the temporal adapter (``C -> C/2``).
+        temporal_kernel: temporal extent of the depthwise convolution (odd; zero padded).
+        attention_adapter / ffn_adapter / temporal_adapter: which adapters each block gets.
+        shift_mode: key/value construction of the self-attention (``"simda"``, ``"previous_frame"`` or
+            ``"none"`` for plain per-frame attention).
+    """
+    spatial_ratio: float = 0.25
+    temporal_ratio: float = 0.5
+    temporal_kernel: int = 3
+    attention_adapter: bool = True
+    ffn_adapter: bool = True
+    temporal_adapter: bool = True
+    shift_mode: str = "simda"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.spatial_ratio <= 1 or not 0 < self.temporal_ratio <= 1:
+            raise ValueError("adapter ratios must lie in (0, 1]")
+        if self.temporal_kernel < 1 or self.temporal_kernel % 2 == 0:
+            raise ValueError(f"temporal_kernel must be odd and positive, got {self.temporal_kernel}")
+        if self.shift_mode not in ("simda", "previous_frame", "none"):
+            raise ValueError(f"unknown shift_mode {self.shift_mode!r}")
+
+    def parts(self) -> tuple[str, ...]:
+        """The adapter kinds enabled by this config, in :data:`PARTS` order."""
+        flags = {"attention": self.attention_adapter, "ffn": self.ffn_adapter,
+                 "temporal": self.temporal_adapter}
+        return tuple(p for p in PARTS if flags[p])
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SimDAConfig":
+        """Build from JSON; keys this version does not know are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _bottleneck(dim: int, ratio: float) -> int:
+    return max(1, int(round(dim * ratio)))
+
+
+class SpatialAdapter(nn.Module):
+    """Bottleneck MLP ``C -> C*ratio -> C`` with GELU; the up projection starts at zero.
+
+    With ``skip=True`` (attention adapter) the output is ``x + up(gelu(down(x)))``; with ``skip=False``
+    (FFN adapter, added in parallel to the feed-forward branch) it is ``up(gelu(down(x)))`` only.
+
+    Shapes: ``x`` ``[..., C]`` -> ``[..., C]``.
+    """
+
+    def __init__(self, dim: int, ratio: float = 0.25, skip: bool = True):
+        super().__init__()
+        self.dim = dim
+        self.skip = skip
+        hidden = _bottleneck(dim, ratio)
+        self.down = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.up = nn.Linear(hidden, dim)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[..., C]`` -> ``[..., C]``."""
+        branch = self.up(self.act(self.down(x)))
+        return x + branch if self.skip else branch
+
+
+class TemporalAdapter(nn.Module):
+    """``x + up(dwconv_t(down(x)))``: 1x1x1 conv ``C -> C/2``, depthwise Conv3d ``(k, 1, 1)`` over time with
+    zero padding, 1x1x1 conv ``C/2 -> C`` (zero-initialised). No activation.
+
+    Each output frame mixes only frames ``t - k//2 .. t + k//2`` of the same video and the same spatial
+    position. Parameters keep the Conv3d shapes (``[out, in, kt, 1, 1]``); on token input the 1x1x1
+    convolutions run as matmuls on the channel axis without a layout change.
+
+    Accepted inputs:
+        * ``[B, C, F, H, W]`` video features;
+        * ``[B*F, N, C]`` tokens with ``frames``/``height``/``width`` given (``N = height * width``,
+          frames contiguous per video).
+    The output has the input's shape.
+    """
+
+    def __init__(self, dim: int, ratio: float = 0.5, kernel: int = 3):
+        super().__init__()
+        if kernel < 1 or kernel % 2 == 0:
+            raise ValueError(f"temporal kernel must be odd and positive, got {kernel}")
+        self.dim = dim
+        hidden = _bottleneck(dim, ratio)
+        self.down = nn.Conv3d(dim, hidden, kernel_size=1)
+        self.conv = nn.Conv3d(hidden, hidden, kernel_size=(kernel, 1, 1), padding=(kernel // 2, 0, 0),
+                              groups=hidden)
+        self.up = nn.Conv3d(hidden, dim, kernel_size=1)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: torch.Tensor, frames: int | None = None, height: int | None = None,
+                width: int | None = None) -> torch.Tensor:
+        """``[B, C, F, H, W]`` -> same, or ``[B*F, N, C]`` (with frames/height/width) -> same."""
+        if x.dim() == 5:
+            return x + self.up(self.conv(self.down(x)))
+        if x.dim() != 3:
+            raise ValueError(f"expected [B, C, F, H, W] or [B*F, N, C], got {tuple(x.shape)}")
+        if frames is None or height is None or width is None:
+            raise ValueError("token input [B*F, N, C] needs frames, height and width")
+        bf, n, _ = x.shape
+        if n != height * width:
+            raise ValueError(f"token count {n} does not match the grid {height}x{width}")
+        if bf % frames != 0:
+            raise ValueError(f"batch of {bf} frame tokens is not a whole number of videos of {frames} frames")
+        # 1x1x1 convolutions are linear maps on the channel axis.
+        z = F.linear(x, self.down.weight.flatten(1), self.down.bias)          # [B*F, N, C/2]
+        z = rearrange(z, "(b f) n c -> b c f n 1", f=frames)                  # [B, C/2, F, N, 1]
+        z = self.conv(z)
+        z = rearrange(z, "b c f n 1 -> (b f) n c")                            # [B*F, N, C/2]
+        return x + F.linear(z, self.up.weight.flatten(1), self.up.bias)
+
+
+class SimDABlockAdapters(nn.Module):
+    """The adapters of one transformer block of width ``dim``; absent parts are ``None``.
+
+    Attributes:
+        attention: :class:`SpatialAdapter` with skip, applied to the self-attention output ``[B*F, N, C]``.
+        ffn: :class:`SpatialAdapter` without skip, run in parallel to the FFN on the block input.
+        temporal: :class:`TemporalAdapter` applied to the block output.
+    """
+
+    def __init__(self, dim: int, config: SimDAConfig, parts: Iterable[str] | None = None):
+        super().__init__()
+        parts = tuple(config.parts() if parts is None else parts)
+        unknown = set(parts) - set(PARTS)
+        if unknown:
+            raise ValueError(f"unknown adapter parts {sorted(unknown)}; expected a subset of {PARTS}")
+        self.dim = dim
+        self.parts = tuple(p for p in PARTS if p in parts)
+        self.attention = SpatialAdapter(dim, config.spatial_ratio, skip=True) if "attention" in parts else None
+        self.ffn = SpatialAdapter(dim, config.spatial_ratio, skip=False) if "ffn" in parts else None
+        self.temporal = (TemporalAdapter(dim, config.temporal_ratio, config.temporal_kernel)
+                         if "temporal" in parts else None)
+
+
+def _module_key(block_name: str) -> str:
+    # nn.ModuleDict keys may not contain '.', which block names such as
+    # "input_blocks.1.1.transformer_blocks.0" do; ':' never occurs in module paths.
+    return block_name.replace(".", ":")
+
+
+class SimDAAdapterSet(nn.Module):
+    """All SimDA adapters of one model, keyed by a stable block name.
+
+    Block names are the dotted module paths of the host model's transformer blocks (for example
+    ``"input_blocks.1.1.transformer_blocks.0"``). In files, tensors are stored as
+    ``"<block name>.<part>.<param>"`` (e.g. ``"input_blocks.1.1.transformer_blocks.0.attention.down.weight"``)
+    and the metadata holds ``kind="simda"``, ``family``, ``config`` and ``blocks`` (name -> dim, parts).
+    """
+
+    def __init__(self, config: SimDAConfig | None = None, family: str = "sd15"):
+        super().__init__()
+        self.config = config or SimDAConfig()
+        self.family = family
+        self.blocks = nn.ModuleDict()
+        self._names: dict[str, str] = {}   # module key -> block name
+
+    # -- building / access -------------------------------------------------------------------------------
+    def add_block(self, name: str, dim: int, parts: Iterable[str] | None = None) -> SimDABlockAdapters:
+        """Create (zero-initialised) adapters for block ``name`` of width ``dim`` and return them."""
+        key = _module_key(name)
+        if key in self.blocks:
+            raise ValueError(f"block {name!r} already has adapters")
+        block = SimDABlockAdapters(dim, self.config, parts)
+        self.blocks[key] = block
+        self._names[key] = name
+        return block
+
+    def __getitem__(self, name: str) -> SimDABlockAdapters:
+        return self.blocks[_module_key(name)]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and _module_key(name) in self.blocks
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def block_names(self) -> list[str]:
+        """Block names in insertion order."""
+        return [self._names[k] for k in self.blocks.keys()]
+
+    def num_trainable_parameters(self) -> int:
+        """Number of scalar parameters with ``requires_grad``."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    # -- files -------------------------------------------------------------------------------------------
+    def file_state_dict(self) -> dict[str, torch.Tensor]:
+        """Tensors keyed ``"<block name>.<part>.<param>"``."""
+        out = {}
+        for key, block in self.blocks.items():
+            for sub, t in block.state_dict().items():
+                out[f"{self._names[key]}.{sub}"] = t
+        return out
+
+    def load_file_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Inverse of :meth:`file_state_dict`; every tensor must be present and match its shape."""
+        expected = self.file_state_dict()
+        missing = sorted(set(expected) - set(tensors))
+        extra = sorted(set(tensors) - set(expected))
+        if missing or extra:
+            raise AdapterFileError(f"SimDA tensors do not match the adapter layout "
+                                   f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+                                   f"unexpected {extra[:3]}{'...' if len(extra) > 3 else ''})")
+        for key, block in self.blocks.items():
+            prefix = self._names[key] + "."
+            block.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)
+                                   and k[len(prefix):] in block.state_dict()}, strict=True)
+
+    def metadata(self) -> dict[str, Any]:
+        """JSON-serialisable description (kind, family, config, blocks)."""
+        return {
+            "kind": KIND,
+            "family": self.family,
+            "config": self.config.to_dict(),
+            "blocks": {self._names[k]: {"dim": b.dim, "parts": list(b.parts)} for k, b in self.blocks.items()},
+        }
+
+    def save(self, path: str, extra: dict[str, Any] | None = None) -> None:
+        """Write a ``kind="simda"`` pack file; ``extra`` adds free-form JSON fields (e.g. ``"training"``)."""
+        meta = dict(extra or {})
+        meta.update(self.metadata())
+        save_tensors(path, self.file_state_dict(), meta)
+
+    @classmethod
+    def load(cls, path: str, device: str | torch.device = "cpu",
+             expect_family: str | None = None) -> "SimDAAdapterSet":
+        """Rebuild an adapter set from a file written by :meth:`save`."""
+        tensors, meta = load_tensors(path, device=device, expect_kind=KIND)
+        family = meta.get("family", "")
+        if expect_family is not None and family != expect_family:
+            raise AdapterFileError(f"SimDA adapters were trained for '{family}', not '{expect_family}'")
+        blocks = meta.get("blocks")
+        if not isinstance(blocks, dict):
+            raise AdapterFileError("SimDA file metadata has no 'blocks' table")
+        out = cls(SimDAConfig.from_dict(meta.get("config", {})), family=family)
+        for name, info in blocks.items():
+            out.add_block(name, int(info["dim"]), info.get("parts"))
+        out.to(device)
+        out.load_file_state_dict(tensors)
+        return out
+
+
+# Short alias: the container is the pack's "adapter set" for SimDA.
+AdapterSet = SimDAAdapterSet
