@@ -71,43 +71,60 @@ def eps_to_denoised(x: torch.Tensor, eps: torch.Tensor, sigma, parameterisation:
     return x - s * eps
 
 
-def compose_denoised(x: torch.Tensor, sigma, d_cond: torch.Tensor, d_uncond: Optional[torch.Tensor],
-                     cfg: float, priors: Sequence[tuple[float, torch.Tensor]] = (),
-                     parameterisation: str = "eps", flow_space: str = "velocity") -> torch.Tensor:
-    """Apply the composition rule to denoised estimates.
-
-    Args:
-        x: the sampler's latent ``[B, ...]``.
-        sigma: noise level, a float or a ``[B]`` tensor.
-        d_cond, d_uncond: the domain model's conditional and unconditional denoised estimates; ``d_uncond``
-            may be None when ``cfg == 1`` (it then cancels).
-        cfg: omega, the classifier-free guidance scale (inverse temperature).
-        priors: ``(gamma_i, D_p_i)`` pairs; pairs with gamma_i == 0 are ignored.
-        parameterisation: ``"eps"`` or ``"flow"`` (see the module docstring).
-        flow_space: ``"velocity"`` or ``"noise"``; only used for flow.
-
-    Returns:
-        The composed denoised estimate, same shape as ``x``.
-    """
+def cfg_combine(d_cond: torch.Tensor, d_uncond: Optional[torch.Tensor], cfg: float) -> torch.Tensor:
+    """Classifier-free guidance on denoised estimates, in the same operation order as ComfyUI's."""
     if d_uncond is None:
         if not math.isclose(cfg, 1.0):
             raise ValueError("the unconditional prediction is needed when cfg != 1")
-        out = d_cond
-    else:
-        out = d_uncond + (d_cond - d_uncond) * cfg
+        return d_cond
+    return d_uncond + (d_cond - d_uncond) * cfg
+
+
+def add_priors(x: torch.Tensor, sigma, d_guided: torch.Tensor, cfg: float,
+               priors: Sequence[tuple[float, torch.Tensor]], parameterisation: str = "eps",
+               flow_space: str = "velocity", rule: str = "product") -> torch.Tensor:
+    """Add the prior terms to the domain model's guided estimate ``d_guided``.
+
+    rule ``"product"`` (Video Adapter): ``d_guided + cfg * sum_i gamma_i * (D_p_i - x_term)`` with
+    ``x_term = x``, or ``x / max(1 - s, floor)`` for flow models in noise space (module docstring).
+    rule ``"cfg_mix"`` (the paper's baseline): ``(1 - sum lambda_i) * d_guided + sum lambda_i * D_p_i``
+    where D_p_i are the priors' own classifier-free guided estimates; weights sum to one, so every
+    parameterisation space gives the same result.
+    """
     active = [(float(g), d) for g, d in priors if g != 0.0]
     if not active:
+        return d_guided
+    if rule == "cfg_mix":
+        out = d_guided * (1.0 - sum(g for g, _ in active))
+        for g, d in active:
+            out = out + d * g
         return out
+    if rule != "product":
+        raise ValueError(f"unknown rule '{rule}'")
     if parameterisation == "flow" and flow_space == "noise":
-        one_minus = torch.clamp(1.0 - _bcast(sigma, x), min=FLOW_NOISE_FLOOR)
-        x_term = x / one_minus
+        x_term = x / torch.clamp(1.0 - _bcast(sigma, x), min=FLOW_NOISE_FLOOR)
     elif parameterisation in PARAMETERISATIONS:
         x_term = x
     else:
         raise ValueError(f"unknown parameterisation '{parameterisation}'")
+    out = d_guided
     for g, d in active:
         out = out + (d - x_term) * (cfg * g)
     return out
+
+
+def compose_denoised(x: torch.Tensor, sigma, d_cond: torch.Tensor, d_uncond: Optional[torch.Tensor],
+                     cfg: float, priors: Sequence[tuple[float, torch.Tensor]] = (),
+                     parameterisation: str = "eps", flow_space: str = "velocity") -> torch.Tensor:
+    """The whole rule on denoised estimates: :func:`cfg_combine` then :func:`add_priors`.
+
+    Args:
+        x: the sampler's latent ``[B, ...]``; sigma: a float or a ``[B]`` tensor.
+        d_cond, d_uncond: the domain model's conditional / unconditional estimates (``d_uncond`` may be
+            None when ``cfg == 1``).
+        cfg: omega; priors: ``(gamma_i, D_p_i)`` pairs (gamma_i == 0 ignored).
+    """
+    return add_priors(x, sigma, cfg_combine(d_cond, d_uncond, cfg), cfg, priors, parameterisation, flow_space)
 
 
 @dataclass
@@ -145,6 +162,7 @@ class Composition:
     flow_space: str = "velocity"
     mcmc_steps: int = 0
     mcmc_step_size: float = 0.05
+    rule: str = "product"
 
     def __post_init__(self):
         if self.parameterisation not in PARAMETERISATIONS:
@@ -166,21 +184,21 @@ class Composition:
         return not math.isclose(self.cfg, 1.0)
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor,
-                domain_fn: Callable[[torch.Tensor, torch.Tensor, bool], tuple[torch.Tensor, Optional[torch.Tensor]]],
+                guided_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                 prior_fn: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """One composed evaluation.
 
-        ``domain_fn(x, sigma, need_uncond) -> (D_cond, D_uncond or None)`` evaluates the domain model (one
-        batched pass in the ComfyUI binding); ``prior_fn(i, x, sigma) -> D_p_i`` evaluates prior i. Priors
-        with gamma = 0 at this sigma are not evaluated at all.
+        ``guided_fn(x, sigma)`` returns the domain model's classifier-free guided estimate at scale
+        ``cfg`` (one batched cond/uncond pass in the ComfyUI binding, skipping uncond when cfg == 1);
+        ``prior_fn(i, x, sigma)`` returns prior i's estimate. Priors whose strength is 0 at this sigma
+        are not evaluated at all.
         """
         s = float(sigma.max()) if torch.is_tensor(sigma) else float(sigma)
-        d_cond, d_uncond = domain_fn(x, sigma, self.needs_uncond())
+        d_guided = guided_fn(x, sigma)
         terms = [(g, prior_fn(i, x, sigma)) for i, g in enumerate(self.gammas(s)) if g != 0.0]
-        return compose_denoised(x, sigma, d_cond, d_uncond, self.cfg, terms,
-                                self.parameterisation, self.flow_space)
+        return add_priors(x, sigma, d_guided, self.cfg, terms, self.parameterisation, self.flow_space, self.rule)
 
-    def evaluate(self, x: torch.Tensor, sigma: torch.Tensor, domain_fn, prior_fn,
+    def evaluate(self, x: torch.Tensor, sigma: torch.Tensor, guided_fn, prior_fn,
                  sigma_next: Optional[float] = None,
                  noise_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> torch.Tensor:
         """What a guider returns for one evaluation: the composed denoised estimate, after
@@ -190,7 +208,7 @@ class Composition:
         s = float(sigma.max()) if torch.is_tensor(sigma) else float(sigma)
 
         def den(y):
-            return self.denoise(y, sigma, domain_fn, prior_fn)
+            return self.denoise(y, sigma, guided_fn, prior_fn)
 
         if (self.mcmc_steps > 0 and sigma_next is not None and noise_fn is not None and s > 0.0
                 and s > sigma_next and self.in_window(s)):

@@ -14,7 +14,7 @@ import torch
 
 from gaussian_reference import (Gauss, composed_coeffs, euler_moments, flow_sigmas, karras_sigmas,
                                 percent_of_sigma_flow, product_target)
-from samplers.composition import (Composition, PriorTerm, compose_denoised, denoised_to_eps,
+from samplers.composition import (Composition, PriorTerm, add_priors, cfg_combine, compose_denoised, denoised_to_eps,
                                   eps_to_denoised, next_sigma)
 from samplers.schedules import StrengthSchedule
 
@@ -49,9 +49,9 @@ def run_sampler(comp: Composition, sigmas, flow, priors, seed=0):
     d_p = [torch_denoiser(p, flow) for p in priors]
     calls = {"domain": 0, "prior": [0] * len(priors)}
 
-    def domain_fn(x, sigma, need_uncond):
+    def guided_fn(x, sigma):
         calls["domain"] += 1
-        return d_c(x, sigma), (d_u(x, sigma) if need_uncond else None)
+        return cfg_combine(d_c(x, sigma), d_u(x, sigma) if comp.needs_uncond() else None, comp.cfg)
 
     def prior_fn(i, x, sigma):
         calls["prior"][i] += 1
@@ -64,7 +64,7 @@ def run_sampler(comp: Composition, sigmas, flow, priors, seed=0):
     sched = torch.tensor(sigmas)
     for s, sn in zip(sigmas[:-1], sigmas[1:]):
         sig = torch.full((N,), float(s), dtype=torch.float64)
-        d = comp.evaluate(x, sig, domain_fn, prior_fn, sigma_next=next_sigma(sched, float(s)), noise_fn=noise_fn)
+        d = comp.evaluate(x, sig, guided_fn, prior_fn, sigma_next=next_sigma(sched, float(s)), noise_fn=noise_fn)
         x = x + (float(sn) - float(s)) * (x - d) / float(s)
     assert torch.isfinite(x).all()
     return x, calls
@@ -158,12 +158,16 @@ def test_gamma_zero_is_plain_cfg_and_prior_never_runs():
     assert_moments(x, mean, var)
 
 
-def test_cfg_one_skips_uncond():
-    seen = []
-    comp = Composition(cfg=1.0, priors=[])
-    comp.denoise(torch.zeros(2, 3), torch.ones(2), lambda x, s, need: (seen.append(need), (x, None))[1],
-                 lambda i, x, s: x)
-    assert seen == [False]
+def test_cfg_mix_rule():
+    x = torch.randn(2, 3)
+    dg, dp = torch.randn_like(x), torch.randn_like(x)
+    out = add_priors(x, torch.ones(2) * 0.5, dg, 7.0, [(0.25, dp)], "flow", "noise", rule="cfg_mix")
+    torch.testing.assert_close(out, 0.75 * dg + 0.25 * dp)
+
+
+def test_cfg_one_needs_no_uncond():
+    assert not Composition(cfg=1.0).needs_uncond()
+    assert Composition(cfg=1.5).needs_uncond()
     with pytest.raises(ValueError, match="unconditional"):
         compose_denoised(torch.zeros(1), 1.0, torch.zeros(1), None, cfg=2.0)
 
