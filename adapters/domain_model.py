@@ -1,0 +1,634 @@
+"""The small domain-specific video diffusion model of Video Adapter.
+
+Video Adapter trains a *small* text-to-video diffusion model on a narrow data set (an artist's clips, a
+robot's camera, ...) by plain maximum likelihood, in the latent space and noise parameterisation of a large
+frozen prior, so that at sampling time the two noise predictions can simply be added. The paper's small
+models are about 1.25 %, 2.5 % and 6 % of the prior's parameters; the presets here (``"xs"``, ``"s"``,
+``"m"``) are fitted to those fractions of each family's reference prior.
+
+Architecture: a compact diffusion transformer.
+
+* patchify over (1, 2, 2) (time, height, width) with a linear embedding, plus a fixed 3D sinusoidal
+  position code (computed on the fly, so any clip length and resolution works);
+* per block: self-attention (either factorised into spatial-then-temporal attention, or full attention
+  over all tokens), cross-attention to the projected text, and an MLP; the self-attention and MLP
+  branches use adaLN timestep modulation (shift, scale and a zero-initialised gate), with one shared
+  modulation projection plus a learned per-block offset;
+* text: the prior's text features ``[B, L, text_dim]`` projected down to the model width; a learned
+  null embedding stands for "no text" (classifier-free guidance);
+* optional paper conditioning, concatenated on channels before the patch embedding: the first-frame
+  latent replicated over time, and a Sobel-x edge video (see :func:`sobel_edges`).
+
+Layouts: the model works on ``[B, C, T, H, W]``. Families that keep frames in the batch dimension
+(SD-style, ``[T, C, H, W]``) go through :func:`frames_to_video` / :func:`video_to_frames` at the edges.
+
+Noise levels are given as ``sigma`` per batch element, in the prior's parameterisation:
+
+* ``"flow"`` (rectified flow, Wan): x = (1 - s) x0 + s n, prediction v = n - x0, timestep t = 1000 s;
+* ``"eps"``: x = x0 + s n, prediction n; the input is scaled by 1 / sqrt(1 + s^2) inside the model;
+* ``"v"``: as ``"eps"`` for the input, prediction v = (n - s x0) / sqrt(1 + s^2).
+
+For ``"eps"`` and ``"v"`` the timestep fed to the sinusoidal embedding is 250 ln(s), a smooth stand-in
+for the discrete timestep index that spans a similar range.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
+from typing import Any, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+
+from .files import AdapterFileError, load_tensors, read_metadata, save_tensors
+
+PARAMETERISATIONS = ("flow", "eps", "v")
+ATTENTION_MODES = ("factorised", "full")
+
+# Latent space, text encoder and parameterisation of each supported prior family, plus the parameter
+# counts of the reference priors the size presets are measured against.
+FAMILY_SPECS: dict[str, dict[str, Any]] = {
+    "wan21": {
+        "latent_channels": 16, "text_dim": 4096, "parameterisation": "flow",
+        "layout": "video", "temporal_compression": 4, "spatial_compression": 8,
+        "reference_prior": "Wan 2.1 T2V 1.3B", "prior_params": 1.3e9,
+    },
+    "wan22_5b": {
+        "latent_channels": 48, "text_dim": 4096, "parameterisation": "flow",
+        "layout": "video", "temporal_compression": 4, "spatial_compression": 16,
+        "reference_prior": "Wan 2.2 TI2V 5B", "prior_params": 5.0e9,
+    },
+    "sd15": {
+        "latent_channels": 4, "text_dim": 768, "parameterisation": "eps",
+        "layout": "frames", "temporal_compression": 1, "spatial_compression": 8,
+        "reference_prior": "Stable Diffusion 1.5 UNet", "prior_params": 8.6e8,
+    },
+}
+
+# Named sizes: target fraction of the family's reference prior (the paper's 1.25 %, 2.5 % and 6 %) and a
+# preferred depth; the width is fitted to the target.
+PRESETS: dict[str, dict[str, float]] = {
+    "xs": {"fraction": 0.0125, "depth": 6},
+    "s": {"fraction": 0.025, "depth": 8},
+    "m": {"fraction": 0.06, "depth": 12},
+}
+
+# Paper ranges the presets must respect (used by tests and the size report).
+PRESET_RANGES: dict[str, tuple[float, float]] = {"xs": (0.01, 0.015), "s": (0.02, 0.03), "m": (0.05, 0.07)}
+
+HEAD_DIM = 64
+
+
+@dataclass
+class DomainModelConfig:
+    """Everything needed to rebuild a :class:`DomainVideoModel`; JSON-serialisable."""
+
+    family: str = "wan21"
+    latent_channels: int = 16
+    text_dim: int = 4096
+    parameterisation: str = "flow"
+    width: int = 384
+    depth: int = 6
+    heads: int = 6
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    mlp_ratio: float = 4.0
+    attention: str = "factorised"
+    freq_dim: int = 256
+    null_tokens: int = 4
+    first_frame_cond: bool = False
+    edge_cond: bool = False
+    edge_channels: int = 0  # channels of the edge video; 0 means latent_channels (edges of the latents)
+    preset: str = ""  # informative only
+
+    def __post_init__(self):
+        self.patch_size = tuple(int(p) for p in self.patch_size)
+        if len(self.patch_size) != 3:
+            raise ValueError(f"patch_size needs three entries (t, h, w), got {self.patch_size}")
+        if self.parameterisation not in PARAMETERISATIONS:
+            raise ValueError(f"parameterisation must be one of {PARAMETERISATIONS}, got '{self.parameterisation}'")
+        if self.attention not in ATTENTION_MODES:
+            raise ValueError(f"attention must be one of {ATTENTION_MODES}, got '{self.attention}'")
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
+        if (self.width // self.heads) % 2:
+            raise ValueError("the head dimension must be even")
+
+    @property
+    def edge_in_channels(self) -> int:
+        return self.edge_channels or self.latent_channels
+
+    @property
+    def in_channels(self) -> int:
+        c = self.latent_channels
+        if self.first_frame_cond:
+            c += self.latent_channels
+        if self.edge_cond:
+            c += self.edge_in_channels
+        return c
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["patch_size"] = list(self.patch_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DomainModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown domain model config keys {unknown}: the file is from a newer version")
+        return cls(**d)
+
+
+# ----------------------------------------------------------------------------------------------------
+# layout and conditioning helpers
+
+
+def frames_to_video(frames: torch.Tensor, num_videos: int = 1) -> torch.Tensor:
+    """Frames-in-batch latents ``[N*T, C, H, W]`` (SD-style families) -> ``[N, C, T, H, W]``.
+
+    The batch is read as ``num_videos`` consecutive runs of frames (one video by default, as ComfyUI
+    lays out an SD-style video batch).
+    """
+    if frames.ndim != 4:
+        raise ValueError(f"expected frames [T, C, H, W], got shape {tuple(frames.shape)}")
+    if frames.shape[0] % num_videos:
+        raise ValueError(f"{frames.shape[0]} frames cannot be split into {num_videos} videos")
+    return rearrange(frames, "(b t) c h w -> b c t h w", b=num_videos)
+
+
+def video_to_frames(video: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`frames_to_video`: ``[N, C, T, H, W]`` -> ``[N*T, C, H, W]``."""
+    return rearrange(video, "b c t h w -> (b t) c h w")
+
+
+def sobel_edges(video: torch.Tensor) -> torch.Tensor:
+    """Sobel-x edge video of ``[B, C, T, H, W]`` (latents or pixels), same shape, per channel and frame.
+
+    The horizontal-gradient Sobel kernel (divided by 8, so a unit step gives magnitude about 1) with
+    replicated borders: the paper conditions on the x-direction gradient approximation only.
+    """
+    if video.ndim != 5:
+        raise ValueError(f"expected [B, C, T, H, W], got shape {tuple(video.shape)}")
+    b, c, t, h, w = video.shape
+    k = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=video.dtype, device=video.device)
+    k = (k / 8.0).expand(c, 1, 3, 3)
+    frames = rearrange(video, "b c t h w -> (b t) c h w")
+    frames = F.pad(frames, (1, 1, 1, 1), mode="replicate")
+    edges = F.conv2d(frames, k, groups=c)
+    return rearrange(edges, "(b t) c h w -> b c t h w", b=b)
+
+
+def _sigma_vector(sigma, batch: int, device, dtype=torch.float32) -> torch.Tensor:
+    s = torch.as_tensor(sigma, device=device, dtype=dtype).reshape(-1)
+    if s.numel() == 1:
+        s = s.expand(batch)
+    if s.numel() != batch:
+        raise ValueError(f"sigma has {s.numel()} entries for a batch of {batch}")
+    return s
+
+
+def sigma_to_timestep(sigma: torch.Tensor, parameterisation: str) -> torch.Tensor:
+    """The continuous timestep fed to the sinusoidal embedding (t = 1000 s for flow, 250 ln s otherwise)."""
+    if parameterisation == "flow":
+        return sigma * 1000.0
+    return 250.0 * torch.log(sigma.clamp_min(1e-5))
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding ``[B, dim]`` of continuous timesteps ``[B]`` (cos half, then sin half)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        emb = F.pad(emb, (0, 1))
+    return emb
+
+
+def _sincos_1d(n: int, dim: int, device) -> torch.Tensor:
+    """Fixed sinusoidal code ``[n, dim]`` of positions 0..n-1 (dim even)."""
+    if dim == 0:
+        return torch.zeros(n, 0, device=device)
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=device, dtype=torch.float32) / max(half, 1))
+    pos = torch.arange(n, device=device, dtype=torch.float32)[:, None] * freqs[None]
+    return torch.cat([torch.sin(pos), torch.cos(pos)], dim=-1)
+
+
+def position_code(t: int, h: int, w: int, width: int, device) -> torch.Tensor:
+    """3D sinusoidal position code ``[t*h*w, width]``: a quarter of the channels for time, the rest split
+    between height and width (unused channels stay zero)."""
+    dt = (width // 4) // 2 * 2
+    dh = ((width - dt) // 2) // 2 * 2
+    dw = dh
+    et = _sincos_1d(t, dt, device)[:, None, None].expand(t, h, w, dt)
+    eh = _sincos_1d(h, dh, device)[None, :, None].expand(t, h, w, dh)
+    ew = _sincos_1d(w, dw, device)[None, None, :].expand(t, h, w, dw)
+    code = torch.cat([et, eh, ew], dim=-1).reshape(t * h * w, dt + dh + dw)
+    return F.pad(code, (0, width - code.shape[-1]))
+
+
+def prediction_to_denoised(x: torch.Tensor, prediction: torch.Tensor, sigma, parameterisation: str) -> torch.Tensor:
+    """The clean estimate x0 implied by a model prediction at noise level ``sigma`` (x in the sampler's space)."""
+    s = _sigma_vector(sigma, x.shape[0], x.device, x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
+    if parameterisation == "flow":
+        return x - s * prediction
+    if parameterisation == "eps":
+        return x - s * prediction
+    if parameterisation == "v":
+        return x / (s * s + 1.0) - prediction * s / torch.sqrt(s * s + 1.0)
+    raise ValueError(f"unknown parameterisation '{parameterisation}'")
+
+
+# ----------------------------------------------------------------------------------------------------
+# the network
+
+
+class _QKNorm(nn.Module):
+    """RMS norm over the head dimension with a learned gain (stabilises attention logits)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.shape[-1],), self.weight, eps=1e-6)
+
+
+class _SelfAttention(nn.Module):
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.out = nn.Linear(width, width)
+        self.q_norm = _QKNorm(width // heads)
+        self.k_norm = _QKNorm(width // heads)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [N, S, D]
+        q, k, v = rearrange(self.qkv(x), "n s (three h d) -> three n h s d", three=3, h=self.heads)
+        y = F.scaled_dot_product_attention(self.q_norm(q), self.k_norm(k), v)
+        return self.out(rearrange(y, "n h s d -> n s (h d)"))
+
+
+class _CrossAttention(nn.Module):
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(width, width)
+        self.kv = nn.Linear(width, 2 * width)
+        self.out = nn.Linear(width, width)
+        self.q_norm = _QKNorm(width // heads)
+        self.k_norm = _QKNorm(width // heads)
+
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        q = rearrange(self.q(x), "b s (h d) -> b h s d", h=self.heads)
+        k, v = rearrange(self.kv(ctx), "b l (two h d) -> two b h l d", two=2, h=self.heads)
+        attn_mask = None if mask is None else mask[:, None, None, :]
+        y = F.scaled_dot_product_attention(self.q_norm(q), self.k_norm(k), v, attn_mask=attn_mask)
+        return self.out(rearrange(y, "b h s d -> b s (h d)"))
+
+
+def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1.0 + scale[:, None]) + shift[:, None]
+
+
+class _Block(nn.Module):
+    """One transformer block; ``n_mod`` modulation vectors (3 per modulated branch)."""
+
+    def __init__(self, cfg: DomainModelConfig):
+        super().__init__()
+        w = cfg.width
+        self.factorised = cfg.attention == "factorised"
+        self.n_mod = 9 if self.factorised else 6
+        self.mod_offset = nn.Parameter(torch.zeros(self.n_mod, w))
+        self.attn_s = _SelfAttention(w, cfg.heads)
+        self.attn_t = _SelfAttention(w, cfg.heads) if self.factorised else None
+        self.norm_x = nn.LayerNorm(w, eps=1e-6)
+        self.cross = _CrossAttention(w, cfg.heads)
+        hidden = int(w * cfg.mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(w, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, w))
+
+    def forward(self, x, mod, grid, ctx, mask):
+        # x: [B, S, D] with S = t*h*w tokens; mod: [B, n_mod, D]
+        t, h, w = grid
+        m = (mod + self.mod_offset[None]).unbind(1)
+        ln = lambda z: F.layer_norm(z, (z.shape[-1],), eps=1e-6)  # noqa: E731
+        b = x.shape[0]
+        if self.factorised:
+            y = rearrange(_modulate(ln(x), m[0], m[1]), "b (t s) d -> (b t) s d", t=t)
+            y = rearrange(self.attn_s(y), "(b t) s d -> b (t s) d", b=b)
+            x = x + m[2][:, None] * y
+            y = rearrange(_modulate(ln(x), m[3], m[4]), "b (t s) d -> (b s) t d", t=t)
+            y = rearrange(self.attn_t(y), "(b s) t d -> b (t s) d", b=b)
+            x = x + m[5][:, None] * y
+            i = 6
+        else:
+            x = x + m[2][:, None] * self.attn_s(_modulate(ln(x), m[0], m[1]))
+            i = 3
+        x = x + self.cross(self.norm_x(x), ctx, mask)
+        x = x + m[i + 2][:, None] * self.mlp(_modulate(ln(x), m[i], m[i + 1]))
+        return x
+
+
+class DomainVideoModel(nn.Module):
+    """Small text-conditioned video diffusion transformer (see the module docstring).
+
+    ``forward(x, sigma, context, context_mask=None, first_frame=None, edges=None)``:
+
+    * ``x``: noisy latents ``[B, C, T, H, W]`` in the prior's space (H, W are padded to the patch size
+      internally and cropped back);
+    * ``sigma``: noise level, a float or a ``[B]`` tensor;
+    * ``context``: text features ``[B, L, text_dim]``, or ``None`` for the unconditional prediction;
+    * ``context_mask``: ``[B, L]`` booleans, True for real tokens. A row with no True entry is treated
+      as unconditional (the learned null embedding), which is how per-sample classifier-free dropout is
+      expressed during training;
+    * ``first_frame``: first-frame latent ``[B, C, H, W]`` or ``[B, C, 1, H, W]`` (replicated over time)
+      when ``first_frame_cond`` is on; zeros when omitted;
+    * ``edges``: edge video ``[B, edge_channels, T', H', W']`` when ``edge_cond`` is on, resized to the
+      latent grid if needed; zeros when omitted.
+
+    Returns the prediction in the configured parameterisation, shape and dtype of ``x``.
+    """
+
+    def __init__(self, config: DomainModelConfig):
+        super().__init__()
+        self.config = config
+        w = config.width
+        pt, ph, pw = config.patch_size
+        patch_dim = config.in_channels * pt * ph * pw
+        self.patch_embed = nn.Linear(patch_dim, w)
+        self.time_embed = nn.Sequential(nn.Linear(config.freq_dim, w), nn.SiLU(), nn.Linear(w, w))
+        n_mod = 9 if config.attention == "factorised" else 6
+        self.time_mod = nn.Linear(w, n_mod * w)
+        self.text_proj = nn.Sequential(nn.Linear(config.text_dim, w), nn.GELU(approximate="tanh"), nn.Linear(w, w))
+        self.null_context = nn.Parameter(torch.randn(config.null_tokens, w) * 0.02)
+        self.blocks = nn.ModuleList([_Block(config) for _ in range(config.depth)])
+        self.final_mod = nn.Linear(w, 2 * w)
+        self.final = nn.Linear(w, config.latent_channels * pt * ph * pw)
+        self._init_weights()
+
+    def _init_weights(self):
+        for mod in self.modules():
+            if isinstance(mod, nn.Linear):
+                nn.init.xavier_uniform_(mod.weight)
+                nn.init.zeros_(mod.bias)
+        nn.init.normal_(self.time_embed[0].weight, std=0.02)
+        nn.init.normal_(self.time_embed[2].weight, std=0.02)
+        # adaLN-zero: every modulated branch starts closed and the output starts at zero.
+        for lin in (self.time_mod, self.final_mod, self.final):
+            nn.init.zeros_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
+    # -- conditioning --------------------------------------------------------------------------------
+
+    def _text_tokens(self, context, context_mask, batch, dtype, device):
+        """Cross-attention keys ``[B, L + n_null, D]`` and mask; dropped rows see only the null tokens."""
+        null = self.null_context.to(dtype)[None].expand(batch, -1, -1)
+        if context is None:
+            return null, None
+        if context.ndim != 3 or context.shape[-1] != self.config.text_dim:
+            raise ValueError(
+                f"context must be [B, L, {self.config.text_dim}] for family '{self.config.family}', "
+                f"got shape {tuple(context.shape)}")
+        if context.shape[0] != batch:
+            if batch % context.shape[0]:
+                raise ValueError(f"context batch {context.shape[0]} does not divide latent batch {batch}")
+            reps = batch // context.shape[0]
+            context = context.repeat_interleave(reps, 0)
+            context_mask = None if context_mask is None else context_mask.repeat_interleave(reps, 0)
+        txt = self.text_proj(context.to(device=device, dtype=dtype))
+        if context_mask is None:
+            valid = torch.ones(txt.shape[:2], dtype=torch.bool, device=device)
+        else:
+            valid = context_mask.to(device=device, dtype=torch.bool)
+        dropped = ~valid.any(dim=1)
+        null_valid = dropped[:, None].expand(batch, null.shape[1])
+        return torch.cat([txt, null], dim=1), torch.cat([valid, null_valid], dim=1)
+
+    def _conditioned_input(self, x, first_frame, edges):
+        cfg = self.config
+        parts = [x]
+        b, _, t, h, w = x.shape
+        if cfg.first_frame_cond:
+            if first_frame is None:
+                ff = x.new_zeros(b, cfg.latent_channels, t, h, w)
+            else:
+                ff = first_frame.to(x)
+                if ff.ndim == 4:
+                    ff = ff[:, :, None]
+                ff = ff[:, :, :1].expand(b, -1, t, -1, -1)
+            parts.append(ff)
+        if cfg.edge_cond:
+            if edges is None:
+                e = x.new_zeros(b, cfg.edge_in_channels, t, h, w)
+            else:
+                e = edges.to(x)
+                if e.shape[2:] != (t, h, w):
+                    e = F.interpolate(e, size=(t, h, w), mode="trilinear", align_corners=False)
+            parts.append(e)
+        elif edges is not None:
+            raise ValueError("this domain model was built without edge conditioning")
+        if first_frame is not None and not cfg.first_frame_cond:
+            raise ValueError("this domain model was built without first-frame conditioning")
+        return torch.cat(parts, dim=1)
+
+    # -- forward -------------------------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor, sigma, context: Optional[torch.Tensor] = None,
+                context_mask: Optional[torch.Tensor] = None, first_frame: Optional[torch.Tensor] = None,
+                edges: Optional[torch.Tensor] = None) -> torch.Tensor:
+        cfg = self.config
+        if x.ndim != 5 or x.shape[1] != cfg.latent_channels:
+            raise ValueError(
+                f"expected latents [B, {cfg.latent_channels}, T, H, W] for family '{cfg.family}', got "
+                f"shape {tuple(x.shape)} (frames-in-batch latents go through frames_to_video first)")
+        out_dtype = x.dtype
+        dtype = self.patch_embed.weight.dtype
+        b, _, t, h, w = x.shape
+        s = _sigma_vector(sigma, b, x.device)
+        xin = x.to(dtype)
+        if cfg.parameterisation in ("eps", "v"):
+            xin = xin / torch.sqrt(1.0 + s * s).to(dtype).reshape(b, 1, 1, 1, 1)
+        xin = self._conditioned_input(xin, first_frame, edges)
+
+        pt, ph, pw = cfg.patch_size
+        pad_t, pad_h, pad_w = (-t) % pt, (-h) % ph, (-w) % pw
+        if pad_t or pad_h or pad_w:
+            xin = F.pad(xin, (0, pad_w, 0, pad_h, 0, pad_t), mode="replicate")
+        gt, gh, gw = (t + pad_t) // pt, (h + pad_h) // ph, (w + pad_w) // pw
+        tok = rearrange(xin, "b c (t p) (h q) (w r) -> b (t h w) (c p q r)", p=pt, q=ph, r=pw)
+        tok = self.patch_embed(tok) + position_code(gt, gh, gw, cfg.width, x.device).to(dtype)[None]
+
+        temb = self.time_embed(timestep_embedding(sigma_to_timestep(s, cfg.parameterisation), cfg.freq_dim).to(dtype))
+        mod = self.time_mod(F.silu(temb)).reshape(b, -1, cfg.width)
+        ctx, mask = self._text_tokens(context, context_mask, b, dtype, x.device)
+
+        for blk in self.blocks:
+            tok = blk(tok, mod, (gt, gh, gw), ctx, mask)
+
+        shift, scale = self.final_mod(F.silu(temb)).chunk(2, dim=-1)
+        tok = self.final(_modulate(F.layer_norm(tok, (cfg.width,), eps=1e-6), shift, scale))
+        out = rearrange(tok, "b (t h w) (c p q r) -> b c (t p) (h q) (w r)", t=gt, h=gh, w=gw, p=pt, q=ph, r=pw)
+        return out[:, :, :t, :h, :w].to(out_dtype)
+
+
+# ----------------------------------------------------------------------------------------------------
+# sizes and presets
+
+
+def count_parameters(config: DomainModelConfig) -> int:
+    """Exact parameter count of ``DomainVideoModel(config)`` by closed form (no model is built)."""
+    w = config.width
+    hd = w // config.heads
+    p = config.patch_size[0] * config.patch_size[1] * config.patch_size[2]
+    n_mod = 9 if config.attention == "factorised" else 6
+    hidden = int(w * config.mlp_ratio)
+    total = config.in_channels * p * w + w                       # patch embedding
+    total += config.freq_dim * w + w + w * w + w                 # timestep MLP
+    total += w * n_mod * w + n_mod * w                           # shared modulation
+    total += config.text_dim * w + w + w * w + w                 # text projection
+    total += config.null_tokens * w                              # null text
+    self_attn = 4 * w * w + 4 * w + 2 * hd
+    block = n_mod * w + self_attn * (2 if config.attention == "factorised" else 1)
+    block += 4 * w * w + 4 * w + 2 * hd + 2 * w                  # cross-attention + its LayerNorm
+    block += w * hidden + hidden + hidden * w + w                # MLP
+    total += config.depth * block
+    total += 2 * w * w + 2 * w + w * config.latent_channels * p + config.latent_channels * p  # output
+    return total
+
+
+def count_parameters_meta(config: DomainModelConfig) -> int:
+    """Parameter count by building the model on the meta device (no memory is allocated)."""
+    with torch.device("meta"):
+        model = DomainVideoModel(config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def family_config(family: str, **overrides) -> DomainModelConfig:
+    """A config with the latent/text/parameterisation fields of ``family`` and any ``overrides``."""
+    if family not in FAMILY_SPECS:
+        raise ValueError(f"unknown family '{family}'; known families: {', '.join(FAMILY_SPECS)}")
+    spec = FAMILY_SPECS[family]
+    base = dict(family=family, latent_channels=spec["latent_channels"], text_dim=spec["text_dim"],
+                parameterisation=spec["parameterisation"])
+    base.update(overrides)
+    return DomainModelConfig(**base)
+
+
+@lru_cache(maxsize=None)
+def _fit_width(family: str, fraction: float, depth: int, prior_params: float, attention: str,
+               first_frame_cond: bool, edge_cond: bool) -> tuple[int, int]:
+    """(width, depth) whose parameter count is closest to ``fraction * prior_params`` (widths are
+    multiples of the 64-wide head; depth may move by one from the preferred value)."""
+    target = fraction * prior_params
+    best = None
+    for d in (depth, depth - 1, depth + 1):
+        if d < 1:
+            continue
+        for heads in range(2, 41):
+            cfg = family_config(family, width=heads * HEAD_DIM, heads=heads, depth=d, attention=attention,
+                                first_frame_cond=first_frame_cond, edge_cond=edge_cond)
+            err = abs(math.log(count_parameters(cfg) / target))
+            key = (round(err, 2), abs(d - depth), err)  # prefer the preferred depth among near-ties
+            if best is None or key < best[0]:
+                best = (key, heads * HEAD_DIM, d)
+    return best[1], best[2]
+
+
+def preset_config(name: str, family: str = "wan21", prior_params: Optional[float] = None,
+                  **overrides) -> DomainModelConfig:
+    """Named size preset (``"xs"`` ~1.25 %, ``"s"`` ~2.5 %, ``"m"`` ~6 % of the prior) for ``family``.
+
+    ``prior_params`` defaults to the family's reference prior (``FAMILY_SPECS[family]["prior_params"]``);
+    pass e.g. 14e9 to size against Wan 2.1 14B. ``overrides`` (attention, first_frame_cond, edge_cond,
+    ...) are applied before the width is fitted, except width/depth/heads, which win outright.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset '{name}'; known presets: {', '.join(PRESETS)}")
+    if family not in FAMILY_SPECS:
+        raise ValueError(f"unknown family '{family}'; known families: {', '.join(FAMILY_SPECS)}")
+    prior = float(prior_params or FAMILY_SPECS[family]["prior_params"])
+    p = PRESETS[name]
+    width, depth = _fit_width(family, p["fraction"], int(p["depth"]), prior,
+                              overrides.get("attention", "factorised"),
+                              bool(overrides.get("first_frame_cond", False)), bool(overrides.get("edge_cond", False)))
+    kw = dict(width=width, depth=depth, heads=width // HEAD_DIM, preset=name)
+    kw.update(overrides)
+    return family_config(family, **kw)
+
+
+def size_report() -> list[dict[str, Any]]:
+    """Parameter counts of every preset of every family, as fractions of Wan 2.1 1.3B and 14B and of the
+    prior the preset was sized for (each family's reference prior, plus Wan 2.1 14B for ``wan21``).
+    One dict per (family, sizing prior, preset)."""
+    sizings = [(family, spec["reference_prior"], spec["prior_params"]) for family, spec in FAMILY_SPECS.items()]
+    sizings.insert(1, ("wan21", "Wan 2.1 T2V 14B", 14e9))  # the same latent space serves both Wan 2.1 sizes
+    rows = []
+    for family, prior_name, prior_params in sizings:
+        for name in PRESETS:
+            cfg = preset_config(name, family, prior_params=prior_params)
+            n = count_parameters(cfg)
+            rows.append({
+                "family": family, "preset": name, "width": cfg.width, "depth": cfg.depth, "heads": cfg.heads,
+                "params": n, "of_wan21_1.3b": n / 1.3e9, "of_wan21_14b": n / 14e9,
+                "reference_prior": prior_name, "of_reference": n / prior_params,
+            })
+    return rows
+
+
+def format_size_report(rows: Optional[list[dict[str, Any]]] = None) -> str:
+    """:func:`size_report` as a Markdown table."""
+    rows = size_report() if rows is None else rows
+    lines = ["| family | preset | width x depth | params | % of Wan2.1 1.3B | % of Wan2.1 14B | % of reference prior |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['family']} | {r['preset']} | {r['width']} x {r['depth']} | {r['params'] / 1e6:.1f}M | "
+                     f"{100 * r['of_wan21_1.3b']:.2f} | {100 * r['of_wan21_14b']:.3f} | "
+                     f"{100 * r['of_reference']:.2f} ({r['reference_prior']}) |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------
+# files
+
+
+def save_domain_model(path: str, model: DomainVideoModel, training_summary: Optional[dict] = None) -> None:
+    """Write ``model`` (weights in their current dtype) with its config and a JSON training summary."""
+    cfg = model.config
+    meta = {
+        "kind": "domain_model", "family": cfg.family, "latent_channels": cfg.latent_channels,
+        "parameterisation": cfg.parameterisation, "config": cfg.to_dict(),
+        "training": dict(training_summary or {}),
+        "params": sum(p.numel() for p in model.parameters()),
+    }
+    save_tensors(path, dict(model.state_dict()), meta)
+
+
+def load_domain_model(path: str, expect_family: Optional[str] = None, device: str | torch.device = "cpu",
+                      dtype: Optional[torch.dtype] = None) -> tuple[DomainVideoModel, dict[str, Any]]:
+    """Read a domain model file: ``(model in eval mode, metadata)``.
+
+    With ``expect_family`` a file trained for another family is refused (the error names both).
+    """
+    meta = read_metadata(path)
+    if meta.get("kind") != "domain_model":
+        raise AdapterFileError(f"{os.path.basename(path)} is a '{meta.get('kind')}' file, not a domain model")
+    family = meta.get("family")
+    if expect_family is not None and family != expect_family:
+        raise AdapterFileError(
+            f"this domain model was trained for the '{family}' family, but the model it is used with is "
+            f"'{expect_family}': latent spaces differ, so it cannot be combined")
+    tensors, meta = load_tensors(path, device=device, expect_kind="domain_model")
+    cfg = DomainModelConfig.from_dict(meta["config"])
+    with torch.device("meta"):
+        model = DomainVideoModel(cfg)
+    model.load_state_dict(tensors, strict=True, assign=True)
+    if dtype is not None:
+        model = model.to(dtype)
+    return model.eval(), meta

@@ -1,0 +1,177 @@
+import pytest
+import torch
+
+from adapters.domain_model import (
+    FAMILY_SPECS, PRESET_RANGES, PRESETS, DomainModelConfig, DomainVideoModel, count_parameters,
+    count_parameters_meta, family_config, format_size_report, frames_to_video, load_domain_model,
+    preset_config, save_domain_model, size_report, sobel_edges, video_to_frames)
+from adapters.files import AdapterFileError
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    # tiny models: one thread is much faster than contended multi-threading
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _tiny(family, **kw):
+    cfg = family_config(family, width=64, heads=2, depth=2, **kw)
+    torch.manual_seed(0)
+    model = DomainVideoModel(cfg)
+    # the output layer and modulation start at zero (adaLN-zero); open them so outputs depend on inputs
+    with torch.no_grad():
+        for p in (model.final.weight, model.time_mod.weight, model.final_mod.weight):
+            p.normal_(0, 0.05)
+    return model.eval()
+
+
+@pytest.mark.parametrize("family,shape", [
+    ("wan21", (2, 16, 3, 8, 10)),
+    ("wan22_5b", (1, 48, 2, 6, 6)),
+    ("sd15", None),
+])
+@pytest.mark.parametrize("attention", ["factorised", "full"])
+def test_forward_shapes(family, shape, attention):
+    model = _tiny(family, attention=attention, first_frame_cond=True, edge_cond=True)
+    spec = FAMILY_SPECS[family]
+    if shape is None:  # frames-in-batch family: [T, C, H, W] -> one video
+        frames = torch.randn(5, spec["latent_channels"], 9, 7)
+        x = frames_to_video(frames)
+        assert torch.equal(video_to_frames(x), frames)
+    else:
+        x = torch.randn(shape)
+    b = x.shape[0]
+    ctx = torch.randn(b, 7, spec["text_dim"])
+    with torch.no_grad():
+        y = model(x, torch.rand(b), ctx, first_frame=x[:, :, 0], edges=sobel_edges(x))
+        y_uncond = model(x, 0.5, None)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert y_uncond.shape == x.shape
+    assert torch.isfinite(y).all() and y.abs().sum() > 0
+
+
+def test_initial_output_is_zero_and_wrong_channels_refused():
+    cfg = family_config("wan21", width=64, heads=2, depth=1)
+    model = DomainVideoModel(cfg)
+    x = torch.randn(1, 16, 2, 4, 4)
+    assert torch.count_nonzero(model(x, 0.3, None)) == 0
+    with pytest.raises(ValueError, match="16"):
+        model(torch.randn(1, 4, 2, 4, 4), 0.3, None)
+    with pytest.raises(ValueError, match="4096"):
+        model(x, 0.3, torch.randn(1, 3, 768))
+
+
+def test_first_frame_layouts_and_edge_resize():
+    model = _tiny("wan21", first_frame_cond=True, edge_cond=True, edge_channels=3)
+    x = torch.randn(1, 16, 3, 4, 4)
+    ff = torch.randn(1, 16, 4, 4)
+    edges_px = sobel_edges(torch.rand(1, 3, 9, 32, 32))  # pixel-space edges, resized to the latent grid
+    with torch.no_grad():
+        a = model(x, 0.4, None, first_frame=ff, edges=edges_px)
+        b = model(x, 0.4, None, first_frame=ff[:, :, None], edges=edges_px)
+        c = model(x, 0.4, None, first_frame=torch.zeros_like(ff), edges=edges_px)
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+
+
+def test_sobel_edges_x_direction():
+    ramp_x = torch.arange(8.0).reshape(1, 1, 1, 1, 8).expand(1, 2, 3, 6, 8)
+    ramp_y = torch.arange(6.0).reshape(1, 1, 1, 6, 1).expand(1, 2, 3, 6, 8)
+    ex = sobel_edges(ramp_x)
+    assert ex.shape == ramp_x.shape
+    assert torch.allclose(ex[..., 1:-1], torch.full_like(ex[..., 1:-1], 1.0))
+    assert torch.count_nonzero(sobel_edges(ramp_y)) == 0
+
+
+def test_cond_dropout_path():
+    model = _tiny("sd15")
+    x = torch.randn(2, 4, 3, 4, 4)
+    ctx = torch.randn(2, 5, 768)
+    with torch.no_grad():
+        uncond = model(x, 1.0, None)
+        cond = model(x, 1.0, ctx)
+        all_dropped = model(x, 1.0, ctx, context_mask=torch.zeros(2, 5, dtype=torch.bool))
+        mask = torch.ones(2, 5, dtype=torch.bool)
+        mask[0] = False
+        mixed = model(x, 1.0, ctx, context_mask=mask)
+    assert torch.allclose(all_dropped, uncond, atol=1e-6)
+    assert not torch.allclose(cond, uncond, atol=1e-4)
+    assert torch.allclose(mixed[0], uncond[0], atol=1e-6)
+    assert torch.allclose(mixed[1], cond[1], atol=1e-6)
+    # padding tokens are ignored
+    pad_mask = torch.ones(2, 7, dtype=torch.bool)
+    pad_mask[:, 5:] = False
+    with torch.no_grad():
+        padded = model(x, 1.0, torch.cat([ctx, torch.randn(2, 2, 768)], 1), context_mask=pad_mask)
+    assert torch.allclose(padded, cond, atol=1e-5)
+
+
+def test_closed_form_count_matches_model():
+    for cfg in [family_config("wan21", width=128, heads=2, depth=2),
+                family_config("sd15", width=64, heads=1, depth=3, attention="full", first_frame_cond=True),
+                family_config("wan22_5b", width=192, heads=3, depth=1, edge_cond=True, edge_channels=3),
+                preset_config("m", "wan21", prior_params=14e9)]:
+        assert count_parameters(cfg) == count_parameters_meta(cfg)
+
+
+@pytest.mark.parametrize("family", list(FAMILY_SPECS))
+def test_presets_fall_in_paper_ranges(family):
+    prior = FAMILY_SPECS[family]["prior_params"]
+    for name in PRESETS:
+        lo, hi = PRESET_RANGES[name]
+        cfg = preset_config(name, family)
+        frac = count_parameters(cfg) / prior
+        assert lo <= frac <= hi, (family, name, frac)
+        assert cfg.width % cfg.heads == 0 and cfg.family == family
+    # the same presets sized for Wan 2.1 14B
+    if family == "wan21":
+        for name in PRESETS:
+            lo, hi = PRESET_RANGES[name]
+            assert lo <= count_parameters(preset_config(name, family, prior_params=14e9)) / 14e9 <= hi
+
+
+def test_size_report():
+    rows = size_report()
+    assert {(r["family"], r["preset"]) for r in rows} == {(f, p) for f in FAMILY_SPECS for p in PRESETS}
+    for r in rows:
+        assert r["of_wan21_1.3b"] == pytest.approx(r["params"] / 1.3e9)
+        assert r["of_wan21_14b"] == pytest.approx(r["params"] / 14e9)
+    assert "wan22_5b" in format_size_report(rows)
+
+
+def test_config_json_round_trip():
+    cfg = preset_config("xs", "sd15", first_frame_cond=True)
+    assert DomainModelConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError):
+        DomainModelConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+
+
+def test_save_load_round_trip_bit_exact(tmp_path):
+    model = _tiny("wan21", first_frame_cond=True)
+    path = str(tmp_path / "domain.safetensors")
+    save_domain_model(path, model, {"steps": 12, "final_loss": 0.25})
+    loaded, meta = load_domain_model(path, expect_family="wan21")
+    assert meta["kind"] == "domain_model" and meta["family"] == "wan21"
+    assert meta["latent_channels"] == 16 and meta["parameterisation"] == "flow"
+    assert meta["training"] == {"steps": 12, "final_loss": 0.25}
+    assert loaded.config == model.config
+    a, b = model.state_dict(), loaded.state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    x = torch.randn(1, 16, 2, 4, 4)
+    ctx = torch.randn(1, 3, 4096)
+    with torch.no_grad():
+        assert torch.equal(model(x, 0.7, ctx, first_frame=x[:, :, 0]), loaded(x, 0.7, ctx, first_frame=x[:, :, 0]))
+
+
+def test_wrong_family_refused(tmp_path):
+    path = str(tmp_path / "sd.safetensors")
+    save_domain_model(path, _tiny("sd15"), {})
+    with pytest.raises(AdapterFileError) as err:
+        load_domain_model(path, expect_family="wan21")
+    assert "sd15" in str(err.value) and "wan21" in str(err.value)
+    model, _ = load_domain_model(path)  # no expectation: loads
+    assert model.config.family == "sd15"
