@@ -1,0 +1,99 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from adapters.synthetic_video import (
+    CAPTION_LENGTH, DOMAIN_STYLE, VOCAB, ToyLatentCodec, caption_context, clip_statistics, make_clips)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    # small tensors: one thread avoids contention overhead
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def internet():
+    return make_clips(24, "internet", seed=3)
+
+
+@pytest.fixture(scope="module")
+def domain():
+    return make_clips(24, "domain", seed=3)
+
+
+def test_shapes_and_range(internet):
+    v = internet.video
+    assert v.shape == (24, 3, 8, 32, 32) and v.dtype == torch.float32
+    assert float(v.min()) >= 0.0 and float(v.max()) <= 1.0
+    assert internet.tokens.shape == (24, CAPTION_LENGTH)
+    assert len(internet.captions) == 24
+    small = make_clips(2, "domain", seed=0, frames=5, size=16)
+    assert small.video.shape == (2, 3, 5, 16, 16)
+
+
+def test_deterministic_with_seed(internet):
+    again = make_clips(24, "internet", seed=3)
+    assert torch.equal(again.video, internet.video)
+    assert torch.equal(again.tokens, internet.tokens) and again.captions == internet.captions
+    other = make_clips(24, "internet", seed=4)
+    assert not torch.equal(other.video, internet.video)
+
+
+def test_clips_move(internet, domain):
+    for clips in (internet, domain):
+        change = (clips.video[:, :, 1:] - clips.video[:, :, :-1]).abs().mean(dim=(1, 2, 3, 4))
+        assert (change > 1e-3).float().mean() > 0.8  # nearly every clip has motion (shapes or camera)
+
+
+def test_captions_match_tokens(internet, domain):
+    for clips in (internet, domain):
+        for toks, cap in zip(clips.tokens.tolist(), clips.captions):
+            words = [VOCAB[t].split(":")[1].replace("_", " ") for t in toks]
+            assert ", ".join(words) == cap
+    # the domain is one style; the internet set covers many
+    assert len(set(domain.captions)) == 1
+    assert domain.captions[0] == ", ".join(w.replace("_", " ") for w in DOMAIN_STYLE.values())
+    assert len(set(internet.captions)) > 10
+
+
+def test_domain_differs_from_internet(internet, domain):
+    si, sd = clip_statistics(internet.video), clip_statistics(domain.video)
+    assert sd["warmth"] > si["warmth"] + 0.15            # warm sunset palette
+    assert sd["colour_spread"] < 0.5 * si["colour_spread"]  # narrow palette
+    # the domain's camera pans right, so content moves left: frame t+1 at x looks like frame t at x + 1
+    v = domain.video
+    with_pan = (v[:, :, 1:, :, :-1] - v[:, :, :-1, :, 1:]).abs().mean()
+    against_pan = (v[:, :, 1:, :, 1:] - v[:, :, :-1, :, :-1]).abs().mean()
+    assert with_pan < 0.9 * against_pan
+
+
+def test_caption_context(internet):
+    a = internet.context(32)
+    assert a.shape == (24, CAPTION_LENGTH, 32)
+    assert torch.equal(a, caption_context(internet.tokens, 32))
+    assert not torch.equal(a, caption_context(internet.tokens, 32, seed=1))
+    same = internet.tokens[0:1].expand(2, -1)
+    c = caption_context(same, 32)
+    assert torch.equal(c[0], c[1])
+
+
+@pytest.mark.parametrize("channels", [4, 16, 48])
+def test_toy_codec_round_trip(internet, channels):
+    codec = ToyLatentCodec(channels)
+    z = codec.encode(internet.video)
+    assert z.shape == (24, channels, 8, 8, 8)
+    assert 0.2 < float(z.std()) < 2.0
+    pooled = F.interpolate(F.avg_pool3d(internet.video, (1, 4, 4)), scale_factor=(1, 4, 4), mode="nearest")
+    assert torch.allclose(codec.decode(z), pooled, atol=1e-5)
+    assert torch.equal(ToyLatentCodec(channels).encode(internet.video), z)
+    with pytest.raises(ValueError):
+        codec.decode(torch.zeros(1, channels + 1, 1, 2, 2))
+
+
+def test_unknown_distribution():
+    with pytest.raises(ValueError, match="internet"):
+        make_clips(1, "cartoon")
