@@ -1,0 +1,522 @@
+"""The one training loop of the pack: maximum-likelihood diffusion training in a prior's parameterisation.
+
+Everything trainable in the pack (the Video Adapter domain model, and adapters that wrap a frozen prior)
+trains through :class:`Trainer`. The trainer knows nothing about the model: it receives
+
+* the parameters to train (an ``nn.Module``, whose trainable parameters are used, or a mapping
+  ``name -> tensor``),
+* ``model_fn(x_t, sigma, context, **kwargs) -> prediction``,
+* ``batch_fn(step, generator, batch_size) -> dict`` with ``"x0"`` (clean latents) and optionally
+  ``"context"`` / ``"context_mask"`` (text conditioning) plus any extra keyword arguments for
+  ``model_fn`` (``"first_frame"``, ``"edges"``, ...). A bare tensor is read as ``{"x0": tensor}``.
+
+Determinism. All randomness of a run (the batch provider's, the noise levels, the noise, the
+classifier-free dropout) is drawn from one CPU ``torch.Generator`` seeded by ``TrainConfig.seed``; its
+state is saved in every checkpoint together with the parameters, the AdamW state and the loss history.
+On a deterministic device, running 10 steps, stopping and resuming for 10 more gives exactly the losses
+and weights of an uninterrupted 20-step run. Models must not draw from the global RNG (no dropout layers).
+
+Inference mode. ComfyUI runs nodes under ``torch.inference_mode()``. The loop runs inside
+``torch.inference_mode(False)`` and ``torch.enable_grad()``. Tensors created under inference mode can not
+take part in autograd, so every tensor the batch provider returns is cloned, and when a module is given,
+parameters and buffers that are inference tensors are replaced by normal copies (in place in the module).
+
+Classifier-free dropout: with probability ``cond_dropout`` per sample the text is dropped by clearing that
+sample's row of ``context_mask``; models must treat a row with no valid token as unconditional (the
+domain model switches to its learned null embedding).
+
+Checkpoints are safetensors files (see ``files.py``) of kind ``"checkpoint"``:
+
+* ``param/<name>``: the trained tensors;
+* ``optim/<name>/<key>``: AdamW state per parameter (``exp_avg``, ``exp_avg_sq``, ``step``);
+* ``rng/generator``: the generator state; ``history/loss``: float64 loss per completed step;
+* metadata: ``step``, ``train_config``, ``parameterisation``, ``param_names``, the optimizer's
+  hyperparameters as JSON, and whatever the caller passes as ``checkpoint_meta`` (family, model config).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable, Iterable, Mapping, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .files import AdapterFileError, load_tensors, save_tensors
+
+PARAMETERISATIONS = ("flow", "eps", "v")
+SIGMA_SAMPLINGS = ("flow_shift", "eps_discrete")
+FLOW_DISTRIBUTIONS = ("logit_normal", "uniform")
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of a training run (JSON-serialisable).
+
+    Noise levels: ``"flow_shift"`` draws u from a logit-normal (``logit_mean``, ``logit_std``) or uniform
+    distribution on (0, 1) and shifts it like Wan's schedules, s = shift u / (1 + (shift - 1) u);
+    ``"eps_discrete"`` draws one of ``num_timesteps`` discrete timesteps of SD's scaled-linear beta
+    schedule and uses its sigma = sqrt((1 - a_bar) / a_bar). ``default_sigma_sampling`` picks the one
+    matching a parameterisation.
+    """
+
+    steps: int = 1000
+    lr: float = 1e-4
+    batch_size: int = 1
+    seed: int = 0
+    cond_dropout: float = 0.1
+    checkpoint_every: int = 0  # 0: only on stop and at the end
+    grad_clip: float = 1.0     # 0: off
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    sigma_sampling: str = "flow_shift"
+    flow_distribution: str = "logit_normal"
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    flow_shift: float = 3.0
+    num_timesteps: int = 1000
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+
+    def __post_init__(self):
+        self.betas = tuple(float(b) for b in self.betas)
+        if self.sigma_sampling not in SIGMA_SAMPLINGS:
+            raise ValueError(f"sigma_sampling must be one of {SIGMA_SAMPLINGS}, got '{self.sigma_sampling}'")
+        if self.flow_distribution not in FLOW_DISTRIBUTIONS:
+            raise ValueError(f"flow_distribution must be one of {FLOW_DISTRIBUTIONS}, got '{self.flow_distribution}'")
+        if not 0.0 <= self.cond_dropout <= 1.0:
+            raise ValueError(f"cond_dropout must be in [0, 1], got {self.cond_dropout}")
+        if self.steps < 0 or self.batch_size < 1:
+            raise ValueError("steps must be >= 0 and batch_size >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def default_sigma_sampling(parameterisation: str) -> str:
+    """``"flow_shift"`` for rectified flow, ``"eps_discrete"`` for eps / v priors."""
+    return "flow_shift" if parameterisation == "flow" else "eps_discrete"
+
+
+# ----------------------------------------------------------------------------------------------------
+# noise levels and the loss
+
+
+def discrete_sigmas(config: TrainConfig) -> torch.Tensor:
+    """The ``num_timesteps`` sigmas of SD's scaled-linear schedule, ascending (float64)."""
+    betas = torch.linspace(config.beta_start ** 0.5, config.beta_end ** 0.5, config.num_timesteps,
+                           dtype=torch.float64) ** 2
+    a_bar = torch.cumprod(1.0 - betas, dim=0)
+    return ((1.0 - a_bar) / a_bar).sqrt()
+
+
+def sample_sigmas(config: TrainConfig, batch: int, generator: torch.Generator) -> torch.Tensor:
+    """Training noise levels ``[batch]`` (float32, CPU) drawn from ``generator``."""
+    if config.sigma_sampling == "eps_discrete":
+        idx = torch.randint(0, config.num_timesteps, (batch,), generator=generator)
+        return discrete_sigmas(config)[idx].float()
+    if config.flow_distribution == "logit_normal":
+        u = torch.sigmoid(config.logit_mean + config.logit_std * torch.randn(batch, generator=generator))
+    else:
+        u = torch.rand(batch, generator=generator)
+    k = config.flow_shift
+    s = k * u / (1.0 + (k - 1.0) * u)
+    return s.clamp(1e-4, 1.0).float()
+
+
+def _bcast(sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return sigma.to(like).reshape(-1, *([1] * (like.ndim - 1)))
+
+
+def add_noise(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor, parameterisation: str) -> torch.Tensor:
+    """The noisy input at ``sigma``: (1 - s) x0 + s n for flow, x0 + s n for eps / v (sigma space)."""
+    s = _bcast(sigma, x0)
+    if parameterisation == "flow":
+        return (1.0 - s) * x0 + s * noise
+    if parameterisation in ("eps", "v"):
+        return x0 + s * noise
+    raise ValueError(f"unknown parameterisation '{parameterisation}'")
+
+
+def training_target(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor, parameterisation: str) -> torch.Tensor:
+    """What the model predicts: n - x0 (flow), n (eps), (n - s x0) / sqrt(1 + s^2) (v)."""
+    if parameterisation == "flow":
+        return noise - x0
+    if parameterisation == "eps":
+        return noise
+    if parameterisation == "v":
+        s = _bcast(sigma, x0)
+        return (noise - s * x0) / torch.sqrt(1.0 + s * s)
+    raise ValueError(f"unknown parameterisation '{parameterisation}'")
+
+
+def diffusion_loss(model_fn: Callable[..., torch.Tensor], x0: torch.Tensor, context: Any, sigma: torch.Tensor,
+                   noise: torch.Tensor, parameterisation: str, **model_kwargs) -> torch.Tensor:
+    """Mean squared error between ``model_fn(x_t, sigma, context, **model_kwargs)`` and the target of
+    ``parameterisation`` (the denoising score-matching loss, i.e. the maximum-likelihood surrogate)."""
+    x_t = add_noise(x0, noise, sigma, parameterisation)
+    pred = model_fn(x_t, sigma, context, **model_kwargs)
+    target = training_target(x0, noise, sigma, parameterisation)
+    return torch.mean((pred.float() - target.float()) ** 2)
+
+
+# ----------------------------------------------------------------------------------------------------
+# optimizer state <-> named tensors
+
+
+def optimizer_to_tensors(optimizer: torch.optim.Optimizer, names: list[str]) -> tuple[dict[str, torch.Tensor], dict]:
+    """Flatten an Adam(W) state into ``optim/<param name>/<key>`` tensors plus JSON hyperparameters.
+
+    ``names[i]`` is the name of the i-th parameter given to the optimizer (one group or several, in
+    order). Non-tensor state entries go to the JSON part.
+    """
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, st in sd["state"].items():
+        name = names[idx]
+        for key, val in st.items():
+            if torch.is_tensor(val):
+                tensors[f"optim/{name}/{key}"] = val
+            else:
+                scalars.setdefault(name, {})[key] = val
+    groups = []
+    for g in sd["param_groups"]:
+        hyper = {k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items() if k != "params"}
+        hyper["param_names"] = [names[i] for i in g["params"]]
+        groups.append(hyper)
+    return tensors, {"type": type(optimizer).__name__, "param_groups": groups, "scalar_state": scalars}
+
+
+def optimizer_from_tensors(optimizer: torch.optim.Optimizer, names: list[str], tensors: Mapping[str, torch.Tensor],
+                           info: Mapping[str, Any]) -> None:
+    """Restore the per-parameter state written by :func:`optimizer_to_tensors` into ``optimizer``.
+
+    The optimizer keeps its own hyperparameters (so a resumed run may change, e.g., the step count);
+    state is matched by parameter name.
+    """
+    index = {n: i for i, n in enumerate(names)}
+    state: dict[int, dict[str, Any]] = {}
+    for key, val in tensors.items():
+        if not key.startswith("optim/"):
+            continue
+        name, _, sub = key[len("optim/"):].rpartition("/")
+        if name not in index:
+            raise AdapterFileError(f"checkpoint has optimizer state for '{name}', which is not being trained")
+        state.setdefault(index[name], {})[sub] = val.detach().clone()  # never share storage with the source
+    for name, entries in (info.get("scalar_state") or {}).items():
+        if name in index:
+            state.setdefault(index[name], {}).update(entries)
+    sd = optimizer.state_dict()
+    optimizer.load_state_dict({"state": state, "param_groups": sd["param_groups"]})
+
+
+# ----------------------------------------------------------------------------------------------------
+# checkpoints
+
+
+@dataclass
+class Checkpoint:
+    """Contents of a training checkpoint file."""
+
+    step: int
+    params: dict[str, torch.Tensor]
+    optimizer_tensors: dict[str, torch.Tensor]
+    rng_state: torch.Tensor
+    losses: list[float]
+    meta: dict[str, Any]
+
+
+def load_checkpoint(path: str, device: str | torch.device = "cpu") -> Checkpoint:
+    """Read a checkpoint written by :class:`Trainer` (refuses other kinds of pack file)."""
+    tensors, meta = load_tensors(path, device=device, expect_kind="checkpoint")
+    params = {k[len("param/"):]: v for k, v in tensors.items() if k.startswith("param/")}
+    optim = {k: v for k, v in tensors.items() if k.startswith("optim/")}
+    losses = tensors["history/loss"].double().tolist() if "history/loss" in tensors else []
+    return Checkpoint(int(meta["step"]), params, optim, tensors["rng/generator"].cpu(), losses, meta)
+
+
+def load_checkpoint_params(target: nn.Module | Mapping[str, torch.Tensor], path: str) -> dict[str, Any]:
+    """Copy the trained tensors of a checkpoint into ``target`` (module or name -> tensor mapping);
+    returns the checkpoint metadata. Names must match exactly."""
+    ck = load_checkpoint(path)
+    named = dict(target.named_parameters()) if isinstance(target, nn.Module) else dict(target)
+    missing = sorted(set(ck.params) - set(named))
+    if missing:
+        raise AdapterFileError(f"checkpoint tensors not found in the target: {missing[:5]}")
+    with torch.inference_mode(False), torch.no_grad():
+        for name, val in ck.params.items():
+            named[name].copy_(val)
+    return ck.meta
+
+
+# ----------------------------------------------------------------------------------------------------
+# the trainer
+
+
+@dataclass
+class TrainResult:
+    losses: list[float]  # the whole history, including steps done before a resume
+    steps_done: int
+    stopped: bool = False  # True when should_stop ended the run early
+    checkpoint_path: Optional[str] = None
+    checkpoint_step: Optional[int] = None
+
+    def summary(self, config: Optional[TrainConfig] = None, tail: int = 20) -> dict[str, Any]:
+        """JSON summary for model files: steps, final loss (mean of the last ``tail`` steps), config."""
+        recent = self.losses[-tail:]
+        out: dict[str, Any] = {"steps": self.steps_done, "stopped_early": self.stopped,
+                               "final_loss": (sum(recent) / len(recent)) if recent else None}
+        if self.losses:
+            out["first_loss"] = self.losses[0]
+        if config is not None:
+            out["train_config"] = config.to_dict()
+        return out
+
+
+def _owner_and_leaf(module: nn.Module, name: str) -> tuple[nn.Module, str]:
+    owner_name, _, leaf = name.rpartition(".")
+    return (module.get_submodule(owner_name) if owner_name else module), leaf
+
+
+def _replace_inference_tensors(module: nn.Module) -> None:
+    """Swap parameters and buffers created under inference mode for normal copies (same values)."""
+    for name, p in list(module.named_parameters()):
+        if p.is_inference():
+            owner, leaf = _owner_and_leaf(module, name)
+            setattr(owner, leaf, nn.Parameter(p.detach().clone(), requires_grad=p.requires_grad))
+    for name, b in list(module.named_buffers()):
+        if b is not None and b.is_inference():
+            owner, leaf = _owner_and_leaf(module, name)
+            owner._buffers[leaf] = b.clone()
+
+
+def _collect_params(params) -> tuple[list[str], list[torch.Tensor]]:
+    if isinstance(params, nn.Module):
+        _replace_inference_tensors(params)
+        items = [(n, p) for n, p in params.named_parameters() if p.requires_grad]
+    elif isinstance(params, Mapping):
+        items = list(params.items())
+    else:
+        items = list(params)
+    if not items:
+        raise ValueError("nothing to train: no parameter requires grad")
+    for name, p in items:
+        if p.is_inference():
+            raise ValueError(
+                f"parameter '{name}' was created under torch.inference_mode() and cannot be trained; pass the "
+                "module itself (its parameters are then copied), or create the tensors outside inference mode")
+        if not p.requires_grad:
+            raise ValueError(f"parameter '{name}' does not require grad")
+    return [n for n, _ in items], [p for _, p in items]
+
+
+def _clone_batch(batch, device) -> dict[str, Any]:
+    if torch.is_tensor(batch):
+        batch = {"x0": batch}
+    if "x0" not in batch:
+        raise ValueError("the batch provider must return a tensor or a dict with an 'x0' entry")
+    out = {}
+    for k, v in batch.items():
+        # clone: tensors made under inference mode cannot enter autograd; it also detaches from the source
+        out[k] = v.detach().clone().to(device) if torch.is_tensor(v) else v
+    return out
+
+
+class Trainer:
+    """Generic diffusion trainer (see the module docstring)."""
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+
+    def _lr(self, step: int) -> float:
+        c = self.config
+        if c.warmup_steps > 0:
+            return c.lr * min(1.0, (step + 1) / c.warmup_steps)
+        return c.lr
+
+    def _save(self, path, names, tensors_list, optimizer, generator, losses, step, parameterisation, extra_meta):
+        tensors = {f"param/{n}": p.detach() for n, p in zip(names, tensors_list)}
+        opt_tensors, opt_info = optimizer_to_tensors(optimizer, names)
+        tensors.update(opt_tensors)
+        tensors["rng/generator"] = generator.get_state()
+        tensors["history/loss"] = torch.tensor(losses, dtype=torch.float64)
+        meta = dict(extra_meta or {})
+        meta.update({"kind": "checkpoint", "step": step, "train_config": self.config.to_dict(),
+                     "parameterisation": parameterisation, "param_names": names, "optimizer": opt_info})
+        save_tensors(path, tensors, meta)
+
+    def run(self, params: nn.Module | Mapping[str, torch.Tensor] | Iterable[tuple[str, torch.Tensor]],
+            model_fn: Callable[..., torch.Tensor], batch_fn: Callable[[int, torch.Generator, int], Any],
+            parameterisation: str, checkpoint_path: Optional[str] = None, resume_from: Optional[str] = None,
+            on_step: Optional[Callable[[int, float], None]] = None,
+            should_stop: Optional[Callable[[], bool]] = None,
+            checkpoint_meta: Optional[dict[str, Any]] = None) -> TrainResult:
+        """Train until ``config.steps`` steps are done (counting steps of a resumed checkpoint).
+
+        ``on_step(step, loss)`` is called after every step (``step`` counts completed steps from 1);
+        ``should_stop()`` is polled after every step: when it returns True a checkpoint is written (if
+        ``checkpoint_path`` is set) and the run returns with ``stopped=True``. Checkpoints are also written
+        every ``checkpoint_every`` steps and at the end. ``resume_from`` restores parameters, optimizer
+        state, generator state and loss history from a checkpoint.
+        """
+        if parameterisation not in PARAMETERISATIONS:
+            raise ValueError(f"unknown parameterisation '{parameterisation}'")
+        cfg = self.config
+        with torch.inference_mode(False), torch.enable_grad():
+            names, tensors = _collect_params(params)
+            device = tensors[0].device
+            optimizer = torch.optim.AdamW(tensors, lr=cfg.lr, betas=cfg.betas, eps=cfg.adam_eps,
+                                          weight_decay=cfg.weight_decay)
+            generator = torch.Generator().manual_seed(int(cfg.seed))
+            losses: list[float] = []
+            step = 0
+            if resume_from is not None:
+                ck = load_checkpoint(resume_from)
+                if sorted(ck.params) != sorted(names):
+                    raise AdapterFileError(
+                        "the checkpoint was written for other parameters: "
+                        f"{len(set(ck.params) ^ set(names))} names differ (e.g. "
+                        f"{sorted(set(ck.params) ^ set(names))[:3]})")
+                if ck.meta.get("parameterisation") not in (None, parameterisation):
+                    raise AdapterFileError(
+                        f"the checkpoint was trained with '{ck.meta.get('parameterisation')}' parameterisation, "
+                        f"not '{parameterisation}'")
+                with torch.no_grad():
+                    for n, p in zip(names, tensors):
+                        if ck.params[n].shape != p.shape:
+                            raise AdapterFileError(f"'{n}' has shape {tuple(ck.params[n].shape)} in the checkpoint "
+                                                   f"but {tuple(p.shape)} here")
+                        p.copy_(ck.params[n])
+                optimizer_from_tensors(optimizer, names, ck.optimizer_tensors, ck.meta.get("optimizer", {}))
+                generator.set_state(ck.rng_state)
+                losses = list(ck.losses)
+                step = ck.step
+
+            result = TrainResult(losses=losses, steps_done=step)
+            saved_at = step if resume_from is not None else None
+
+            def save(at: int):
+                nonlocal saved_at
+                if checkpoint_path is not None and saved_at != at:
+                    self._save(checkpoint_path, names, tensors, optimizer, generator, losses, at,
+                               parameterisation, checkpoint_meta)
+                    saved_at = at
+                    result.checkpoint_path, result.checkpoint_step = checkpoint_path, at
+
+            while step < cfg.steps:
+                loss = self._one_step(step, model_fn, batch_fn, parameterisation, tensors, optimizer, generator, device)
+                step += 1
+                losses.append(loss)
+                result.steps_done = step
+                if on_step is not None:
+                    on_step(step, loss)
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                    save(step)
+                if should_stop is not None and step < cfg.steps and should_stop():
+                    save(step)
+                    result.stopped = True
+                    return result
+            save(step)
+            return result
+
+    def _one_step(self, step, model_fn, batch_fn, parameterisation, tensors, optimizer, generator, device) -> float:
+        cfg = self.config
+        batch = _clone_batch(batch_fn(step, generator, cfg.batch_size), device)
+        x0 = batch.pop("x0")
+        context = batch.pop("context", None)
+        mask = batch.pop("context_mask", None)
+        b = x0.shape[0]
+        sigma = sample_sigmas(cfg, b, generator).to(device)
+        noise = torch.randn(x0.shape, generator=generator, dtype=torch.float32).to(device=device, dtype=x0.dtype)
+        if cfg.cond_dropout > 0:
+            keep = (torch.rand(b, generator=generator) >= cfg.cond_dropout).to(device)
+            if torch.is_tensor(context) and context.ndim >= 2:
+                if mask is None:
+                    mask = torch.ones(context.shape[:2], dtype=torch.bool, device=device)
+                mask = mask.to(torch.bool) & keep[:, None]
+        kwargs = dict(batch)
+        if mask is not None:
+            kwargs["context_mask"] = mask
+        for g in optimizer.param_groups:
+            g["lr"] = self._lr(step)
+        optimizer.zero_grad(set_to_none=True)
+        loss = diffusion_loss(model_fn, x0, context, sigma, noise, parameterisation, **kwargs)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()} at step {step + 1}")
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(tensors, cfg.grad_clip)
+        optimizer.step()
+        return float(loss.item())
+
+
+# ----------------------------------------------------------------------------------------------------
+# loss curve picture
+
+
+def _draw_polyline(img: np.ndarray, xs: np.ndarray, ys: np.ndarray, colour, thickness: int = 1) -> None:
+    h, w, _ = img.shape
+    for i in range(len(xs) - 1):
+        n = int(max(abs(xs[i + 1] - xs[i]), abs(ys[i + 1] - ys[i]))) + 2
+        px = np.linspace(xs[i], xs[i + 1], n)
+        py = np.linspace(ys[i], ys[i + 1], n)
+        for dy in range(-(thickness // 2), thickness - thickness // 2):
+            for dx in range(-(thickness // 2), thickness - thickness // 2):
+                cx = np.clip(np.round(px).astype(int) + dx, 0, w - 1)
+                cy = np.clip(np.round(py).astype(int) + dy, 0, h - 1)
+                img[cy, cx] = colour
+    if len(xs) == 1:
+        img[int(np.clip(round(ys[0]), 0, h - 1)), int(np.clip(round(xs[0]), 0, w - 1))] = colour
+
+
+def loss_curve_image(losses: Iterable[float], width: int = 512, height: int = 256, smoothing: float = 0.9,
+                     log_scale: bool = False) -> torch.Tensor:
+    """A line plot of ``losses`` as a ComfyUI IMAGE ``[1, height, width, 3]`` in 0..1.
+
+    Light grey grid (quarters of each axis), the raw losses in light blue and an exponential moving
+    average (``smoothing``) in dark blue. ``log_scale`` plots log10 of the loss. No text is drawn.
+    """
+    vals = np.asarray([float(v) for v in losses], dtype=np.float64)
+    img = np.ones((height, width, 3), dtype=np.float32)
+    m = 8  # margin in pixels
+    x0, x1, y0, y1 = m, width - 1 - m, m, height - 1 - m
+    for k in range(5):
+        gx = int(round(x0 + (x1 - x0) * k / 4))
+        gy = int(round(y0 + (y1 - y0) * k / 4))
+        img[y0:y1 + 1, gx] = 0.88
+        img[gy, x0:x1 + 1] = 0.88
+    img[y1, x0:x1 + 1] = 0.3
+    img[y0:y1 + 1, x0] = 0.3
+    vals = vals[np.isfinite(vals)]
+    if vals.size:
+        if log_scale:
+            vals = np.log10(np.maximum(vals, 1e-12))
+        ema = np.empty_like(vals)
+        acc = vals[0]
+        for i, v in enumerate(vals):
+            acc = smoothing * acc + (1 - smoothing) * v if i else v
+            ema[i] = acc
+        lo, hi = float(vals.min()), float(vals.max())
+        if hi - lo < 1e-12:
+            lo, hi = lo - 0.5, hi + 0.5
+        xs = x0 + (x1 - x0) * (np.arange(vals.size) / max(vals.size - 1, 1))
+
+        def to_y(v):
+            return y1 - (y1 - y0) * (v - lo) / (hi - lo)
+
+        _draw_polyline(img, xs, to_y(vals), (0.62, 0.76, 0.95), 1)
+        _draw_polyline(img, xs, to_y(ema), (0.05, 0.2, 0.6), 2)
+    return torch.from_numpy(img)[None]
