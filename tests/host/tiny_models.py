@@ -1,0 +1,108 @@
+"""Tiny real-architecture models for host tests, built with ComfyUI's own model classes and random
+weights, saved where ComfyUI's loaders look, plus test-only helper nodes that stand in for multi-GB
+text encoders and VAEs."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from safetensors.torch import save_file
+
+WAN_TEXT_DIM = 4096
+SD_TEXT_DIM = 768
+
+
+def _randomise(module: torch.nn.Module, seed: int, std: float = 0.02):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.ndim == 1 and ("norm" in name or name.endswith("gamma")):
+                p.copy_(1.0 + 0.01 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(std * torch.randn(p.shape, generator=g))
+
+
+def tiny_wan_state_dict(seed: int, num_layers: int = 2, dim: int = 128):
+    import comfy.ops
+    from comfy.ldm.wan.model import WanModel
+
+    m = WanModel(model_type="t2v", patch_size=(1, 2, 2), in_dim=16, dim=dim, ffn_dim=2 * dim, freq_dim=256,
+                 text_dim=WAN_TEXT_DIM, out_dim=16, num_heads=dim // 128, num_layers=num_layers,
+                 operations=comfy.ops.disable_weight_init)
+    _randomise(m, seed)
+    return m.state_dict()
+
+
+def tiny_sd15_state_dict(seed: int):
+    import comfy.ops
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+    m = UNetModel(image_size=32, in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[1],
+                  channel_mult=[1], transformer_depth=[1], transformer_depth_output=[1, 1], context_dim=SD_TEXT_DIM,
+                  num_heads=8, use_linear_in_transformer=False, use_spatial_transformer=True,
+                  transformer_depth_middle=1, operations=comfy.ops.disable_weight_init, dtype=torch.float32)
+    _randomise(m, seed)
+    return m.state_dict()
+
+
+class TinyModels:
+    """Writes the tiny model files once per session and registers the helper nodes."""
+
+    FILES = {
+        "tiny_wan_prior.safetensors": lambda: tiny_wan_state_dict(seed=1, num_layers=2),
+        "tiny_wan_domain.safetensors": lambda: tiny_wan_state_dict(seed=2, num_layers=1),
+        "tiny_sd15_prior.safetensors": lambda: tiny_sd15_state_dict(seed=3),
+        "tiny_sd15_domain.safetensors": lambda: tiny_sd15_state_dict(seed=4),
+    }
+
+    def __init__(self, host):
+        self.host = host
+        folder = os.path.join(host.models_dir, "diffusion_models")
+        for name, make in self.FILES.items():
+            path = os.path.join(folder, name)
+            if not os.path.exists(path):
+                save_file({k: v.contiguous() for k, v in make().items()}, path)
+        register_test_nodes(host)
+
+    def load(self, name: str):
+        """A MODEL through ComfyUI's native loader (as a graph would get it)."""
+        import nodes
+
+        return nodes.UNETLoader().load_unet(name, "default")[0]
+
+
+def register_test_nodes(host):
+    """Test-only nodes: deterministic CONDITIONING and a cheap latent-to-image stand-in."""
+    from comfy_api.latest import io
+
+    class TestConditioning(io.ComfyNode):
+        @classmethod
+        def define_schema(cls):
+            return io.Schema(node_id="VATest_Conditioning", category="_for_testing",
+                             inputs=[io.Int.Input("dim", default=WAN_TEXT_DIM), io.Int.Input("tokens", default=8),
+                                     io.Int.Input("seed", default=0)],
+                             outputs=[io.Conditioning.Output()])
+
+        @classmethod
+        def execute(cls, dim, tokens, seed):
+            g = torch.Generator().manual_seed(seed)
+            return io.NodeOutput([[torch.randn(1, tokens, dim, generator=g), {}]])
+
+    class TestLatentToImage(io.ComfyNode):
+        @classmethod
+        def define_schema(cls):
+            return io.Schema(node_id="VATest_LatentToImage", category="_for_testing",
+                             inputs=[io.Latent.Input("samples")], outputs=[io.Image.Output()])
+
+        @classmethod
+        def execute(cls, samples):
+            x = samples["samples"]
+            if x.ndim == 5:  # [B, C, T, H, W] -> frames
+                x = x[0].movedim(1, 0)
+            img = torch.sigmoid(x[:, :3]).movedim(1, -1)
+            return io.NodeOutput(img.repeat_interleave(8, 1).repeat_interleave(8, 2).contiguous())
+
+    for cls in (TestConditioning, TestLatentToImage):
+        node_id = cls.GET_SCHEMA().node_id
+        host.nodes.NODE_CLASS_MAPPINGS[node_id] = cls
