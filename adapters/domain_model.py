@@ -167,6 +167,14 @@ def video_to_frames(video: torch.Tensor) -> torch.Tensor:
     return rearrange(video, "b c t h w -> (b t) c h w")
 
 
+def frames_context_to_video(context: torch.Tensor, num_videos: int = 1) -> torch.Tensor:
+    """Per-frame text features ``[N*T, L, D]`` (the host repeats the prompt for every frame of a
+    frames-in-batch video) -> one row per video ``[N, L, D]``, taking each video's first frame."""
+    if context.shape[0] % num_videos:
+        raise ValueError(f"{context.shape[0]} context rows cannot be split into {num_videos} videos")
+    return context[:: context.shape[0] // num_videos]
+
+
 def sobel_edges(video: torch.Tensor) -> torch.Tensor:
     """Sobel-x edge video of ``[B, C, T, H, W]`` (latents or pixels), same shape, per channel and frame.
 

@@ -3,7 +3,7 @@ import torch
 
 from adapters.domain_model import (
     FAMILY_SPECS, PRESET_RANGES, PRESETS, DomainModelConfig, DomainVideoModel, count_parameters,
-    count_parameters_meta, family_config, format_size_report, frames_to_video, load_domain_model,
+    count_parameters_meta, family_config, format_size_report, frames_context_to_video, frames_to_video, load_domain_model,
     preset_config, save_domain_model, size_report, sobel_edges, video_to_frames)
 from adapters.files import AdapterFileError
 
@@ -41,6 +41,8 @@ def test_forward_shapes(family, shape, attention):
         frames = torch.randn(5, spec["latent_channels"], 9, 7)
         x = frames_to_video(frames)
         assert torch.equal(video_to_frames(x), frames)
+        per_frame_ctx = torch.randn(1, 7, spec["text_dim"]).expand(5, -1, -1)
+        assert torch.equal(frames_context_to_video(per_frame_ctx), per_frame_ctx[:1])
     else:
         x = torch.randn(shape)
     b = x.shape[0]
