@@ -1,20 +1,37 @@
-"""The pack's ComfyUI nodes, one module per capability family."""
+"""The pack's ComfyUI nodes, one module per capability family.
+
+Every module of this package that defines ``NODES`` (a list of ``io.ComfyNode`` classes) is registered.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 
 import folder_paths
 from comfy_api.latest import ComfyExtension, io
 
-from . import composer, loaders
-
 # The pack's own model folder (domain models and adapter files): models/video_adapters.
 MODEL_FOLDER = "video_adapters"
 if MODEL_FOLDER not in folder_paths.folder_names_and_paths:
-    folder_paths.add_model_folder_path(MODEL_FOLDER, os.path.join(folder_paths.models_dir, MODEL_FOLDER))
+    folder_paths.folder_names_and_paths[MODEL_FOLDER] = (
+        [os.path.join(folder_paths.models_dir, MODEL_FOLDER)], {".safetensors"})
 
-ALL_NODES: list[type[io.ComfyNode]] = [*loaders.NODES, *composer.NODES]
+
+def _collect() -> list[type[io.ComfyNode]]:
+    found = []
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        found.extend(getattr(module, "NODES", []))
+    ids = [n.GET_SCHEMA().node_id for n in found]
+    dupes = {i for i in ids if ids.count(i) > 1}
+    if dupes:
+        raise RuntimeError(f"duplicate node ids: {sorted(dupes)}")
+    return found
+
+
+ALL_NODES: list[type[io.ComfyNode]] = _collect()
 
 
 class VideoAdaptersExtension(ComfyExtension):

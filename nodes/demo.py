@@ -1,0 +1,125 @@
+"""Nodes that make the pack runnable with no downloads: tiny default models and a latent preview decoder.
+
+The tiny models are real Wan 2.1 architectures (ComfyUI's own classes, loaded through its own state-dict
+loader, so they behave like any Wan MODEL) at a size that runs on a CPU in seconds. Until trained tiny
+weights ship, their weights are deterministic random numbers: they show the plumbing, not the style.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+import comfy.sd
+from comfy_api.latest import io
+
+from .common import CATEGORY, VideoAdapterError
+
+CAT_DEMO = f"{CATEGORY}/demo"
+TEXT_DIM = 4096  # umT5-XXL width, what Wan's text embedding expects
+TOKENS = 16
+
+
+def _tiny_wan(seed: int, num_layers: int, dim: int = 128):
+    """A random-weight Wan 2.1 T2V state dict (dim multiple of 128: ComfyUI's detection assumes 128-wide heads)."""
+    from comfy.ldm.wan.model import WanModel
+    import comfy.ops
+
+    net = WanModel(model_type="t2v", patch_size=(1, 2, 2), in_dim=16, dim=dim, ffn_dim=2 * dim, freq_dim=256,
+                   text_dim=TEXT_DIM, out_dim=16, num_heads=dim // 128, num_layers=num_layers,
+                   operations=comfy.ops.disable_weight_init)
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for name, p in net.state_dict().items():
+        if p.ndim == 1 and ("norm" in name or "modulation" in name):
+            sd[name] = 1.0 + 0.01 * torch.randn(p.shape, generator=g)
+        else:
+            sd[name] = 0.02 * torch.randn(p.shape, generator=g)
+    return sd
+
+
+def _text_embedding(text: str) -> list:
+    """A deterministic stand-in for a text encoder: the same text always gives the same embedding."""
+    seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
+    g = torch.Generator().manual_seed(seed)
+    return [[torch.randn(1, TOKENS, TEXT_DIM, generator=g), {}]]
+
+
+class TinyDemoModels(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VA_TinyDemoModels",
+            display_name="Tiny Demo Models (no download)",
+            category=CAT_DEMO,
+            description=("A tiny Wan 2.1-architecture prior and domain model and stand-in text embeddings, built "
+                         "in memory, so the pack's workflows run on any machine without downloads. For trying "
+                         "graphs and tests, not for pictures: the weights are deterministic random numbers."),
+            inputs=[
+                io.String.Input("prompt", default="a red ball bouncing", multiline=True,
+                                tooltip="Turned into a deterministic stand-in embedding (no text encoder)."),
+                io.String.Input("negative_prompt", default="", multiline=True,
+                                tooltip="Turned into the stand-in embedding of the unconditional branch."),
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1,
+                             tooltip="Seed of the tiny models' weights."),
+            ],
+            outputs=[
+                io.Model.Output(display_name="domain_model", tooltip="Tiny Wan 2.1 T2V, 1 block."),
+                io.Model.Output(display_name="prior_model", tooltip="Tiny Wan 2.1 T2V, 2 blocks."),
+                io.Conditioning.Output(display_name="positive", tooltip="Stand-in embedding of prompt."),
+                io.Conditioning.Output(display_name="negative", tooltip="Stand-in embedding of negative_prompt."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, prompt, negative_prompt, seed) -> io.NodeOutput:
+        models = []
+        for offset, layers in ((1, 1), (2, 2)):
+            m = comfy.sd.load_diffusion_model_state_dict(_tiny_wan(seed * 10 + offset, layers))
+            if m is None:
+                raise VideoAdapterError("this ComfyUI did not recognise the tiny Wan 2.1 model; update ComfyUI")
+            m.model.requires_grad_(False)
+            models.append(m)
+        return io.NodeOutput(models[0], models[1], _text_embedding(prompt), _text_embedding(negative_prompt))
+
+
+class LatentPreviewDecode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VA_LatentPreviewDecode",
+            display_name="Latent Preview Decode",
+            category=CAT_DEMO,
+            description=("Turns video latents into preview frames with the model family's linear latent-to-RGB "
+                         "map (the one ComfyUI uses for sampler previews). Instant and VAE-free; coarse colours "
+                         "at latent resolution, upscaled."),
+            inputs=[
+                io.Model.Input("model", tooltip="Any model of the latent's family (gives the latent-to-RGB map)."),
+                io.Latent.Input("samples", tooltip="Video latents [B, C, T, H, W] or frames [N, C, H, W]."),
+                io.Int.Input("upscale", default=8, min=1, max=16, tooltip="Nearest-neighbour upscale factor."),
+            ],
+            outputs=[io.Image.Output(tooltip="Frames [N, H, W, 3] in 0..1, for Create Video or Preview Image.")],
+        )
+
+    @classmethod
+    def execute(cls, model, samples, upscale) -> io.NodeOutput:
+        lf = model.model.latent_format
+        if lf.latent_rgb_factors is None:
+            raise VideoAdapterError(f"{type(lf).__name__} latents have no preview colours; use VAE Decode")
+        x = samples["samples"].float()
+        if x.ndim == 5:  # [B, C, T, H, W] -> [B*T, C, H, W]
+            x = x.movedim(2, 1).reshape(-1, x.shape[1], x.shape[3], x.shape[4])
+        factors = torch.tensor(lf.latent_rgb_factors, dtype=x.dtype)  # [C, 3]
+        if factors.shape[0] != x.shape[1]:
+            raise VideoAdapterError(
+                f"the latent has {x.shape[1]} channels but {type(lf).__name__} previews need {factors.shape[0]}")
+        rgb = torch.einsum("nchw,ck->nhwk", x, factors)
+        if lf.latent_rgb_factors_bias is not None:
+            rgb = rgb + torch.tensor(lf.latent_rgb_factors_bias, dtype=x.dtype)
+        img = ((rgb + 1.0) / 2.0).clamp(0.0, 1.0)
+        img = img.repeat_interleave(upscale, 1).repeat_interleave(upscale, 2)
+        return io.NodeOutput(img.contiguous())
+
+
+NODES = [TinyDemoModels, LatentPreviewDecode]
