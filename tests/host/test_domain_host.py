@@ -1,0 +1,174 @@
+"""The domain model inside a real ComfyUI: training through the executor (inference mode and all), saving,
+interrupting and resuming, loading as a native MODEL and sampling it with the Score Composer."""
+
+import os
+
+import pytest
+import torch
+
+from tiny_models import WAN_TEXT_DIM
+
+PRIOR = "tiny_wan_prior.safetensors"
+
+
+def pack_module(host, dotted):
+    """A submodule of the pack as ComfyUI loaded it (e.g. ``nodes.common``)."""
+    import importlib
+
+    return importlib.import_module(f"{host.pack.__name__}.{dotted}")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _single_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def clips_node(host, tiny):
+    """Test-only node: a batch of random-but-smooth Wan 2.1 latent clips (stands in for VAE Encode)."""
+    from comfy_api.latest import io
+
+    class TestClips(io.ComfyNode):
+        @classmethod
+        def define_schema(cls):
+            return io.Schema(node_id="VATest_Clips", category="_for_testing",
+                             inputs=[io.Int.Input("count", default=3), io.Int.Input("seed", default=0)],
+                             outputs=[io.Latent.Output()])
+
+        @classmethod
+        def execute(cls, count, seed):
+            g = torch.Generator().manual_seed(seed)
+            base = torch.randn(count, 16, 1, 4, 4, generator=g)
+            drift = torch.linspace(0, 1, 2).reshape(1, 1, 2, 1, 1)
+            return io.NodeOutput({"samples": base + 0.3 * drift})
+
+    host.nodes.NODE_CLASS_MAPPINGS["VATest_Clips"] = TestClips
+    return "VATest_Clips"
+
+
+def train_prompt(name, steps=20, checkpoint_every=5, resume_from="none", seed=0):
+    return {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": PRIOR, "weight_dtype": "default"}},
+        "2": {"class_type": "VATest_Clips", "inputs": {"count": 3, "seed": 0}},
+        "3": {"class_type": "VATest_Conditioning", "inputs": {"dim": WAN_TEXT_DIM, "tokens": 8, "seed": 0}},
+        "4": {"class_type": "VA_TrainDomainModel", "inputs": {
+            "prior_model": ["1", 0], "clips": ["2", 0], "captions": ["3", 0], "size": "tiny", "steps": steps,
+            "learning_rate": 1e-3, "batch_size": 2, "seed": seed, "cond_dropout": 0.2,
+            "checkpoint_every": checkpoint_every, "file_name": name, "resume_from": resume_from}},
+    }
+
+
+def folder(host):
+    return os.path.join(host.models_dir, "video_adapters")
+
+
+def history(host, rel):
+    from safetensors import safe_open
+
+    with safe_open(os.path.join(folder(host), rel), framework="pt") as f:
+        return f.get_tensor("history/loss").tolist()
+
+
+@pytest.fixture(scope="module")
+def trained(host, tiny, clips_node):
+    prompt = train_prompt("test/full")
+    assert host.validate(prompt)[0] is True, host.validate(prompt)
+    out = host.run(prompt, ["4"])["4"]
+    return out
+
+
+def test_training_through_the_executor(host, trained):
+    model, name, curve = trained
+    assert name == "test/full.safetensors"
+    assert os.path.isfile(os.path.join(folder(host), "test/full.safetensors"))
+    assert os.path.isfile(os.path.join(folder(host), "test/full_checkpoint.safetensors"))
+    losses = history(host, "test/full_checkpoint.safetensors")
+    assert len(losses) == 20 and all(map(lambda v: v == v, losses))
+    assert sum(losses[-5:]) < sum(losses[:5])  # it learns
+    assert curve.ndim == 4 and curve.shape[-1] == 3
+    # progress reached the UI's bar once per step
+    assert host.progress[-1] == (20, 20)
+    # a native MODEL in the prior's latent space and sampling
+    pack = pack_module(host, "nodes.common")
+    info = pack.describe(model, "domain")
+    assert info.latent_format == "Wan21" and info.parameterisation == "flow" and info.shift == 8.0
+
+
+def test_native_model_matches_the_network(host, tiny, trained):
+    """ComfyUI's apply_model (timestep conversion, calculate_denoised) gives x - sigma * v of the network."""
+    model = trained[0]
+    net = model.model.diffusion_model.net
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 16, 2, 4, 4, generator=g)
+    ctx = torch.randn(2, 8, WAN_TEXT_DIM, generator=g)
+    sigma = torch.tensor([0.93, 0.31])
+    with torch.no_grad():
+        d = model.model.apply_model(x, sigma, c_crossattn=ctx, transformer_options={"cond_or_uncond": [0]})
+        want = x - sigma.reshape(-1, 1, 1, 1, 1) * net(x, sigma, ctx)
+    assert torch.allclose(d, want, atol=1e-5)
+
+
+def sample_prompt(name, strength, seed=0):
+    return {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": PRIOR, "weight_dtype": "default"}},
+        "2": {"class_type": "VA_LoadDomainModel", "inputs": {"model_name": name, "prior_model": ["1", 0]}},
+        "3": {"class_type": "VATest_Conditioning", "inputs": {"dim": WAN_TEXT_DIM, "tokens": 8, "seed": 0}},
+        "4": {"class_type": "VATest_Conditioning", "inputs": {"dim": WAN_TEXT_DIM, "tokens": 8, "seed": 1}},
+        "5": {"class_type": "VA_ScoreComposer", "inputs": {
+            "domain_model": ["2", 0], "prior_model": ["1", 0], "positive": ["3", 0], "negative": ["4", 0],
+            "prior_strength": strength, "cfg": 3.0, "composition_end": 0.9}},
+        "6": {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": 32, "height": 32, "length": 5,
+                                                                    "batch_size": 1}},
+        "7": {"class_type": "BasicScheduler", "inputs": {"model": ["2", 0], "scheduler": "simple", "steps": 4,
+                                                           "denoise": 1.0}},
+        "8": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "9": {"class_type": "RandomNoise", "inputs": {"noise_seed": seed}},
+        "10": {"class_type": "SamplerCustomAdvanced", "inputs": {
+            "noise": ["9", 0], "guider": ["5", 0], "sampler": ["8", 0], "sigmas": ["7", 0], "latent_image": ["6", 0]}},
+        "11": {"class_type": "KSampler", "inputs": {
+            "model": ["2", 0], "seed": seed, "steps": 3, "cfg": 2.0, "sampler_name": "euler", "scheduler": "simple",
+            "positive": ["3", 0], "negative": ["4", 0], "latent_image": ["6", 0], "denoise": 1.0}},
+    }
+
+
+def test_load_and_sample_with_composer_and_ksampler(host, trained):
+    composed = host.run(sample_prompt("test/full.safetensors", 0.5), ["2", "10", "11"])
+    alone = host.run(sample_prompt("test/full.safetensors", 0.0), ["10"])
+    assert "20 steps" in composed["2"][1]
+    a = composed["10"][0]["samples"]
+    b = alone["10"][0]["samples"]
+    k = composed["11"][0]["samples"]
+    assert a.shape == (1, 16, 2, 4, 4) and torch.isfinite(a).all() and torch.isfinite(k).all()
+    assert (a - b).abs().max() > 1e-4  # the prior contributes
+
+
+def test_interrupt_keeps_checkpoint_and_resume_reproduces(host, trained):
+    with pytest.raises(InterruptedError):
+        host.run(train_prompt("test/cut", checkpoint_every=5), ["4"], interrupt_after=7)
+    ck = "test/cut_checkpoint.safetensors"
+    assert os.path.isfile(os.path.join(folder(host), ck))
+    assert not os.path.exists(os.path.join(folder(host), "test/cut.safetensors"))
+    cut = history(host, ck)
+    assert len(cut) == 7
+    full = history(host, "test/full_checkpoint.safetensors")
+    assert cut == full[:7]
+    # the checkpoint loads as a model on its own
+    out = host.call("VA_LoadDomainModel", ck, host.call("UNETLoader", PRIOR, "default")[0])
+    assert "step 7" in out[1]
+    # and resuming continues the same loss trajectory
+    host.run(train_prompt("test/cut", resume_from=ck), ["4"])
+    assert history(host, ck) == pytest.approx(full, rel=0, abs=0)
+
+
+def test_other_latent_space_refused(host, tiny):
+    adapters = pack_module(host, "adapters.domain_model")
+    common = pack_module(host, "nodes.common")
+    cfg = adapters.family_config("sd15", width=64, heads=1, depth=1)
+    adapters.save_domain_model(os.path.join(folder(host), "test/sd_model.safetensors"), adapters.DomainVideoModel(cfg))
+    prior = host.call("UNETLoader", PRIOR, "default")[0]
+    with pytest.raises(common.VideoAdapterError) as e:
+        host.call("VA_LoadDomainModel", "test/sd_model.safetensors", prior)
+    assert "sd15" in str(e.value) and "wan21" in str(e.value)
