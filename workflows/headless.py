@@ -163,8 +163,7 @@ class Host:
             if event == "execution_error":
                 raise RuntimeError(f"{data['node_type']} ({data['node_id']}): {data['exception_type']}: "
                                    f"{data['exception_message']}")
-            if event == "executed" and data.get("output"):
-                result["ui"][str(data.get("node"))] = data["output"]
+        result["ui"] = dict(getattr(self.executor, "history_result", {}).get("outputs", {}))
         for nid in outputs:
             entry = self.executor.caches.outputs.get(nid)
             entry = getattr(entry, "outputs", entry)

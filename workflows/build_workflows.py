@@ -1,0 +1,228 @@
+"""Writes the pack's UI-format workflow files from compact specs, using the live node definitions of a
+ComfyUI host so that widget order, defaults and socket types are exactly what the frontend expects.
+
+    COMFYUI_PATH=/path/to/ComfyUI python workflows/build_workflows.py
+
+Maintainers run this after changing a node's inputs; the host tests check the files against the host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from headless import NO_HOST_HELP, Host, find_comfyui, widget_names  # noqa: E402
+
+WAN_REPO = "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files"
+MODELS = {
+    "wan2.1_t2v_14B_fp16.safetensors": ("diffusion_models", f"{WAN_REPO}/diffusion_models/wan2.1_t2v_14B_fp16.safetensors"),
+    "wan2.1_t2v_1.3B_fp16.safetensors": ("diffusion_models", f"{WAN_REPO}/diffusion_models/wan2.1_t2v_1.3B_fp16.safetensors"),
+    "umt5_xxl_fp8_e4m3fn_scaled.safetensors": ("text_encoders", f"{WAN_REPO}/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors"),
+    "wan_2.1_vae.safetensors": ("vae", f"{WAN_REPO}/vae/wan_2.1_vae.safetensors"),
+}
+
+PROMPT = "a lighthouse on a cliff at sunset, waves crashing, hand-painted watercolor animation"
+NEGATIVE = "blurry, low quality, static, distorted, watermark, text"
+
+
+class N:
+    """One node of a spec: type, column/row for the layout, widget values by name, links by input name."""
+
+    def __init__(self, nid, type_, col, row, widgets=None, links=None, title=None):
+        self.id, self.type, self.col, self.row = nid, type_, col, row
+        self.widgets = widgets or {}
+        self.links = links or {}
+        self.title = title
+
+
+def _default(spec):
+    kind = spec[0]
+    opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    if "default" in opts:
+        return opts["default"]
+    if isinstance(kind, list):
+        return kind[0] if kind else ""
+    if kind == "COMBO":
+        return (opts.get("options") or [""])[0]
+    return {"INT": 0, "FLOAT": 0.0, "STRING": "", "BOOLEAN": False}.get(kind)
+
+
+def build(host: Host, nodes: list[N], notes: list[tuple[str, int, int]] = ()) -> dict:
+    infos = {n.id: host.node_info(n.type) for n in nodes}
+    links, ui_nodes = [], []
+    out_links: dict[tuple[int, int], list[int]] = {}
+    link_for: dict[tuple[int, str], list] = {}
+    for n in nodes:  # collect links first; the destination slot is filled in below
+        for name, (src, slot) in n.links.items():
+            link = [len(links) + 1, src, slot, n.id, None, infos[src]["output"][slot]]
+            links.append(link)
+            link_for[(n.id, name)] = link
+            out_links.setdefault((src, slot), []).append(link[0])
+    for order, n in enumerate(nodes):
+        info = infos[n.id]
+        wnames = widget_names(info)
+        unknown = set(n.widgets) - {w for w, _, _ in wnames}
+        if unknown:
+            raise ValueError(f"{n.type}: no widget named {sorted(unknown)}")
+        values = []
+        for name, spec, control in wnames:
+            values.append(n.widgets.get(name, _default(spec)))
+            if control:
+                values.append("fixed")
+        inputs = []
+        for group in ("required", "optional"):
+            for name in info.get("input_order", {}).get(group, []):
+                spec = info["input"][group][name]
+                is_w = name in {w for w, _, _ in wnames}
+                if name not in n.links and is_w:
+                    continue
+                kind = spec[0] if not isinstance(spec[0], list) else "COMBO"
+                entry = {"name": name, "type": kind, "link": None}
+                if is_w:
+                    entry["widget"] = {"name": name}
+                if name in n.links:
+                    link = link_for[(n.id, name)]
+                    link[4] = len(inputs)
+                    entry["link"] = link[0]
+                inputs.append(entry)
+        outputs = []
+        for slot, (typ, name) in enumerate(zip(info["output"], info.get("output_name", info["output"]))):
+            outputs.append({"name": name, "type": typ, "links": out_links.get((n.id, slot), []),
+                            "slot_index": slot})
+        props = {"Node name for S&R": n.type}
+        models = [w for w in values if isinstance(w, str) and w in MODELS]
+        if models:
+            props["models"] = [{"name": m, "url": MODELS[m][1], "directory": MODELS[m][0]} for m in models]
+        node = {"id": n.id, "type": n.type, "pos": [40 + 360 * n.col, 40 + 150 * n.row], "size": [320, 120],
+                "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": outputs,
+                "properties": props, "widgets_values": values}
+        if n.title:
+            node["title"] = n.title
+        ui_nodes.append(node)
+    next_id = max(n.id for n in nodes) + 1
+    for i, (text, col, row) in enumerate(notes):
+        ui_nodes.append({"id": next_id + i, "type": "MarkdownNote", "pos": [40 + 360 * col, 40 + 150 * row],
+                         "size": [400, 200], "flags": {}, "order": len(ui_nodes), "mode": 0, "inputs": [],
+                         "outputs": [], "properties": {}, "widgets_values": [text]})
+    return {"last_node_id": next_id + len(notes) - 1, "last_link_id": len(links), "nodes": ui_nodes,
+            "links": links, "groups": [], "config": {}, "extra": {"ds": {"scale": 0.75, "offset": [0, 0]}},
+            "version": 0.4}
+
+
+def sampler_chain(first_id, model_id, guider_id, latent_id, col, row, steps, seed, save_prefix, decode):
+    """RandomNoise/KSamplerSelect/BasicScheduler/SamplerCustomAdvanced/decode/CreateVideo/SaveVideo."""
+    i = first_id
+    noise, sel, sched, adv, dec, vid, save = range(i, i + 7)
+    nodes = [
+        N(noise, "RandomNoise", col, row, {"noise_seed": seed}),
+        N(sel, "KSamplerSelect", col, row + 1, {"sampler_name": "euler"}),
+        N(sched, "BasicScheduler", col, row + 2, {"scheduler": "simple", "steps": steps, "denoise": 1.0},
+          {"model": (model_id, 0)}),
+        N(adv, "SamplerCustomAdvanced", col + 1, row, links={"noise": (noise, 0), "guider": (guider_id, 0),
+          "sampler": (sel, 0), "sigmas": (sched, 0), "latent_image": (latent_id, 0)}),
+        decode(dec, col + 2, row, (adv, 0)),
+        N(vid, "CreateVideo", col + 3, row, {"fps": 16.0}, {"images": (dec, 0)}),
+        N(save, "SaveVideo", col + 4, row, {"filename_prefix": f"video/{save_prefix}", "format": "auto",
+          "codec": "auto"}, {"video": (vid, 0)}),
+    ]
+    return nodes
+
+
+def demo_tiny():
+    nodes = [
+        N(1, "VA_TinyDemoModels", 0, 0, {"prompt": "a red ball bouncing", "negative_prompt": "", "seed": 0}),
+        N(2, "EmptyHunyuanLatentVideo", 0, 2, {"width": 64, "height": 64, "length": 17, "batch_size": 1}),
+        N(3, "VA_ScoreComposer", 1, 2, {"prior_strength": 0.3, "cfg": 4.0, "composition_end": 0.9},
+          {"domain_model": (1, 0), "prior_model": (1, 1), "positive": (1, 2), "negative": (1, 3)}),
+    ]
+    nodes += sampler_chain(10, 1, 3, 2, 1, 4, steps=8, seed=0, save_prefix="video_adapters_demo",
+                           decode=lambda i, c, r, src: N(i, "VA_LatentPreviewDecode", c, r, {"upscale": 8},
+                                                         {"model": (1, 0), "samples": src}))
+    notes = [("## Video Adapters demo\nRuns on any CPU with no downloads: tiny Wan 2.1-architecture models with "
+              "random weights, composed by the Score Composer. Swap in real models with the Wan workflow.", 0, 5)]
+    return nodes, notes
+
+
+def _wan_common(prefix_domain="wan2.1_t2v_1.3B_fp16.safetensors"):
+    return [
+        N(1, "VA_LoadFrozenVideoModel", 0, 0, {"model_name": "wan2.1_t2v_14B_fp16.safetensors",
+          "weight_dtype": "fp8_e4m3fn"}, title="Prior: Wan 2.1 14B (frozen)"),
+        N(2, "UNETLoader", 0, 1, {"unet_name": prefix_domain, "weight_dtype": "default"},
+          title="Domain model (small)"),
+        N(3, "CLIPLoader", 0, 2, {"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan",
+          "device": "default"}),
+        N(4, "VAELoader", 0, 3, {"vae_name": "wan_2.1_vae.safetensors"}),
+        N(5, "CLIPTextEncode", 1, 0, {"text": PROMPT}, {"clip": (3, 0)}, title="Positive prompt"),
+        N(6, "CLIPTextEncode", 1, 1, {"text": NEGATIVE}, {"clip": (3, 0)}, title="Negative prompt"),
+        N(7, "ModelSamplingSD3", 1, 2, {"shift": 8.0}, {"model": (2, 0)}),
+        N(8, "ModelSamplingSD3", 1, 3, {"shift": 8.0}, {"model": (1, 0)}),
+        N(9, "EmptyHunyuanLatentVideo", 1, 4, {"width": 832, "height": 480, "length": 33, "batch_size": 1}),
+    ]
+
+
+def _vae_decode(i, c, r, src):
+    return N(i, "VAEDecode", c, r, links={"samples": src, "vae": (4, 0)})
+
+
+def wan_t2v_stylize():
+    nodes = _wan_common()
+    nodes.append(N(20, "VA_ScoreComposer", 2, 0, {"prior_strength": 0.2, "cfg": 5.0, "composition_end": 0.9},
+                   {"domain_model": (7, 0), "prior_model": (8, 0), "positive": (5, 0), "negative": (6, 0)}))
+    nodes += sampler_chain(30, 7, 20, 9, 2, 2, steps=30, seed=42, save_prefix="video_adapter_stylize",
+                           decode=_vae_decode)
+    notes = [("## Stylize with a small domain model\nThe frozen Wan 2.1 14B prior supplies motion and fidelity; "
+              "the small model supplies your style. Until you have a trained domain model (Train Domain Model), "
+              "Wan 2.1 1.3B stands in: it shares the 14B model's latent space. prior_strength 0.1-0.4 is the "
+              "paper's range.", 0, 5)]
+    return nodes, notes
+
+
+def ab_compare():
+    nodes = _wan_common()
+    nodes += [
+        N(20, "CFGGuider", 2, 0, {"cfg": 5.0}, {"model": (7, 0), "positive": (5, 0), "negative": (6, 0)},
+          title="A: domain only"),
+        N(21, "CFGGuider", 2, 4, {"cfg": 5.0}, {"model": (8, 0), "positive": (5, 0), "negative": (6, 0)},
+          title="B: prior only"),
+        N(22, "VA_ScoreComposer", 2, 8, {"prior_strength": 0.2, "cfg": 5.0, "composition_end": 0.9},
+          {"domain_model": (7, 0), "prior_model": (8, 0), "positive": (5, 0), "negative": (6, 0)},
+          title="C: score composer"),
+        N(23, "VA_CFGMixGuider", 2, 12, {"prior_weight": 0.2, "cfg": 5.0, "prior_cfg": 5.0, "composition_end": 0.9},
+          {"domain_model": (7, 0), "prior_model": (8, 0), "positive": (5, 0), "negative": (6, 0)},
+          title="D: CFG mix (baseline)"),
+    ]
+    for k, (gid, name) in enumerate(((20, "A_domain"), (21, "B_prior"), (22, "C_composer"), (23, "D_cfgmix"))):
+        nodes += sampler_chain(30 + 10 * k, 7, gid, 9, 3, 4 * k, steps=30, seed=42,
+                               save_prefix=f"video_adapter_ab/{name}", decode=_vae_decode)
+    notes = [("## A/B: domain only, prior only, composer, CFG mix\nSame seed and prompt in all four rows, so "
+              "differences come from the guidance alone.", 0, 5)]
+    return nodes, notes
+
+
+WORKFLOWS = {
+    "video_adapter_demo_tiny": demo_tiny,
+    "video_adapter_wan_t2v_stylize": wan_t2v_stylize,
+    "video_adapter_ab_compare": ab_compare,
+}
+
+
+def main():
+    root = find_comfyui()
+    if root is None:
+        sys.exit(NO_HOST_HELP)
+    host = Host(root)
+    for name, make in WORKFLOWS.items():
+        nodes, notes = make()
+        wf = build(host, nodes, notes)
+        path = os.path.join(HERE, f"{name}.json")
+        with open(path, "w") as f:
+            json.dump(wf, f, indent=1)
+        print(path)
+
+
+if __name__ == "__main__":
+    main()
