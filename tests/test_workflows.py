@@ -1,0 +1,93 @@
+"""Host-free checks of the shipped workflow files and of the UI-to-API converter.
+
+The host tests (tests/host/test_workflows_host.py) check the same files against ComfyUI's live node
+definitions and execute them; these run anywhere."""
+
+import glob
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "workflows"))
+
+from headless import ui_to_api, widget_names  # noqa: E402
+
+WORKFLOWS = sorted(glob.glob(os.path.join(ROOT, "workflows", "*.json")))
+MODEL_EXTS = (".safetensors", ".gguf", ".pt", ".ckpt", ".sft")
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=os.path.basename)
+def test_ui_format_and_link_integrity(path):
+    with open(path) as f:
+        wf = json.load(f)
+    assert {"nodes", "links", "last_node_id", "last_link_id", "version"} <= set(wf)
+    nodes = {n["id"]: n for n in wf["nodes"]}
+    assert len(nodes) == len(wf["nodes"]), "duplicate node ids"
+    assert max(nodes) <= wf["last_node_id"]
+    for n in wf["nodes"]:
+        assert {"id", "type", "pos", "inputs", "outputs", "widgets_values", "properties"} <= set(n)
+    for lid, src, s_slot, dst, d_slot, typ in wf["links"]:
+        out = nodes[src]["outputs"][s_slot]
+        inp = nodes[dst]["inputs"][d_slot]
+        assert lid in out["links"] and inp["link"] == lid
+        assert out["type"] == typ == inp["type"], f"link {lid}: {out['type']} -> {inp['type']}"
+    for n in wf["nodes"]:
+        for inp in n["inputs"]:
+            assert inp["link"] is None or any(l[0] == inp["link"] for l in wf["links"])
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=os.path.basename)
+def test_model_files_are_declared_with_urls(path):
+    """Every model file a widget names comes with a public download URL for the missing-model dialog."""
+    with open(path) as f:
+        wf = json.load(f)
+    for n in wf["nodes"]:
+        declared = {m["name"]: m for m in n["properties"].get("models", [])}
+        for v in n["widgets_values"]:
+            if isinstance(v, str) and v.endswith(MODEL_EXTS):
+                assert v in declared, f"{n['type']}: {v} has no download entry"
+                assert declared[v]["url"].startswith("https://huggingface.co/")
+                assert declared[v]["url"].endswith(v)
+
+
+def fake_info(class_type):
+    defs = {
+        "Sampler": {"input": {"required": {"model": ("MODEL",), "seed": ("INT", {"default": 0}),
+                                           "cfg": ("FLOAT", {"default": 1.0}), "name": (["a", "b"],)},
+                              "optional": {"extra": ("STRING", {"forceInput": True}),
+                                           "mode": ("COMBO", {"options": ["x", "y"], "control_after_generate": True}),
+                                           "flag": ("BOOLEAN", {})}},
+                    "input_order": {"required": ["model", "seed", "cfg", "name"], "optional": ["extra", "mode", "flag"]},
+                    "output": ["LATENT"]},
+        "Loader": {"input": {"required": {"ckpt": (["m.safetensors"],)}}, "output": ["MODEL"]},
+    }
+    return defs[class_type]
+
+
+def test_converter_widget_order_control_values_and_links():
+    wf = {"nodes": [
+        {"id": 1, "type": "Loader", "inputs": [], "widgets_values": ["m.safetensors"]},
+        {"id": 2, "type": "Sampler", "inputs": [{"name": "model", "type": "MODEL", "link": 5},
+                                                {"name": "cfg", "type": "FLOAT", "link": 6, "widget": {"name": "cfg"}}],
+         "widgets_values": [7, "randomize", 2.5, "b", "y", "fixed", True]},
+        {"id": 3, "type": "Note", "inputs": [], "widgets_values": ["text"]},
+        {"id": 4, "type": "Sampler", "mode": 2, "inputs": [], "widgets_values": []},
+    ], "links": [[5, 1, 0, 2, 0, "MODEL"], [6, 1, 0, 2, 1, "FLOAT"]]}
+    api = ui_to_api(wf, fake_info)
+    assert set(api) == {"1", "2"}  # notes and muted nodes are dropped
+    assert api["1"] == {"class_type": "Loader", "inputs": {"ckpt": "m.safetensors"}}
+    assert api["2"]["inputs"] == {"model": ["1", 0], "seed": 7, "cfg": ["1", 0], "name": "b", "mode": "y", "flag": True}
+
+
+def test_widget_names_skip_sockets():
+    names = [(n, c) for n, _, c in widget_names(fake_info("Sampler"))]
+    assert names == [("seed", True), ("cfg", False), ("name", False), ("mode", True), ("flag", False)]
+
+
+def test_bypassed_nodes_are_refused():
+    wf = {"nodes": [{"id": 1, "type": "Loader", "mode": 4, "inputs": [], "widgets_values": []}], "links": []}
+    with pytest.raises(ValueError, match="bypass"):
+        ui_to_api(wf, fake_info)
