@@ -246,8 +246,8 @@ class SimDAAdapterSet(nn.Module):
                                    f"unexpected {extra[:3]}{'...' if len(extra) > 3 else ''})")
         for key, block in self.blocks.items():
             prefix = self._names[key] + "."
-            block.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)
-                                   and k[len(prefix):] in block.state_dict()}, strict=True)
+            own = block.state_dict().keys()
+            block.load_state_dict({sub: tensors[prefix + sub] for sub in own}, strict=True)
 
     def metadata(self) -> dict[str, Any]:
         """JSON-serialisable description (kind, family, config, blocks)."""
