@@ -1,7 +1,10 @@
 """Writes the pack's UI-format workflow files from compact specs, using the live node definitions of a
 ComfyUI host so that widget order, defaults and socket types are exactly what the frontend expects.
 
-    COMFYUI_PATH=/path/to/ComfyUI python workflows/build_workflows.py
+    COMFYUI_PATH=/path/to/ComfyUI python workflows/build_workflows.py [workflow names]
+
+A feature family adds its workflows in a ``specs_<family>.py`` module next to this file that defines
+``WORKFLOWS = {name: make}``, where ``make()`` returns ``(nodes, notes)`` built with ``N`` from here.
 
 Maintainers run this after changing a node's inputs; the host tests check the files against the host.
 """
@@ -210,12 +213,27 @@ WORKFLOWS = {
 }
 
 
+def all_workflows() -> dict:
+    """This file's workflows plus those of every ``specs_*.py`` module next to it (one per feature family)."""
+    import glob
+    import importlib
+
+    found = dict(WORKFLOWS)
+    for path in sorted(glob.glob(os.path.join(HERE, "specs_*.py"))):
+        module = importlib.import_module(os.path.splitext(os.path.basename(path))[0])
+        found.update(module.WORKFLOWS)
+    return found
+
+
 def main():
     root = find_comfyui()
     if root is None:
         sys.exit(NO_HOST_HELP)
     host = Host(root)
-    for name, make in WORKFLOWS.items():
+    only = set(sys.argv[1:])
+    for name, make in all_workflows().items():
+        if only and name not in only:
+            continue
         nodes, notes = make()
         wf = build(host, nodes, notes)
         path = os.path.join(HERE, f"{name}.json")
