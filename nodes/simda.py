@@ -1,0 +1,363 @@
+"""SimDA nodes: latent-shift attention for frame-wise models, adapter training on a frozen model, and
+adapter loading. The patching itself lives in ``simda_patch.py``; adapters in ``adapters/``."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+import comfy.model_base
+import comfy.model_management
+import comfy.model_patcher
+import comfy.patcher_extension
+import comfy.utils
+import folder_paths
+from comfy_api.latest import io
+
+from ..adapters import registry
+from ..adapters.files import AdapterFileError, read_metadata
+from ..adapters.latent_shift import MODES
+from ..adapters.training import TrainConfig, Trainer, default_sigma_sampling, loss_curve_image
+from . import MODEL_FOLDER
+from .common import CATEGORY, VideoAdapterError
+from .simda_patch import (UNET_BLOCK_KINDS, apply_latent_shift, architecture, family, new_adapters)
+
+CAT_SIMDA = f"{CATEGORY}/simda"
+BLOCK_CHOICES = ["all", "input", "middle", "output", "input_middle", "middle_output"]
+SHIFT_CHOICES = list(MODES) + ["none"]
+
+
+def _block_kinds(choice: str) -> tuple[str, ...]:
+    return UNET_BLOCK_KINDS if choice == "all" else tuple(choice.split("_"))
+
+
+def _file_list() -> list[str]:
+    return sorted(folder_paths.get_filename_list(MODEL_FOLDER))
+
+
+def parameterisation(model) -> str:
+    mt = model.model.model_type
+    mapping = {comfy.model_base.ModelType.FLOW: "flow", comfy.model_base.ModelType.EPS: "eps",
+               comfy.model_base.ModelType.V_PREDICTION: "v", comfy.model_base.ModelType.V_PREDICTION_EDM: "v"}
+    if mt not in mapping:
+        raise VideoAdapterError(f"the model predicts {getattr(mt, 'name', mt)}; adapter training supports rectified "
+                                "flow, eps and v prediction")
+    return mapping[mt]
+
+
+# ----------------------------------------------------------------------------------------------------
+# latent-shift attention
+
+
+class LatentShiftPatcher(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VA_LatentShiftPatcher",
+            display_name="Latent-Shift Attention (SimDA)",
+            category=CAT_SIMDA,
+            description=(
+                "Training-free temporal consistency for frame-wise models (SD 1.5 / SDXL with the video's frames "
+                "in the batch, SVD's spatial blocks): every frame's self-attention also sees the previous frame "
+                "through SimDA's latent shift, at twice the keys of per-frame attention instead of all frames'. "
+                "Frame 0 is unchanged. Refuses DiTs such as Wan, whose attention already spans all frames."),
+            inputs=[
+                io.Model.Input("model", tooltip="A frame-wise model: SD 1.5, SDXL or SVD."),
+                io.Combo.Input("mode", options=list(MODES), default="simda",
+                               tooltip="simda: keys/values from shifted frames t-1 and t (4x4 shift pattern); "
+                                       "previous_frame: keys/values from frames t and t-1 unshifted."),
+                io.Int.Input("frames", default=0, min=0, max=4096,
+                             tooltip="Frames per video. 0: the whole batch (of each cond/uncond pass) is one video; "
+                                     "n: the batch holds several videos of n consecutive frames."),
+                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Sampling progress where latent shift starts (0 = first step)."),
+                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Sampling progress where latent shift ends (1 = last step)."),
+                io.Combo.Input("blocks", options=BLOCK_CHOICES, default="all", optional=True,
+                               tooltip="Which UNet blocks get latent shift: all, or only the input (down), middle "
+                                       "or output (up) blocks."),
+            ],
+            outputs=[io.Model.Output(tooltip="The model with latent-shift self-attention; the input model is "
+                                             "unchanged.")],
+        )
+
+    @classmethod
+    def execute(cls, model, mode, frames, start_percent, end_percent, blocks="all") -> io.NodeOutput:
+        return io.NodeOutput(apply_latent_shift(model, mode, frames, start_percent, end_percent,
+                                                _block_kinds(blocks)))
+
+
+# ----------------------------------------------------------------------------------------------------
+# training
+
+
+def _replace_inference_tensors(module: torch.nn.Module) -> None:
+    """Parameters/buffers loaded under inference mode cannot take part in backward: swap in normal copies
+    (same values, same device). Must run under ``torch.inference_mode(False)``."""
+    for name, p in list(module.named_parameters()):
+        if p.is_inference():
+            comfy.utils.set_attr_param(module, name, p.detach().clone())
+    for name, b in list(module.named_buffers()):
+        if b is not None and b.is_inference():
+            owner_name, _, leaf = name.rpartition(".")
+            owner = module.get_submodule(owner_name) if owner_name else module
+            owner._buffers[leaf] = b.clone()
+
+
+def training_clips(samples: torch.Tensor, arch: str, frames: int) -> torch.Tensor:
+    """LATENT samples -> clips: ``[clips, F, C, H, W]`` (frames-in-batch UNets) or ``[clips, C, T, H, W]`` (Wan)."""
+    if arch == "wan":
+        if samples.ndim != 5:
+            raise VideoAdapterError(f"clips: Wan latents are [clips, C, frames, H, W], got {list(samples.shape)}")
+        return samples
+    if samples.ndim != 4:
+        raise VideoAdapterError(f"clips: frame-wise models take the frames in the batch [frames, C, H, W], "
+                                f"got {list(samples.shape)}")
+    total = samples.shape[0]
+    f = total if frames <= 0 else frames
+    if total % f or f < 2:
+        raise VideoAdapterError(f"clips: {total} frames do not split into clips of frames={frames}; use a divisor of "
+                                f"{total} that is at least 2, or 0 (all {total} frames are one clip)")
+    return samples.reshape(total // f, f, *samples.shape[1:])
+
+
+class AdapterForward:
+    """``model_fn(x_t, sigma, context)`` for the trainer: the patched model through ``BaseModel.apply_model``
+    (so every patch, wrapper and object patch takes part), returning the prediction in ``param`` form."""
+
+    def __init__(self, patched, param: str, cond_extra: dict, arch: str):
+        self.m, self.param, self.cond_extra, self.arch = patched, param, cond_extra, arch
+
+    def __call__(self, x_t, sigma, context, **_):
+        base = self.m.model
+        videos = x_t.shape[0]
+        if self.arch == "unet":  # [B, F, C, H, W] -> frames in the batch
+            f = x_t.shape[1]
+            x = x_t.flatten(0, 1)
+            s = sigma.repeat_interleave(f)
+            ctx = context.repeat_interleave(f, 0)
+        else:
+            x, s, ctx = x_t, sigma, context
+        opts = comfy.model_patcher.create_model_options_clone(self.m.model_options)
+        to = opts["transformer_options"]
+        comfy.patcher_extension.merge_nested_dicts(to.setdefault("wrappers", {}), self.m.wrappers, copy_dict1=False)
+        to["cond_or_uncond"] = [0] * videos
+        to["sigmas"] = s
+        conds = base.extra_conds(cross_attn=ctx, noise=x, device=x.device, **self.cond_extra)
+        c = {k: v.process_cond(batch_size=x.shape[0], device=x.device).cond for k, v in conds.items()}
+        denoised = base.apply_model(x, s, transformer_options=to, **c).float()
+        sb = s.float().reshape(-1, *([1] * (x.ndim - 1)))
+        xf = x.float()
+        if self.param == "flow":
+            pred = (xf - denoised) / sb
+        else:
+            eps = (xf - denoised) / sb
+            pred = eps if self.param == "eps" else (eps - sb * denoised) / torch.sqrt(1 + sb * sb)
+        return pred.reshape(x_t.shape)
+
+
+class TrainAdapter(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VA_TrainAdapter",
+            display_name="Train Adapters (SimDA)",
+            category=CAT_SIMDA,
+            description=(
+                "Trains small adapters inside a frozen model on your clips; the model's own weights never change. "
+                "simda: attention and FFN adapters plus a temporal adapter in every transformer block, with "
+                "latent-shift self-attention (SD 1.5 / SDXL / SVD; on Wan the adapters alone). Saves "
+                "<name>.safetensors and <name>_checkpoint.safetensors in models/video_adapters; Cancel stops "
+                "after writing the checkpoint, resume_from continues. One clip is enough for one-shot editing."),
+            inputs=[
+                io.Model.Input("model", tooltip="The frozen base model (SD 1.5, SDXL, SVD or Wan 2.1)."),
+                io.Latent.Input("clips", tooltip="Training video latents from VAE Encode with the model's VAE: the "
+                                "frames of the clips in the batch [frames, C, H, W] (SD/SVD), or [clips, C, T, H, W] "
+                                "(Wan)."),
+                io.Conditioning.Input("positive", tooltip="The clip's caption, encoded with the model's text "
+                                      "encoder (one caption for all clips)."),
+                io.Combo.Input("kind", options=registry.kinds(), default="simda",
+                               tooltip="Adapter kind. simda: spatial (attention, FFN) and temporal adapters."),
+                io.Int.Input("frames", default=0, min=0, max=4096,
+                             tooltip="Frames per clip when the batch holds several clips (SD/SVD); 0: the whole "
+                                     "batch is one clip."),
+                io.Int.Input("steps", default=300, min=1, max=1_000_000,
+                             tooltip="Total optimisation steps, counting those of a resumed checkpoint (SimDA's "
+                                     "editing recipe: 200-300)."),
+                io.Float.Input("learning_rate", default=5e-5, min=1e-7, max=1e-1, step=1e-5, round=1e-7,
+                               tooltip="AdamW learning rate (SimDA's editing recipe: 5e-5)."),
+                io.Int.Input("batch_size", default=1, min=1, max=64, tooltip="Clips per step."),
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1,
+                             tooltip="Seed of clip order, noise levels and noise: the same seed gives the same run."),
+                io.Combo.Input("latent_shift", options=SHIFT_CHOICES, default="simda",
+                               tooltip="Self-attention during training and later use: simda / previous_frame "
+                                       "latent shift, or none. Must be none for Wan."),
+                io.Int.Input("checkpoint_every", default=100, min=0, max=1_000_000,
+                             tooltip="Write the checkpoint every this many steps (0: only when stopped and at the end)."),
+                io.String.Input("file_name", default="simda/my_clip",
+                                tooltip="Output name inside models/video_adapters (no extension); files of that name "
+                                        "are replaced."),
+                io.Combo.Input("resume_from", options=["none"] + _file_list(), default="none", optional=True,
+                               tooltip="A *_checkpoint.safetensors of the same adapters to continue from."),
+            ],
+            outputs=[
+                io.Model.Output(display_name="model", tooltip="The base model with the trained adapters (strength 1)."),
+                io.String.Output(display_name="file_name", tooltip="The saved adapter file, relative to "
+                                 "models/video_adapters (for Load Adapters)."),
+                io.Image.Output(display_name="loss_curve", tooltip="Training loss per step (light) and its moving "
+                                "average (dark)."),
+                io.String.Output(display_name="summary", tooltip="Trainable parameters, their share of the base "
+                                 "model, steps and final loss."),
+            ],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, model, clips, positive, kind, frames, steps, learning_rate, batch_size, seed, latent_shift,
+                checkpoint_every, file_name, resume_from="none") -> io.NodeOutput:
+        from .domain import _model_folder, _safe_name
+
+        arch = architecture(model)
+        if arch == "wan" and latent_shift != "none":
+            raise VideoAdapterError(
+                f"latent_shift={latent_shift}: Wan's self-attention already spans all frames; set latent_shift to "
+                "none to train SimDA adapters on Wan")
+        if not positive:
+            raise VideoAdapterError("positive: the CONDITIONING is empty; connect the encoded caption")
+        name = _safe_name(file_name)
+        folder = _model_folder()
+        out_path = os.path.join(folder, name + ".safetensors")
+        ckpt_path = os.path.join(folder, name + "_checkpoint.safetensors")
+        resume_path = None
+        if resume_from and resume_from != "none":
+            resume_path = folder_paths.get_full_path_or_raise(MODEL_FOLDER, resume_from)
+            meta = read_metadata(resume_path)
+            if meta.get("kind") != "checkpoint" or meta.get("adapter_kind") != kind:
+                raise VideoAdapterError(f"resume_from: {resume_from} is not a '{kind}' adapter training checkpoint")
+            if meta.get("family") != family(model):
+                raise VideoAdapterError(f"resume_from: {resume_from} was trained on a '{meta.get('family')}' model, "
+                                        f"not on '{family(model)}'")
+        param = parameterisation(model)
+        shift = float(getattr(model.get_model_object("model_sampling"), "shift", 1.0))
+        tcfg = TrainConfig(steps=int(steps), lr=float(learning_rate), batch_size=int(batch_size), seed=int(seed),
+                           cond_dropout=0.0, checkpoint_every=int(checkpoint_every),
+                           sigma_sampling=default_sigma_sampling(param), flow_shift=shift)
+        config = dict(registry.get(kind).default_config)
+        config["shift_mode"] = latent_shift
+        device = model.load_device
+
+        with torch.inference_mode(False):
+            x0 = training_clips(model.model.process_latent_in(clips["samples"].float()).clone(), arch, frames)
+            ctx = positive[0][0].clone().float()
+            cond_extra = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in positive[0][1].items()
+                          if k not in ("model_conds",)}
+            torch.manual_seed(int(seed))
+            adapters = new_adapters(kind, model, config)
+            patched = registry.get(kind).inject(model, adapters, 1.0, frames if arch == "unet" else 0)
+            comfy.model_management.load_models_gpu([patched])
+            _replace_inference_tensors(patched.model)
+            adapters.to(device)
+            patched.model.requires_grad_(False)
+            x0, ctx = x0.to(device), ctx.to(device)
+
+        def batch_fn(step, generator, bs):
+            idx = torch.randint(0, x0.shape[0], (bs,), generator=generator)
+            return {"x0": x0[idx.to(x0.device)], "context": ctx.expand(bs, -1, -1)}
+
+        pbar = comfy.utils.ProgressBar(int(steps))
+        interrupted = [False]
+
+        def on_step(step, loss):
+            try:
+                pbar.update_absolute(step, int(steps))
+            except comfy.model_management.InterruptProcessingException:
+                interrupted[0] = True  # Cancel: stop after writing the checkpoint
+
+        def should_stop():
+            return interrupted[0] or comfy.model_management.processing_interrupted()
+
+        meta = {"family": family(model), "adapter_kind": kind, "adapter_config": adapters.config.to_dict()}
+        result = Trainer(tcfg).run(adapters, AdapterForward(patched, param, cond_extra, arch), batch_fn, param,
+                                   checkpoint_path=ckpt_path, resume_from=resume_path, on_step=on_step,
+                                   should_stop=should_stop, checkpoint_meta=meta)
+        if result.stopped:
+            comfy.model_management.interrupt_current_processing(False)
+            raise comfy.model_management.InterruptProcessingException()
+        adapters.requires_grad_(False)
+        n_train = adapters.num_trainable_parameters() or sum(p.numel() for p in adapters.parameters())
+        n_base = sum(p.numel() for p in model.model.diffusion_model.parameters())
+        summary = result.summary(tcfg)
+        summary.update({"trainable_parameters": n_train, "base_parameters": n_base,
+                        "base_model": type(model.model.model_config).__name__})
+        adapters.save(out_path, extra={"training": summary})
+        rel = os.path.relpath(out_path, folder).replace(os.sep, "/")
+        text = (f"{kind} adapters for {family(model)}: {n_train:,} trainable parameters "
+                f"({100.0 * n_train / max(n_base, 1):.2f} % of the base model's {n_base:,}), "
+                f"{len(adapters)} blocks; {result.steps_done} steps, loss {result.losses[0]:.4f} -> "
+                f"{summary['final_loss']:.4f}")
+        return io.NodeOutput(patched, rel, loss_curve_image(result.losses), text)
+
+
+# ----------------------------------------------------------------------------------------------------
+# loading
+
+
+class LoadAdapter(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VA_LoadAdapter",
+            display_name="Load Adapters",
+            category=CAT_SIMDA,
+            description=("Injects trained adapters (models/video_adapters) into a model through ComfyUI's patch API; "
+                         "the output is a plain MODEL for any sampler. Adapters made for another model family or "
+                         "size are refused. SimDA adapters also switch on the latent-shift attention they were "
+                         "trained with."),
+            inputs=[
+                io.Model.Input("model", tooltip="The base model the adapters were trained on."),
+                io.Combo.Input("adapter_name", options=_file_list(),
+                               tooltip="An adapter file in models/video_adapters (from Train Adapters)."),
+                io.Float.Input("strength", default=1.0, min=-2.0, max=2.0, step=0.05,
+                               tooltip="Scale of the adapters' contribution: 0 = base model, 1 = as trained."),
+                io.Int.Input("frames", default=0, min=0, max=4096, optional=True,
+                             tooltip="Frames per video for frame-wise models (0: the whole batch of each "
+                                     "cond/uncond pass is one video)."),
+            ],
+            outputs=[
+                io.Model.Output(tooltip="The model with the adapters."),
+                io.String.Output(display_name="summary", tooltip="Kind, family, blocks, parameters and training."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, adapter_name, strength, frames=0) -> io.NodeOutput:
+        path = folder_paths.get_full_path_or_raise(MODEL_FOLDER, adapter_name)
+        try:
+            meta = read_metadata(path)
+        except AdapterFileError as e:
+            raise VideoAdapterError(f"adapter_name: {e}") from None
+        kind = meta.get("kind")
+        if kind not in registry.kinds():
+            what = "a training checkpoint; load the finished adapter file" if kind == "checkpoint" else f"a '{kind}' file"
+            raise VideoAdapterError(f"adapter_name: {adapter_name} is {what}; adapter kinds: "
+                                    f"{', '.join(registry.kinds())}")
+        if meta.get("family") != family(model):
+            raise VideoAdapterError(
+                f"{adapter_name} holds {kind} adapters for '{meta.get('family')}' models, but model is "
+                f"'{family(model)}' ({type(model.model.model_config).__name__}); connect a '{meta.get('family')}' "
+                f"model or train adapters for this one")
+        try:
+            adapters = registry.get(kind).load(path)
+        except AdapterFileError as e:
+            raise VideoAdapterError(f"adapter_name: {e}") from None
+        adapters.requires_grad_(False).eval()
+        out = registry.get(kind).inject(model, adapters, float(strength), int(frames), label="model")
+        tr = meta.get("training", {})
+        n = sum(p.numel() for p in adapters.parameters())
+        summary = (f"{adapter_name}: {kind} adapters for {meta.get('family')}, {len(meta.get('blocks', {}))} blocks, "
+                   f"{n:,} parameters; trained {tr.get('steps', '?')} steps, final loss {tr.get('final_loss')}")
+        return io.NodeOutput(out, summary)
+
+
+NODES = [LatentShiftPatcher, TrainAdapter, LoadAdapter]
