@@ -10,6 +10,11 @@ Where the adapters sit in a transformer block of an image model (``h``: tokens `
 ``attention_adapter`` carries its own skip connection (``x + up(gelu(down(x)))``), ``ffn_adapter`` returns
 only the branch (``up(gelu(down(x)))``), and ``temporal_adapter`` is residual. Every up projection starts
 at zero, so a freshly created adapter set leaves the image model's outputs exactly unchanged.
+
+The ComfyUI binding (``nodes/simda_patch.py``) places them with the host's patch API, which exposes
+slightly different points of the block: the FFN adapter runs in parallel on the FFN's own input
+(``ff(u) + ffn_adapter(u)``, ``u = norm3(h)``), and on UNets the temporal adapter runs right after the
+self-attention residual (before cross-attention); on Wan it runs on the block output.
 """
 
 from __future__ import annotations
