@@ -106,9 +106,12 @@ def _flat_index(frames: int, height: int, width: int, mode: str) -> torch.Tensor
         ``[F * 2N]`` int64 (CPU), ordered query frame major, key/value token minor.
     """
     n = height * width
-    src = kv_source_frames(frames, height, width, mode)   # [F, 2N]
-    pos = torch.arange(n).repeat(2)[None, :]              # [1, 2N]
-    return (src * n + pos).reshape(-1)
+    # Cached across calls: build it as a normal tensor even when the first call happens under
+    # torch.inference_mode(), or later training (autograd) could not use it.
+    with torch.inference_mode(False):
+        src = kv_source_frames(frames, height, width, mode)   # [F, 2N]
+        pos = torch.arange(n).repeat(2)[None, :]              # [1, 2N]
+        return (src * n + pos).reshape(-1)
 
 
 def _check_layout(tokens: torch.Tensor, frames: int, height: int, width: int) -> int:

@@ -275,6 +275,16 @@ def eval_loss(host, model, x0, context, seed=0, n=6):
 
 @pytest.fixture(scope="module")
 def trained(host, tiny, frames_node):
+    # Sample with latent shift through the executor first (inference mode), as a workflow would before
+    # training: nothing cached then may break autograd later.
+    pack_module(host, "adapters.latent_shift")._flat_index.cache_clear()
+    sampling = {k: v for k, v in train_prompt("unused").items() if k != "4"}
+    sampling["5"] = {"class_type": "VA_LatentShiftPatcher", "inputs": {
+        "model": ["1", 0], "mode": "simda", "frames": 0, "start_percent": 0.0, "end_percent": 1.0}}
+    sampling["6"] = {"class_type": "KSampler", "inputs": {
+        "model": ["5", 0], "seed": 0, "steps": 1, "cfg": 2.0, "sampler_name": "euler", "scheduler": "normal",
+        "denoise": 1.0, "positive": ["3", 0], "negative": ["3", 0], "latent_image": ["2", 0]}}
+    host.run(sampling, ["6"])
     prompt = train_prompt("simda/test_clip")
     result = host.run(prompt, ["4"])
     return result["4"]
