@@ -4,7 +4,8 @@ ComfyUI host so that widget order, defaults and socket types are exactly what th
     COMFYUI_PATH=/path/to/ComfyUI python workflows/build_workflows.py [workflow names]
 
 A feature family adds its workflows in a ``specs_<family>.py`` module next to this file that defines
-``WORKFLOWS = {name: make}``, where ``make()`` returns ``(nodes, notes)`` built with ``N`` from here.
+``WORKFLOWS = {name: make}``, where ``make()`` returns ``(nodes, notes)`` built with ``N`` from here, and
+optionally ``MODELS = {file name: (folder, public URL)}`` for the model files its workflows name.
 
 Maintainers run this after changing a node's inputs; the host tests check the files against the host.
 """
@@ -222,6 +223,7 @@ def all_workflows() -> dict:
     for path in sorted(glob.glob(os.path.join(HERE, "specs_*.py"))):
         module = importlib.import_module(os.path.splitext(os.path.basename(path))[0])
         found.update(module.WORKFLOWS)
+        MODELS.update(getattr(module, "MODELS", {}))
     return found
 
 

@@ -92,20 +92,27 @@ def test_workflow_matches_host_definitions(host, path):
 def tiny_prompt(wf, host):
     """API prompt of ``wf`` with models, text encoders and VAEs replaced by tiny stand-ins."""
     prompt = ui_to_api(wf, host.node_info)
+    sd = any(v["class_type"] == "CheckpointLoaderSimple" for v in prompt.values())
     for nid, node in list(prompt.items()):
         t, inp = node["class_type"], node["inputs"]
         for key in ("unet_name", "model_name"):
             if key in inp:
                 inp[key] = TINY_FOR.get(inp[key], inp[key])
                 inp["weight_dtype"] = "default"
-        if t == "CLIPTextEncode":
+        if t == "CheckpointLoaderSimple":  # only its MODEL output survives the substitutions below
+            prompt[nid] = {"class_type": "UNETLoader",
+                           "inputs": {"unet_name": "tiny_sd15_prior.safetensors", "weight_dtype": "default"}}
+        elif t == "CLIPTextEncode":
             prompt[nid] = {"class_type": "VATest_Conditioning",
-                           "inputs": {"dim": 4096, "tokens": 8, "seed": zlib.crc32(inp["text"].encode()) % 1000}}
+                           "inputs": {"dim": 768 if sd else 4096, "tokens": 8,
+                                      "seed": zlib.crc32(inp["text"].encode()) % 1000}}
         elif t == "VAEDecode":
             prompt[nid] = {"class_type": "VATest_LatentToImage", "inputs": {"samples": inp["samples"]}}
         elif t == "EmptyHunyuanLatentVideo":
             inp.update(width=32, height=32, length=5)
-        elif t == "BasicScheduler":
+        elif t == "EmptyLatentImage":
+            inp.update(width=32, height=32, batch_size=4)
+        elif t in ("BasicScheduler", "KSampler", "VA_TrainAdapter", "VA_DDIMInversion"):
             inp["steps"] = 3
     for nid in [k for k, v in prompt.items() if v["class_type"] in ("CLIPLoader", "VAELoader")]:
         del prompt[nid]
