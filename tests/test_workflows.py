@@ -91,3 +91,12 @@ def test_bypassed_nodes_are_refused():
     wf = {"nodes": [{"id": 1, "type": "Loader", "mode": 4, "inputs": [], "widgets_values": []}], "links": []}
     with pytest.raises(ValueError, match="bypass"):
         ui_to_api(wf, fake_info)
+
+
+def test_train_adapter_cli_config_errors():
+    import train_adapter
+
+    with pytest.raises(ValueError, match="checkpoint"):
+        train_adapter.build_prompt({"clips": "x", "prompt": "y"}, None)
+    with pytest.raises(ValueError, match="unknown"):
+        train_adapter.build_prompt({"checkpoint": "a", "clips": "x", "prompt": "y", "stpes": 3}, None)
