@@ -84,7 +84,7 @@ def test_converter_widget_order_control_values_and_links():
 
 def test_widget_names_skip_sockets():
     names = [(n, c) for n, _, c in widget_names(fake_info("Sampler"))]
-    assert names == [("seed", True), ("cfg", False), ("name", False), ("mode", True), ("flag", False)]
+    assert names == [("seed", "control"), ("cfg", None), ("name", None), ("mode", "control"), ("flag", None)]
 
 
 def test_bypassed_nodes_are_refused():

@@ -73,10 +73,10 @@ def build(host: Host, nodes: list[N], notes: list[tuple[str, int, int]] = ()) ->
         if unknown:
             raise ValueError(f"{n.type}: no widget named {sorted(unknown)}")
         values = []
-        for name, spec, control in wnames:
+        for name, spec, extra in wnames:
             values.append(n.widgets.get(name, _default(spec)))
-            if control:
-                values.append("fixed")
+            if extra:
+                values.append({"control": "fixed", "upload": "image"}[extra])
         inputs = []
         for group in ("required", "optional"):
             for name in info.get("input_order", {}).get(group, []):

@@ -3,7 +3,8 @@ drag in) to an API prompt (what the executor runs), execute it.
 
 Used by ``run_demo.py`` and the host tests. ComfyUI's backend has no UI-to-API converter (the frontend does
 that), so ``ui_to_api`` follows the frontend's rules: widget values are positional, in the node's input
-order, with one extra UI-only value after every widget that has a "control after generate" menu.
+order, with one extra UI-only value after every widget that has a "control after generate" menu or an
+upload button.
 """
 
 from __future__ import annotations
@@ -188,17 +189,20 @@ def is_widget(spec) -> bool:
     return isinstance(kind, list) or kind in WIDGET_TYPES
 
 
-def has_control_widget(name: str, spec) -> bool:
-    """Whether the frontend adds a UI-only "control after generate" value after this widget."""
+def extra_ui_value(name: str, spec) -> str | None:
+    """The UI-only value the frontend stores after this widget: "control" for a "control after generate"
+    menu (seeds), "upload" for an upload button (Load Image), else None."""
     opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
-    if opts.get("control_after_generate"):
-        return True
-    return spec[0] == "INT" and name in ("seed", "noise_seed")
+    if opts.get("control_after_generate") or (spec[0] == "INT" and name in ("seed", "noise_seed")):
+        return "control"
+    if any(opts.get(k) for k in ("image_upload", "video_upload", "audio_upload")):
+        return "upload"
+    return None
 
 
-def widget_names(info: dict) -> list[tuple[str, object, bool]]:
-    """[(input name, spec, has control value)] for every widget of a node, in widgets_values order."""
-    return [(n, s, has_control_widget(n, s)) for n, s, _ in _ordered_inputs(info) if is_widget(s)]
+def widget_names(info: dict) -> list[tuple[str, object, str | None]]:
+    """[(input name, spec, extra UI value kind)] for every widget of a node, in widgets_values order."""
+    return [(n, s, extra_ui_value(n, s)) for n, s, _ in _ordered_inputs(info) if is_widget(s)]
 
 
 def ui_to_api(workflow: dict, node_info) -> dict:
@@ -213,10 +217,10 @@ def ui_to_api(workflow: dict, node_info) -> dict:
         info = node_info(node["type"])
         values = list(node.get("widgets_values") or [])
         inputs, i = {}, 0
-        for name, spec, control in widget_names(info):
+        for name, spec, extra in widget_names(info):
             if i < len(values):
                 inputs[name] = values[i]
-            i += 2 if control else 1
+            i += 2 if extra else 1
         for inp in node.get("inputs", []):
             if inp.get("link") is not None:
                 l = links[inp["link"]]

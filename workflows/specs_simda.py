@@ -6,7 +6,10 @@ from __future__ import annotations
 from build_workflows import N
 
 SD15 = "v1-5-pruned-emaonly-fp16.safetensors"
+SVD = "svd_xt.safetensors"
 MODELS = {
+    SVD: ("checkpoints", "https://huggingface.co/stabilityai/stable-video-diffusion-img2vid-xt/resolve/main/"
+                         "svd_xt.safetensors"),
     SD15: ("checkpoints", "https://huggingface.co/Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/"
                           "v1-5-pruned-emaonly-fp16.safetensors"),
 }
@@ -45,10 +48,16 @@ def sd15_latent_shift():
                                          "scheduler": "normal", "denoise": 1.0},
                    {"model": (5, 0), "positive": (2, 0), "negative": (3, 0), "latent_image": (4, 0)}))
     nodes += _save(11, 3, 0, (10, 0), "simda_latent_shift")
+    nodes.append(N(20, "KSampler", 2, 3, {"seed": 7, "steps": 25, "cfg": 7.5, "sampler_name": "euler",
+                                         "scheduler": "normal", "denoise": 1.0},
+                   {"model": (1, 0), "positive": (2, 0), "negative": (3, 0), "latent_image": (4, 0)},
+                   title="Without latent shift (same seed)"))
+    nodes += _save(21, 3, 3, (20, 0), "simda_no_latent_shift")
     notes = [("## Latent-shift attention (SimDA), training-free\nSD 1.5 renders the 16 frames of the batch; "
               "latent-shift attention lets every frame attend to the previous one (frame 0 is unchanged), which "
-              "keeps colours and layout steadier from frame to frame. Bypass the patch node to compare. Works "
-              "with SDXL and SVD too; Wan already attends over all frames and is refused.", 0, 4)]
+              "keeps colours and layout steadier from frame to frame. The lower row samples the same seed "
+              "without the patch, for comparison. Works with SDXL and SVD too; Wan already attends over all "
+              "frames and is refused.", 0, 5)]
     return nodes, notes
 
 
@@ -85,7 +94,34 @@ def sd15_one_shot_edit():
     return nodes, notes
 
 
+def svd_latent_shift():
+    """Image-to-video with SVD; latent shift patches its spatial blocks only (the temporal ones already mix
+    frames)."""
+    nodes = [
+        N(1, "ImageOnlyCheckpointLoader", 0, 0, {"ckpt_name": SVD}),
+        N(2, "LoadImage", 0, 2, {"image": "example.png"}, title="First frame"),
+        N(3, "SVD_img2vid_Conditioning", 1, 0, {"width": 1024, "height": 576, "video_frames": 14,
+                                                "motion_bucket_id": 127, "fps": 6, "augmentation_level": 0.0},
+          {"clip_vision": (1, 1), "init_image": (2, 0), "vae": (1, 2)}),
+        N(4, "VideoLinearCFGGuidance", 1, 2, {"min_cfg": 1.0}, {"model": (1, 0)}),
+        N(5, "VA_LatentShiftPatcher", 1, 3, {"mode": "simda", "frames": 0, "start_percent": 0.0,
+                                             "end_percent": 1.0, "blocks": "all"}, {"model": (4, 0)}),
+        N(10, "KSampler", 2, 0, {"seed": 7, "steps": 20, "cfg": 2.5, "sampler_name": "euler",
+                                 "scheduler": "karras", "denoise": 1.0},
+          {"model": (5, 0), "positive": (3, 0), "negative": (3, 1), "latent_image": (3, 2)}),
+        N(11, "VAEDecode", 3, 0, links={"samples": (10, 0), "vae": (1, 2)}),
+        N(12, "CreateVideo", 4, 0, {"fps": 6.0}, {"images": (11, 0)}),
+        N(13, "SaveVideo", 5, 0, {"filename_prefix": "video/svd_latent_shift", "format": "auto", "codec": "auto"},
+          {"video": (12, 0)}),
+    ]
+    notes = [("## SVD with latent-shift attention\nStable Video Diffusion animates the first frame; the patch "
+              "makes its spatial self-attention also look at the previous frame (its temporal layers are left "
+              "alone). Put svd_xt.safetensors in models/checkpoints.", 0, 4)]
+    return nodes, notes
+
+
 WORKFLOWS = {
+    "simda_svd_latent_shift": svd_latent_shift,
     "simda_sd15_latent_shift": sd15_latent_shift,
     "simda_sd15_one_shot_edit": sd15_one_shot_edit,
 }

@@ -63,16 +63,18 @@ def test_workflow_matches_host_definitions(host, path):
         info = host.node_info(n["type"])
         wn = widget_names(info)
         values = n.get("widgets_values", [])
-        assert len(values) == len(wn) + sum(c for _, _, c in wn), f"{n['type']}: widget count"
+        assert len(values) == len(wn) + sum(1 for _, _, e in wn if e), f"{n['type']}: widget count"
         declared = {m["name"] for m in n.get("properties", {}).get("models", [])}
         for m in n.get("properties", {}).get("models", []):
             assert m["url"].startswith("https://") and m["directory"]
         i = 0
-        for name, spec, control in wn:
+        for name, spec, extra in wn:
             check_widget(values[i], spec, f"{n['type']}.{name}", declared)
-            if control:
+            if extra == "control":
                 assert values[i + 1] in ("fixed", "increment", "decrement", "randomize")
-            i += 2 if control else 1
+            elif extra == "upload":
+                assert values[i + 1] == "image"
+            i += 2 if extra else 1
         all_inputs = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
         for inp in n.get("inputs", []):
             assert inp["name"] in all_inputs, f"{n['type']} has no input {inp['name']}"
@@ -121,7 +123,11 @@ def tiny_prompt(wf, host):
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=os.path.basename)
 def test_workflow_executes_on_tiny_models(host, tiny, path):
-    prompt = tiny_prompt(load(path), host)
+    wf = load(path)
+    if any(n["type"] == "ImageOnlyCheckpointLoader" for n in wf["nodes"]):
+        pytest.skip("SVD's CLIP vision encoder and VAE have no tiny stand-ins; the file is checked against the "
+                    "host above and latent shift on a tiny SVD is covered by test_simda_host.py")
+    prompt = tiny_prompt(wf, host)
     ok = host.validate(prompt)
     assert ok[0], ok
     result = host.run(prompt)
