@@ -36,9 +36,7 @@ Checkpoints are safetensors files (see ``files.py``) of kind ``"checkpoint"``:
 
 from __future__ import annotations
 
-import math
-import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 import numpy as np

@@ -45,7 +45,6 @@ proxy of FVD, not FVD.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time

@@ -100,3 +100,32 @@ def check_latent_shape(info: ModelInfo, shape) -> None:
         raise VideoAdapterError(
             f"{info.label} ({info.family}) expects latents [batch, {info.latent_channels}, "
             f"{'frames, ' if info.latent_dimensions == 3 else ''}height, width], got {list(shape)}")
+
+
+def run_training(config, params, model_fn, batch_fn, parameterisation, **kwargs):
+    """``adapters.training.Trainer.run`` wired to ComfyUI: the node's progress bar advances every step, and
+    Cancel makes the trainer write its checkpoint and stop, after which the run is reported as interrupted
+    (so an interrupted training never looks like a finished one)."""
+    import comfy.model_management
+    import comfy.utils
+
+    from ..adapters.training import Trainer
+
+    pbar = comfy.utils.ProgressBar(int(config.steps))
+    cancelled = [False]
+
+    def on_step(step, loss):
+        try:
+            pbar.update_absolute(step, int(config.steps))
+        except comfy.model_management.InterruptProcessingException:
+            cancelled[0] = True  # the progress hook raises on Cancel: stop after the checkpoint is written
+
+    def should_stop():
+        return cancelled[0] or comfy.model_management.processing_interrupted()
+
+    result = Trainer(config).run(params, model_fn, batch_fn, parameterisation, on_step=on_step,
+                                 should_stop=should_stop, **kwargs)
+    if result.stopped:
+        comfy.model_management.interrupt_current_processing(False)
+        raise comfy.model_management.InterruptProcessingException()
+    return result

@@ -40,10 +40,10 @@ from ..adapters.domain_model import (ATTENTION_MODES, FAMILY_SPECS, DomainModelC
                                      family_config, frames_context_to_video, frames_to_video, load_domain_model,
                                      preset_config, save_domain_model, sobel_edges, video_to_frames)
 from ..adapters.files import AdapterFileError, read_metadata
-from ..adapters.training import (TrainConfig, Trainer, default_sigma_sampling, load_checkpoint,
+from ..adapters.training import (TrainConfig, default_sigma_sampling, load_checkpoint,
                                  loss_curve_image)
 from . import MODEL_FOLDER
-from .common import CATEGORY, VideoAdapterError, describe
+from .common import CATEGORY, VideoAdapterError, describe, run_training
 
 CAT_DOMAIN = f"{CATEGORY}/domain_model"
 
@@ -398,25 +398,9 @@ class TrainDomainModel(io.ComfyNode):
                 out["edges"] = edges[idx]
             return out
 
-        pbar = comfy.utils.ProgressBar(int(steps))
-        interrupted = [False]
-
-        def on_step(step, loss):
-            try:
-                pbar.update_absolute(step, int(steps))
-            except comfy.model_management.InterruptProcessingException:
-                interrupted[0] = True  # the progress hook raises on Cancel; stop after writing the checkpoint
-
-        def should_stop():
-            return interrupted[0] or comfy.model_management.processing_interrupted()
-
         meta = {"family": family, "model_config": config.to_dict(), "prior": describe(prior_model).summary()}
-        result = Trainer(tcfg).run(net, net, batch_fn, parameterisation, checkpoint_path=ckpt_path,
-                                   resume_from=resume_path, on_step=on_step, should_stop=should_stop,
-                                   checkpoint_meta=meta)
-        if result.stopped:
-            comfy.model_management.interrupt_current_processing(False)
-            raise comfy.model_management.InterruptProcessingException()
+        result = run_training(tcfg, net, net, batch_fn, parameterisation, checkpoint_path=ckpt_path,
+                              resume_from=resume_path, checkpoint_meta=meta)
 
         summary = result.summary(tcfg)
         summary.update({"prior": meta["prior"], "clips": int(x0.shape[0]), "flow_shift": tcfg.flow_shift})

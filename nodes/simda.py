@@ -18,9 +18,9 @@ from comfy_api.latest import io
 from ..adapters import registry
 from ..adapters.files import AdapterFileError, read_metadata
 from ..adapters.latent_shift import MODES
-from ..adapters.training import TrainConfig, Trainer, default_sigma_sampling, loss_curve_image
+from ..adapters.training import TrainConfig, default_sigma_sampling, loss_curve_image
 from . import MODEL_FOLDER
-from .common import CATEGORY, VideoAdapterError
+from .common import CATEGORY, VideoAdapterError, run_training
 from .simda_patch import (UNET_BLOCK_KINDS, apply_latent_shift, architecture, family, new_adapters)
 
 CAT_SIMDA = f"{CATEGORY}/simda"
@@ -265,25 +265,9 @@ class TrainAdapter(io.ComfyNode):
             idx = torch.randint(0, x0.shape[0], (bs,), generator=generator)
             return {"x0": x0[idx.to(x0.device)], "context": ctx.expand(bs, -1, -1)}
 
-        pbar = comfy.utils.ProgressBar(int(steps))
-        interrupted = [False]
-
-        def on_step(step, loss):
-            try:
-                pbar.update_absolute(step, int(steps))
-            except comfy.model_management.InterruptProcessingException:
-                interrupted[0] = True  # Cancel: stop after writing the checkpoint
-
-        def should_stop():
-            return interrupted[0] or comfy.model_management.processing_interrupted()
-
         meta = {"family": family(model), "adapter_kind": kind, "adapter_config": adapters.config.to_dict()}
-        result = Trainer(tcfg).run(adapters, AdapterForward(patched, param, cond_extra, arch), batch_fn, param,
-                                   checkpoint_path=ckpt_path, resume_from=resume_path, on_step=on_step,
-                                   should_stop=should_stop, checkpoint_meta=meta)
-        if result.stopped:
-            comfy.model_management.interrupt_current_processing(False)
-            raise comfy.model_management.InterruptProcessingException()
+        result = run_training(tcfg, adapters, AdapterForward(patched, param, cond_extra, arch), batch_fn, param,
+                              checkpoint_path=ckpt_path, resume_from=resume_path, checkpoint_meta=meta)
         adapters.requires_grad_(False)
         n_train = adapters.num_trainable_parameters() or sum(p.numel() for p in adapters.parameters())
         n_base = sum(p.numel() for p in model.model.diffusion_model.parameters())

@@ -114,15 +114,16 @@ class ComposedGuider(comfy.samplers.CFGGuider):
                                                         seed=seed)
             return comfy.samplers.calc_cond_batch(p.model.model, [p.conds["positive"]], xx, sigma, p.options)[0]
 
-        sigma_next = None
-        noise_fn = None
+        sigma_next, noise_fn = None, None
         if comp.mcmc_steps > 0:
             sched = model_options.get("transformer_options", {}).get("sample_sigmas")
             sigma_next = next_sigma(sched, float(timestep.max()))
             gen = torch.Generator(device="cpu").manual_seed(int(seed or 0) * 1000003 + self._mcmc_calls)
             self._mcmc_calls += 1
 
-            def noise_fn(xx):
+            def draw(xx):
                 return torch.randn(xx.shape, generator=gen, dtype=torch.float32).to(xx.device, xx.dtype)
+
+            noise_fn = draw
 
         return comp.evaluate(x, timestep, guided_fn, prior_fn, sigma_next=sigma_next, noise_fn=noise_fn)
