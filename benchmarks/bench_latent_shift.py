@@ -330,7 +330,7 @@ def consistency_table(train_steps: int, videos: int, sample_steps: int) -> None:
         return codec.decode(video).clamp(0, 1)
 
     recent = res.losses[-50:]
-    print(f"### Temporal consistency: frame-wise model sampled with and without latent-shift attention")
+    print("### Temporal consistency: frame-wise model sampled with and without latent-shift attention")
     print(f"Tiny frame-wise eps-denoiser ({sum(p.numel() for p in net.parameters()) / 1e3:.0f} k parameters, "
           f"2 blocks, 8x8 latent tokens) trained as an IMAGE model on the frames of 96 synthetic 'domain' clips "
           f"(adapters/synthetic_video.py, toy 4-channel codec), {train_steps} steps in {train_s:.0f} s, final loss "

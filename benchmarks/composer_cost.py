@@ -31,16 +31,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "workflows"))
 from headless import NO_HOST_HELP, Host, find_comfyui  # noqa: E402
 
 
-def tiny_wan(seed, dim, layers):
-    import comfy.ops
+def tiny_wan(host, seed, dim, layers):
     import comfy.sd
-    from comfy.ldm.wan.model import WanModel
 
-    net = WanModel(model_type="t2v", patch_size=(1, 2, 2), in_dim=16, dim=dim, ffn_dim=4 * dim, freq_dim=256,
-                   text_dim=4096, out_dim=16, num_heads=dim // 128, num_layers=layers,
-                   operations=comfy.ops.disable_weight_init)
-    g = torch.Generator().manual_seed(seed)
-    sd = {k: 0.02 * torch.randn(v.shape, generator=g) for k, v in net.state_dict().items()}
+    sd = host.pack_module("nodes.demo").tiny_wan_state_dict(seed, layers, dim=dim, ffn_mult=4)
     count = sum(v.numel() for v in sd.values())  # the loader consumes the dict
     return comfy.sd.load_diffusion_model_state_dict(sd), count
 
@@ -87,7 +81,7 @@ def main():
     pos = [[torch.randn(1, 16, 4096), {}]]
     neg = [[torch.randn(1, 16, 4096), {}]]
     latent = {"samples": torch.zeros(1, 16, (args.frames - 1) // 4 + 1, args.size // 8, args.size // 8)}
-    prior, prior_params = tiny_wan(1, 512, 8)
+    prior, prior_params = tiny_wan(host, 1, 512, 8)
     pairs = [("1 block x 128", 128, 1), ("2 blocks x 128", 128, 2), ("4 blocks x 256", 256, 4),
              ("8 blocks x 384", 384, 8)]
     print(f"prior: 8 blocks x 512 ({prior_params / 1e6:.1f}M params); latent {list(latent['samples'].shape)}; "
@@ -96,7 +90,7 @@ def main():
           "| native overhead ms/step | composer overhead ms/step |")
     print("|---|---|---|---|---|---|---|---|")
     for label, dim, layers in pairs:
-        domain, d_params = tiny_wan(2, dim, layers)
+        domain, d_params = tiny_wan(host, 2, dim, layers)
         res = {"native": [], "composer": [], "ideal": [], "ov_n": [], "ov_c": []}
         for rep in range(args.repeats + 1):
             log_n = []

@@ -21,12 +21,13 @@ TEXT_DIM = 4096  # umT5-XXL width, what Wan's text embedding expects
 TOKENS = 16
 
 
-def _tiny_wan(seed: int, num_layers: int, dim: int = 128):
-    """A random-weight Wan 2.1 T2V state dict (dim multiple of 128: ComfyUI's detection assumes 128-wide heads)."""
+def tiny_wan_state_dict(seed: int, num_layers: int, dim: int = 128, ffn_mult: int = 2) -> dict:
+    """A deterministic random-weight Wan 2.1 T2V state dict that ComfyUI's loaders detect as Wan 2.1 (dim must
+    be a multiple of 128: detection assumes 128-wide heads). Also used by the tests and benchmarks."""
     from comfy.ldm.wan.model import WanModel
     import comfy.ops
 
-    net = WanModel(model_type="t2v", patch_size=(1, 2, 2), in_dim=16, dim=dim, ffn_dim=2 * dim, freq_dim=256,
+    net = WanModel(model_type="t2v", patch_size=(1, 2, 2), in_dim=16, dim=dim, ffn_dim=ffn_mult * dim, freq_dim=256,
                    text_dim=TEXT_DIM, out_dim=16, num_heads=dim // 128, num_layers=num_layers,
                    operations=comfy.ops.disable_weight_init)
     g = torch.Generator().manual_seed(seed)
@@ -76,7 +77,7 @@ class TinyDemoModels(io.ComfyNode):
     def execute(cls, prompt, negative_prompt, seed) -> io.NodeOutput:
         models = []
         for offset, layers in ((1, 1), (2, 2)):
-            m = comfy.sd.load_diffusion_model_state_dict(_tiny_wan(seed * 10 + offset, layers))
+            m = comfy.sd.load_diffusion_model_state_dict(tiny_wan_state_dict(seed * 10 + offset, layers))
             if m is None:
                 raise VideoAdapterError("this ComfyUI did not recognise the tiny Wan 2.1 model; update ComfyUI")
             m.model.requires_grad_(False)

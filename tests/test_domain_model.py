@@ -8,15 +8,6 @@ from adapters.domain_model import (
 from adapters.files import AdapterFileError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # tiny models: one thread is much faster than contended multi-threading
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _tiny(family, **kw):
     cfg = family_config(family, width=64, heads=2, depth=2, **kw)
     torch.manual_seed(0)

@@ -6,15 +6,6 @@ from adapters.synthetic_video import (
     CAPTION_LENGTH, DOMAIN_STYLE, VOCAB, ToyLatentCodec, caption_context, clip_statistics, make_clips)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # small tensors: one thread avoids contention overhead
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def internet():
     return make_clips(24, "internet", seed=3)

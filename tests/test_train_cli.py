@@ -13,14 +13,6 @@ EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
                        "train_config.example.json")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_raw(**over):
     raw = {"family": "wan21", "size": "tiny", "model": {"width": 64, "heads": 1, "depth": 1},
            "data": {"synthetic": {"count": 4, "frames": 2, "size": 16}},

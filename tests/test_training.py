@@ -13,15 +13,6 @@ from adapters.training import (
 TEXT_DIM = 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # tiny models: one thread is much faster than contended multi-threading
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def data():
     clips = make_clips(12, "domain", seed=0, frames=4, size=32)

@@ -116,6 +116,12 @@ class Host:
             raise RuntimeError("ComfyUI could not import the pack; the log above says why")
         return sys.modules[link.replace(".", "_x_")]
 
+    def pack_module(self, dotted: str):
+        """A submodule of the loaded pack, e.g. ``pack_module("nodes.common")``."""
+        import importlib
+
+        return importlib.import_module(f"{self.pack.__name__}.{dotted}")
+
     # --- node definitions, as the frontend sees them -----------------------------------------------
     def node_info(self, class_type: str) -> dict:
         cls = self.nodes.NODE_CLASS_MAPPINGS[class_type]

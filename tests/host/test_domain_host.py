@@ -11,21 +11,6 @@ from tiny_models import WAN_TEXT_DIM
 PRIOR = "tiny_wan_prior.safetensors"
 
 
-def pack_module(host, dotted):
-    """A submodule of the pack as ComfyUI loaded it (e.g. ``nodes.common``)."""
-    import importlib
-
-    return importlib.import_module(f"{host.pack.__name__}.{dotted}")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def clips_node(host, tiny):
     """Test-only node: a batch of random-but-smooth Wan 2.1 latent clips (stands in for VAE Encode)."""
@@ -92,7 +77,7 @@ def test_training_through_the_executor(host, trained):
     # progress reached the UI's bar once per step
     assert host.progress[-1] == (20, 20)
     # a native MODEL in the prior's latent space and sampling
-    pack = pack_module(host, "nodes.common")
+    pack = host.pack_module("nodes.common")
     info = pack.describe(model, "domain")
     assert info.latent_format == "Wan21" and info.parameterisation == "flow" and info.shift == 8.0
 
@@ -164,8 +149,8 @@ def test_interrupt_keeps_checkpoint_and_resume_reproduces(host, trained):
 
 
 def test_other_latent_space_refused(host, tiny):
-    adapters = pack_module(host, "adapters.domain_model")
-    common = pack_module(host, "nodes.common")
+    adapters = host.pack_module("adapters.domain_model")
+    common = host.pack_module("nodes.common")
     cfg = adapters.family_config("sd15", width=64, heads=1, depth=1)
     adapters.save_domain_model(os.path.join(folder(host), "test/sd_model.safetensors"), adapters.DomainVideoModel(cfg))
     prior = host.call("UNETLoader", PRIOR, "default")[0]

@@ -15,20 +15,6 @@ WAN = "tiny_wan_domain.safetensors"
 SVD_CONTEXT = 64
 
 
-def pack_module(host, dotted):
-    import importlib
-
-    return importlib.import_module(f"{host.pack.__name__}.{dotted}")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def cond(dim, seed, tokens=8, **extra):
     g = torch.Generator().manual_seed(seed)
     return [[torch.randn(1, tokens, dim, generator=g), dict(extra)]]
@@ -95,8 +81,8 @@ def svd_conds(frames, seed=0):
 def reference_model(host, model, mode, frames, spatial_only=False):
     """The model with every spatial self-attention replaced by attention over explicitly shifted, already
     projected keys/values (``latent_shift_attention``), with a fixed frame count."""
-    ls = pack_module(host, "adapters.latent_shift")
-    patch = pack_module(host, "nodes.simda_patch")
+    ls = host.pack_module("adapters.latent_shift")
+    patch = host.pack_module("nodes.simda_patch")
     m = model.clone()
 
     def attn(q, k, v, extra):
@@ -171,7 +157,7 @@ def test_svd_spatial_blocks_only(host, svd):
 
 
 def test_wan_is_refused(host, wan):
-    common = pack_module(host, "nodes.common")
+    common = host.pack_module("nodes.common")
     with pytest.raises(common.VideoAdapterError, match="full 3D attention"):
         host.call("VA_LatentShiftPatcher", wan, "simda", 0, 0.0, 1.0)
 
@@ -181,7 +167,7 @@ def test_wan_is_refused(host, wan):
 
 
 def _fresh(host, model):
-    patch = pack_module(host, "nodes.simda_patch")
+    patch = host.pack_module("nodes.simda_patch")
     return patch.new_adapters("simda", model, {"shift_mode": "none"})
 
 
@@ -207,7 +193,7 @@ def _cases(host, request, family):
 @pytest.mark.parametrize("family", ["sd", "svd", "wan"])
 def test_zero_init_adapters_are_identity_and_unpatched_clone_restores(host, request, family):
     model, pos, neg, x = _cases(host, request, family)
-    patch = pack_module(host, "nodes.simda_patch")
+    patch = host.pack_module("nodes.simda_patch")
     base = sample(host, model, pos, neg, x, cfg=2.0)
     adapters = _fresh(host, model)
     injected = patch.inject_simda(model, adapters, 1.0)
@@ -259,8 +245,8 @@ def eval_loss(host, model, x0, context, seed=0, n=6):
     """Loss of ``model`` on fixed noise levels and noise (eps parameterisation, frames as one video)."""
     import comfy.model_management
 
-    simda = pack_module(host, "nodes.simda")
-    training = pack_module(host, "adapters.training")
+    simda = host.pack_module("nodes.simda")
+    training = host.pack_module("adapters.training")
     comfy.model_management.load_models_gpu([model])
     fwd = simda.AdapterForward(model, "eps", {}, "unet")
     g = torch.Generator().manual_seed(seed)
@@ -277,7 +263,7 @@ def eval_loss(host, model, x0, context, seed=0, n=6):
 def trained(host, tiny, frames_node):
     # Sample with latent shift through the executor first (inference mode), as a workflow would before
     # training: nothing cached then may break autograd later.
-    pack_module(host, "adapters.latent_shift")._flat_index.cache_clear()
+    host.pack_module("adapters.latent_shift")._flat_index.cache_clear()
     sampling = {k: v for k, v in train_prompt("unused").items() if k != "4"}
     sampling["5"] = {"class_type": "VA_LatentShiftPatcher", "inputs": {
         "model": ["1", 0], "mode": "simda", "frames": 0, "start_percent": 0.0, "end_percent": 1.0}}
@@ -317,7 +303,7 @@ def test_load_round_trip_and_strength(host, trained, sd):
 
 
 def test_wrong_family_and_kind_refused(host, trained, wan):
-    common = pack_module(host, "nodes.common")
+    common = host.pack_module("nodes.common")
     with pytest.raises(common.VideoAdapterError, match="'sd15' models, but model is 'wan21'"):
         host.call("VA_LoadAdapter", wan, "simda/test_clip.safetensors", 1.0)
     with pytest.raises(common.VideoAdapterError, match="training checkpoint"):
@@ -325,7 +311,7 @@ def test_wrong_family_and_kind_refused(host, trained, wan):
 
 
 def test_wan_training_needs_latent_shift_none(host, wan):
-    common = pack_module(host, "nodes.common")
+    common = host.pack_module("nodes.common")
     with pytest.raises(common.VideoAdapterError, match="latent_shift"):
         host.call("VA_TrainAdapter", wan, {"samples": torch.zeros(1, 16, 2, 4, 4)}, cond(WAN_TEXT_DIM, 0), "simda",
                   0, 2, 1e-3, 1, 0, "simda", 0, "simda/wan_test")

@@ -23,17 +23,6 @@ def _randomise(module: torch.nn.Module, seed: int, std: float = 0.02):
                 p.copy_(std * torch.randn(p.shape, generator=g))
 
 
-def tiny_wan_state_dict(seed: int, num_layers: int = 2, dim: int = 128):
-    import comfy.ops
-    from comfy.ldm.wan.model import WanModel
-
-    m = WanModel(model_type="t2v", patch_size=(1, 2, 2), in_dim=16, dim=dim, ffn_dim=2 * dim, freq_dim=256,
-                 text_dim=WAN_TEXT_DIM, out_dim=16, num_heads=dim // 128, num_layers=num_layers,
-                 operations=comfy.ops.disable_weight_init)
-    _randomise(m, seed)
-    return m.state_dict()
-
-
 def tiny_sd15_state_dict(seed: int):
     import comfy.ops
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
@@ -49,17 +38,17 @@ def tiny_sd15_state_dict(seed: int):
 class TinyModels:
     """Writes the tiny model files once per session and registers the helper nodes."""
 
-    FILES = {
-        "tiny_wan_prior.safetensors": lambda: tiny_wan_state_dict(seed=1, num_layers=2),
-        "tiny_wan_domain.safetensors": lambda: tiny_wan_state_dict(seed=2, num_layers=1),
-        "tiny_sd15_prior.safetensors": lambda: tiny_sd15_state_dict(seed=3),
-        "tiny_sd15_domain.safetensors": lambda: tiny_sd15_state_dict(seed=4),
-    }
-
     def __init__(self, host):
         self.host = host
+        wan = host.pack_module("nodes.demo").tiny_wan_state_dict  # the same builder as the demo node
+        files = {
+            "tiny_wan_prior.safetensors": lambda: wan(seed=1, num_layers=2),
+            "tiny_wan_domain.safetensors": lambda: wan(seed=2, num_layers=1),
+            "tiny_sd15_prior.safetensors": lambda: tiny_sd15_state_dict(seed=3),
+            "tiny_sd15_domain.safetensors": lambda: tiny_sd15_state_dict(seed=4),
+        }
         folder = os.path.join(host.models_dir, "diffusion_models")
-        for name, make in self.FILES.items():
+        for name, make in files.items():
             path = os.path.join(folder, name)
             if not os.path.exists(path):
                 save_file({k: v.contiguous() for k, v in make().items()}, path)
