@@ -1,5 +1,7 @@
 """Conventions every node of the pack keeps: VA_ ids, one category root, a description and a tooltip on
-every input and output."""
+every input and output, and a help page in web/docs."""
+
+import os
 
 
 def pack_nodes(host):
@@ -30,3 +32,20 @@ def test_tooltips_categories_descriptions(host):
         if len(tips) != len(info["output"]) or not all(tips):
             problems.append(f"{nid}: output tooltips {tips}")
     assert not problems, problems
+
+
+def test_every_node_has_a_help_page(host):
+    """ComfyUI shows web/docs/<node id>.md (under the pack's WEB_DIRECTORY) as a node's help page."""
+    docs = os.path.join(os.path.dirname(host.pack.__file__), host.pack.WEB_DIRECTORY, "docs")
+    missing = []
+    for nid in pack_nodes(host):
+        if nid.startswith("VATest_"):  # test-only nodes registered by other host tests
+            continue
+        page = os.path.join(docs, f"{nid}.md")
+        if not os.path.isfile(page):
+            missing.append(nid)
+            continue
+        with open(page, encoding="utf-8") as f:
+            if not f.read().strip():
+                missing.append(nid)
+    assert not missing, f"nodes without a help page in web/docs: {missing}"
