@@ -26,8 +26,28 @@ Config (JSON; relative paths are relative to the config file):
 * ``output``: the model file; ``resume``: continue from the checkpoint when it exists (default true);
   ``device``: ``auto`` | ``cpu`` | ``cuda`` | ... .
 
-HF ``accelerate`` is used to pick the device when it is installed; otherwise this is a plain
-single-process loop.
+Several GPUs. With HF ``accelerate`` installed (``pip install accelerate``; the pack itself does not need
+it) the same trainer runs data-parallel on several GPUs of one machine, one process per GPU:
+
+    accelerate launch --num_processes 4 -m adapters.train_cli --config my_style.json
+
+``torchrun --nproc_per_node 4 -m adapters.train_cli --config my_style.json`` works as well. On a machine
+without a GPU, or with ``"device": "cpu"``, the processes train on the CPU (gloo backend); ``device`` must
+be ``auto``, ``cuda`` or ``cpu`` here.
+
+* ``train.batch_size`` is the global batch size: it must be divisible by the number of processes, and
+  each process computes ``batch_size / N`` samples per step. The gradients are averaged over the
+  processes, and the logged loss is the mean over the whole batch.
+* Every process draws the same global batch, noise levels, noise and caption dropout from the same seeded
+  generator and keeps its own contiguous share, so N processes give the losses and weights of a
+  one-process run of the same config, up to float rounding. A checkpoint can be resumed with any process
+  count that divides the batch size.
+* Only the main process prints the log and writes the cache, the checkpoint and the model; the others
+  wait for it. Ctrl-C stops all processes after the current step, with the checkpoint written.
+* The processes share the data and output folders: one machine, or a filesystem shared by all of them.
+
+Started directly (one process) this is a plain single-process loop; ``accelerate``, when installed, only
+picks the device.
 """
 
 from __future__ import annotations
@@ -47,7 +67,7 @@ from safetensors.torch import save_file
 
 from .domain_model import (FAMILY_SPECS, PRESETS, DomainModelConfig, DomainVideoModel, family_config,
                            frames_to_video, preset_config, save_domain_model, sobel_edges)
-from .training import TrainConfig, Trainer, default_sigma_sampling
+from .training import DataParallel, TrainConfig, Trainer, default_sigma_sampling
 
 SIZES = tuple(PRESETS) + ("tiny",)
 CONFIG_KEYS = {"family", "size", "prior_params", "model", "data", "latent_normalisation", "cache_dir", "train",
@@ -259,13 +279,70 @@ def pick_device(name: str) -> torch.device:
     return accelerate.Accelerator().device
 
 
+def launched_processes() -> int:
+    """How many processes ``accelerate launch`` / ``torchrun`` started (1 when started directly)."""
+    try:
+        return max(int(os.environ.get("WORLD_SIZE", "1")), 1)
+    except ValueError:
+        return 1
+
+
+def check_batch_split(batch_size: int, processes: int) -> None:
+    if batch_size % processes:
+        raise ConfigError(f"train.batch_size {batch_size} must be divisible by the number of processes "
+                          f"({processes}): each process trains on batch_size / {processes} samples")
+
+
+def start_processes(name: str, batch_size: int):
+    """``(device, DataParallel or None, accelerator or None)`` for this process."""
+    world = launched_processes()
+    if world == 1:
+        return pick_device(name), None, None
+    check_batch_split(batch_size, world)
+    try:
+        import accelerate
+    except ImportError:
+        raise ConfigError(f"started as {world} processes, which needs HF accelerate (pip install accelerate)") \
+            from None
+    if name not in ("auto", "cuda", "cpu"):
+        raise ConfigError(f"device: with {world} processes use auto, cuda or cpu (each process takes its own "
+                          f"GPU), not '{name}'")
+    if name == "auto":
+        has_accel = getattr(torch, "accelerator", None)
+        cpu = not (has_accel.is_available() if has_accel is not None else torch.cuda.is_available())
+    else:
+        cpu = name == "cpu"
+    acc = accelerate.Accelerator(cpu=cpu)
+    if acc.num_processes != world:
+        raise ConfigError(f"{world} processes were started, but accelerate set up {acc.num_processes} for device "
+                          f"'{name}' (is there a GPU for every process?)")
+    return acc.device, DataParallel(acc.device), acc
+
+
 # ----------------------------------------------------------------------------------------------------
 
 
 def run(cfg: RunConfig, log=print) -> dict[str, Any]:
-    """Train as configured; returns the training summary (also stored in the model file)."""
-    device = pick_device(cfg.device)
+    """Train as configured; returns the training summary (also stored in the model file).
+
+    Started by ``accelerate launch`` / ``torchrun`` with several processes, this process trains its share
+    of every batch (see the module docstring); only the main process logs and writes files."""
+    device, dp, acc = start_processes(cfg.device, cfg.train.batch_size)
+    try:
+        return _run(cfg, log, device, dp)
+    finally:
+        if acc is not None:
+            acc.end_training()  # frees the process group
+
+
+def _run(cfg: RunConfig, log, device: torch.device, dp: Optional[DataParallel]) -> dict[str, Any]:
+    main_process = dp is None or dp.is_main
+    if not main_process:
+        log = _quiet
+        dp.barrier()  # the main process renders the synthetic cache first
     x0, ctx, mask = load_data(cfg)
+    if dp is not None and main_process:
+        dp.barrier()
     resume = cfg.checkpoint if cfg.resume and os.path.isfile(cfg.checkpoint) else None
     if resume:
         from .files import read_metadata
@@ -298,6 +375,7 @@ def run(cfg: RunConfig, log=print) -> dict[str, Any]:
     previous = signal.signal(signal.SIGINT, on_sigint) if _main_thread() else None
     n_params = sum(p.numel() for p in net.parameters())
     log(f"{cfg.family} domain model, {n_params / 1e6:.2f}M parameters, {x0.shape[0]} clips, device {device}"
+        + (f", {dp.world_size} processes" if dp is not None else "")
         + (f", resuming {cfg.checkpoint}" if resume else ""))
     t0 = time.time()
     every = max(cfg.train.steps // 20, 1)
@@ -310,7 +388,7 @@ def run(cfg: RunConfig, log=print) -> dict[str, Any]:
     try:
         result = Trainer(cfg.train).run(net, net, batch_fn, mc.parameterisation, checkpoint_path=cfg.checkpoint,
                                         resume_from=resume, on_step=on_step, should_stop=lambda: stop[0],
-                                        checkpoint_meta=meta)
+                                        checkpoint_meta=meta, distributed=dp)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
@@ -319,9 +397,16 @@ def run(cfg: RunConfig, log=print) -> dict[str, Any]:
     if result.stopped:
         log(f"stopped at step {result.steps_done}; checkpoint {cfg.checkpoint} (run again to continue)")
         return summary
-    save_domain_model(cfg.output, net, summary)
+    if main_process:
+        save_domain_model(cfg.output, net, summary)
+    if dp is not None:
+        dp.barrier()  # the model file is written before any process exits
     log(f"saved {cfg.output} and {cfg.checkpoint}")
     return summary
+
+
+def _quiet(*args, **kwargs) -> None:
+    pass
 
 
 def _main_thread() -> bool:

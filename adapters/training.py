@@ -16,6 +16,15 @@ state is saved in every checkpoint together with the parameters, the AdamW state
 On a deterministic device, running 10 steps, stopping and resuming for 10 more gives exactly the losses
 and weights of an uninterrupted 20-step run. Models must not draw from the global RNG (no dropout layers).
 
+Data parallel. ``Trainer.run(..., distributed=DataParallel())`` trains with several processes (one per
+GPU, started by ``accelerate launch`` or ``torchrun``) as if it were one process with the same batch size:
+every process draws the same global batch, noise levels, noise and dropout from its own copy of the
+generator (same seed, same state), keeps its contiguous share of the batch, and the gradients are averaged
+across processes before clipping and the optimizer step. The reported loss is the mean over the global
+batch, so the losses and weights follow the single-process run up to float rounding. Only the main
+process writes checkpoints. Every tensor of the batch whose first dimension is the batch size is split;
+other values (a single shared caption, for instance) go to every process as they are.
+
 Inference mode. ComfyUI runs nodes under ``torch.inference_mode()``. The loop runs inside
 ``torch.inference_mode(False)`` and ``torch.enable_grad()``. Tensors created under inference mode can not
 take part in autograd, so every tensor the batch provider returns is cloned, and when a module is given,
@@ -321,16 +330,92 @@ def _collect_params(params) -> tuple[list[str], list[torch.Tensor]]:
     return [n for n, _ in items], [p for _, p in items]
 
 
-def _clone_batch(batch, device) -> dict[str, Any]:
+def _as_batch(batch) -> dict[str, Any]:
     if torch.is_tensor(batch):
         batch = {"x0": batch}
     if "x0" not in batch:
         raise ValueError("the batch provider must return a tensor or a dict with an 'x0' entry")
+    return batch
+
+
+def _clone_batch(batch, device) -> dict[str, Any]:
+    batch = _as_batch(batch)
     out = {}
     for k, v in batch.items():
         # clone: tensors made under inference mode cannot enter autograd; it also detaches from the source
         out[k] = v.detach().clone().to(device) if torch.is_tensor(v) else v
     return out
+
+
+class DataParallel:
+    """Data-parallel training over the default ``torch.distributed`` process group (see the module docstring).
+
+    The process group must already be set up (``accelerate.Accelerator()`` does it for processes started by
+    ``accelerate launch`` or ``torchrun``). ``device`` is where the collectives run: the training device
+    (for NCCL a CUDA device, for gloo the CPU).
+    """
+
+    def __init__(self, device: str | torch.device = "cpu"):
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            raise RuntimeError("DataParallel needs an initialised torch.distributed process group")
+        self._dist = dist
+        self.rank = dist.get_rank()
+        self.world_size = dist.get_world_size()
+        self.device = torch.device(device)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def share(self, total: int) -> slice:
+        """This process's contiguous part of a global batch of ``total`` samples."""
+        if total % self.world_size:
+            raise ValueError(f"a batch of {total} samples cannot be split evenly over {self.world_size} processes")
+        n = total // self.world_size
+        return slice(self.rank * n, (self.rank + 1) * n)
+
+    def barrier(self) -> None:
+        if self.device.type == "cuda" and self.device.index is not None:
+            self._dist.barrier(device_ids=[self.device.index])
+        else:
+            self._dist.barrier()
+
+    def mean(self, value: torch.Tensor) -> torch.Tensor:
+        """The mean of a (detached) tensor over all processes."""
+        out = value.detach().to(self.device, copy=True)
+        self._dist.all_reduce(out)
+        return out / self.world_size
+
+    def any(self, flag: bool) -> bool:
+        """True on every process when ``flag`` is True on at least one."""
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        self._dist.all_reduce(t, op=self._dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
+    def broadcast_(self, tensors: list[torch.Tensor]) -> None:
+        """Copy the main process's values into ``tensors`` on every process (in place)."""
+        with torch.no_grad():
+            for t in tensors:
+                self._dist.broadcast(t.data, src=0)
+
+    def average_gradients_(self, tensors: list[torch.Tensor]) -> None:
+        """Replace every ``.grad`` by its mean over the processes. A tensor without a gradient here but with
+        one elsewhere takes part with zeros; one without a gradient anywhere keeps none."""
+        has = torch.tensor([0.0 if t.grad is None else 1.0 for t in tensors], device=self.device)
+        self._dist.all_reduce(has, op=self._dist.ReduceOp.MAX)
+        grads = []
+        for t, used in zip(tensors, has.tolist()):
+            if used:
+                if t.grad is None:
+                    t.grad = torch.zeros_like(t)
+                grads.append(t.grad)
+        work = [self._dist.all_reduce(g, async_op=True) for g in grads]
+        for w in work:
+            w.wait()
+        for g in grads:
+            g.div_(self.world_size)
 
 
 class Trainer:
@@ -361,7 +446,8 @@ class Trainer:
             parameterisation: str, checkpoint_path: Optional[str] = None, resume_from: Optional[str] = None,
             on_step: Optional[Callable[[int, float], None]] = None,
             should_stop: Optional[Callable[[], bool]] = None,
-            checkpoint_meta: Optional[dict[str, Any]] = None) -> TrainResult:
+            checkpoint_meta: Optional[dict[str, Any]] = None,
+            distributed: Optional[DataParallel] = None) -> TrainResult:
         """Train until ``config.steps`` steps are done (counting steps of a resumed checkpoint).
 
         ``on_step(step, loss)`` is called after every step (``step`` counts completed steps from 1);
@@ -369,10 +455,18 @@ class Trainer:
         ``checkpoint_path`` is set) and the run returns with ``stopped=True``. Checkpoints are also written
         every ``checkpoint_every`` steps and at the end. ``resume_from`` restores parameters, optimizer
         state, generator state and loss history from a checkpoint.
+
+        ``distributed`` (a :class:`DataParallel`) makes this process one of several data-parallel
+        processes: ``config.batch_size`` is the global batch size (it must be divisible by the number of
+        processes), only the main process writes the checkpoint (the others wait for it), ``on_step``
+        receives the global-batch loss, and the run stops when ``should_stop()`` is True on any process.
         """
         if parameterisation not in PARAMETERISATIONS:
             raise ValueError(f"unknown parameterisation '{parameterisation}'")
         cfg = self.config
+        dp = distributed
+        if dp is not None and cfg.batch_size % dp.world_size:
+            raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {dp.world_size} processes")
         with torch.inference_mode(False), torch.enable_grad():
             names, tensors = _collect_params(params)
             device = tensors[0].device
@@ -402,6 +496,8 @@ class Trainer:
                 generator.set_state(ck.rng_state)
                 losses = list(ck.losses)
                 step = ck.step
+            if dp is not None:
+                dp.broadcast_(tensors)  # every process starts from the same weights
 
             result = TrainResult(losses=losses, steps_done=step)
             saved_at = step if resume_from is not None else None
@@ -409,13 +505,17 @@ class Trainer:
             def save(at: int):
                 nonlocal saved_at
                 if checkpoint_path is not None and saved_at != at:
-                    self._save(checkpoint_path, names, tensors, optimizer, generator, losses, at,
-                               parameterisation, checkpoint_meta)
+                    if dp is None or dp.is_main:
+                        self._save(checkpoint_path, names, tensors, optimizer, generator, losses, at,
+                                   parameterisation, checkpoint_meta)
+                    if dp is not None:
+                        dp.barrier()  # the file is complete before any process goes on (or exits)
                     saved_at = at
                     result.checkpoint_path, result.checkpoint_step = checkpoint_path, at
 
             while step < cfg.steps:
-                loss = self._one_step(step, model_fn, batch_fn, parameterisation, tensors, optimizer, generator, device)
+                loss = self._one_step(step, model_fn, batch_fn, parameterisation, tensors, optimizer, generator, device,
+                                      dp)
                 step += 1
                 losses.append(loss)
                 result.steps_done = step
@@ -423,24 +523,39 @@ class Trainer:
                     on_step(step, loss)
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                     save(step)
-                if should_stop is not None and step < cfg.steps and should_stop():
+                if should_stop is not None and step < cfg.steps and self._stop(should_stop, dp):
                     save(step)
                     result.stopped = True
                     return result
             save(step)
             return result
 
-    def _one_step(self, step, model_fn, batch_fn, parameterisation, tensors, optimizer, generator, device) -> float:
+    @staticmethod
+    def _stop(should_stop, dp) -> bool:
+        stop = bool(should_stop())
+        return dp.any(stop) if dp is not None else stop
+
+    def _one_step(self, step, model_fn, batch_fn, parameterisation, tensors, optimizer, generator, device,
+                  dp=None) -> float:
         cfg = self.config
-        batch = _clone_batch(batch_fn(step, generator, cfg.batch_size), device)
+        batch = _as_batch(batch_fn(step, generator, cfg.batch_size))
+        # All random draws are made for the global batch (in the same order as without processes), then
+        # each process keeps its share: N processes see exactly what one process would see.
+        shape = tuple(batch["x0"].shape)
+        b = shape[0]
+        part = slice(None) if dp is None else dp.share(b)
+
+        def mine(t):
+            return t[part] if dp is not None and torch.is_tensor(t) and t.ndim and t.shape[0] == b else t
+
+        batch = _clone_batch({k: mine(v) for k, v in batch.items()}, device)
         x0 = batch.pop("x0")
         context = batch.pop("context", None)
         mask = batch.pop("context_mask", None)
-        b = x0.shape[0]
-        sigma = sample_sigmas(cfg, b, generator).to(device)
-        noise = torch.randn(x0.shape, generator=generator, dtype=torch.float32).to(device=device, dtype=x0.dtype)
+        sigma = mine(sample_sigmas(cfg, b, generator)).to(device)
+        noise = mine(torch.randn(shape, generator=generator, dtype=torch.float32)).to(device=device, dtype=x0.dtype)
         if cfg.cond_dropout > 0:
-            keep = (torch.rand(b, generator=generator) >= cfg.cond_dropout).to(device)
+            keep = mine(torch.rand(b, generator=generator) >= cfg.cond_dropout).to(device)
             if torch.is_tensor(context) and context.ndim >= 2:
                 if mask is None:
                     mask = torch.ones(context.shape[:2], dtype=torch.bool, device=device)
@@ -452,13 +567,17 @@ class Trainer:
             g["lr"] = self._lr(step)
         optimizer.zero_grad(set_to_none=True)
         loss = diffusion_loss(model_fn, x0, context, sigma, noise, parameterisation, **kwargs)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss.item()} at step {step + 1}")
+        # the loss of the whole batch: the shares are equal, so it is the mean of the processes' losses
+        value = loss.detach() if dp is None else dp.mean(loss)
+        if not torch.isfinite(value):
+            raise FloatingPointError(f"training loss became {value.item()} at step {step + 1}")
         loss.backward()
+        if dp is not None:
+            dp.average_gradients_(tensors)
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(tensors, cfg.grad_clip)
         optimizer.step()
-        return float(loss.item())
+        return float(value.item())
 
 
 # ----------------------------------------------------------------------------------------------------
