@@ -68,7 +68,16 @@ FAMILY_SPECS: dict[str, dict[str, Any]] = {
         "layout": "frames", "temporal_compression": 1, "spatial_compression": 8,
         "reference_prior": "Stable Diffusion 1.5 UNet", "prior_params": 8.6e8,
     },
+    # The pack's own synthetic latent space (adapters/synthetic_video.py): the tiny demo pair that ships with
+    # the pack and the Table-1 miniature live here. It is not a real VAE's space, so real priors refuse it.
+    "synthetic": {
+        "latent_channels": 16, "text_dim": 32, "parameterisation": "flow",
+        "layout": "video", "temporal_compression": 1, "spatial_compression": 4,
+        "reference_prior": None, "prior_params": None,
+    },
 }
+# Families whose size presets are fitted to a reference prior (all but the synthetic demo space).
+SIZED_FAMILIES = tuple(f for f, spec in FAMILY_SPECS.items() if spec["prior_params"])
 
 # Named sizes: target fraction of the family's reference prior (the paper's 1.25 %, 2.5 % and 6 %) and a
 # preferred depth; the width is fitted to the target.
@@ -561,6 +570,8 @@ def preset_config(name: str, family: str = "wan21", prior_params: Optional[float
         raise ValueError(f"unknown preset '{name}'; known presets: {', '.join(PRESETS)}")
     if family not in FAMILY_SPECS:
         raise ValueError(f"unknown family '{family}'; known families: {', '.join(FAMILY_SPECS)}")
+    if not (prior_params or FAMILY_SPECS[family]["prior_params"]):
+        raise ValueError(f"family '{family}' has no reference prior; pass prior_params or give width/depth")
     prior = float(prior_params or FAMILY_SPECS[family]["prior_params"])
     p = PRESETS[name]
     width, depth = _fit_width(family, p["fraction"], int(p["depth"]), prior,
@@ -575,7 +586,7 @@ def size_report() -> list[dict[str, Any]]:
     """Parameter counts of every preset of every family, as fractions of Wan 2.1 1.3B and 14B and of the
     prior the preset was sized for (each family's reference prior, plus Wan 2.1 14B for ``wan21``).
     One dict per (family, sizing prior, preset)."""
-    sizings = [(family, spec["reference_prior"], spec["prior_params"]) for family, spec in FAMILY_SPECS.items()]
+    sizings = [(f, FAMILY_SPECS[f]["reference_prior"], FAMILY_SPECS[f]["prior_params"]) for f in SIZED_FAMILIES]
     sizings.insert(1, ("wan21", "Wan 2.1 T2V 14B", 14e9))  # the same latent space serves both Wan 2.1 sizes
     rows = []
     for family, prior_name, prior_params in sizings:

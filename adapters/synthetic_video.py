@@ -243,6 +243,33 @@ def make_clips(n: int, distribution: str = "internet", seed: int = 0, frames: in
     return SyntheticClips(torch.stack(videos), torch.tensor(tokens, dtype=torch.long), captions, distribution)
 
 
+def parse_caption(text: str) -> torch.Tensor:
+    """A caption in the synthetic vocabulary -> token ids ``[1, L]`` (the order of :data:`ATTRIBUTES`).
+
+    The text must name exactly one word of each attribute, in any order and with any filler words, for
+    example ``"sunset stripes blob, orbit, pan right"``. Multi-word values may use spaces, ``_`` or ``-``.
+    Raises ``ValueError`` saying which attribute is missing or ambiguous and which words it accepts.
+    """
+    norm = " " + " ".join(text.lower().replace("_", " ").replace("-", " ").replace(",", " ").split()) + " "
+    ids, problems = [], []
+    for kind, words in ATTRIBUTES:
+        found = [w for w in words if f" {w.replace('_', ' ')} " in norm]
+        if len(found) == 1:
+            ids.append(VOCAB.index(f"{kind}:{found[0]}"))
+        else:
+            options = ", ".join(w.replace("_", " ") for w in words)
+            what = "names none" if not found else f"names several ({', '.join(found)})"
+            problems.append(f"{kind} {what}; use one of: {options}")
+    if problems:
+        raise ValueError("the caption must name one word per attribute: " + "; ".join(problems))
+    return torch.tensor([ids], dtype=torch.long)
+
+
+def domain_caption_text() -> str:
+    """The caption of the narrow "domain" style, in the words :func:`parse_caption` reads."""
+    return ", ".join(DOMAIN_STYLE[kind].replace("_", " ") for kind, _ in ATTRIBUTES)
+
+
 class ToyLatentCodec:
     """Stand-in for a video VAE (tests and benchmarks only; it is NOT a learned autoencoder).
 
@@ -289,3 +316,15 @@ def clip_statistics(video: torch.Tensor) -> dict[str, float]:
         "colour_spread": float(per_clip.std(dim=0).mean()),
         "temporal_change": float((video[:, :, 1:] - video[:, :, :-1]).abs().mean()),
     }
+
+
+# The pack's synthetic latent space (family "synthetic" in adapters/domain_model.py): 16 channels like Wan 2.1,
+# 4x4 spatial pooling, 32-d caption features. The shipped tiny demo models and the Table-1 miniature use it.
+SYNTHETIC_LATENT_CHANNELS = 16
+SYNTHETIC_TEXT_DIM = 32
+SYNTHETIC_POOL = 4
+
+
+def synthetic_codec() -> ToyLatentCodec:
+    """The fixed codec of the synthetic latent space (the same numbers on every machine)."""
+    return ToyLatentCodec(SYNTHETIC_LATENT_CHANNELS, seed=0, pool=SYNTHETIC_POOL)

@@ -45,6 +45,7 @@ proxy of FVD, not FVD.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 import time
@@ -55,14 +56,16 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from adapters.domain_model import DomainVideoModel, family_config, save_domain_model  # noqa: E402
-from adapters.synthetic_video import (ATTRIBUTES, DOMAIN_STYLE, VOCAB, ToyLatentCodec, caption_context,  # noqa: E402
-                                      make_clips)
+from adapters.synthetic_video import (ATTRIBUTES, DOMAIN_STYLE, SYNTHETIC_LATENT_CHANNELS,  # noqa: E402
+                                      SYNTHETIC_TEXT_DIM, VOCAB, SyntheticClips, caption_context, make_clips,
+                                      synthetic_codec)
 from adapters.training import TrainConfig, Trainer  # noqa: E402
 from samplers.composition import Composition, PriorTerm, cfg_combine  # noqa: E402
 
 OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
-LATENT_CHANNELS = 4
-TEXT_DIM = 32
+SHIP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "adapters", "weights")
+LATENT_CHANNELS = SYNTHETIC_LATENT_CHANNELS
+TEXT_DIM = SYNTHETIC_TEXT_DIM
 
 SETTINGS = {
     "full": dict(internet=1500, domain_train=12, held_out=96, frames=8, size=32,
@@ -77,6 +80,7 @@ SETTINGS = {
 CFG = 3.0           # omega for every method
 SAMPLE_SHIFT = 3.0  # flow schedule shift of the sampler (as Wan's shifted schedules)
 COMPOSITION_END = 0.9  # percent after which only the domain model runs (the paper's last 10 %)
+DOMAIN_FRACTION = 0.0  # share of domain-style clips in the broad set
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -85,6 +89,19 @@ COMPOSITION_END = 0.9  # percent after which only the domain model runs (the pap
 
 def encode(clips, codec):
     return codec.encode(clips.video), clips.context(TEXT_DIM)
+
+
+def broad_clips(n_internet: int, n_domain: int, seed: int, kw: dict) -> SyntheticClips:
+    """The broad set: internet clips plus ``n_domain`` clips of the domain style (its own seed, disjoint
+    from the domain training and held-out clips), shuffled together."""
+    parts = [make_clips(n_internet, "internet", seed=seed + 1, **kw)]
+    if n_domain:
+        parts.append(make_clips(n_domain, "domain", seed=seed + 5, **kw))
+    video = torch.cat([p.video for p in parts])
+    tokens = torch.cat([p.tokens for p in parts])
+    order = torch.randperm(video.shape[0], generator=torch.Generator().manual_seed(seed + 6))
+    captions = [c for p in parts for c in p.captions]
+    return SyntheticClips(video[order], tokens[order], [captions[i] for i in order.tolist()], "broad")
 
 
 def domain_caption(n: int) -> torch.Tensor:
@@ -98,7 +115,7 @@ def domain_caption(n: int) -> torch.Tensor:
 
 def build(spec, seed):
     torch.manual_seed(seed)
-    cfg = family_config("wan21", latent_channels=LATENT_CHANNELS, text_dim=TEXT_DIM, **spec)
+    cfg = family_config("synthetic", **spec)
     return DomainVideoModel(cfg)
 
 
@@ -138,11 +155,13 @@ def denoised(model, x, sigma, context):
     return x - s.reshape(-1, 1, 1, 1, 1) * model(x, s, context)
 
 
-def sample(method, small, prior, noise, context, steps):
-    """Euler on the flow ODE; ``method`` = ("prior" | "small" | "compose" | "mix", weight)."""
+def sample(method, small, prior, noise, context, steps, sigmas=None, composition_end=COMPOSITION_END):
+    """Euler on the flow ODE; ``method`` = ("prior" | "small" | "compose" | "mix", weight). ``sigmas``
+    (optional) replaces the schedule; the host tests pass ComfyUI's to compare with the nodes."""
     kind, weight = method
-    sig = flow_sigmas(steps, SAMPLE_SHIFT)
-    window = sig[min(int(round(COMPOSITION_END * steps)), steps)]
+    sig = flow_sigmas(steps, SAMPLE_SHIFT) if sigmas is None else [float(v) for v in sigmas]
+    steps = len(sig) - 1
+    window = sig[min(int(round(composition_end * steps)), steps)]
     rule = "cfg_mix" if kind == "mix" else "product"
     comp = Composition(cfg=CFG, priors=[PriorTerm(strength=weight)] if kind in ("compose", "mix") else [],
                        window_sigma=window, parameterisation="flow", rule=rule)
@@ -225,16 +244,21 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="smaller models and sets (about 2 minutes)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=OUT_DIR, help="where the trained prior/domain pair is saved")
+    ap.add_argument("--domain-fraction", type=float, default=DOMAIN_FRACTION,
+                    help="share of the broad 'internet' set drawn from the domain style (default %(default)s)")
+    ap.add_argument("--ship", action="store_true",
+                    help="also write the pair (fp16) as the pack's embedded demo models in adapters/weights/")
     args = ap.parse_args(argv)
     mode = "quick" if args.quick else "full"
     S = SETTINGS[mode]
     torch.set_num_threads(S["threads"])
     t_start = time.time()
-    codec = ToyLatentCodec(LATENT_CHANNELS, seed=args.seed)
+    codec = synthetic_codec()
 
     print(f"[{mode}] rendering synthetic clips ...", flush=True)
     kw = dict(frames=S["frames"], size=S["size"])
-    net_x, net_c = encode(make_clips(S["internet"], "internet", seed=args.seed + 1, **kw), codec)
+    n_dom = int(round(args.domain_fraction * S["internet"]))
+    net_x, net_c = encode(broad_clips(S["internet"] - n_dom, n_dom, args.seed, kw), codec)
     dom_x, dom_c = encode(make_clips(S["domain_train"], "domain", seed=args.seed + 2, **kw), codec)
     held_a = make_clips(S["held_out"], "domain", seed=args.seed + 3, **kw)
     held_b = make_clips(S["held_out"], "domain", seed=args.seed + 4, **kw)
@@ -268,9 +292,13 @@ def main(argv=None):
         for label, m in methods:
             t0 = time.time()
             lat = sample(m, small, prior, noise, ctx, S["sample_steps"])
-            fd = frechet(features(rgb_of_latents(lat)) / scale, ref_z)
+            feats = features(rgb_of_latents(lat)) / scale
+            bad = int((~np.isfinite(feats).all(1)).sum())
+            # diverged samples (inf / nan) make the distance undefined: report it as infinite
+            fd = frechet(feats, ref_z) if bad == 0 else float("inf")
             rows.append((label, fd))
-            print(f"  sampled {label}: FD {fd:.2f} ({time.time() - t0:.0f}s)", flush=True)
+            print(f"  sampled {label}: FD {fd:.2f} ({time.time() - t0:.0f}s)"
+                  + (f", {bad} of {n} samples diverged" if bad else ""), flush=True)
     floor = frechet(other_z, ref_z)
 
     print()
@@ -307,7 +335,22 @@ def main(argv=None):
     save_domain_model(dp, small, {"data": "synthetic domain clips", "steps": S["small_steps"]})
     print(f"\nsaved the tiny prior/domain pair: {pp} ({os.path.getsize(pp) / 1e6:.1f} MB), "
           f"{dp} ({os.path.getsize(dp) / 1e6:.1f} MB)")
-    print(f"rerun: python benchmarks/table1_miniature.py{' --quick' if args.quick else ''} --seed {args.seed}")
+    if args.ship:
+        table = {label: round(v, 2) for label, v in rows}
+        table["noise floor"] = round(floor, 2)
+        os.makedirs(SHIP_DIR, exist_ok=True)
+        for model, role, data, steps in ((prior, "prior", "broad synthetic clips", S["prior_steps"]),
+                                         (small, "domain", "12 synthetic domain-style clips", S["small_steps"])):
+            path = os.path.join(SHIP_DIR, f"tiny_synthetic_{role}.safetensors")
+            save_domain_model(path, copy.deepcopy(model).half(), {
+                "data": data, "steps": steps, "role": role, "domain_fraction": args.domain_fraction,
+                "sample_shift": SAMPLE_SHIFT, "cfg": CFG, "composition_end": COMPOSITION_END,
+                "made_by": f"python benchmarks/table1_miniature.py{' --quick' if args.quick else ''} "
+                           f"--seed {args.seed} --domain-fraction {args.domain_fraction:g} --ship",
+                "table1_miniature": table})
+            print(f"shipped {path} ({os.path.getsize(path) / 1e6:.2f} MB)")
+    print(f"rerun: python benchmarks/table1_miniature.py{' --quick' if args.quick else ''} --seed {args.seed} "
+          f"--domain-fraction {args.domain_fraction:g}")
     print(f"total time {time.time() - t_start:.0f}s")
 
 

@@ -9,6 +9,9 @@ import comfy.model_sampling
 from comfy_api.latest import io
 
 CATEGORY = "video_adapters"
+# LATENT dict entry set by Load Training Clips for frames-in-batch (image VAE) clips: frames per clip, so the
+# trainers can split the batch into clips.
+FRAMES_PER_CLIP_KEY = "va_frames_per_clip"
 CAT_COMPOSE = f"{CATEGORY}/composition"
 CAT_LOADERS = f"{CATEGORY}/loaders"
 

@@ -1,16 +1,21 @@
 """Nodes that make the pack runnable with no downloads: tiny default models and a latent preview decoder.
 
-The tiny models are real Wan 2.1 architectures (ComfyUI's own classes, loaded through its own state-dict
-loader, so they behave like any Wan MODEL) at a size that runs on a CPU in seconds. Until trained tiny
-weights ship, their weights are deterministic random numbers: they show the plumbing, not the style.
+* ``VA_TinyTrainedPair``: the trained tiny prior/domain pair shipped in ``adapters/weights`` (made by
+  ``benchmarks/table1_miniature.py --ship``), in the pack's synthetic latent space. The demo uses it.
+* ``VA_TinyDemoModels``: real Wan 2.1 architectures (ComfyUI's own classes, loaded through its own
+  state-dict loader, so they behave like any Wan MODEL) with deterministic random weights, at a size that
+  runs on a CPU in seconds: for trying graphs built for Wan and for tests, not for pictures.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+from types import SimpleNamespace
 
 import torch
 
+import comfy.model_base
 import comfy.sd
 from comfy_api.latest import io
 
@@ -123,4 +128,70 @@ class LatentPreviewDecode(io.ComfyNode):
         return io.NodeOutput(img.contiguous())
 
 
-NODES = [TinyDemoModels, LatentPreviewDecode]
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "adapters", "weights")
+TRAINED_FILES = {"domain": "tiny_synthetic_domain.safetensors", "prior": "tiny_synthetic_prior.safetensors"}
+
+
+def trained_pair_models() -> dict:
+    """The shipped trained pair as MODELs (``{"domain": ..., "prior": ...}``) in the synthetic latent space."""
+    from ..adapters.domain_model import load_domain_model
+    from .domain import DomainModelFamily, VideoAdaptersSynthetic, domain_patcher
+
+    out = {}
+    for role, name in TRAINED_FILES.items():
+        path = os.path.join(WEIGHTS_DIR, name)
+        if not os.path.isfile(path):
+            raise VideoAdapterError(f"the pack's demo weights are missing ({name} in adapters/weights); reinstall "
+                                    "the pack or run benchmarks/table1_miniature.py --ship to remake them")
+        net, meta = load_domain_model(path, expect_family="synthetic", dtype=torch.float32)
+        shift = float(meta.get("training", {}).get("sample_shift", 3.0))
+        config = DomainModelFamily(SimpleNamespace(latent_format=VideoAdaptersSynthetic(),
+                                                   sampling_settings={"shift": shift, "multiplier": 1000}))
+        sampling = comfy.model_base.model_sampling(config, comfy.model_base.ModelType.FLOW)
+        out[role] = domain_patcher(net, config, comfy.model_base.ModelType.FLOW, sampling)
+    return out
+
+
+class TinyTrainedPair(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        from ..adapters.synthetic_video import ATTRIBUTES, domain_caption_text
+
+        words = "; ".join(f"{kind}: {', '.join(w.replace('_', ' ') for w in ws)}" for kind, ws in ATTRIBUTES)
+        return io.Schema(
+            node_id="VA_TinyTrainedPair",
+            display_name="Tiny Trained Demo Pair (synthetic style)",
+            category=CAT_DEMO,
+            description=(
+                "A trained tiny prior/domain pair that ships with the pack (no download): the prior learned a broad "
+                "set of synthetic videos (shapes, textures, colours, motions, camera moves), the domain model, 4 % "
+                "of its size, learned 12 clips of one 'sunset' style. Compose them with the Score Composer and "
+                "decode with Latent Preview Decode. Made by benchmarks/table1_miniature.py."),
+            inputs=[
+                io.String.Input("prompt", default=domain_caption_text(),
+                                tooltip="Name one word per attribute (any order). " + words),
+            ],
+            outputs=[
+                io.Model.Output(display_name="domain_model", tooltip="The small model of the 'sunset' style."),
+                io.Model.Output(display_name="prior_model", tooltip="The broad prior (25x the domain model)."),
+                io.Conditioning.Output(display_name="positive", tooltip="The prompt's caption features."),
+                io.Conditioning.Output(display_name="negative", tooltip="Empty caption features: these models use "
+                                       "their learned 'no caption' embedding for the unconditional branch."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, prompt) -> io.NodeOutput:
+        from ..adapters.synthetic_video import SYNTHETIC_TEXT_DIM, caption_context, parse_caption
+
+        try:
+            tokens = parse_caption(prompt)
+        except ValueError as e:
+            raise VideoAdapterError(f"prompt: {e}") from None
+        models = trained_pair_models()
+        positive = [[caption_context(tokens, SYNTHETIC_TEXT_DIM), {}]]
+        negative = [[torch.zeros(1, tokens.shape[1], SYNTHETIC_TEXT_DIM), {}]]
+        return io.NodeOutput(models["domain"], models["prior"], positive, negative)
+
+
+NODES = [TinyDemoModels, TinyTrainedPair, LatentPreviewDecode]

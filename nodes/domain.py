@@ -43,12 +43,33 @@ from ..adapters.files import AdapterFileError, read_metadata
 from ..adapters.training import (TrainConfig, default_sigma_sampling, load_checkpoint,
                                  loss_curve_image)
 from . import MODEL_FOLDER
-from .common import CATEGORY, VideoAdapterError, describe, run_training
+from .common import CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, describe, run_training
 
 CAT_DOMAIN = f"{CATEGORY}/domain_model"
 
+
+
+class VideoAdaptersSynthetic(comfy.latent_formats.LatentFormat):
+    """The pack's synthetic latent space (family ``synthetic``: the tiny demo pair, the Table-1 miniature).
+
+    Latents are a fixed linear code of 4x4-pooled RGB (``adapters/synthetic_video.synthetic_codec``), so the
+    preview colours below are that code's exact inverse: previews and Latent Preview Decode show the video.
+    """
+
+    latent_channels = 16
+    latent_dimensions = 3
+    scale_factor = 1.0
+
+    def __init__(self):
+        from ..adapters.synthetic_video import synthetic_codec
+
+        self.latent_rgb_factors = synthetic_codec().unproj.t().tolist()  # [16, 3]
+        self.latent_rgb_factors_bias = [0.0, 0.0, 0.0]
+
+
 # ComfyUI latent format -> the pack's family name (adapters/domain_model.py FAMILY_SPECS).
-FAMILY_BY_LATENT_FORMAT = {"Wan21": "wan21", "Wan22": "wan22_5b", "SD15": "sd15"}
+FAMILY_BY_LATENT_FORMAT = {"Wan21": "wan21", "Wan22": "wan22_5b", "SD15": "sd15",
+                           "VideoAdaptersSynthetic": "synthetic"}
 
 # Extra conditioning keys (CONDITIONING dict entries set by VA_DomainModelConditioning).
 FIRST_FRAME_KEY = "va_first_frame"
@@ -165,11 +186,9 @@ class DomainDiffusionModel(nn.Module):
 class DomainBaseModel(comfy.model_base.BaseModel):
     """A ComfyUI BaseModel around a domain model, with the prior's latent format and model sampling."""
 
-    def __init__(self, net: DomainVideoModel, prior, device=None):
-        super().__init__(DomainModelFamily(prior.model.model_config), model_type=prior.model.model_type,
-                         device=device)
-        # the prior's sampling object as it is now (a ModelSamplingSD3 / shift patch included)
-        self.model_sampling = copy.deepcopy(prior.get_model_object("model_sampling"))
+    def __init__(self, net: DomainVideoModel, model_config, model_type, model_sampling, device=None):
+        super().__init__(DomainModelFamily(model_config), model_type=model_type, device=device)
+        self.model_sampling = model_sampling
         self.diffusion_model = DomainDiffusionModel(net, self.model_sampling)
         self.domain_config = net.config
 
@@ -203,8 +222,16 @@ def build_domain_patcher(net: DomainVideoModel, prior, label: str = "prior_model
     if net.config.parameterisation != want:
         raise VideoAdapterError(
             f"the domain model predicts '{net.config.parameterisation}' but {label} is a '{want}' model")
+    # the prior's sampling object as it is now (a ModelSamplingSD3 / shift patch included)
+    return domain_patcher(net, prior.model.model_config, prior.model.model_type,
+                          copy.deepcopy(prior.get_model_object("model_sampling")))
+
+
+def domain_patcher(net: DomainVideoModel, model_config, model_type, model_sampling):
+    """A MODEL (ModelPatcher) for ``net`` with the given latent format / sampling settings (``model_config``),
+    model type and ``model_sampling`` object."""
     net.requires_grad_(False).eval()
-    base = DomainBaseModel(net, prior)
+    base = DomainBaseModel(net, model_config, model_type, model_sampling)
     return comfy.model_patcher.ModelPatcher(base, load_device=comfy.model_management.get_torch_device(),
                                             offload_device=comfy.model_management.unet_offload_device())
 
@@ -245,13 +272,17 @@ def text_batch(conditioning, clips: int, text_dim: int) -> tuple[torch.Tensor, t
     return ctx, mask
 
 
-def clip_latents(prior, samples: torch.Tensor, family: str) -> torch.Tensor:
-    """LATENT samples -> processed latents ``[N, C, T, H, W]`` (frames-in-batch families: one clip)."""
+def clip_latents(prior, samples: torch.Tensor, family: str, frames_per_clip: int = 0) -> torch.Tensor:
+    """LATENT samples -> processed latents ``[N, C, T, H, W]`` (frames-in-batch families: consecutive runs of
+    ``frames_per_clip`` frames are clips; 0 means the whole batch is one clip)."""
     spec = FAMILY_SPECS[family]
     if spec["layout"] == "frames":
         if samples.ndim != 4:
             raise VideoAdapterError(f"{family} clips are frames in the batch [T, C, H, W], got {list(samples.shape)}")
-        samples = frames_to_video(samples, 1)
+        per = int(frames_per_clip) or samples.shape[0]
+        if samples.shape[0] % per:
+            raise VideoAdapterError(f"training clips: {samples.shape[0]} frames do not split into clips of {per}")
+        samples = frames_to_video(samples, samples.shape[0] // per)
     if samples.ndim != 5 or samples.shape[1] != spec["latent_channels"]:
         raise VideoAdapterError(
             f"training clips: expected {family} latents [clips, {spec['latent_channels']}, frames, height, width] "
@@ -382,7 +413,7 @@ class TrainDomainModel(io.ComfyNode):
                            flow_shift=_flow_shift(prior_model))
 
         with torch.inference_mode(False):
-            x0 = clip_latents(prior_model, clips["samples"], family).clone()
+            x0 = clip_latents(prior_model, clips["samples"], family, clips.get(FRAMES_PER_CLIP_KEY, 0)).clone()
             ctx, mask = text_batch(captions, x0.shape[0], spec["text_dim"])
             ctx, mask = ctx.clone(), mask.clone()
             edges = sobel_edges(x0) if config.edge_cond else None

@@ -20,7 +20,7 @@ from ..adapters.files import AdapterFileError, read_metadata
 from ..adapters.latent_shift import MODES
 from ..adapters.training import TrainConfig, default_sigma_sampling, loss_curve_image
 from . import MODEL_FOLDER
-from .common import CATEGORY, VideoAdapterError, run_training
+from .common import CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, run_training
 from .simda_patch import (UNET_BLOCK_KINDS, apply_latent_shift, architecture, family, new_adapters)
 
 CAT_SIMDA = f"{CATEGORY}/simda"
@@ -219,6 +219,8 @@ class TrainAdapter(io.ComfyNode):
         from .domain import _model_folder, _safe_name
 
         arch = architecture(model)
+        if frames <= 0 and arch == "unet":  # clips from Load Training Clips say how long they are
+            frames = int(clips.get(FRAMES_PER_CLIP_KEY, 0))
         if arch == "wan" and latent_shift != "none":
             raise VideoAdapterError(
                 f"latent_shift={latent_shift}: Wan's self-attention already spans all frames; set latent_shift to "

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from adapters.domain_model import (
-    FAMILY_SPECS, PRESET_RANGES, PRESETS, DomainModelConfig, DomainVideoModel, count_parameters,
+    FAMILY_SPECS, PRESET_RANGES, PRESETS, SIZED_FAMILIES, DomainModelConfig, DomainVideoModel, count_parameters,
     count_parameters_meta, family_config, format_size_report, frames_context_to_video, frames_to_video, load_domain_model,
     preset_config, save_domain_model, size_report, sobel_edges, video_to_frames)
 from adapters.files import AdapterFileError
@@ -110,7 +110,7 @@ def test_closed_form_count_matches_model():
         assert count_parameters(cfg) == count_parameters_meta(cfg)
 
 
-@pytest.mark.parametrize("family", list(FAMILY_SPECS))
+@pytest.mark.parametrize("family", SIZED_FAMILIES)
 def test_presets_fall_in_paper_ranges(family):
     prior = FAMILY_SPECS[family]["prior_params"]
     for name in PRESETS:
@@ -128,7 +128,7 @@ def test_presets_fall_in_paper_ranges(family):
 
 def test_size_report():
     rows = size_report()
-    assert {(r["family"], r["preset"]) for r in rows} == {(f, p) for f in FAMILY_SPECS for p in PRESETS}
+    assert {(r["family"], r["preset"]) for r in rows} == {(f, p) for f in SIZED_FAMILIES for p in PRESETS}
     for r in rows:
         assert r["of_wan21_1.3b"] == pytest.approx(r["params"] / 1.3e9)
         assert r["of_wan21_14b"] == pytest.approx(r["params"] / 14e9)

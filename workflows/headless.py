@@ -164,7 +164,8 @@ class Host:
             self.interrupt_after = None
             self.nodes.interrupt_processing(False)
         result = {"ui": {}}
-        for event, data in self.server.messages:
+        # the executor keeps every status message (the server only gets them when a client is connected)
+        for event, data in list(self.server.messages) + list(getattr(self.executor, "status_messages", [])):
             if event == "execution_interrupted":
                 raise InterruptedError(f"interrupted at node {data.get('node_id')}")
             if event == "execution_error":

@@ -2,6 +2,7 @@
 
     python workflows/run_demo.py                      # the tiny demo: no downloads, about a minute on a CPU
     python workflows/run_demo.py path/to/workflow.json --output out/
+    python workflows/run_demo.py --contact-sheet frames.jpg   # also one image: a row of frames per video
 
 Run it with the Python that runs ComfyUI, from a pack installed in ComfyUI/custom_nodes (or with
 COMFYUI_PATH pointing at ComfyUI).
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -32,10 +34,37 @@ def saved_files(ui_results: dict, output_dir: str) -> list[str]:
     return paths
 
 
+def contact_sheet(paths: list[str], out_path: str, scale: int = 2, max_frames: int = 8) -> str:
+    """One image with a row per video (its file name on the left) and up to ``max_frames`` frames per row."""
+    import av
+    from PIL import Image, ImageDraw
+
+    rows = []
+    for p in paths:
+        with av.open(p) as c:
+            frames = [f.to_image() for f in c.decode(video=0)]
+        step = max(1, len(frames) // max_frames)
+        rows.append((os.path.splitext(os.path.basename(p))[0], frames[::step][:max_frames]))
+    w, h = rows[0][1][0].size
+    w, h, label_w, gap = w * scale, h * scale, 170, 4
+    cols = max(len(f) for _, f in rows)
+    sheet = Image.new("RGB", (label_w + cols * (w + gap), len(rows) * (h + gap)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, (name, frames) in enumerate(rows):
+        y = r * (h + gap)
+        draw.text((6, y + h // 2 - 6), re.sub(r"_\d+_?$", "", name), fill="black")  # drop SaveVideo's counter
+        for k, im in enumerate(frames):
+            sheet.paste(im.resize((w, h), Image.NEAREST), (label_w + k * (w + gap), y))
+    sheet.save(out_path, quality=92)
+    return out_path
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("workflow", nargs="?", default=DEFAULT, help="UI-format workflow JSON (default: the tiny demo)")
     ap.add_argument("--output", default=None, help="output folder (default: ComfyUI's output folder)")
+    ap.add_argument("--contact-sheet", default=None, metavar="IMAGE",
+                    help="also write one image with a row of frames per saved video (jpg or png)")
     args = ap.parse_args(argv)
     root = find_comfyui()
     if root is None:
@@ -56,6 +85,9 @@ def main(argv=None) -> int:
         return 1
     for p in files:
         print(p)
+    videos = sorted(p for p in files if p.lower().endswith((".mp4", ".webm", ".mov", ".gif")))
+    if args.contact_sheet and videos:
+        print(contact_sheet(videos, os.path.abspath(args.contact_sheet)))
     return 0
 
 

@@ -4,6 +4,7 @@ model folders in a temporary directory where the tests write their tiny models."
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 
@@ -28,4 +29,10 @@ def get_host() -> Host:
         _HOST = Host(root, model_dirs={k: os.path.join(models_dir, k) for k in MODEL_KINDS},
                      output_dir=os.path.join(base, "output"))
         _HOST.models_dir = models_dir
+        import folder_paths
+
+        # a private input folder (tests write clips there), seeded with the files ComfyUI ships in its own
+        _HOST.input_dir = os.path.join(base, "input")
+        shutil.copytree(folder_paths.get_input_directory(), _HOST.input_dir, dirs_exist_ok=True)
+        folder_paths.set_input_directory(_HOST.input_dir)
     return _HOST

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from headless import ui_to_api, widget_names, UI_ONLY_NODES
+from tiny_models import write_video
 
 WF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "workflows")
 WORKFLOWS = sorted(glob.glob(os.path.join(WF_DIR, "*.json")))
@@ -18,6 +19,9 @@ TINY_FOR = {  # real model file -> tiny stand-in
     "wan2.1_t2v_14B_fp16.safetensors": "tiny_wan_prior.safetensors",
     "wan2.1_t2v_1.3B_fp16.safetensors": "tiny_wan_domain.safetensors",
 }
+
+
+CLIP_FOLDER = "training_clips_test"
 
 
 def load(path):
@@ -116,13 +120,31 @@ def tiny_prompt(wf, host):
             inp.update(width=32, height=32, batch_size=4)
         elif t in ("BasicScheduler", "KSampler", "VA_TrainAdapter", "VA_DDIMInversion"):
             inp["steps"] = 3
-    for nid in [k for k, v in prompt.items() if v["class_type"] in ("CLIPLoader", "VAELoader")]:
-        del prompt[nid]
+        elif t == "VA_TrainDomainModel":
+            inp.update(steps=3, size="tiny", checkpoint_every=0)
+        elif t == "VA_LoadClipFolder":
+            inp.update(folder=CLIP_FOLDER, frames=9, width=32, height=32, max_clips=3)
+        elif t == "ImageScale":
+            inp.update(width=32, height=32)
+        elif t == "CLIPLoader":
+            prompt[nid] = {"class_type": "VATest_ToyTextEncoder", "inputs": {"dim": 768 if sd else 4096}}
+        elif t == "VAELoader":
+            prompt[nid] = {"class_type": "VATest_ToyVAE", "inputs": {"kind": "image" if sd else "video"}}
     return prompt
 
 
+@pytest.fixture(scope="module")
+def clip_folder(host):
+    """The folder the training workflows read (ComfyUI/input/<CLIP_FOLDER>): three short real videos."""
+    folder = os.path.join(host.input_dir, CLIP_FOLDER)
+    os.makedirs(folder, exist_ok=True)
+    for i in range(3):
+        write_video(os.path.join(folder, f"clip_{i}.mp4"), 20, seed=i)
+    return folder
+
+
 @pytest.mark.parametrize("path", WORKFLOWS, ids=os.path.basename)
-def test_workflow_executes_on_tiny_models(host, tiny, path):
+def test_workflow_executes_on_tiny_models(host, tiny, clip_folder, path):
     wf = load(path)
     if any(n["type"] == "ImageOnlyCheckpointLoader" for n in wf["nodes"]):
         pytest.skip("SVD's CLIP vision encoder and VAE have no tiny stand-ins; the file is checked against the "

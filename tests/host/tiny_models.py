@@ -92,6 +92,91 @@ def register_test_nodes(host):
             img = torch.sigmoid(x[:, :3]).movedim(1, -1)
             return io.NodeOutput(img.repeat_interleave(8, 1).repeat_interleave(8, 2).contiguous())
 
-    for cls in (TestConditioning, TestLatentToImage):
+    class TestVAE(io.ComfyNode):
+        @classmethod
+        def define_schema(cls):
+            return io.Schema(node_id="VATest_ToyVAE", category="_for_testing",
+                             inputs=[io.Combo.Input("kind", options=["video", "image"], default="video")],
+                             outputs=[io.Vae.Output()])
+
+        @classmethod
+        def execute(cls, kind):
+            return io.NodeOutput(ToyVAE(video=kind == "video"))
+
+    class TestTextEncoder(io.ComfyNode):
+        @classmethod
+        def define_schema(cls):
+            return io.Schema(node_id="VATest_ToyTextEncoder", category="_for_testing",
+                             inputs=[io.Int.Input("dim", default=WAN_TEXT_DIM)], outputs=[io.Clip.Output()])
+
+        @classmethod
+        def execute(cls, dim):
+            return io.NodeOutput(ToyTextEncoder(dim))
+
+    for cls in (TestConditioning, TestLatentToImage, TestVAE, TestTextEncoder):
         node_id = cls.GET_SCHEMA().node_id
         host.nodes.NODE_CLASS_MAPPINGS[node_id] = cls
+
+
+class ToyVAE:
+    """Stands in for a VAE in host tests (the calls Load Training Clips makes). Video kind: like Wan 2.1,
+    16 channels, 8x spatial and 4x temporal compression (frame 0, then every 4th); image kind: like SD,
+    4 channels, frames in the batch. Each latent channel is a fixed mix of the 8x8-averaged RGB."""
+
+    def __init__(self, video: bool = True):
+        self.video = video
+        self.channels = 16 if video else 4
+        self.mix = torch.linspace(-1.0, 1.0, self.channels * 3).reshape(self.channels, 3)
+
+    def spacial_compression_encode(self):
+        return 8
+
+    def temporal_compression_decode(self):
+        return 4 if self.video else None
+
+    def encode(self, pixels):  # [T, H, W, 3] in 0..1
+        x = torch.nn.functional.avg_pool2d(pixels.movedim(-1, 1).float(), 8)  # [T, 3, h, w]
+        lat = torch.einsum("kc,tchw->tkhw", self.mix, x)
+        if not self.video:
+            return lat
+        return lat[::4].movedim(0, 1).unsqueeze(0)  # [1, C, 1 + (T-1)/4, h, w]
+
+
+class ToyTextEncoder:
+    """Stands in for a CLIP / text encoder: a deterministic embedding per text (tokenize + encode)."""
+
+    def __init__(self, dim: int):
+        self.dim = dim
+
+    def tokenize(self, text):
+        return {"text": text}
+
+    def encode_from_tokens_scheduled(self, tokens):
+        return [[toy_text_embedding(tokens["text"], self.dim), {}]]
+
+
+def toy_text_embedding(text: str, dim: int) -> torch.Tensor:
+    import hashlib
+
+    seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
+    return torch.randn(1, 6, dim, generator=torch.Generator().manual_seed(seed))
+
+
+def write_video(path, n_frames, seed, size=64):
+    """A small real mp4 (mpeg4) whose coarse pattern moves every frame, so off-by-one frames show."""
+    import av
+
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(3, size // 8, size // 8, generator=g)
+    with av.open(path, mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=12)
+        stream.width, stream.height, stream.pix_fmt = size, size, "yuv420p"
+        for i in range(n_frames):
+            img = torch.roll(base, shifts=i % 8, dims=2) * 0.8 + 0.2 * (i / n_frames)
+            img = torch.nn.functional.interpolate(img[None], size=(size, size), mode="nearest")[0]
+            arr = (img.movedim(0, -1) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+            frame = av.VideoFrame.from_ndarray(arr, format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)

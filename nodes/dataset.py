@@ -1,0 +1,236 @@
+"""Training data from a folder of video files with captions.
+
+``VA_LoadClipFolder`` reads every video in a folder (inside ComfyUI's ``input`` directory, or an absolute
+path), cuts fixed-length clips out of them, resizes and centre-crops the frames, encodes each clip with the
+prior's VAE and each caption with the prior's text encoder, and returns what the training nodes take: a
+LATENT batch of clips ``[clips, C, T, H, W]`` and a CONDITIONING with one entry per clip, in clip order.
+
+Captions: ``<video name>.txt`` next to the video (the convention of most LoRA training sets); videos without
+one use ``default_caption``. Frames are decoded with PyAV (a ComfyUI dependency) and only as far as needed,
+so long videos do not fill memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+
+import torch
+
+import comfy.utils
+import folder_paths
+from comfy_api.latest import io
+
+from ..adapters.clip_folder import VIDEO_EXTENSIONS, caption_for, clip_windows
+from .common import CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError
+
+CAT_DATA = f"{CATEGORY}/data"
+log = logging.getLogger("video_adapters")
+
+
+def resolve_folder(folder: str) -> str:
+    """``folder`` as given (absolute) or inside ComfyUI's input directory; a clear error when missing."""
+    name = folder.strip()
+    if not name:
+        raise VideoAdapterError("folder: give a folder of video files (inside ComfyUI's input folder, or a full path)")
+    candidates = [name] if os.path.isabs(name) else [os.path.join(folder_paths.get_input_directory(), name)]
+    for path in candidates:
+        if os.path.isdir(path):
+            return path
+    raise VideoAdapterError(
+        f"folder: '{name}' does not exist (looked for {candidates[0]}). Put your clips in a folder inside "
+        "ComfyUI's input folder and give its name, or give a full path")
+
+
+def list_videos(path: str) -> list[str]:
+    """Video files directly inside ``path``, sorted by name (the clip order)."""
+    files = sorted(f for f in os.listdir(path) if f.lower().endswith(VIDEO_EXTENSIONS) and not f.startswith("."))
+    if not files:
+        raise VideoAdapterError(
+            f"folder: no video files in {path} (looked for {', '.join(VIDEO_EXTENSIONS)})")
+    return [os.path.join(path, f) for f in files]
+
+
+def read_frames(video_path: str, count: int, stride: int = 1, start: int = 0) -> list[torch.Tensor]:
+    """Decoded RGB frames ``[H, W, 3]`` in 0..1: ``count`` windows' worth from frame ``start`` on, taking
+    every ``stride``-th frame; decoding stops as soon as enough frames are in (fewer at the end of the file)."""
+    import av
+
+    wanted = []
+    try:
+        with av.open(video_path, mode="r") as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for index, frame in enumerate(container.decode(stream)):
+                if index < start or (index - start) % stride:
+                    continue
+                wanted.append(torch.from_numpy(frame.to_ndarray(format="rgb24")).float() / 255.0)
+                if len(wanted) >= count:
+                    break
+    except (av.error.FFmpegError, IndexError) as e:
+        raise VideoAdapterError(f"{os.path.basename(video_path)}: cannot decode the video ({e})") from None
+    return wanted
+
+
+def fit_frames(frames: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """``[T, H, W, 3]`` -> ``[T, height, width, 3]``: scale to cover, then centre-crop (ComfyUI's own resize)."""
+    x = frames.movedim(-1, 1)
+    x = comfy.utils.common_upscale(x, width, height, "bilinear", "center")
+    return x.movedim(1, -1).clamp(0.0, 1.0)
+
+
+def count_frames(video_path: str) -> int:
+    import av
+
+    try:
+        with av.open(video_path, mode="r") as container:
+            stream = container.streams.video[0]
+            if stream.frames:
+                return int(stream.frames)
+            return sum(1 for _ in container.decode(stream))
+    except (av.error.FFmpegError, IndexError) as e:
+        raise VideoAdapterError(f"{os.path.basename(video_path)}: cannot decode the video ({e})") from None
+
+
+def encode_clip(vae, pixels: torch.Tensor) -> torch.Tensor:
+    """Frames ``[T, H, W, 3]`` -> a video VAE's ``[1, C, T', h, w]`` or an image VAE's ``[T, C, h, w]``."""
+    return vae.encode(pixels[..., :3])
+
+
+def check_geometry(vae, frames: int, width: int, height: int) -> None:
+    """Frame count and size the VAE can encode exactly (errors name the nearest valid values)."""
+    spatial = vae.spacial_compression_encode() if hasattr(vae, "spacial_compression_encode") else 8
+    spatial = int(spatial or 8)
+    for label, v in (("width", width), ("height", height)):
+        if v % spatial:
+            lo, hi = v - v % spatial, v - v % spatial + spatial
+            raise VideoAdapterError(f"{label} {v} is not a multiple of this VAE's {spatial}-pixel compression; "
+                                    f"use {lo or hi} or {hi}")
+    temporal = vae.temporal_compression_decode() if hasattr(vae, "temporal_compression_decode") else None
+    if temporal and temporal > 1 and (frames - 1) % temporal:
+        lo = frames - (frames - 1) % temporal
+        raise VideoAdapterError(f"frames {frames}: this VAE compresses time {temporal}x and needs 1 + {temporal}k "
+                                f"frames; use {lo if lo >= 1 else lo + temporal} or {lo + temporal}")
+
+
+class LoadClipFolder(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VA_LoadClipFolder",
+            display_name="Load Training Clips (folder)",
+            category=CAT_DATA,
+            description=(
+                "Reads a folder of video files with captions (<video name>.txt next to each video), cuts "
+                "fixed-length clips, resizes and centre-crops them, and encodes them with the prior's VAE and "
+                "text encoder: the training data for Train Domain Model and Train Adapters."),
+            inputs=[
+                io.String.Input("folder", default="training_clips",
+                                tooltip="A folder inside ComfyUI's input folder (or a full path) holding video "
+                                        "files (mp4, webm, mov, mkv, avi, gif, webp) and optional captions."),
+                io.Vae.Input("vae", tooltip="The prior's VAE (for example wan_2.1_vae): clips must live in the "
+                             "prior's latent space."),
+                io.Clip.Input("clip", tooltip="The prior's text encoder (for example umT5 for Wan)."),
+                io.Int.Input("frames", default=33, min=1, max=1025,
+                             tooltip="Frames per clip. Wan's VAE needs 1 + 4k (17, 33, 49, 81 ...)."),
+                io.Int.Input("width", default=832, min=16, max=4096, step=16,
+                             tooltip="Clip width in pixels; frames are scaled to cover and centre-cropped."),
+                io.Int.Input("height", default=480, min=16, max=4096, step=16, tooltip="Clip height in pixels."),
+                io.Int.Input("frame_stride", default=1, min=1, max=64,
+                             tooltip="Take every n-th frame (2 turns 30 fps footage into 15 fps clips)."),
+                io.Int.Input("clips_per_video", default=1, min=1, max=1000,
+                             tooltip="Non-overlapping clips cut from each video, spread over its length (fewer "
+                                     "when the video is short)."),
+                io.Int.Input("max_clips", default=0, min=0, max=100_000,
+                             tooltip="Stop after this many clips (0: all)."),
+                io.String.Input("default_caption", default="", multiline=True,
+                                tooltip="Caption of videos that have no <video name>.txt."),
+            ],
+            outputs=[
+                io.Latent.Output(display_name="clips", tooltip="Encoded clips for the training nodes: [clips, C, "
+                                 "frames, H, W] from video VAEs (Wan); frames in the batch from image VAEs (SD)."),
+                io.Conditioning.Output(display_name="captions", tooltip="One encoded caption per clip, in clip "
+                                       "order (the training nodes' captions input)."),
+                io.String.Output(display_name="caption_text", tooltip="One line per clip: file, start frame and "
+                                 "caption, to check what was read."),
+                io.Image.Output(display_name="first_frames", tooltip="The first frame of every clip, as read."),
+            ],
+        )
+
+    @classmethod
+    def validate_inputs(cls, folder):
+        # only ``folder``: a **kwargs signature would switch off ComfyUI's own range checks of the other inputs
+        try:
+            list_videos(resolve_folder(folder))
+        except VideoAdapterError as e:
+            return str(e)
+        return True
+
+    @classmethod
+    def fingerprint_inputs(cls, folder, **kwargs):
+        """Re-run when a file in the folder changes, even if no widget did."""
+        try:
+            path = resolve_folder(folder)
+        except VideoAdapterError:
+            return ""
+        h = hashlib.sha256()
+        for name in sorted(os.listdir(path)):
+            st = os.stat(os.path.join(path, name))
+            h.update(f"{name}:{st.st_size}:{st.st_mtime_ns};".encode())
+        return h.hexdigest()
+
+    @classmethod
+    def execute(cls, folder, vae, clip, frames, width, height, frame_stride, clips_per_video, max_clips,
+                default_caption) -> io.NodeOutput:
+        path = resolve_folder(folder)
+        videos = list_videos(path)
+        check_geometry(vae, frames, width, height)
+        plan, skipped = [], []
+        for video in videos:
+            n = count_frames(video)
+            starts = clip_windows(n, frames, frame_stride, clips_per_video)
+            if not starts:
+                skipped.append(f"{os.path.basename(video)} ({n} frames)")
+            plan.extend((video, s) for s in starts)
+        if max_clips:
+            plan = plan[:max_clips]
+        if skipped:
+            log.warning("Load Training Clips: skipped videos shorter than %d frames at stride %d: %s",
+                        (frames - 1) * frame_stride + 1, frame_stride, ", ".join(skipped))
+        if not plan:
+            raise VideoAdapterError(
+                f"no video in {path} has {(frames - 1) * frame_stride + 1} frames ({frames} frames at stride "
+                f"{frame_stride}); lower frames or frame_stride. Too short: {', '.join(skipped)}")
+
+        latents, conds, lines, firsts = [], [], [], []
+        encoded: dict[str, list] = {}
+        bar = comfy.utils.ProgressBar(len(plan))
+        for video, start in plan:
+            got = read_frames(video, frames, frame_stride, start)
+            if len(got) < frames:  # the container reported more frames than it decodes
+                log.warning("Load Training Clips: %s has only %d frames from frame %d; skipped",
+                            os.path.basename(video), len(got), start)
+                bar.update(1)
+                continue
+            pixels = fit_frames(torch.stack(got), width, height)
+            latents.append(encode_clip(vae, pixels).float().cpu())
+            text = caption_for(video, default_caption)
+            if text not in encoded:
+                encoded[text] = clip.encode_from_tokens_scheduled(clip.tokenize(text))
+            conds.extend(encoded[text][:1])  # one entry per clip
+            lines.append(f"{os.path.basename(video)} @ {start}: {text}")
+            firsts.append(pixels[0])
+            bar.update(1)
+        if not latents:
+            raise VideoAdapterError(f"no clip could be read from {path}")
+        shapes = {tuple(x.shape[1:]) for x in latents}
+        if len(shapes) > 1:
+            raise VideoAdapterError(f"the VAE returned clips of different shapes {sorted(shapes)}")
+        latent = {"samples": torch.cat(latents)}
+        if latents[0].ndim == 4:  # image VAE: frames in the batch, as ComfyUI lays out SD-style video
+            latent[FRAMES_PER_CLIP_KEY] = int(latents[0].shape[0])
+        return io.NodeOutput(latent, conds, "\n".join(lines), torch.stack(firsts))
+
+
+NODES = [LoadClipFolder]

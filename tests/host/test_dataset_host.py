@@ -1,0 +1,111 @@
+"""Load Training Clips in a real ComfyUI: real video files decoded with PyAV, windows, captions, resizing,
+encoding, errors, and the clips feeding Train Domain Model."""
+
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tiny_models import WAN_TEXT_DIM, ToyVAE, toy_text_embedding, write_video
+
+
+def decode_all(path):
+    """Independent reference: every frame of the file, [N, H, W, 3] in 0..1."""
+    import av
+
+    with av.open(path) as c:
+        return torch.stack([torch.from_numpy(f.to_ndarray(format="rgb24")).float() / 255.0 for f in c.decode(video=0)])
+
+
+@pytest.fixture(scope="module")
+def clip_dir(host):
+    d = os.path.join(host.input_dir, "clips_test")
+    os.makedirs(d, exist_ok=True)
+    write_video(os.path.join(d, "a.mp4"), 40, seed=1)
+    write_video(os.path.join(d, "b.mp4"), 25, seed=2)
+    write_video(os.path.join(d, "c.mp4"), 12, seed=3)  # too short for 9 frames at stride 2
+    with open(os.path.join(d, "a.txt"), "w") as f:
+        f.write("alpha  clip\n")
+    with open(os.path.join(d, "b.txt"), "w") as f:
+        f.write("beta clip")
+    with open(os.path.join(d, "notes.md"), "w") as f:
+        f.write("not a video")
+    return d
+
+
+def prompt(folder="clips_test", vae="video", frames=9, width=32, height=32, stride=2, per_video=2, max_clips=0):
+    return {
+        "1": {"class_type": "VATest_ToyVAE", "inputs": {"kind": vae}},
+        "2": {"class_type": "VATest_ToyTextEncoder", "inputs": {"dim": WAN_TEXT_DIM}},
+        "3": {"class_type": "VA_LoadClipFolder", "inputs": {
+            "folder": folder, "vae": ["1", 0], "clip": ["2", 0], "frames": frames, "width": width, "height": height,
+            "frame_stride": stride, "clips_per_video": per_video, "max_clips": max_clips,
+            "default_caption": "no caption"}},
+    }
+
+
+# (file, start frame) of the expected clips: a has 40 frames = two windows of 17 (9 frames at stride 2),
+# spread to the end (0 and 40 - 17 = 23); b has 25 frames = one window; c (12 frames) is too short.
+EXPECTED = [("a.mp4", 0, "alpha clip"), ("a.mp4", 23, "alpha clip"), ("b.mp4", 0, "beta clip")]
+
+
+def reference(clip_dir, file, start, frames=9, stride=2):
+    all_frames = decode_all(os.path.join(clip_dir, file))
+    window = all_frames[start: start + (frames - 1) * stride + 1: stride]
+    # 64 -> 32 bilinear without antialiasing is exactly a 2x2 average
+    return F.avg_pool2d(window.movedim(-1, 1), 2).movedim(1, -1)
+
+
+def test_clips_captions_and_frames(host, tiny, clip_dir):
+    out = host.run(prompt(), ["3"])["3"]
+    latent, conds, text, firsts = out
+    assert latent["samples"].shape == (3, 16, 3, 4, 4)
+    vae = ToyVAE(video=True)
+    for i, (file, start, caption) in enumerate(EXPECTED):
+        pixels = reference(clip_dir, file, start)
+        assert torch.allclose(firsts[i], pixels[0], atol=1e-5)
+        assert torch.allclose(latent["samples"][i], vae.encode(pixels)[0], atol=1e-5)
+        assert torch.equal(conds[i][0], toy_text_embedding(caption, WAN_TEXT_DIM))
+    assert len(conds) == 3
+    assert text.splitlines() == [f"{f} @ {s}: {c}" for f, s, c in EXPECTED]
+
+
+def test_crop_max_clips_and_image_vae(host, tiny, clip_dir):
+    latent, conds, _, firsts = host.run(prompt(vae="image", width=32, height=16, max_clips=2), ["3"])["3"]
+    # cover-scale 64x64 to 32x32, then centre-crop 16 rows: rows 8..24
+    want = reference(clip_dir, "a.mp4", 23)[:, 8:24]
+    assert torch.allclose(firsts[1], want[0], atol=1e-5)
+    # image VAE: frames in the batch, with the clip length recorded for the trainers
+    assert latent["samples"].shape == (2 * 9, 4, 2, 4)
+    assert latent["va_frames_per_clip"] == 9 and len(conds) == 2
+
+
+@pytest.mark.parametrize("kw,needle", [
+    (dict(frames=10), "use 9 or 13"),
+    (dict(width=36), "use 32 or 40"),
+    (dict(frames=33, stride=2), "lower frames or frame_stride"),
+])
+def test_errors_say_what_to_change(host, tiny, clip_dir, kw, needle):
+    with pytest.raises(RuntimeError, match=needle):
+        host.run(prompt(**kw), ["3"])
+
+
+def test_missing_folder_fails_validation(host, tiny):
+    p = prompt(folder="no_such_folder")
+    p["9"] = {"class_type": "PreviewImage", "inputs": {"images": ["3", 3]}}  # validation needs an output node
+    ok, err, _, node_errors = host.validate(p)
+    assert not ok
+    assert "does not exist" in str(node_errors)
+
+
+def test_clips_train_a_domain_model(host, tiny, clip_dir):
+    p = prompt()
+    p["4"] = {"class_type": "UNETLoader", "inputs": {"unet_name": "tiny_wan_prior.safetensors", "weight_dtype": "default"}}
+    p["5"] = {"class_type": "VA_TrainDomainModel", "inputs": {
+        "prior_model": ["4", 0], "clips": ["3", 0], "captions": ["3", 1], "size": "tiny", "steps": 6,
+        "learning_rate": 1e-3, "batch_size": 2, "seed": 0, "cond_dropout": 0.1, "checkpoint_every": 0,
+        "file_name": "test/from_folder"}}
+    model, name, curve = host.run(p, ["5"])["5"]
+    assert name == "test/from_folder.safetensors"
+    assert os.path.isfile(os.path.join(host.models_dir, "video_adapters", name))
