@@ -1,16 +1,20 @@
 """A measured miniature of Video Adapter's Table 1: does composing a small domain model with a large
 pretrained prior beat both models alone?
 
-    python benchmarks/table1_miniature.py            # full run, CPU, about 15-20 minutes
-    python benchmarks/table1_miniature.py --quick    # smaller models and sets, about 2 minutes
+    python benchmarks/table1_miniature.py            # full run, CPU, about 15 minutes
+    python benchmarks/table1_miniature.py --quick    # smaller models and sets, about 1 minute
+    python benchmarks/table1_miniature.py --ship     # full run, then write the pair the pack ships
+    python benchmarks/table1_miniature.py --domain-fraction 0 --latent-channels 4   # other settings
 
 Setting (everything synthetic, deterministic, CPU):
 
 * data: ``adapters/synthetic_video.py``. A broad "internet" set (many clips of every palette, texture,
-  shape, motion and camera) and a narrow "domain" set (sunset palette, striped blobs orbiting, slow pan
-  right) with only a few training clips and two disjoint held-out sets. Clips are encoded with
-  ``ToyLatentCodec`` (4x4 pooling and a fixed channel projection) into a toy latent space; captions become
-  text features with ``caption_context``.
+  shape, motion and camera; by default 5 % of it is drawn from the domain style, as a web crawl sometimes
+  holds a few clips like the artist's) and a narrow "domain" set (sunset palette, striped blobs orbiting,
+  slow pan right) with only a few training clips and two disjoint held-out sets. Clips are encoded into
+  the pack's synthetic latent space (``synthetic_codec``: 4x4 pooling and a fixed projection of RGB onto
+  16 channels, the channel count of Wan 2.1's latents; ``--latent-channels`` picks another count); captions
+  become text features with ``caption_context``.
 * models: ``adapters/domain_model.DomainVideoModel`` in the rectified-flow parameterisation, trained with the
   pack's one trainer (``adapters/training.py``). A larger "pretrained" prior on the internet set and a small
   domain model (a few percent of the prior's parameters) on the few domain clips.
@@ -57,7 +61,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from adapters.domain_model import DomainVideoModel, family_config, save_domain_model  # noqa: E402
 from adapters.synthetic_video import (ATTRIBUTES, DOMAIN_STYLE, SYNTHETIC_LATENT_CHANNELS,  # noqa: E402
-                                      SYNTHETIC_TEXT_DIM, VOCAB, SyntheticClips, caption_context, make_clips,
+                                      SYNTHETIC_TEXT_DIM, VOCAB, SyntheticClips, ToyLatentCodec, caption_context, make_clips,
                                       synthetic_codec)
 from adapters.training import TrainConfig, Trainer  # noqa: E402
 from samplers.composition import Composition, PriorTerm, cfg_combine  # noqa: E402
@@ -80,7 +84,7 @@ SETTINGS = {
 CFG = 3.0           # omega for every method
 SAMPLE_SHIFT = 3.0  # flow schedule shift of the sampler (as Wan's shifted schedules)
 COMPOSITION_END = 0.9  # percent after which only the domain model runs (the paper's last 10 %)
-DOMAIN_FRACTION = 0.0  # share of domain-style clips in the broad set
+DOMAIN_FRACTION = 0.05  # share of domain-style clips in the broad set
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -113,9 +117,9 @@ def domain_caption(n: int) -> torch.Tensor:
 # models and training
 
 
-def build(spec, seed):
+def build(spec, seed, channels=LATENT_CHANNELS):
     torch.manual_seed(seed)
-    cfg = family_config("synthetic", **spec)
+    cfg = family_config("synthetic", latent_channels=channels, **spec)
     return DomainVideoModel(cfg)
 
 
@@ -246,6 +250,8 @@ def main(argv=None):
     ap.add_argument("--out", default=OUT_DIR, help="where the trained prior/domain pair is saved")
     ap.add_argument("--domain-fraction", type=float, default=DOMAIN_FRACTION,
                     help="share of the broad 'internet' set drawn from the domain style (default %(default)s)")
+    ap.add_argument("--latent-channels", type=int, default=LATENT_CHANNELS,
+                    help="channels of the toy latent code (default: the synthetic family's %(default)s)")
     ap.add_argument("--ship", action="store_true",
                     help="also write the pair (fp16) as the pack's embedded demo models in adapters/weights/")
     args = ap.parse_args(argv)
@@ -253,7 +259,9 @@ def main(argv=None):
     S = SETTINGS[mode]
     torch.set_num_threads(S["threads"])
     t_start = time.time()
-    codec = synthetic_codec()
+    if args.ship and args.latent_channels != LATENT_CHANNELS:
+        ap.error(f"--ship needs the synthetic family's {LATENT_CHANNELS} latent channels")
+    codec = synthetic_codec() if args.latent_channels == LATENT_CHANNELS else ToyLatentCodec(args.latent_channels)
 
     print(f"[{mode}] rendering synthetic clips ...", flush=True)
     kw = dict(frames=S["frames"], size=S["size"])
@@ -263,8 +271,8 @@ def main(argv=None):
     held_a = make_clips(S["held_out"], "domain", seed=args.seed + 3, **kw)
     held_b = make_clips(S["held_out"], "domain", seed=args.seed + 4, **kw)
 
-    prior = build(S["prior"], args.seed + 10)
-    small = build(S["small"], args.seed + 11)
+    prior = build(S["prior"], args.seed + 10, args.latent_channels)
+    small = build(S["small"], args.seed + 11, args.latent_channels)
     ratio = n_params(small) / n_params(prior)
     print(f"prior {n_params(prior):,} parameters, small {n_params(small):,} ({100 * ratio:.1f} % of the prior)")
     train(prior, net_x, net_c, S["prior_steps"], S["batch"], S["lr"], args.seed, "prior (internet)")
@@ -281,7 +289,7 @@ def main(argv=None):
 
     n = S["samples"]
     g = torch.Generator().manual_seed(args.seed + 99)
-    shape = (n, LATENT_CHANNELS, S["frames"], S["size"] // codec.pool, S["size"] // codec.pool)
+    shape = (n, args.latent_channels, S["frames"], S["size"] // codec.pool, S["size"] // codec.pool)
     noise = torch.randn(shape, generator=g)
     ctx = domain_caption(n)
     methods = [("prior only", ("prior", 0.0)), ("small only", ("small", 0.0))]
@@ -350,7 +358,7 @@ def main(argv=None):
                 "table1_miniature": table})
             print(f"shipped {path} ({os.path.getsize(path) / 1e6:.2f} MB)")
     print(f"rerun: python benchmarks/table1_miniature.py{' --quick' if args.quick else ''} --seed {args.seed} "
-          f"--domain-fraction {args.domain_fraction:g}")
+          f"--domain-fraction {args.domain_fraction:g} --latent-channels {args.latent_channels}")
     print(f"total time {time.time() - t_start:.0f}s")
 
 

@@ -3,7 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from adapters.synthetic_video import (
-    CAPTION_LENGTH, DOMAIN_STYLE, VOCAB, ToyLatentCodec, caption_context, clip_statistics, make_clips)
+    CAPTION_LENGTH, DOMAIN_STYLE, VOCAB, ToyLatentCodec, caption_context, clip_statistics, domain_caption_text,
+    make_clips)
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +89,40 @@ def test_toy_codec_round_trip(internet, channels):
 def test_unknown_distribution():
     with pytest.raises(ValueError, match="internet"):
         make_clips(1, "cartoon")
+
+
+def test_parse_caption_reads_every_generated_caption():
+    from adapters.synthetic_video import parse_caption
+
+    clips = make_clips(12, "internet", seed=5, frames=2, size=16)
+    for caption, tokens in zip(clips.captions, clips.tokens):
+        assert parse_caption(caption).tolist() == [tokens.tolist()]
+    # any order, filler words, and "_" / "-" in multi-word values
+    a = parse_caption("a pan-right shot of an orbit of striped blob in sunset colours stripes")
+    assert a.tolist() == parse_caption(domain_caption_text()).tolist()
+
+
+def test_parse_caption_errors_name_the_attribute():
+    from adapters.synthetic_video import parse_caption
+
+    with pytest.raises(ValueError, match="camera names none; use one of: static, pan left"):
+        parse_caption("sunset stripes blob orbit")
+    with pytest.raises(ValueError, match=r"palette names several \(sunset, ocean\)"):
+        parse_caption("sunset ocean stripes blob orbit static")
+
+
+def test_synthetic_codec_is_the_synthetic_family_space():
+    from adapters.domain_model import FAMILY_SPECS, family_config, preset_config
+    from adapters.synthetic_video import synthetic_codec
+
+    codec = synthetic_codec()
+    spec = FAMILY_SPECS["synthetic"]
+    assert codec.latent_channels == spec["latent_channels"] and codec.pool == spec["spatial_compression"]
+    video = make_clips(2, "domain", seed=1, frames=3, size=16).video
+    lat = codec.encode(video)
+    pooled = torch.nn.functional.avg_pool3d(video, (1, 4, 4))
+    assert torch.allclose(codec.decode(lat)[..., ::4, ::4], pooled, atol=1e-5)
+    assert torch.equal(synthetic_codec().proj, codec.proj)  # the same numbers every time
+    assert family_config("synthetic").text_dim == spec["text_dim"]
+    with pytest.raises(ValueError, match="no reference prior"):
+        preset_config("xs", "synthetic")
