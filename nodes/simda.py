@@ -305,7 +305,9 @@ class LoadAdapter(io.ComfyNode):
                 io.Combo.Input("adapter_name", options=_file_list(),
                                tooltip="An adapter file in models/video_adapters (from Train Adapters)."),
                 io.Float.Input("strength", default=1.0, min=-2.0, max=2.0, step=0.05,
-                               tooltip="Scale of the adapters' contribution: 0 = base model, 1 = as trained."),
+                               tooltip="Scale of the adapters' contribution: 0 = no adapter output, 1 = as trained. "
+                                       "Latent-shift attention the adapters were trained with stays on at any "
+                                       "strength (SD 1.5, SDXL, SVD)."),
                 io.Int.Input("frames", default=0, min=0, max=4096, optional=True,
                              tooltip="Frames per video for frame-wise models (0: the whole batch of each "
                                      "cond/uncond pass is one video)."),

@@ -109,3 +109,17 @@ def test_clips_train_a_domain_model(host, tiny, clip_dir):
     model, name, curve = host.run(p, ["5"])["5"]
     assert name == "test/from_folder.safetensors"
     assert os.path.isfile(os.path.join(host.models_dir, "video_adapters", name))
+
+
+def test_frames_in_batch_clips_train_as_separate_clips(host, tiny, clip_dir):
+    """SD-style clips (image VAE, frames in the batch) reach the trainer as clips, not one long clip."""
+    p = prompt(vae="image", max_clips=2)
+    p["2"]["inputs"]["dim"] = 768  # SD 1.5's text width
+    p["4"] = {"class_type": "UNETLoader", "inputs": {"unet_name": "tiny_sd15_prior.safetensors", "weight_dtype": "default"}}
+    p["5"] = {"class_type": "VA_TrainDomainModel", "inputs": {
+        "prior_model": ["4", 0], "clips": ["3", 0], "captions": ["3", 1], "size": "tiny", "steps": 2,
+        "learning_rate": 1e-3, "batch_size": 1, "seed": 0, "cond_dropout": 0.1, "checkpoint_every": 0,
+        "file_name": "test/sd_from_folder"}}
+    _, name, _ = host.run(p, ["5"])["5"]
+    meta = host.pack_module("adapters.files").read_metadata(os.path.join(host.models_dir, "video_adapters", name))
+    assert meta["training"]["clips"] == 2
