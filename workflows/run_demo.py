@@ -34,8 +34,25 @@ def saved_files(ui_results: dict, output_dir: str) -> list[str]:
     return paths
 
 
-def contact_sheet(paths: list[str], out_path: str, scale: int = 2, max_frames: int = 8) -> str:
-    """One image with a row per video (its file name on the left) and up to ``max_frames`` frames per row."""
+def domain_reference_frames(seed: int = 4, upscale: int = 8):
+    """A held-out clip of the demo pair's domain style, seen the way the demo shows its samples (the synthetic
+    latent code decoded at latent resolution, upscaled like Latent Preview Decode): what the style looks like."""
+    from PIL import Image
+
+    sys.path.insert(0, os.path.dirname(HERE))
+    from adapters.synthetic_video import make_clips, synthetic_codec
+
+    codec = synthetic_codec()
+    clip = make_clips(1, "domain", seed=seed).video
+    rgb = codec.decode(codec.encode(clip))[0, :, :, :: codec.pool, :: codec.pool]  # [3, T, h, w]
+    frames = rgb.permute(1, 2, 3, 0).repeat_interleave(upscale, 1).repeat_interleave(upscale, 2)
+    return [Image.fromarray((f.clamp(0, 1) * 255).round().byte().numpy()) for f in frames]
+
+
+def contact_sheet(paths: list[str], out_path: str, scale: int = 2, max_frames: int = 8,
+                  extra_rows: list | None = None) -> str:
+    """One image with a row per video (its file name on the left) and up to ``max_frames`` frames per row;
+    ``extra_rows``: more ``(label, [PIL images])`` rows at the bottom."""
     import av
     from PIL import Image, ImageDraw
 
@@ -45,6 +62,7 @@ def contact_sheet(paths: list[str], out_path: str, scale: int = 2, max_frames: i
             frames = [f.to_image() for f in c.decode(video=0)]
         step = max(1, len(frames) // max_frames)
         rows.append((os.path.splitext(os.path.basename(p))[0], frames[::step][:max_frames]))
+    rows += [(label, frames[:max_frames]) for label, frames in (extra_rows or [])]
     w, h = rows[0][1][0].size
     w, h, label_w, gap = w * scale, h * scale, 170, 4
     cols = max(len(f) for _, f in rows)
@@ -72,6 +90,7 @@ def main(argv=None) -> int:
         return 2
     workflow_path = os.path.abspath(args.workflow)
     output = os.path.abspath(args.output) if args.output else None
+    sheet = os.path.abspath(args.contact_sheet) if args.contact_sheet else None  # before ComfyUI changes the cwd
     with open(workflow_path) as f:
         workflow = json.load(f)
     host = Host(root, output_dir=output)
@@ -86,8 +105,9 @@ def main(argv=None) -> int:
     for p in files:
         print(p)
     videos = sorted(p for p in files if p.lower().endswith((".mp4", ".webm", ".mov", ".gif")))
-    if args.contact_sheet and videos:
-        print(contact_sheet(videos, os.path.abspath(args.contact_sheet)))
+    if sheet and videos:
+        extra = [("D_real_domain_clip", domain_reference_frames())] if workflow_path == DEFAULT else []
+        print(contact_sheet(videos, sheet, extra_rows=extra))
     return 0
 
 
