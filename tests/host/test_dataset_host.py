@@ -99,27 +99,28 @@ def test_missing_folder_fails_validation(host, tiny):
     assert "does not exist" in str(node_errors)
 
 
-def test_clips_train_a_domain_model(host, tiny, clip_dir):
-    p = prompt()
-    p["4"] = {"class_type": "UNETLoader", "inputs": {"unet_name": "tiny_wan_prior.safetensors", "weight_dtype": "default"}}
+def train_from_folder(host, prior, name, steps, **prompt_kw):
+    """Load Training Clips -> Train Domain Model on ``prior``; returns the saved file's metadata."""
+    p = prompt(**prompt_kw)
+    if "sd15" in prior:
+        p["2"]["inputs"]["dim"] = 768  # SD 1.5's text width
+    p["4"] = {"class_type": "UNETLoader", "inputs": {"unet_name": prior, "weight_dtype": "default"}}
     p["5"] = {"class_type": "VA_TrainDomainModel", "inputs": {
-        "prior_model": ["4", 0], "clips": ["3", 0], "captions": ["3", 1], "size": "tiny", "steps": 6,
+        "prior_model": ["4", 0], "clips": ["3", 0], "captions": ["3", 1], "size": "tiny", "steps": steps,
         "learning_rate": 1e-3, "batch_size": 2, "seed": 0, "cond_dropout": 0.1, "checkpoint_every": 0,
-        "file_name": "test/from_folder"}}
-    model, name, curve = host.run(p, ["5"])["5"]
-    assert name == "test/from_folder.safetensors"
-    assert os.path.isfile(os.path.join(host.models_dir, "video_adapters", name))
+        "file_name": name}}
+    _, saved, _ = host.run(p, ["5"])["5"]
+    assert saved == name + ".safetensors"
+    return host.pack_module("adapters.files").read_metadata(os.path.join(host.models_dir, "video_adapters", saved))
+
+
+def test_clips_train_a_domain_model(host, tiny, clip_dir):
+    meta = train_from_folder(host, "tiny_wan_prior.safetensors", "test/from_folder", steps=6)
+    assert meta["training"]["clips"] == 3 and meta["family"] == "wan21"
 
 
 def test_frames_in_batch_clips_train_as_separate_clips(host, tiny, clip_dir):
     """SD-style clips (image VAE, frames in the batch) reach the trainer as clips, not one long clip."""
-    p = prompt(vae="image", max_clips=2)
-    p["2"]["inputs"]["dim"] = 768  # SD 1.5's text width
-    p["4"] = {"class_type": "UNETLoader", "inputs": {"unet_name": "tiny_sd15_prior.safetensors", "weight_dtype": "default"}}
-    p["5"] = {"class_type": "VA_TrainDomainModel", "inputs": {
-        "prior_model": ["4", 0], "clips": ["3", 0], "captions": ["3", 1], "size": "tiny", "steps": 2,
-        "learning_rate": 1e-3, "batch_size": 1, "seed": 0, "cond_dropout": 0.1, "checkpoint_every": 0,
-        "file_name": "test/sd_from_folder"}}
-    _, name, _ = host.run(p, ["5"])["5"]
-    meta = host.pack_module("adapters.files").read_metadata(os.path.join(host.models_dir, "video_adapters", name))
-    assert meta["training"]["clips"] == 2
+    meta = train_from_folder(host, "tiny_sd15_prior.safetensors", "test/sd_from_folder", steps=2, vae="image",
+                             max_clips=2)
+    assert meta["training"]["clips"] == 2 and meta["family"] == "sd15"
