@@ -13,6 +13,7 @@ so long videos do not fill memory.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 
@@ -20,7 +21,7 @@ import torch
 
 import comfy.utils
 import folder_paths
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
 from ..adapters.clip_folder import VIDEO_EXTENSIONS, caption_for, clip_windows
 from .common import CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError
@@ -233,4 +234,72 @@ class LoadClipFolder(io.ComfyNode):
         return io.NodeOutput(latent, conds, "\n".join(lines), torch.stack(firsts))
 
 
-NODES = [LoadClipFolder]
+class SaveTrainingData(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        from ..adapters.train_cli import SIZES
+
+        return io.Schema(
+            node_id="VA_SaveTrainingData",
+            display_name="Save Training Data (command-line trainer)",
+            category=CAT_DATA,
+            description=(
+                "Writes encoded clips and captions to disk with a ready-to-run config for the command-line "
+                "domain-model trainer, so the VAE and text encoder run once here and training runs anywhere, "
+                "also on several GPUs: accelerate launch -m adapters.train_cli --config <the written file>."),
+            inputs=[
+                io.Model.Input("prior_model", tooltip="The frozen prior: gives the latent normalisation, the "
+                               "noise schedule and the size the presets are measured against."),
+                io.Latent.Input("clips", tooltip="Clips from Load Training Clips (or VAE Encode)."),
+                io.Conditioning.Input("captions", tooltip="One caption for all clips or one per clip, in order."),
+                io.String.Input("name", default="my_style",
+                                tooltip="Folder name under output/video_adapters_data; an existing one is replaced."),
+                io.Combo.Input("size", options=list(SIZES), default="xs",
+                               tooltip="Model size written into the config (xs / s / m: about 1.25 / 2.5 / 6 % of "
+                                       "the prior)."),
+                io.Boolean.Input("first_frame_cond", default=False,
+                                 tooltip="Config: also condition on each clip's first latent frame."),
+                io.Boolean.Input("edge_cond", default=False, tooltip="Config: also condition on Sobel-x edges."),
+            ],
+            outputs=[io.String.Output(display_name="config_path",
+                                      tooltip="The written train_config.json (edit steps and learning rate there).")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, prior_model, clips, captions, name, size, first_frame_cond, edge_cond) -> io.NodeOutput:
+        from safetensors.torch import save_file
+
+        from ..adapters.domain_model import FAMILY_SPECS
+        from ..adapters.training import default_sigma_sampling
+        from .common import describe
+        from .domain import _flow_shift, _safe_name, clip_latents, prior_family, prior_parameterisation, text_batch
+
+        family = prior_family(prior_model)
+        param = prior_parameterisation(prior_model)
+        folder = os.path.join(folder_paths.get_output_directory(), "video_adapters_data", _safe_name(name))
+        os.makedirs(folder, exist_ok=True)
+        x0 = clip_latents(prior_model, clips["samples"], family, clips.get(FRAMES_PER_CLIP_KEY, 0))
+        ctx, mask = text_batch(captions, x0.shape[0], FAMILY_SPECS[family]["text_dim"])
+        # latents are stored in the model's space (the prior's normalisation applied), so the config needs none
+        save_file({"latents": x0.float().contiguous()}, os.path.join(folder, "latents.safetensors"),
+                  metadata={"family": family})
+        save_file({"context": ctx.contiguous(), "mask": mask.contiguous()}, os.path.join(folder, "text.safetensors"))
+        config = {
+            "family": family, "size": size, "prior_params": describe(prior_model).parameters or None,
+            "model": {"parameterisation": param, "first_frame_cond": bool(first_frame_cond),
+                      "edge_cond": bool(edge_cond), "attention": "factorised"},
+            "data": {"latents": "latents.safetensors", "text": "text.safetensors"},
+            "train": {"steps": 2000, "lr": 1e-4, "batch_size": 4, "seed": 0, "cond_dropout": 0.1,
+                      "checkpoint_every": 250, "sigma_sampling": default_sigma_sampling(param),
+                      "flow_shift": _flow_shift(prior_model)},
+            "output": f"model/{os.path.basename(folder)}.safetensors",
+            "cache_dir": "cache", "device": "auto",
+        }
+        path = os.path.join(folder, "train_config.json")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(config, f, indent=1)
+        return io.NodeOutput(path, ui=ui.PreviewText(path))
+
+
+NODES = [LoadClipFolder, SaveTrainingData]

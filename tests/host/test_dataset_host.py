@@ -124,3 +124,40 @@ def test_frames_in_batch_clips_train_as_separate_clips(host, tiny, clip_dir):
     meta = train_from_folder(host, "tiny_sd15_prior.safetensors", "test/sd_from_folder", steps=2, vae="image",
                              max_clips=2)
     assert meta["training"]["clips"] == 2 and meta["family"] == "sd15"
+
+
+def test_saved_training_data_trains_the_same_on_the_command_line(host, tiny, clip_dir, tmp_path):
+    """Save Training Data + the command-line trainer follow the Train Domain Model node's loss trajectory
+    exactly: same latents (the prior's normalisation), captions, model config and noise schedule."""
+    import json
+
+    from safetensors import safe_open
+
+    p = prompt()
+    p["4"] = {"class_type": "UNETLoader", "inputs": {"unet_name": "tiny_wan_prior.safetensors",
+                                                     "weight_dtype": "default"}}
+    train = {"steps": 6, "learning_rate": 1e-3, "batch_size": 2, "seed": 0, "cond_dropout": 0.3,
+             "checkpoint_every": 0}
+    p["5"] = {"class_type": "VA_TrainDomainModel", "inputs": {
+        "prior_model": ["4", 0], "clips": ["3", 0], "captions": ["3", 1], "size": "tiny",
+        "file_name": "test/node_vs_cli", **train}}
+    p["6"] = {"class_type": "VA_SaveTrainingData", "inputs": {
+        "prior_model": ["4", 0], "clips": ["3", 0], "captions": ["3", 1], "name": "node_vs_cli", "size": "tiny",
+        "first_frame_cond": False, "edge_cond": False}}
+    out = host.run(p, ["5", "6"])
+    config_path = out["6"][0]
+    with open(config_path) as f:
+        raw = json.load(f)
+    raw["train"].update(steps=6, lr=1e-3, batch_size=2, seed=0, cond_dropout=0.3, checkpoint_every=0)
+    raw.update(output=str(tmp_path / "cli_model.safetensors"), device="cpu")
+    cli = host.pack_module("adapters.train_cli")
+    cfg = cli.parse_config(raw, os.path.dirname(config_path))
+    cli.run(cfg, log=lambda *a: None)
+
+    def losses(path):
+        with safe_open(path, framework="pt") as f:
+            return f.get_tensor("history/loss")
+
+    node = losses(os.path.join(host.models_dir, "video_adapters", "test/node_vs_cli_checkpoint.safetensors"))
+    assert len(node) == 6
+    assert torch.allclose(losses(cfg.checkpoint), node, rtol=0, atol=1e-6)
