@@ -53,22 +53,29 @@ def list_videos(path: str) -> list[str]:
     return [os.path.join(path, f) for f in files]
 
 
-def read_frames(video_path: str, count: int, stride: int = 1, start: int = 0) -> list[torch.Tensor]:
-    """Decoded RGB frames ``[H, W, 3]`` in 0..1: ``count`` windows' worth from frame ``start`` on, taking
-    every ``stride``-th frame; decoding stops as soon as enough frames are in (fewer at the end of the file)."""
+def read_windows(video_path: str, starts: list[int], count: int, stride: int, width: int,
+                 height: int) -> dict[int, list[torch.Tensor]]:
+    """Frames of every window in one decoding pass: ``{start: [frame [height, width, 3] in 0..1, ...]}``, each
+    window ``count`` frames from ``start`` at ``stride`` (fewer at the end of the file). Frames are resized
+    as they are decoded, so long high-resolution videos never sit in memory; decoding stops after the last
+    window."""
     import av
 
-    wanted = []
+    wanted = {s: [] for s in starts}
+    last = max(starts) + (count - 1) * stride
     try:
         with av.open(video_path, mode="r") as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             for index, frame in enumerate(container.decode(stream)):
-                if index < start or (index - start) % stride:
-                    continue
-                wanted.append(torch.from_numpy(frame.to_ndarray(format="rgb24")).float() / 255.0)
-                if len(wanted) >= count:
+                if index > last:
                     break
+                hits = [s for s in starts if s <= index < s + count * stride and (index - s) % stride == 0]
+                if hits:
+                    img = torch.from_numpy(frame.to_ndarray(format="rgb24")).float() / 255.0
+                    img = fit_frames(img[None], width, height)[0]
+                    for s in hits:
+                        wanted[s].append(img)
     except (av.error.FFmpegError, IndexError) as e:
         raise VideoAdapterError(f"{os.path.basename(video_path)}: cannot decode the video ({e})") from None
     return wanted
@@ -207,22 +214,26 @@ class LoadClipFolder(io.ComfyNode):
         latents, conds, lines, firsts = [], [], [], []
         encoded: dict[str, list] = {}
         bar = comfy.utils.ProgressBar(len(plan))
+        by_video: dict[str, list[int]] = {}
         for video, start in plan:
-            got = read_frames(video, frames, frame_stride, start)
-            if len(got) < frames:  # the container reported more frames than it decodes
-                log.warning("Load Training Clips: %s has only %d frames from frame %d; skipped",
-                            os.path.basename(video), len(got), start)
+            by_video.setdefault(video, []).append(start)
+        for video, starts in by_video.items():
+            windows = read_windows(video, starts, frames, frame_stride, width, height)
+            for start in starts:
+                got = windows[start]
                 bar.update(1)
-                continue
-            pixels = fit_frames(torch.stack(got), width, height)
-            latents.append(encode_clip(vae, pixels).float().cpu())
-            text = caption_for(video, default_caption)
-            if text not in encoded:
-                encoded[text] = clip.encode_from_tokens_scheduled(clip.tokenize(text))
-            conds.extend(encoded[text][:1])  # one entry per clip
-            lines.append(f"{os.path.basename(video)} @ {start}: {text}")
-            firsts.append(pixels[0])
-            bar.update(1)
+                if len(got) < frames:  # the container reported more frames than it decodes
+                    log.warning("Load Training Clips: %s has only %d frames from frame %d; skipped",
+                                os.path.basename(video), len(got), start)
+                    continue
+                pixels = torch.stack(got)
+                latents.append(encode_clip(vae, pixels).float().cpu())
+                text = caption_for(video, default_caption)
+                if text not in encoded:
+                    encoded[text] = clip.encode_from_tokens_scheduled(clip.tokenize(text))
+                conds.extend(encoded[text][:1])  # one entry per clip
+                lines.append(f"{os.path.basename(video)} @ {start}: {text}")
+                firsts.append(pixels[0])
         if not latents:
             raise VideoAdapterError(f"no clip could be read from {path}")
         shapes = {tuple(x.shape[1:]) for x in latents}
