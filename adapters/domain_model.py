@@ -582,6 +582,35 @@ def preset_config(name: str, family: str = "wan21", prior_params: Optional[float
     return family_config(family, **kw)
 
 
+def clip_batches(x0: torch.Tensor, context: torch.Tensor, mask: torch.Tensor, config: DomainModelConfig):
+    """The trainers' batch function (``Trainer.run``'s ``batch_fn``) for a domain model: clips drawn with
+    replacement, with their captions and the first-frame / edge conditions ``config`` asks for."""
+    edges = sobel_edges(x0) if config.edge_cond else None
+
+    def batch_fn(step, generator, bs):
+        idx = torch.randint(0, x0.shape[0], (bs,), generator=generator)
+        out = {"x0": x0[idx], "context": context[idx], "context_mask": mask[idx]}
+        if config.first_frame_cond:
+            out["first_frame"] = x0[idx][:, :, :1]
+        if config.edge_cond:
+            out["edges"] = edges[idx]
+        return out
+
+    return batch_fn
+
+
+SIZES = tuple(PRESETS) + ("tiny",)  # the size choices of the trainers: the presets, plus a minimal model
+TINY = dict(width=128, heads=2, depth=2)
+
+
+def size_config(size: str, family: str, prior_params: Optional[float] = None, **overrides) -> DomainModelConfig:
+    """The config of a trainer's ``size`` choice: a preset fitted to ``prior_params`` (see
+    :func:`preset_config`), or ``"tiny"`` (128 wide, 2 blocks, for tests and demos). ``overrides`` win."""
+    if size == "tiny":
+        return family_config(family, **{**TINY, "preset": "tiny", **overrides})
+    return preset_config(size, family, prior_params=prior_params, **overrides)
+
+
 def size_report() -> list[dict[str, Any]]:
     """Parameter counts of every preset of every family, as fractions of Wan 2.1 1.3B and 14B and of the
     prior the preset was sized for (each family's reference prior, plus Wan 2.1 14B for ``wan21``).

@@ -65,11 +65,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .domain_model import (FAMILY_SPECS, PRESETS, DomainModelConfig, DomainVideoModel, family_config,
-                           frames_to_video, preset_config, save_domain_model, sobel_edges)
+from .domain_model import (FAMILY_SPECS, SIZES, DomainModelConfig, DomainVideoModel, clip_batches, frames_to_video,
+                           save_domain_model, size_config)
 from .training import DataParallel, TrainConfig, Trainer, default_sigma_sampling
 
-SIZES = tuple(PRESETS) + ("tiny",)
 CONFIG_KEYS = {"family", "size", "prior_params", "model", "data", "latent_normalisation", "cache_dir", "train",
                "output", "resume", "device"}
 SYNTHETIC_DEFAULTS = {"distribution": "domain", "count": 16, "frames": 8, "size": 32, "seed": 0}
@@ -101,12 +100,7 @@ class RunConfig:
         return root + "_checkpoint.safetensors"
 
     def model_config(self) -> DomainModelConfig:
-        over = dict(self.model)
-        if self.size == "tiny":
-            base = dict(width=128, heads=2, depth=2, preset="tiny")
-            base.update(over)
-            return family_config(self.family, **base)
-        return preset_config(self.size, self.family, prior_params=self.prior_params, **over)
+        return size_config(self.size, self.family, self.prior_params, **self.model)
 
 
 def _path(base: str, p: str) -> str:
@@ -212,7 +206,7 @@ def _cache_meta(spec: dict[str, Any], latent_channels: int, text_dim: int) -> st
 
 def synthetic_cache(cfg: RunConfig) -> tuple[str, str, bool]:
     """Render (or reuse) the synthetic clips: ``(latents file, text file, reused)``."""
-    from .synthetic_video import ToyLatentCodec, make_clips
+    from .synthetic_video import ToyLatentCodec, make_clips, synthetic_codec
 
     spec = cfg.data["synthetic"]
     fam = FAMILY_SPECS[cfg.family]
@@ -225,7 +219,10 @@ def synthetic_cache(cfg: RunConfig) -> tuple[str, str, bool]:
                 return lat_path, txt_path, True
     clips = make_clips(int(spec["count"]), spec["distribution"], seed=int(spec["seed"]), frames=int(spec["frames"]),
                        size=int(spec["size"]))
-    latents = ToyLatentCodec(fam["latent_channels"], seed=int(spec["seed"])).encode(clips.video)
+    # the synthetic family has one fixed code; other families get a stand-in code seeded like the clips
+    codec = (synthetic_codec() if cfg.family == "synthetic"
+             else ToyLatentCodec(fam["latent_channels"], seed=int(spec["seed"])))
+    latents = codec.encode(clips.video)
     if fam["layout"] == "frames":
         latents = latents[0].movedim(0, 1).contiguous()  # one clip, frames in the batch
     context = clips.context(fam["text_dim"])
@@ -355,16 +352,7 @@ def _run(cfg: RunConfig, log, device: torch.device, dp: Optional[DataParallel]) 
                           f"'{cfg.family}'")
     torch.manual_seed(cfg.train.seed)
     net = DomainVideoModel(mc).to(device)
-    edges = sobel_edges(x0) if mc.edge_cond else None
-
-    def batch_fn(step, g, bs):
-        idx = torch.randint(0, x0.shape[0], (bs,), generator=g)
-        out = {"x0": x0[idx], "context": ctx[idx], "context_mask": mask[idx]}
-        if mc.first_frame_cond:
-            out["first_frame"] = x0[idx][:, :, :1]
-        if mc.edge_cond:
-            out["edges"] = edges[idx]
-        return out
+    batch_fn = clip_batches(x0, ctx, mask, mc)
 
     stop = [False]
 

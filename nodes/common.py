@@ -3,9 +3,13 @@ compatibility checks every multi-model node runs before it builds anything."""
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 
+import comfy.model_base
 import comfy.model_sampling
+import folder_paths
 from comfy_api.latest import io
 
 CATEGORY = "video_adapters"
@@ -103,6 +107,77 @@ def check_latent_shape(info: ModelInfo, shape) -> None:
         raise VideoAdapterError(
             f"{info.label} ({info.family}) expects latents [batch, {info.latent_channels}, "
             f"{'frames, ' if info.latent_dimensions == 3 else ''}height, width], got {list(shape)}")
+
+
+_PREDICTIONS = {comfy.model_base.ModelType.FLOW: "flow", comfy.model_base.ModelType.EPS: "eps",
+                comfy.model_base.ModelType.V_PREDICTION: "v"}
+
+
+def prediction_type(model, supported_by: str, v_edm: bool = False) -> str:
+    """The model's prediction as a trainer parameterisation: "flow", "eps" or "v" (``v_edm``: EDM-scaled v
+    models count as "v"). ``supported_by`` names what refuses the others, for the error message."""
+    mapping = dict(_PREDICTIONS)
+    if v_edm:
+        mapping[comfy.model_base.ModelType.V_PREDICTION_EDM] = "v"
+    mt = model.model.model_type
+    if mt not in mapping:
+        raise VideoAdapterError(f"the model predicts {getattr(mt, 'name', mt)}; {supported_by} supports rectified "
+                                "flow, eps and v prediction")
+    return mapping[mt]
+
+
+def flow_shift(model) -> float:
+    """The shift of the model's sampling schedule as it is now (1.0 for unshifted and noise models)."""
+    return float(getattr(model.get_model_object("model_sampling"), "shift", 1.0))
+
+
+# ----------------------------------------------------------------------------------------------------
+# the pack's model folder (models/video_adapters): listings, output names, training checkpoints
+
+
+def model_files() -> list[str]:
+    """Files in models/video_adapters, for the loaders' and trainers' file widgets."""
+    from . import MODEL_FOLDER
+
+    return sorted(folder_paths.get_filename_list(MODEL_FOLDER))
+
+
+def safe_name(prefix: str) -> str:
+    """A user-typed output name as a relative path without extension; refuses empty names and '..'."""
+    name = re.sub(r"[^A-Za-z0-9_.\-/]", "_", prefix.strip()).strip("/")
+    if not name or ".." in name.split("/"):
+        raise VideoAdapterError(f"file name '{prefix}' is not usable; use letters, digits, '_', '-' and '/'")
+    return name[: -len(".safetensors")] if name.endswith(".safetensors") else name
+
+
+def training_outputs(file_name: str) -> tuple[str, str, str]:
+    """``(folder, model file, checkpoint file)`` of a training run named ``file_name`` in models/video_adapters."""
+    from . import MODEL_FOLDER
+
+    name = safe_name(file_name)
+    folder = folder_paths.get_folder_paths(MODEL_FOLDER)[0]
+    return folder, os.path.join(folder, name + ".safetensors"), os.path.join(folder, name + "_checkpoint.safetensors")
+
+
+def resume_checkpoint(resume_from: str, what: str, family: str, **expect) -> tuple[str | None, dict]:
+    """``(path, metadata)`` of the training checkpoint picked in a ``resume_from`` widget (``(None, {})`` for
+    "none"). Refuses files that are not ``what`` checkpoints (every ``expect`` key must be present and, unless
+    its value is None, equal) or that were trained for another ``family``."""
+    from ..adapters.files import read_metadata
+    from . import MODEL_FOLDER
+
+    if not resume_from or resume_from == "none":
+        return None, {}
+    path = folder_paths.get_full_path_or_raise(MODEL_FOLDER, resume_from)
+    meta = read_metadata(path)
+    if meta.get("kind") != "checkpoint" or any(k not in meta or (v is not None and meta[k] != v)
+                                               for k, v in expect.items()):
+        raise VideoAdapterError(f"resume_from: {resume_from} is not a {what} training checkpoint (pick a "
+                                "*_checkpoint.safetensors file)")
+    if meta.get("family") != family:
+        raise VideoAdapterError(f"resume_from: {resume_from} was trained for '{meta.get('family')}', but the "
+                                f"connected model is '{family}'")
+    return path, meta
 
 
 def run_training(config, params, model_fn, batch_fn, parameterisation, **kwargs):

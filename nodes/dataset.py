@@ -18,13 +18,17 @@ import logging
 import os
 
 import torch
+from safetensors.torch import save_file
 
 import comfy.utils
 import folder_paths
 from comfy_api.latest import io, ui
 
 from ..adapters.clip_folder import VIDEO_EXTENSIONS, caption_for, clip_windows
-from .common import CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError
+from ..adapters.domain_model import FAMILY_SPECS, SIZES
+from ..adapters.training import default_sigma_sampling
+from .common import CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, describe, flow_shift, safe_name
+from .domain import clip_latents, prior_family, prior_parameterisation, text_batch
 
 CAT_DATA = f"{CATEGORY}/data"
 log = logging.getLogger("video_adapters")
@@ -248,8 +252,6 @@ class LoadClipFolder(io.ComfyNode):
 class SaveTrainingData(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        from ..adapters.train_cli import SIZES
-
         return io.Schema(
             node_id="VA_SaveTrainingData",
             display_name="Save Training Data (command-line trainer)",
@@ -279,16 +281,9 @@ class SaveTrainingData(io.ComfyNode):
 
     @classmethod
     def execute(cls, prior_model, clips, captions, name, size, first_frame_cond, edge_cond) -> io.NodeOutput:
-        from safetensors.torch import save_file
-
-        from ..adapters.domain_model import FAMILY_SPECS
-        from ..adapters.training import default_sigma_sampling
-        from .common import describe
-        from .domain import _flow_shift, _safe_name, clip_latents, prior_family, prior_parameterisation, text_batch
-
         family = prior_family(prior_model)
         param = prior_parameterisation(prior_model)
-        folder = os.path.join(folder_paths.get_output_directory(), "video_adapters_data", _safe_name(name))
+        folder = os.path.join(folder_paths.get_output_directory(), "video_adapters_data", safe_name(name))
         os.makedirs(folder, exist_ok=True)
         x0 = clip_latents(prior_model, clips["samples"], family, clips.get(FRAMES_PER_CLIP_KEY, 0))
         ctx, mask = text_batch(captions, x0.shape[0], FAMILY_SPECS[family]["text_dim"])
@@ -303,7 +298,7 @@ class SaveTrainingData(io.ComfyNode):
             "data": {"latents": "latents.safetensors", "text": "text.safetensors"},
             "train": {"steps": 2000, "lr": 1e-4, "batch_size": 4, "seed": 0, "cond_dropout": 0.1,
                       "checkpoint_every": 250, "sigma_sampling": default_sigma_sampling(param),
-                      "flow_shift": _flow_shift(prior_model)},
+                      "flow_shift": flow_shift(prior_model)},
             "output": f"model/{os.path.basename(folder)}.safetensors",
             "cache_dir": "cache", "device": "auto",
         }

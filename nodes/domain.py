@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 
 import torch
 import torch.nn as nn
@@ -36,14 +35,16 @@ import comfy.utils
 import folder_paths
 from comfy_api.latest import io
 
-from ..adapters.domain_model import (ATTENTION_MODES, FAMILY_SPECS, DomainModelConfig, DomainVideoModel,
-                                     family_config, frames_context_to_video, frames_to_video, load_domain_model,
-                                     preset_config, save_domain_model, sobel_edges, video_to_frames)
+from ..adapters.domain_model import (ATTENTION_MODES, FAMILY_SPECS, SIZES, DomainModelConfig, DomainVideoModel,
+                                     clip_batches,
+                                     frames_context_to_video, frames_to_video, load_domain_model, save_domain_model,
+                                     size_config, sobel_edges, video_to_frames)
 from ..adapters.files import AdapterFileError, read_metadata
 from ..adapters.training import (TrainConfig, default_sigma_sampling, load_checkpoint,
                                  loss_curve_image)
 from . import MODEL_FOLDER
-from .common import CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, describe, run_training
+from .common import (CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, describe, flow_shift, model_files,
+                     prediction_type, resume_checkpoint, run_training, training_outputs)
 
 CAT_DOMAIN = f"{CATEGORY}/domain_model"
 
@@ -75,7 +76,6 @@ FAMILY_BY_LATENT_FORMAT = {"Wan21": "wan21", "Wan22": "wan22_5b", "SD15": "sd15"
 FIRST_FRAME_KEY = "va_first_frame"
 EDGE_SOURCE_KEY = "va_edge_source"
 
-SIZES = ["xs", "s", "m", "tiny"]
 UNCOND = 1  # ComfyUI's index of the unconditional branch in cond_or_uncond
 
 
@@ -95,19 +95,7 @@ def prior_family(prior, label: str = "prior_model") -> str:
 
 
 def prior_parameterisation(prior) -> str:
-    mt = prior.model.model_type
-    mapping = {comfy.model_base.ModelType.FLOW: "flow", comfy.model_base.ModelType.EPS: "eps",
-               comfy.model_base.ModelType.V_PREDICTION: "v"}
-    if mt not in mapping:
-        raise VideoAdapterError(
-            f"the prior predicts {getattr(mt, 'name', mt)}; domain models support rectified flow (Wan), eps and "
-            "v prediction")
-    return mapping[mt]
-
-
-def _flow_shift(prior) -> float:
-    ms = prior.get_model_object("model_sampling")
-    return float(getattr(ms, "shift", 1.0))
+    return prediction_type(prior, "a domain model")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -291,28 +279,9 @@ def clip_latents(prior, samples: torch.Tensor, family: str, frames_per_clip: int
 
 
 def model_config_for(prior, family: str, size: str, attention: str, first_frame: bool, edges: bool) -> DomainModelConfig:
-    parameterisation = prior_parameterisation(prior)
-    extra = dict(attention=attention, first_frame_cond=bool(first_frame), edge_cond=bool(edges),
-                 parameterisation=parameterisation)
-    if size == "tiny":
-        return family_config(family, width=128, heads=2, depth=2, preset="tiny", **extra)
-    prior_params = describe(prior).parameters or None
-    return preset_config(size, family, prior_params=prior_params, **extra)
-
-
-def _file_list() -> list[str]:
-    return sorted(folder_paths.get_filename_list(MODEL_FOLDER))
-
-
-def _safe_name(prefix: str) -> str:
-    name = re.sub(r"[^A-Za-z0-9_.\-/]", "_", prefix.strip()).strip("/")
-    if not name or ".." in name.split("/"):
-        raise VideoAdapterError(f"file name '{prefix}' is not usable; use letters, digits, '_', '-' and '/'")
-    return name[: -len(".safetensors")] if name.endswith(".safetensors") else name
-
-
-def _model_folder() -> str:
-    return folder_paths.get_folder_paths(MODEL_FOLDER)[0]
+    return size_config(size, family, prior_params=describe(prior).parameters or None, attention=attention,
+                       first_frame_cond=bool(first_frame), edge_cond=bool(edges),
+                       parameterisation=prior_parameterisation(prior))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -339,7 +308,7 @@ class TrainDomainModel(io.ComfyNode):
                 io.Conditioning.Input("captions", tooltip="Captions encoded with the prior's text encoder: one for "
                                       "all clips, or one per clip in clip order (combine them with Conditioning "
                                       "Combine)."),
-                io.Combo.Input("size", options=SIZES, default="xs",
+                io.Combo.Input("size", options=list(SIZES), default="xs",
                                tooltip="xs / s / m: about 1.25 %, 2.5 % and 6 % of the prior's parameters (the "
                                        "paper's sizes); tiny: a minimal model for tests and demos."),
                 io.Int.Input("steps", default=2000, min=1, max=1_000_000,
@@ -364,7 +333,7 @@ class TrainDomainModel(io.ComfyNode):
                                  tooltip="Also condition on the clip's first latent frame (image-to-video)."),
                 io.Boolean.Input("edge_cond", default=False, optional=True,
                                  tooltip="Also condition on Sobel-x edges of the latents (structure guidance)."),
-                io.Combo.Input("resume_from", options=["none"] + _file_list(), default="none", optional=True,
+                io.Combo.Input("resume_from", options=["none"] + model_files(), default="none", optional=True,
                                tooltip="A *_checkpoint.safetensors to continue from: weights, optimizer, random state "
                                        "and loss history are restored, so the loss curve continues exactly."),
             ],
@@ -385,22 +354,9 @@ class TrainDomainModel(io.ComfyNode):
                 resume_from="none") -> io.NodeOutput:
         family = prior_family(prior_model)
         spec = FAMILY_SPECS[family]
-        name = _safe_name(file_name)
-        folder = _model_folder()
-        model_path = os.path.join(folder, name + ".safetensors")
-        ckpt_path = os.path.join(folder, name + "_checkpoint.safetensors")
-
-        resume_path = None
-        if resume_from and resume_from != "none":
-            resume_path = folder_paths.get_full_path_or_raise(MODEL_FOLDER, resume_from)
-            ck_meta = read_metadata(resume_path)
-            if ck_meta.get("kind") != "checkpoint" or "model_config" not in ck_meta:
-                raise VideoAdapterError(f"resume_from: {resume_from} is not a domain model training checkpoint "
-                                        "(pick a *_checkpoint.safetensors file)")
-            if ck_meta.get("family") != family:
-                raise VideoAdapterError(
-                    f"resume_from: {resume_from} was trained for '{ck_meta.get('family')}' latents, but prior_model "
-                    f"uses '{family}'")
+        folder, model_path, ckpt_path = training_outputs(file_name)
+        resume_path, ck_meta = resume_checkpoint(resume_from, "domain model", family, model_config=None)
+        if resume_path:
             config = DomainModelConfig.from_dict(ck_meta["model_config"])
         else:
             config = model_config_for(prior_model, family, size, attention, first_frame_cond, edge_cond)
@@ -410,24 +366,15 @@ class TrainDomainModel(io.ComfyNode):
         tcfg = TrainConfig(steps=int(steps), lr=float(learning_rate), batch_size=int(batch_size), seed=int(seed),
                            cond_dropout=float(cond_dropout), checkpoint_every=int(checkpoint_every),
                            sigma_sampling=default_sigma_sampling(parameterisation),
-                           flow_shift=_flow_shift(prior_model))
+                           flow_shift=flow_shift(prior_model))
 
         with torch.inference_mode(False):
             x0 = clip_latents(prior_model, clips["samples"], family, clips.get(FRAMES_PER_CLIP_KEY, 0)).clone()
             ctx, mask = text_batch(captions, x0.shape[0], spec["text_dim"])
             ctx, mask = ctx.clone(), mask.clone()
-            edges = sobel_edges(x0) if config.edge_cond else None
+            batch_fn = clip_batches(x0, ctx, mask, config)
             torch.manual_seed(int(seed))
             net = DomainVideoModel(config).to(device)
-
-        def batch_fn(step, generator, bs):
-            idx = torch.randint(0, x0.shape[0], (bs,), generator=generator)
-            out = {"x0": x0[idx], "context": ctx[idx], "context_mask": mask[idx]}
-            if config.first_frame_cond:
-                out["first_frame"] = x0[idx][:, :, :1]
-            if config.edge_cond:
-                out["edges"] = edges[idx]
-            return out
 
         meta = {"family": family, "model_config": config.to_dict(), "prior": describe(prior_model).summary()}
         result = run_training(tcfg, net, net, batch_fn, parameterisation, checkpoint_path=ckpt_path,
@@ -451,7 +398,7 @@ class LoadDomainModel(io.ComfyNode):
             description=("Loads a small domain model from models/video_adapters as a native MODEL in the prior's "
                          "latent space and noise schedule. A model trained for another latent space is refused."),
             inputs=[
-                io.Combo.Input("model_name", options=_file_list(),
+                io.Combo.Input("model_name", options=model_files(),
                                tooltip="A domain model (or a training checkpoint) in models/video_adapters."),
                 io.Model.Input("prior_model", tooltip="The prior the domain model was trained with (same family): "
                                "gives latent format and model sampling (for example Wan's flow shift)."),

@@ -20,7 +20,8 @@ from ..adapters.files import AdapterFileError, read_metadata
 from ..adapters.latent_shift import MODES
 from ..adapters.training import TrainConfig, default_sigma_sampling, loss_curve_image
 from . import MODEL_FOLDER
-from .common import CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, run_training
+from .common import (CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, flow_shift, model_files, prediction_type,
+                     resume_checkpoint, run_training, training_outputs)
 from .simda_patch import (UNET_BLOCK_KINDS, apply_latent_shift, architecture, family, new_adapters)
 
 CAT_SIMDA = f"{CATEGORY}/simda"
@@ -30,20 +31,6 @@ SHIFT_CHOICES = list(MODES) + ["none"]
 
 def _block_kinds(choice: str) -> tuple[str, ...]:
     return UNET_BLOCK_KINDS if choice == "all" else tuple(choice.split("_"))
-
-
-def _file_list() -> list[str]:
-    return sorted(folder_paths.get_filename_list(MODEL_FOLDER))
-
-
-def parameterisation(model) -> str:
-    mt = model.model.model_type
-    mapping = {comfy.model_base.ModelType.FLOW: "flow", comfy.model_base.ModelType.EPS: "eps",
-               comfy.model_base.ModelType.V_PREDICTION: "v", comfy.model_base.ModelType.V_PREDICTION_EDM: "v"}
-    if mt not in mapping:
-        raise VideoAdapterError(f"the model predicts {getattr(mt, 'name', mt)}; adapter training supports rectified "
-                                "flow, eps and v prediction")
-    return mapping[mt]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -198,7 +185,7 @@ class TrainAdapter(io.ComfyNode):
                 io.String.Input("file_name", default="simda/my_clip",
                                 tooltip="Output name inside models/video_adapters (no extension); files of that name "
                                         "are replaced."),
-                io.Combo.Input("resume_from", options=["none"] + _file_list(), default="none", optional=True,
+                io.Combo.Input("resume_from", options=["none"] + model_files(), default="none", optional=True,
                                tooltip="A *_checkpoint.safetensors of the same adapters to continue from."),
             ],
             outputs=[
@@ -216,8 +203,6 @@ class TrainAdapter(io.ComfyNode):
     @classmethod
     def execute(cls, model, clips, positive, kind, frames, steps, learning_rate, batch_size, seed, latent_shift,
                 checkpoint_every, file_name, resume_from="none") -> io.NodeOutput:
-        from .domain import _model_folder, _safe_name
-
         arch = architecture(model)
         if frames <= 0 and arch == "unet":  # clips from Load Training Clips say how long they are
             frames = int(clips.get(FRAMES_PER_CLIP_KEY, 0))
@@ -227,24 +212,12 @@ class TrainAdapter(io.ComfyNode):
                 "none to train SimDA adapters on Wan")
         if not positive:
             raise VideoAdapterError("positive: the CONDITIONING is empty; connect the encoded caption")
-        name = _safe_name(file_name)
-        folder = _model_folder()
-        out_path = os.path.join(folder, name + ".safetensors")
-        ckpt_path = os.path.join(folder, name + "_checkpoint.safetensors")
-        resume_path = None
-        if resume_from and resume_from != "none":
-            resume_path = folder_paths.get_full_path_or_raise(MODEL_FOLDER, resume_from)
-            meta = read_metadata(resume_path)
-            if meta.get("kind") != "checkpoint" or meta.get("adapter_kind") != kind:
-                raise VideoAdapterError(f"resume_from: {resume_from} is not a '{kind}' adapter training checkpoint")
-            if meta.get("family") != family(model):
-                raise VideoAdapterError(f"resume_from: {resume_from} was trained on a '{meta.get('family')}' model, "
-                                        f"not on '{family(model)}'")
-        param = parameterisation(model)
-        shift = float(getattr(model.get_model_object("model_sampling"), "shift", 1.0))
+        folder, out_path, ckpt_path = training_outputs(file_name)
+        resume_path, _ = resume_checkpoint(resume_from, f"'{kind}' adapter", family(model), adapter_kind=kind)
+        param = prediction_type(model, "adapter training", v_edm=True)
         tcfg = TrainConfig(steps=int(steps), lr=float(learning_rate), batch_size=int(batch_size), seed=int(seed),
                            cond_dropout=0.0, checkpoint_every=int(checkpoint_every),
-                           sigma_sampling=default_sigma_sampling(param), flow_shift=shift)
+                           sigma_sampling=default_sigma_sampling(param), flow_shift=flow_shift(model))
         config = dict(registry.get(kind).default_config)
         config["shift_mode"] = latent_shift
         device = model.load_device
@@ -302,7 +275,7 @@ class LoadAdapter(io.ComfyNode):
                          "trained with."),
             inputs=[
                 io.Model.Input("model", tooltip="The base model the adapters were trained on."),
-                io.Combo.Input("adapter_name", options=_file_list(),
+                io.Combo.Input("adapter_name", options=model_files(),
                                tooltip="An adapter file in models/video_adapters (from Train Adapters)."),
                 io.Float.Input("strength", default=1.0, min=-2.0, max=2.0, step=0.05,
                                tooltip="Scale of the adapters' contribution: 0 = no adapter output, 1 = as trained. "
