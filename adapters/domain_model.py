@@ -47,6 +47,11 @@ from einops import rearrange
 
 from .files import AdapterFileError, load_tensors, read_metadata, save_tensors
 
+try:  # inside ComfyUI the pack is one package; the host-free tests and the CLI import the core packages directly
+    from ..samplers import parameterisation as parameterisation_module
+except ImportError:
+    from samplers import parameterisation as parameterisation_module
+
 PARAMETERISATIONS = ("flow", "eps", "v")
 ATTENTION_MODES = ("factorised", "full")
 
@@ -253,14 +258,8 @@ def position_code(t: int, h: int, w: int, width: int, device) -> torch.Tensor:
 
 def prediction_to_denoised(x: torch.Tensor, prediction: torch.Tensor, sigma, parameterisation: str) -> torch.Tensor:
     """The clean estimate x0 implied by a model prediction at noise level ``sigma`` (x in the sampler's space)."""
-    s = _sigma_vector(sigma, x.shape[0], x.device, x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
-    if parameterisation == "flow":
-        return x - s * prediction
-    if parameterisation == "eps":
-        return x - s * prediction
-    if parameterisation == "v":
-        return x / (s * s + 1.0) - prediction * s / torch.sqrt(s * s + 1.0)
-    raise ValueError(f"unknown parameterisation '{parameterisation}'")
+    s = _sigma_vector(sigma, x.shape[0], x.device, x.dtype)
+    return parameterisation_module.prediction_to_denoised(x, prediction, s, parameterisation)
 
 
 # ----------------------------------------------------------------------------------------------------

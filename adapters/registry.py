@@ -6,17 +6,19 @@ them, so a new kind (AID temporal adapters, FCA parallel attention, ...) plugs i
 * ``build(blocks, config, family) -> nn.Module``: a fresh (zero-initialised) adapter module for the
   host model's blocks ``{block name: width}``, from a JSON ``config`` dict;
 * ``load(path, device) -> nn.Module``: the module stored in a pack file of this kind;
-* ``inject``: how the module is attached to a host model. It depends on the host (ComfyUI), so the core
-  leaves it empty and the host binding sets it with :func:`set_injector`.
+* ``block_kinds``: which of the host's transformer blocks get adapters (``spatial``: UNet spatial blocks,
+  ``temporal``: SVD's temporal blocks, ``dit``: Wan blocks).
 
-The module returned by ``build``/``load`` must provide ``save(path, extra=None)``, ``metadata()`` (with
-``kind``, ``family`` and ``blocks``) and ``num_trainable_parameters()``.
+The module returned by ``build``/``load`` must provide ``attachments(architecture, options)`` (where its
+parts attach: ``(block name or None, hook point, callable)``, see ``nodes/attach.py``), ``save(path,
+extra=None)``, ``metadata()`` (with ``kind``, ``family`` and ``blocks``), ``num_trainable_parameters()`` and a
+``config`` with ``to_dict()``. Attaching, training and loading are the same for every kind.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import torch.nn as nn
 
@@ -28,7 +30,7 @@ class AdapterKind:
     build: Callable[[dict[str, int], dict[str, Any], str], nn.Module]
     load: Callable[..., nn.Module]
     default_config: dict[str, Any] = field(default_factory=dict)
-    inject: Optional[Callable[..., Any]] = None
+    block_kinds: tuple[str, ...] = ("spatial", "dit")
 
 
 _KINDS: dict[str, AdapterKind] = {}
@@ -50,11 +52,6 @@ def get(kind: str) -> AdapterKind:
 
 def kinds() -> list[str]:
     return sorted(_KINDS)
-
-
-def set_injector(kind: str, inject: Callable[..., Any]) -> None:
-    """Attach the host-specific injection function of ``kind``."""
-    get(kind).inject = inject
 
 
 # ----------------------------------------------------------------------------------------------------

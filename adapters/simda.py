@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from .files import AdapterFileError, load_tensors, save_tensors
+from .latent_shift import latent_shift_kv
 
 KIND = "simda"
 PARTS = ("attention", "ffn", "temporal")
@@ -231,6 +232,30 @@ class SimDAAdapterSet(nn.Module):
         """Number of scalar parameters with ``requires_grad``."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
+    # -- where the parts attach ---------------------------------------------------------------------------
+    def attachments(self, architecture: str, options: dict[str, Any] | None = None) -> list[tuple]:
+        """``(block name or None, hook point, callable)`` for the host's attach table (``nodes/attach.py``).
+
+        Per block: the attention adapter on the self-attention output, the FFN adapter parallel to the FFN
+        on its input, the temporal adapter on the block's video tokens frame by frame. On frame-wise models
+        (``architecture == "unet"``) also latent-shift keys/values in every spatial self-attention, in the
+        mode of ``options["latent_shift"]`` (default: the mode the adapters were trained with).
+        """
+        options = options or {}
+        out: list[tuple] = []
+        for name in self.block_names():
+            blk = self[name]
+            if blk.attention is not None:
+                out.append((name, "self_attn_out", _OwnDtype(blk.attention)))
+            if blk.ffn is not None:
+                out.append((name, "ffn_parallel", _OwnDtype(blk.ffn)))
+            if blk.temporal is not None:
+                out.append((name, "temporal", _OwnDtype(blk.temporal, grid=True)))
+        mode = options.get("latent_shift") or self.config.shift_mode
+        if architecture == "unet" and mode != "none":
+            out.append((None, "self_attn_kv", LatentShiftKV(mode)))
+        return out
+
     # -- files -------------------------------------------------------------------------------------------
     def file_state_dict(self) -> dict[str, torch.Tensor]:
         """Tensors keyed ``"<block name>.<part>.<param>"``."""
@@ -286,6 +311,34 @@ class SimDAAdapterSet(nn.Module):
         out.to(device)
         out.load_file_state_dict(tensors)
         return out
+
+
+class _OwnDtype:
+    """A hook callable ``fn(x, site)`` that runs ``module`` in its own dtype and device (``grid``: pass the
+    site's frames, height and width, as the temporal adapter needs them)."""
+
+    def __init__(self, module: nn.Module, grid: bool = False):
+        self.module, self.grid = module, grid
+
+    def __call__(self, x: torch.Tensor, site) -> torch.Tensor:
+        p = next(self.module.parameters())
+        args = (site.frames, site.height, site.width) if self.grid else ()
+        return self.module(x.to(device=p.device, dtype=p.dtype), *args).to(device=x.device, dtype=x.dtype)
+
+
+class LatentShiftKV:
+    """``self_attn_kv`` hook: the keys/values of per-frame self-attention become latent-shift tokens
+    ``[B*F, 2N, C]`` (see ``latent_shift.py``); frame 0 of each video and single frames are unchanged."""
+
+    def __init__(self, mode: str):
+        self.mode = mode
+
+    def __call__(self, n, context, value, site):
+        if context is None or context.shape[:2] != n.shape[:2] or site.frames == 1:
+            return n, context, value
+        k = latent_shift_kv(context, site.frames, site.height, site.width, self.mode)
+        v = k if value is context else latent_shift_kv(value, site.frames, site.height, site.width, self.mode)
+        return n, k, v
 
 
 # Short alias: the container is the pack's "adapter set" for SimDA.

@@ -54,8 +54,13 @@ import torch.nn as nn
 
 from .files import AdapterFileError, load_tensors, save_tensors
 
+try:  # inside ComfyUI the pack is one package; the host-free tests and the CLI import the core packages directly
+    from ..samplers import parameterisation as parameterisation_module
+except ImportError:
+    from samplers import parameterisation as parameterisation_module
+
 PARAMETERISATIONS = ("flow", "eps", "v")
-SIGMA_SAMPLINGS = ("flow_shift", "eps_discrete")
+SIGMA_SAMPLINGS = ("flow_shift", "eps_discrete", "schedule")
 FLOW_DISTRIBUTIONS = ("logit_normal", "uniform")
 
 
@@ -66,15 +71,19 @@ class TrainConfig:
     Noise levels: ``"flow_shift"`` draws u from a logit-normal (``logit_mean``, ``logit_std``) or uniform
     distribution on (0, 1) and shifts it like Wan's schedules, s = shift u / (1 + (shift - 1) u);
     ``"eps_discrete"`` draws one of ``num_timesteps`` discrete timesteps of SD's scaled-linear beta
-    schedule and uses its sigma = sqrt((1 - a_bar) / a_bar). ``default_sigma_sampling`` picks the one
-    matching a parameterisation.
+    schedule and uses its sigma = sqrt((1 - a_bar) / a_bar); ``"schedule"`` draws uniformly from
+    ``sigma_table``, the host model's own noise levels (its ``model_sampling`` sigmas: SD's discrete
+    schedule, SVD's EDM range 0.002-700, ...), as ComfyUI's own trainer does. ``default_sigma_sampling``
+    picks the recipe for a parameterisation when no model is at hand (the command-line trainer).
     """
 
     steps: int = 1000
     lr: float = 1e-4
     batch_size: int = 1
     seed: int = 0
-    cond_dropout: float = 0.1
+    cond_dropout: float = 0.1   # share of samples without text ("text" dropout)
+    image_dropout: float = 0.0  # share of samples without the image condition
+    both_dropout: float = 0.0   # share of samples without either
     checkpoint_every: int = 0  # 0: only on stop and at the end
     grad_clip: float = 1.0     # 0: off
     weight_decay: float = 0.0
@@ -89,21 +98,31 @@ class TrainConfig:
     num_timesteps: int = 1000
     beta_start: float = 0.00085
     beta_end: float = 0.012
+    sigma_table: tuple[float, ...] = ()
 
     def __post_init__(self):
         self.betas = tuple(float(b) for b in self.betas)
+        self.sigma_table = tuple(float(v) for v in self.sigma_table)
+        if self.sigma_sampling == "schedule" and len(self.sigma_table) < 2:
+            raise ValueError("sigma_sampling 'schedule' needs the model's sigma_table (at least two noise levels)")
+        if any(not (v > 0.0) or v != v for v in self.sigma_table):
+            raise ValueError("sigma_table must hold positive, finite noise levels")
         if self.sigma_sampling not in SIGMA_SAMPLINGS:
             raise ValueError(f"sigma_sampling must be one of {SIGMA_SAMPLINGS}, got '{self.sigma_sampling}'")
         if self.flow_distribution not in FLOW_DISTRIBUTIONS:
             raise ValueError(f"flow_distribution must be one of {FLOW_DISTRIBUTIONS}, got '{self.flow_distribution}'")
-        if not 0.0 <= self.cond_dropout <= 1.0:
-            raise ValueError(f"cond_dropout must be in [0, 1], got {self.cond_dropout}")
+        for name in ("cond_dropout", "image_dropout", "both_dropout"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.cond_dropout + self.image_dropout + self.both_dropout > 1.0 + 1e-9:
+            raise ValueError("cond_dropout + image_dropout + both_dropout must not exceed 1")
         if self.steps < 0 or self.batch_size < 1:
             raise ValueError("steps must be >= 0 and batch_size >= 1")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["betas"] = list(self.betas)
+        d["sigma_table"] = list(self.sigma_table)
         return d
 
     @classmethod
@@ -131,6 +150,9 @@ def discrete_sigmas(config: TrainConfig) -> torch.Tensor:
 
 def sample_sigmas(config: TrainConfig, batch: int, generator: torch.Generator) -> torch.Tensor:
     """Training noise levels ``[batch]`` (float32, CPU) drawn from ``generator``."""
+    if config.sigma_sampling == "schedule":
+        idx = torch.randint(0, len(config.sigma_table), (batch,), generator=generator)
+        return torch.tensor(config.sigma_table, dtype=torch.float64)[idx].float()
     if config.sigma_sampling == "eps_discrete":
         idx = torch.randint(0, config.num_timesteps, (batch,), generator=generator)
         return discrete_sigmas(config)[idx].float()
@@ -143,30 +165,41 @@ def sample_sigmas(config: TrainConfig, batch: int, generator: torch.Generator) -
     return s.clamp(1e-4, 1.0).float()
 
 
+def condition_dropout(config: TrainConfig, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample ``(drop_text, drop_image)`` booleans ``[batch]``: the classifier-free dropout split.
+
+    With text dropout only (the domain model's case) one uniform draw per sample decides ``u < cond_dropout``.
+    With image or both dropout, one uniform ``u`` per sample picks one of four exclusive outcomes, as
+    InstructPix2Pix trains for dual guidance: both dropped (``u < both``), text only (next ``cond_dropout``),
+    image only (next ``image_dropout``), or neither. Nothing is drawn when all three are zero.
+    """
+    none = torch.zeros(batch, dtype=torch.bool)
+    pt, pi, pb = config.cond_dropout, config.image_dropout, config.both_dropout
+    if pi <= 0 and pb <= 0:
+        if pt <= 0:
+            return none, none
+        return torch.rand(batch, generator=generator) < pt, none
+    u = torch.rand(batch, generator=generator)
+    both = u < pb
+    text_only = (u >= pb) & (u < pb + pt)
+    image_only = (u >= pb + pt) & (u < pb + pt + pi)
+    return both | text_only, both | image_only
+
+
 def _bcast(sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return sigma.to(like).reshape(-1, *([1] * (like.ndim - 1)))
 
 
 def add_noise(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor, parameterisation: str) -> torch.Tensor:
     """The noisy input at ``sigma``: (1 - s) x0 + s n for flow, x0 + s n for eps / v (sigma space)."""
-    s = _bcast(sigma, x0)
-    if parameterisation == "flow":
-        return (1.0 - s) * x0 + s * noise
-    if parameterisation in ("eps", "v"):
-        return x0 + s * noise
-    raise ValueError(f"unknown parameterisation '{parameterisation}'")
+    if parameterisation not in PARAMETERISATIONS:
+        raise ValueError(f"unknown parameterisation '{parameterisation}'")
+    return parameterisation_module.add_noise(x0, noise, sigma.to(x0), parameterisation)
 
 
 def training_target(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor, parameterisation: str) -> torch.Tensor:
     """What the model predicts: n - x0 (flow), n (eps), (n - s x0) / sqrt(1 + s^2) (v)."""
-    if parameterisation == "flow":
-        return noise - x0
-    if parameterisation == "eps":
-        return noise
-    if parameterisation == "v":
-        s = _bcast(sigma, x0)
-        return (noise - s * x0) / torch.sqrt(1.0 + s * s)
-    raise ValueError(f"unknown parameterisation '{parameterisation}'")
+    return parameterisation_module.target(x0, noise, sigma.to(x0), parameterisation)
 
 
 def diffusion_loss(model_fn: Callable[..., torch.Tensor], x0: torch.Tensor, context: Any, sigma: torch.Tensor,
@@ -290,6 +323,9 @@ class TrainResult:
             out["first_loss"] = self.losses[0]
         if config is not None:
             out["train_config"] = config.to_dict()
+            table = out["train_config"].pop("sigma_table", None)
+            if table:  # the model's own 1000 levels: their range says enough in a model file
+                out["train_config"]["sigma_levels"] = {"count": len(table), "min": min(table), "max": max(table)}
         return out
 
 
@@ -554,15 +590,18 @@ class Trainer:
         mask = batch.pop("context_mask", None)
         sigma = mine(sample_sigmas(cfg, b, generator)).to(device)
         noise = mine(torch.randn(shape, generator=generator, dtype=torch.float32)).to(device=device, dtype=x0.dtype)
-        if cfg.cond_dropout > 0:
-            keep = mine(torch.rand(b, generator=generator) >= cfg.cond_dropout).to(device)
+        drop_text, drop_image = condition_dropout(cfg, b, generator)
+        drop_text, drop_image = mine(drop_text).to(device), mine(drop_image).to(device)
+        if cfg.cond_dropout > 0 or cfg.both_dropout > 0:
             if torch.is_tensor(context) and context.ndim >= 2:
                 if mask is None:
                     mask = torch.ones(context.shape[:2], dtype=torch.bool, device=device)
-                mask = mask.to(torch.bool) & keep[:, None]
+                mask = mask.to(torch.bool) & ~drop_text[:, None]
         kwargs = dict(batch)
         if mask is not None:
             kwargs["context_mask"] = mask
+        if getattr(model_fn, "accepts_drop_flags", False):
+            kwargs.update(drop_text=drop_text, drop_image=drop_image)
         for g in optimizer.param_groups:
             g["lr"] = self._lr(step)
         optimizer.zero_grad(set_to_none=True)

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 
-import comfy.model_base
-import comfy.model_sampling
 import folder_paths
 from comfy_api.latest import io
 
@@ -28,60 +25,12 @@ class VideoAdapterError(ValueError):
     """An input the user can fix; the message says what and how."""
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a MODEL is, in the terms that decide whether two models can be composed."""
-
-    label: str
-    family: str
-    parameterisation: str  # "flow" or "eps" (sampler space; EPS, V and EDM models are all "eps")
-    prediction: str  # the model's own output type (EPS, V_PREDICTION, FLOW, ...)
-    latent_format: str
-    latent_channels: int
-    latent_dimensions: int
-    parameters: int
-    shift: float | None
-
-    def summary(self) -> str:
-        shift = f", shift {self.shift:g}" if self.shift is not None else ""
-        return (f"{self.label}: {self.family}, {self.prediction} ({self.parameterisation} sampling{shift}), "
-                f"latent {self.latent_format} with {self.latent_channels} channels "
-                f"({self.latent_dimensions}D), {self.parameters / 1e6:,.1f}M parameters")
-
-
-def sampler_space(model) -> str:
-    ms = model.get_model_object("model_sampling")
-    if isinstance(ms, comfy.model_sampling.CONST):
-        return "flow"
-    if isinstance(ms, comfy.model_sampling.EPS):
-        return "eps"
-    raise VideoAdapterError(
-        f"the model's sampling ({type(ms).__name__}) is neither a noise (EPS/V/EDM) nor a rectified-flow "
-        "parameterisation; score composition is defined for those two only")
-
-
-def describe(model, label: str = "model") -> ModelInfo:
-    base = model.model
-    lf = base.latent_format
-    ms = model.get_model_object("model_sampling")
-    dm = getattr(base, "diffusion_model", None)
-    params = sum(p.numel() for p in dm.parameters()) if dm is not None else 0
-    return ModelInfo(
-        label=label,
-        family=type(base.model_config).__name__,
-        parameterisation=sampler_space(model),
-        prediction=getattr(base.model_type, "name", str(base.model_type)),
-        latent_format=type(lf).__name__,
-        latent_channels=int(getattr(lf, "latent_channels", 0)),
-        latent_dimensions=int(getattr(lf, "latent_dimensions", 2)),
-        parameters=int(params),
-        shift=float(ms.shift) if hasattr(ms, "shift") else None,
-    )
-
-
 def check_compatible(domain, prior, domain_label: str = "domain_model", prior_label: str = "prior_model"):
     """Refuse model pairs whose scores cannot be added: the error names both models and what differs."""
+    from .host import describe
+
     a, b = describe(domain, domain_label), describe(prior, prior_label)
+    a.require_space(), b.require_space()
     problems = []
     if (a.latent_format, a.latent_channels, a.latent_dimensions) != (b.latent_format, b.latent_channels,
                                                                       b.latent_dimensions):
@@ -90,45 +39,23 @@ def check_compatible(domain, prior, domain_label: str = "domain_model", prior_la
             f"{b.label} uses {b.latent_format} ({b.latent_channels} ch, {b.latent_dimensions}D)")
     if a.parameterisation != b.parameterisation:
         problems.append(
-            f"sampling families differ: {a.label} is a {a.parameterisation} model ({a.prediction}), "
-            f"{b.label} is a {b.parameterisation} model ({b.prediction})")
+            f"sampling families differ: {a.label} is a {a.sampler_space} model ({a.model_type}), "
+            f"{b.label} is a {b.sampler_space} model ({b.model_type})")
     if problems:
         raise VideoAdapterError(
-            f"{a.label} ({a.family}) and {b.label} ({b.family}) cannot be composed: " + "; ".join(problems)
+            f"{a.label} ({a.model_config}) and {b.label} ({b.model_config}) cannot be composed: " + "; ".join(problems)
             + ". Both models must share the VAE latent space and the noise parameterisation "
               "(for example Wan 2.1 14B with Wan 2.1 1.3B or a domain model trained on that prior).")
     return a, b
 
 
-def check_latent_shape(info: ModelInfo, shape) -> None:
+def check_latent_shape(info, shape) -> None:
     """Refuse a latent whose rank or channel count the model cannot take, naming both."""
     want_rank = info.latent_dimensions + 2
     if len(shape) != want_rank or (info.latent_channels and shape[1] != info.latent_channels):
         raise VideoAdapterError(
-            f"{info.label} ({info.family}) expects latents [batch, {info.latent_channels}, "
+            f"{info.label} ({info.model_config}) expects latents [batch, {info.latent_channels}, "
             f"{'frames, ' if info.latent_dimensions == 3 else ''}height, width], got {list(shape)}")
-
-
-_PREDICTIONS = {comfy.model_base.ModelType.FLOW: "flow", comfy.model_base.ModelType.EPS: "eps",
-                comfy.model_base.ModelType.V_PREDICTION: "v"}
-
-
-def prediction_type(model, supported_by: str, v_edm: bool = False) -> str:
-    """The model's prediction as a trainer parameterisation: "flow", "eps" or "v" (``v_edm``: EDM-scaled v
-    models count as "v"). ``supported_by`` names what refuses the others, for the error message."""
-    mapping = dict(_PREDICTIONS)
-    if v_edm:
-        mapping[comfy.model_base.ModelType.V_PREDICTION_EDM] = "v"
-    mt = model.model.model_type
-    if mt not in mapping:
-        raise VideoAdapterError(f"the model predicts {getattr(mt, 'name', mt)}; {supported_by} supports rectified "
-                                "flow, eps and v prediction")
-    return mapping[mt]
-
-
-def flow_shift(model) -> float:
-    """The shift of the model's sampling schedule as it is now (1.0 for unshifted and noise models)."""
-    return float(getattr(model.get_model_object("model_sampling"), "shift", 1.0))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -178,6 +105,18 @@ def resume_checkpoint(resume_from: str, what: str, family: str, **expect) -> tup
         raise VideoAdapterError(f"resume_from: {resume_from} was trained for '{meta.get('family')}', but the "
                                 f"connected model is '{family}'")
     return path, meta
+
+
+def training_noise(model) -> dict:
+    """TrainConfig fields for the noise levels training draws on ``model``: rectified-flow models use the
+    shifted logit-normal recipe of their papers with the model's own shift; every other model draws from its
+    own ``model_sampling`` sigmas (so SVD trains on its 0.002-700 EDM range, SD on its discrete schedule)."""
+    from .host import describe, training_sigmas
+
+    info = describe(model)
+    if info.sampler_space == "flow":
+        return {"sigma_sampling": "flow_shift", "flow_shift": float(info.shift or 1.0)}
+    return {"sigma_sampling": "schedule", "sigma_table": tuple(training_sigmas(model).tolist())}
 
 
 def run_training(config, params, model_fn, batch_fn, parameterisation, **kwargs):

@@ -9,7 +9,8 @@ from ..samplers.composition import FLOW_SPACES, Composition, PriorTerm
 from ..samplers.guiders import ComposedGuider, PriorModel
 from ..samplers.schedules import (CONSTANT_ONE, SCHEDULE_KINDS, SigmaPercentMap, StrengthSchedule, parse_points,
                                   sigma_window)
-from .common import CAT_COMPOSE, Priors, PriorSchedule, VideoAdapterError, check_compatible, sampler_space
+from .common import CAT_COMPOSE, Priors, PriorSchedule, VideoAdapterError, check_compatible
+from .host import describe
 
 _T_END = ("Sampling percent (0 = first step, 1 = last) after which the prior is no longer composed; "
           "the last steps then use the domain model alone. Converted to a noise level with the domain "
@@ -34,7 +35,7 @@ def _composition(domain_model, terms, cfg, composition_end, rule="product", mcmc
         cfg=float(cfg), priors=terms,
         window_sigma=sigma_window(ms.percent_to_sigma, float(composition_end)),
         sigma_to_percent=SigmaPercentMap(ms.percent_to_sigma).percent,
-        parameterisation=sampler_space(domain_model), flow_space=flow_space,
+        parameterisation=describe(domain_model, "domain_model").require_space(), flow_space=flow_space,
         mcmc_steps=int(mcmc_steps), mcmc_step_size=float(mcmc_step_size), rule=rule)
 
 

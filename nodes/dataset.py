@@ -26,9 +26,9 @@ from comfy_api.latest import io, ui
 
 from ..adapters.clip_folder import VIDEO_EXTENSIONS, caption_for, clip_windows
 from ..adapters.domain_model import FAMILY_SPECS, SIZES
-from ..adapters.training import default_sigma_sampling
-from .common import CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, describe, flow_shift, safe_name
+from .common import CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, safe_name, training_noise
 from .domain import clip_latents, prior_family, prior_parameterisation, text_batch
+from .host import describe
 
 CAT_DATA = f"{CATEGORY}/data"
 log = logging.getLogger("video_adapters")
@@ -297,8 +297,7 @@ class SaveTrainingData(io.ComfyNode):
                       "edge_cond": bool(edge_cond), "attention": "factorised"},
             "data": {"latents": "latents.safetensors", "text": "text.safetensors"},
             "train": {"steps": 2000, "lr": 1e-4, "batch_size": 4, "seed": 0, "cond_dropout": 0.1,
-                      "checkpoint_every": 250, "sigma_sampling": default_sigma_sampling(param),
-                      "flow_shift": flow_shift(prior_model)},
+                      "checkpoint_every": 250, **training_noise(prior_model)},
             "output": f"model/{os.path.basename(folder)}.safetensors",
             "cache_dir": "cache", "device": "auto",
         }

@@ -43,8 +43,9 @@ from ..adapters.files import AdapterFileError, read_metadata
 from ..adapters.training import (TrainConfig, default_sigma_sampling, load_checkpoint,
                                  loss_curve_image)
 from . import MODEL_FOLDER
-from .common import (CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, describe, flow_shift, model_files,
-                     prediction_type, resume_checkpoint, run_training, training_outputs)
+from .common import (CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, model_files, resume_checkpoint, run_training,
+                     training_noise, training_outputs)
+from .host import LATENT_SPACES, describe
 
 CAT_DOMAIN = f"{CATEGORY}/domain_model"
 
@@ -68,9 +69,8 @@ class VideoAdaptersSynthetic(comfy.latent_formats.LatentFormat):
         self.latent_rgb_factors_bias = [0.0, 0.0, 0.0]
 
 
-# ComfyUI latent format -> the pack's family name (adapters/domain_model.py FAMILY_SPECS).
-FAMILY_BY_LATENT_FORMAT = {"Wan21": "wan21", "Wan22": "wan22_5b", "SD15": "sd15",
-                           "VideoAdaptersSynthetic": "synthetic"}
+# kept for callers of this module: the latent-space names live in host.py
+FAMILY_BY_LATENT_FORMAT = LATENT_SPACES
 
 # Extra conditioning keys (CONDITIONING dict entries set by VA_DomainModelConditioning).
 FIRST_FRAME_KEY = "va_first_frame"
@@ -84,18 +84,13 @@ UNCOND = 1  # ComfyUI's index of the unconditional branch in cond_or_uncond
 
 
 def prior_family(prior, label: str = "prior_model") -> str:
-    lf = type(prior.model.latent_format).__name__
-    family = FAMILY_BY_LATENT_FORMAT.get(lf)
-    if family is None:
-        known = ", ".join(f"{k} ({v})" for k, v in FAMILY_BY_LATENT_FORMAT.items())
-        raise VideoAdapterError(
-            f"{label} uses the {lf} latent format, for which no domain model family exists; supported latent "
-            f"formats: {known}")
-    return family
+    """The latent space a domain model for ``prior`` lives in (the family stored in domain-model files)."""
+    return describe(prior, label).require_latent_space()
 
 
 def prior_parameterisation(prior) -> str:
-    return prediction_type(prior, "a domain model")
+    """What a domain model for ``prior`` predicts: the prior's own prediction (EDM-scaled v is not supported)."""
+    return describe(prior, "prior_model").require_prediction("a domain model", allow_v_edm=False)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -365,8 +360,7 @@ class TrainDomainModel(io.ComfyNode):
         parameterisation = config.parameterisation
         tcfg = TrainConfig(steps=int(steps), lr=float(learning_rate), batch_size=int(batch_size), seed=int(seed),
                            cond_dropout=float(cond_dropout), checkpoint_every=int(checkpoint_every),
-                           sigma_sampling=default_sigma_sampling(parameterisation),
-                           flow_shift=flow_shift(prior_model))
+                           **training_noise(prior_model))
 
         with torch.inference_mode(False):
             x0 = clip_latents(prior_model, clips["samples"], family, clips.get(FRAMES_PER_CLIP_KEY, 0)).clone()

@@ -18,11 +18,14 @@ from comfy_api.latest import io
 from ..adapters import registry
 from ..adapters.files import AdapterFileError, read_metadata
 from ..adapters.latent_shift import MODES
-from ..adapters.training import TrainConfig, default_sigma_sampling, loss_curve_image
+from ..adapters.training import TrainConfig, loss_curve_image
+from ..samplers import parameterisation
 from . import MODEL_FOLDER
-from .common import (CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, flow_shift, model_files, prediction_type,
-                     resume_checkpoint, run_training, training_outputs)
-from .simda_patch import (UNET_BLOCK_KINDS, apply_latent_shift, architecture, family, new_adapters)
+from .attach import attach_adapters, check_adapters_fit, new_adapters
+from .common import (CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, model_files, resume_checkpoint, run_training,
+                     training_noise, training_outputs)
+from .host import describe
+from .simda_patch import UNET_BLOCK_KINDS, apply_latent_shift
 
 CAT_SIMDA = f"{CATEGORY}/simda"
 BLOCK_CHOICES = ["all", "input", "middle", "output", "input_middle", "middle_output"]
@@ -109,39 +112,128 @@ def training_clips(samples: torch.Tensor, arch: str, frames: int) -> torch.Tenso
     return samples.reshape(total // f, f, *samples.shape[1:])
 
 
+# CONDITIONING entries that carry the image condition of image-to-video models; "no image" (the condition
+# dual classifier-free guidance needs) removes them, as the models' own empty-image fallbacks expect.
+IMAGE_KEYS = ("concat_latent_image", "concat_mask", "clip_vision_output", "va_first_frame")
+
+
+def clip_conditions(positive, clips: int) -> list[tuple[torch.Tensor, dict]]:
+    """CONDITIONING -> one ``(context [1, L, D], extras)`` per clip: one entry for every clip, or one entry per
+    clip (Load Training Clips and Conditioning Combine give one per caption)."""
+    if not positive:
+        raise VideoAdapterError("positive: the CONDITIONING is empty; connect the encoded caption(s)")
+    entries = []
+    for t, extras in positive:
+        extras = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in extras.items() if k != "model_conds"}
+        for row in range(t.shape[0]):
+            entries.append((t[row:row + 1].clone().float(), extras))
+    if len(entries) == 1:
+        return entries * clips
+    if len(entries) != clips:
+        raise VideoAdapterError(f"positive: {len(entries)} captions for {clips} clips; give one caption for all clips "
+                                "or one per clip (Load Training Clips gives one per clip)")
+    return entries
+
+
 class AdapterForward:
-    """``model_fn(x_t, sigma, context)`` for the trainer: the patched model through ``BaseModel.apply_model``
-    (so every patch, wrapper and object patch takes part), returning the prediction in ``param`` form."""
+    """``model_fn(x_t, sigma, context, clip=..., drop_text=..., drop_image=...)`` for the trainer: the patched
+    model through ``BaseModel.apply_model`` (every patch, wrapper and object patch takes part), with each
+    sample's own clip conditions (``clip``: indices into ``conditions``), returning the prediction in ``param``
+    form. ``drop_text`` / ``drop_image`` (per sample) give the condition dropout dual guidance needs: text is
+    replaced by ``null_text`` (the encoded empty prompt when connected, else zeros); the image condition is
+    removed (its keys in :data:`IMAGE_KEYS`; for SVD, whose cross-attention context is the image embedding,
+    that context is zeroed too)."""
 
-    def __init__(self, patched, param: str, cond_extra: dict, arch: str):
-        self.m, self.param, self.cond_extra, self.arch = patched, param, cond_extra, arch
+    accepts_drop_flags = True
 
-    def __call__(self, x_t, sigma, context, **_):
+    def __init__(self, patched, param: str, conditions: list, host, null_text=None):
+        self.m, self.param, self.conditions, self.host, self.null_text = patched, param, conditions, host, null_text
+
+    def _sample_conds(self, x, ctx, extras, drop_text, drop_image):
+        base = self.m.model
+        if drop_text and not self.host.family == "svd":
+            ctx = self.null_text.to(ctx) if self.null_text is not None else torch.zeros_like(ctx)
+            if self.null_text is not None and ctx.shape[0] != 1:
+                ctx = ctx[:1]
+        if drop_image:
+            extras = {k: v for k, v in extras.items() if k not in IMAGE_KEYS}
+            if self.host.family == "svd":
+                ctx = torch.zeros_like(ctx)
+        if self.host.frame_layout == "batch":
+            ctx = ctx.expand(x.shape[0], -1, -1)
+        conds = base.extra_conds(cross_attn=ctx.to(x.device), noise=x, device=x.device, **extras)
+        return {k: v.process_cond(batch_size=x.shape[0], device=x.device) for k, v in conds.items()}
+
+    def __call__(self, x_t, sigma, context=None, clip=None, drop_text=None, drop_image=None, **_):
         base = self.m.model
         videos = x_t.shape[0]
-        if self.arch == "unet":  # [B, F, C, H, W] -> frames in the batch
+        frames_in_batch = self.host.frame_layout == "batch"
+        clip = torch.zeros(videos, dtype=torch.long) if clip is None else clip
+        per_sample = []
+        for b in range(videos):
+            ctx, extras = self.conditions[int(clip[b])]
+            xb = x_t[b] if frames_in_batch else x_t[b:b + 1]
+            per_sample.append(self._sample_conds(xb, ctx, extras, bool(drop_text[b]) if drop_text is not None else False,
+                                                 bool(drop_image[b]) if drop_image is not None else False))
+        if frames_in_batch:  # [B, F, C, H, W] -> frames in the batch
             f = x_t.shape[1]
             x = x_t.flatten(0, 1)
             s = sigma.repeat_interleave(f)
-            ctx = context.repeat_interleave(f, 0)
         else:
-            x, s, ctx = x_t, sigma, context
+            x, s = x_t, sigma
+        keys = set().union(*per_sample)
+        c = {}
+        for k in keys:
+            have = [p[k] for p in per_sample if k in p]
+            items = [p.get(k) for p in per_sample]
+            # a condition some samples dropped (for example CLIP-vision features) is zeros for them
+            items = [it if it is not None else _zeros_like_cond(have[0]) for it in items]
+            c[k] = items[0].concat(items[1:]) if len(items) > 1 else items[0].cond
         opts = comfy.model_patcher.create_model_options_clone(self.m.model_options)
         to = opts["transformer_options"]
         comfy.patcher_extension.merge_nested_dicts(to.setdefault("wrappers", {}), self.m.wrappers, copy_dict1=False)
         to["cond_or_uncond"] = [0] * videos
         to["sigmas"] = s
-        conds = base.extra_conds(cross_attn=ctx, noise=x, device=x.device, **self.cond_extra)
-        c = {k: v.process_cond(batch_size=x.shape[0], device=x.device).cond for k, v in conds.items()}
         denoised = base.apply_model(x, s, transformer_options=to, **c).float()
-        sb = s.float().reshape(-1, *([1] * (x.ndim - 1)))
-        xf = x.float()
-        if self.param == "flow":
-            pred = (xf - denoised) / sb
-        else:
-            eps = (xf - denoised) / sb
-            pred = eps if self.param == "eps" else (eps - sb * denoised) / torch.sqrt(1 + sb * sb)
+        pred = parameterisation.denoised_to_prediction(x.float(), denoised, s.float(), self.param)
         return pred.reshape(x_t.shape)
+
+
+def _zeros_like_cond(cond):
+    import copy
+
+    out = copy.copy(cond)
+    out.cond = torch.zeros_like(cond.cond)
+    return out
+
+
+def kind_config(kind: str, settings: str, family: str) -> dict:
+    """The ``settings`` JSON of Train Adapters merged over the kind's defaults; unknown keys are refused."""
+    import json
+
+    entry = registry.get(kind)
+    config = dict(entry.default_config)
+    text = (settings or "").strip()
+    if not text:
+        return config
+    try:
+        given = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise VideoAdapterError(f"settings: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); write "
+                                'an object such as {"spatial_ratio": 0.25}') from None
+    if not isinstance(given, dict):
+        raise VideoAdapterError('settings: expected a JSON object such as {"spatial_ratio": 0.25}')
+    known = set(entry.build({}, config, family).config.to_dict())
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise VideoAdapterError(f"settings: {kind} adapters have no setting {', '.join(unknown)}; known settings: "
+                                f"{', '.join(sorted(known))}")
+    config.update(given)
+    try:
+        entry.build({}, config, family)
+    except (TypeError, ValueError) as e:
+        raise VideoAdapterError(f"settings: {e}") from None
+    return config
 
 
 class TrainAdapter(io.ComfyNode):
@@ -162,8 +254,9 @@ class TrainAdapter(io.ComfyNode):
                 io.Latent.Input("clips", tooltip="Training video latents from VAE Encode with the model's VAE: the "
                                 "frames of the clips in the batch [frames, C, H, W] (SD/SVD), or [clips, C, T, H, W] "
                                 "(Wan)."),
-                io.Conditioning.Input("positive", tooltip="The clip's caption, encoded with the model's text "
-                                      "encoder (one caption for all clips)."),
+                io.Conditioning.Input("positive", tooltip="The clips' captions, encoded with the model's text "
+                                      "encoder: one entry for all clips, or one per clip (as Load Training Clips "
+                                      "gives them). Image-to-video conditions (SVD, Wan I2V) travel in it too."),
                 io.Combo.Input("kind", options=registry.kinds(), default="simda",
                                tooltip="Adapter kind. simda: spatial (attention, FFN) and temporal adapters."),
                 io.Int.Input("frames", default=0, min=0, max=4096,
@@ -187,6 +280,22 @@ class TrainAdapter(io.ComfyNode):
                                         "are replaced."),
                 io.Combo.Input("resume_from", options=["none"] + model_files(), default="none", optional=True,
                                tooltip="A *_checkpoint.safetensors of the same adapters to continue from."),
+                io.Float.Input("text_dropout", default=0.0, min=0.0, max=1.0, step=0.01, optional=True,
+                               tooltip="Share of samples trained without their text (replaced by negative, or zeros): "
+                                       "what text classifier-free guidance needs. Dual guidance (image and text "
+                                       "scales) uses all three dropouts, e.g. 0.05 each (InstructPix2Pix)."),
+                io.Float.Input("image_dropout", default=0.0, min=0.0, max=1.0, step=0.01, optional=True,
+                               tooltip="Share of samples trained without their image condition (image-to-video "
+                                       "models: the start-image latent, mask and CLIP-vision features are removed)."),
+                io.Float.Input("both_dropout", default=0.0, min=0.0, max=1.0, step=0.01, optional=True,
+                               tooltip="Share of samples trained with neither text nor image condition."),
+                io.String.Input("settings", default="", multiline=True, optional=True,
+                                tooltip="Settings of the adapter kind as JSON, e.g. {\"spatial_ratio\": 0.25, "
+                                        "\"temporal_kernel\": 3} for simda. Empty: the kind's defaults. Unknown "
+                                        "keys are refused with the list of known ones."),
+                io.Conditioning.Input("negative", optional=True,
+                                      tooltip="The encoded empty prompt, used for samples whose text is dropped (text "
+                                              "encoders do not map an empty prompt to zeros). Default: zeros."),
             ],
             outputs=[
                 io.Model.Output(display_name="model", tooltip="The base model with the trained adapters (strength 1)."),
@@ -202,56 +311,62 @@ class TrainAdapter(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, clips, positive, kind, frames, steps, learning_rate, batch_size, seed, latent_shift,
-                checkpoint_every, file_name, resume_from="none") -> io.NodeOutput:
-        arch = architecture(model)
-        if frames <= 0 and arch == "unet":  # clips from Load Training Clips say how long they are
+                checkpoint_every, file_name, resume_from="none", text_dropout=0.0, image_dropout=0.0,
+                both_dropout=0.0, settings="", negative=None) -> io.NodeOutput:
+        host = describe(model, "model")
+        arch = host.architecture
+        if frames <= 0 and host.frame_layout == "batch":  # clips from Load Training Clips say how long they are
             frames = int(clips.get(FRAMES_PER_CLIP_KEY, 0))
         if arch == "wan" and latent_shift != "none":
             raise VideoAdapterError(
                 f"latent_shift={latent_shift}: Wan's self-attention already spans all frames; set latent_shift to "
-                "none to train SimDA adapters on Wan")
-        if not positive:
-            raise VideoAdapterError("positive: the CONDITIONING is empty; connect the encoded caption")
-        folder, out_path, ckpt_path = training_outputs(file_name)
-        resume_path, _ = resume_checkpoint(resume_from, f"'{kind}' adapter", family(model), adapter_kind=kind)
-        param = prediction_type(model, "adapter training", v_edm=True)
-        tcfg = TrainConfig(steps=int(steps), lr=float(learning_rate), batch_size=int(batch_size), seed=int(seed),
-                           cond_dropout=0.0, checkpoint_every=int(checkpoint_every),
-                           sigma_sampling=default_sigma_sampling(param), flow_shift=flow_shift(model))
-        config = dict(registry.get(kind).default_config)
+                "none to train adapters on Wan")
+        drops = {"text_dropout": text_dropout, "image_dropout": image_dropout, "both_dropout": both_dropout}
+        if sum(drops.values()) > 1.0:
+            raise VideoAdapterError(f"text_dropout + image_dropout + both_dropout = {sum(drops.values()):g}; the three "
+                                    "shares of samples must add up to at most 1")
+        config = kind_config(kind, settings, host.family)
         config["shift_mode"] = latent_shift
+        folder, out_path, ckpt_path = training_outputs(file_name)
+        resume_path, _ = resume_checkpoint(resume_from, f"'{kind}' adapter", host.family, adapter_kind=kind)
+        param = host.require_prediction("adapter training")
+        tcfg = TrainConfig(steps=int(steps), lr=float(learning_rate), batch_size=int(batch_size), seed=int(seed),
+                           cond_dropout=float(text_dropout), image_dropout=float(image_dropout),
+                           both_dropout=float(both_dropout), checkpoint_every=int(checkpoint_every),
+                           **training_noise(model))
         device = model.load_device
 
         with torch.inference_mode(False):
             x0 = training_clips(model.model.process_latent_in(clips["samples"].float()).clone(), arch, frames)
-            ctx = positive[0][0].clone().float()
-            cond_extra = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in positive[0][1].items()
-                          if k not in ("model_conds",)}
+            conditions = clip_conditions(positive, x0.shape[0])
+            null_text = negative[0][0].clone().float() if negative else None
             torch.manual_seed(int(seed))
             adapters = new_adapters(kind, model, config)
-            patched = registry.get(kind).inject(model, adapters, 1.0, frames if arch == "unet" else 0)
+            patched = attach_adapters(model, adapters, 1.0, frames if host.frame_layout == "batch" else 0)
             comfy.model_management.load_models_gpu([patched])
             _replace_inference_tensors(patched.model)
             adapters.to(device)
             patched.model.requires_grad_(False)
-            x0, ctx = x0.to(device), ctx.to(device)
+            x0 = x0.to(device)
+            conditions = [(c.to(device), {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in e.items()})
+                          for c, e in conditions]
 
         def batch_fn(step, generator, bs):
             idx = torch.randint(0, x0.shape[0], (bs,), generator=generator)
-            return {"x0": x0[idx.to(x0.device)], "context": ctx.expand(bs, -1, -1)}
+            return {"x0": x0[idx.to(x0.device)], "clip": idx}
 
-        meta = {"family": family(model), "adapter_kind": kind, "adapter_config": adapters.config.to_dict()}
-        result = run_training(tcfg, adapters, AdapterForward(patched, param, cond_extra, arch), batch_fn, param,
+        meta = {"family": host.family, "adapter_kind": kind, "adapter_config": adapters.config.to_dict()}
+        forward = AdapterForward(patched, param, conditions, host, null_text)
+        result = run_training(tcfg, adapters, forward, batch_fn, param,
                               checkpoint_path=ckpt_path, resume_from=resume_path, checkpoint_meta=meta)
         adapters.requires_grad_(False)
         n_train = adapters.num_trainable_parameters() or sum(p.numel() for p in adapters.parameters())
-        n_base = sum(p.numel() for p in model.model.diffusion_model.parameters())
+        n_base = host.parameters
         summary = result.summary(tcfg)
-        summary.update({"trainable_parameters": n_train, "base_parameters": n_base,
-                        "base_model": type(model.model.model_config).__name__})
+        summary.update({"trainable_parameters": n_train, "base_parameters": n_base, "base_model": host.model_config})
         adapters.save(out_path, extra={"training": summary})
         rel = os.path.relpath(out_path, folder).replace(os.sep, "/")
-        text = (f"{kind} adapters for {family(model)}: {n_train:,} trainable parameters "
+        text = (f"{kind} adapters for {host.family}: {n_train:,} trainable parameters "
                 f"({100.0 * n_train / max(n_base, 1):.2f} % of the base model's {n_base:,}), "
                 f"{len(adapters)} blocks; {result.steps_done} steps, loss {result.losses[0]:.4f} -> "
                 f"{summary['final_loss']:.4f}")
@@ -303,17 +418,18 @@ class LoadAdapter(io.ComfyNode):
             what = "a training checkpoint; load the finished adapter file" if kind == "checkpoint" else f"a '{kind}' file"
             raise VideoAdapterError(f"adapter_name: {adapter_name} is {what}; adapter kinds: "
                                     f"{', '.join(registry.kinds())}")
-        if meta.get("family") != family(model):
+        host = describe(model, "model")
+        if meta.get("family") != host.family:
             raise VideoAdapterError(
                 f"{adapter_name} holds {kind} adapters for '{meta.get('family')}' models, but model is "
-                f"'{family(model)}' ({type(model.model.model_config).__name__}); connect a '{meta.get('family')}' "
-                f"model or train adapters for this one")
+                f"'{host.family}' ({host.model_config}); connect a '{meta.get('family')}' model or train adapters for "
+                "this one")
         try:
             adapters = registry.get(kind).load(path)
         except AdapterFileError as e:
             raise VideoAdapterError(f"adapter_name: {e}") from None
         adapters.requires_grad_(False).eval()
-        out = registry.get(kind).inject(model, adapters, float(strength), int(frames), label="model")
+        out = attach_adapters(model, adapters, float(strength), int(frames), label="model", file_label=adapter_name)
         tr = meta.get("training", {})
         n = sum(p.numel() for p in adapters.parameters())
         summary = (f"{adapter_name}: {kind} adapters for {meta.get('family')}, {len(meta.get('blocks', {}))} blocks, "

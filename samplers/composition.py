@@ -40,6 +40,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from . import parameterisation
 from .schedules import CONSTANT_ONE, StrengthSchedule
 
 PARAMETERISATIONS = ("eps", "flow")
@@ -47,28 +48,12 @@ FLOW_SPACES = ("velocity", "noise")
 FLOW_NOISE_FLOOR = 0.1
 
 
-def _bcast(sigma: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
-    """sigma as a tensor broadcastable against ``like`` ([B] -> [B, 1, 1, ...])."""
-    s = torch.as_tensor(sigma, dtype=like.dtype, device=like.device)
-    if s.ndim == 0:
-        return s
-    return s.reshape(s.shape[0], *([1] * (like.ndim - 1)))
+_bcast = parameterisation.bcast
 
 
-def denoised_to_eps(x: torch.Tensor, denoised: torch.Tensor, sigma, parameterisation: str) -> torch.Tensor:
-    """The noise implied by a denoised estimate (not defined at sigma = 0)."""
-    s = _bcast(sigma, x)
-    if parameterisation == "flow":
-        return (x - (1.0 - s) * denoised) / s
-    return (x - denoised) / s
-
-
-def eps_to_denoised(x: torch.Tensor, eps: torch.Tensor, sigma, parameterisation: str) -> torch.Tensor:
-    """Inverse of :func:`denoised_to_eps` (for flow, singular at sigma = 1)."""
-    s = _bcast(sigma, x)
-    if parameterisation == "flow":
-        return (x - s * eps) / (1.0 - s)
-    return x - s * eps
+# The conversions live in parameterisation.py; these names are kept for callers of this module.
+denoised_to_eps = parameterisation.denoised_to_eps
+eps_to_denoised = parameterisation.eps_to_denoised
 
 
 def cfg_combine(d_cond: torch.Tensor, d_uncond: Optional[torch.Tensor], cfg: float) -> torch.Tensor:

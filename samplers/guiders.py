@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+import comfy.hooks
 import comfy.model_management
 import comfy.model_patcher
 import comfy.sampler_helpers
@@ -41,6 +42,51 @@ class PriorModel:
     # filled per sampling run
     conds: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)
+    inner: object = None
+    loaded: list = field(default_factory=list)
+    hook_mode: object = None
+
+
+# Model-option entries that belong to one model's own multi-GPU set-up; a prior must never run on the domain
+# model's clones (and the guider does not prepare clones of the priors), as core's Guider_DualModel does.
+_NOT_FOR_PRIORS = ("multigpu_clones", "multigpu_thread_pool")
+
+
+def _process_conds_keywords() -> set[str]:
+    """Keyword arguments this host's ``process_conds`` takes (``latent_shapes`` on newer ComfyUI)."""
+    import inspect
+
+    return set(inspect.signature(comfy.samplers.process_conds).parameters)
+
+
+def _prepare_prior(p: PriorModel, noise_shape) -> None:
+    """What ``CFGGuider.sample`` and ``outer_sample`` do for their own conds, done for one prior."""
+    conds = {"positive": comfy.sampler_helpers.convert_cond(p.positive)}
+    if p.negative is not None:
+        conds["negative"] = comfy.sampler_helpers.convert_cond(p.negative)
+    comfy.samplers.preprocess_conds_hooks(conds)
+    p.options = comfy.model_patcher.create_model_options_clone(p.model.model_options)
+    for key in _NOT_FOR_PRIORS:
+        p.options.pop(key, None)
+    p.options.setdefault("transformer_options", {})
+    p.hook_mode = p.model.hook_mode
+    if comfy.samplers.get_total_hook_groups_in_conds(conds) <= 1:
+        p.model.hook_mode = comfy.hooks.EnumHookMode.MinVram
+    comfy.sampler_helpers.prepare_model_patcher(p.model, conds, p.options)
+    comfy.samplers.filter_registered_hooks_on_conds(conds, p.options)
+    p.inner, p.conds, p.loaded = comfy.sampler_helpers.prepare_sampling(p.model, noise_shape, conds, p.options)
+    p.model.pre_run()
+
+
+def _release_prior(p: PriorModel) -> None:
+    try:
+        p.model.cleanup()
+        comfy.sampler_helpers.cleanup_models(p.conds, p.loaded)
+    finally:
+        if p.hook_mode is not None:
+            p.model.hook_mode = p.hook_mode
+        p.model.restore_hook_patches()
+        p.conds, p.options, p.inner, p.loaded, p.hook_mode = {}, {}, None, [], None
 
 
 class ComposedGuider(comfy.samplers.CFGGuider):
@@ -57,43 +103,37 @@ class ComposedGuider(comfy.samplers.CFGGuider):
         self._mcmc_calls = 0
 
     # --- setup around one sampling run -----------------------------------------------------------
-    def outer_sample(self, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None,
-                     disable_pbar=False, seed=None):
+    # Both overrides take the arguments every ComfyUI version passes positionally and hand everything else
+    # (``latent_shapes`` since 2026, whatever comes next) on unchanged, so a new keyword never breaks them.
+    def outer_sample(self, noise, latent_image, sampler, sigmas, *args, **kwargs):
         self.prior_evaluations = 0
         self._mcmc_calls = 0
-        for p in self.priors:
-            conds = {"positive": comfy.sampler_helpers.convert_cond(p.positive)}
-            if p.negative is not None:
-                conds["negative"] = comfy.sampler_helpers.convert_cond(p.negative)
-            p.conds = conds
-            p.options = comfy.model_patcher.create_model_options_clone(p.model.model_options)
-            p.options.setdefault("transformer_options", {})
-            comfy.sampler_helpers.prepare_model_patcher(p.model, p.conds, p.options)
-        started = []
-        try:
-            for p in self.priors:
-                p.model.pre_run()
-                started.append(p)
-            return super().outer_sample(noise, latent_image, sampler, sigmas, denoise_mask, callback,
-                                        disable_pbar, seed)
-        finally:
-            for p in started:
-                p.model.cleanup()
-            for p in self.priors:
-                p.conds, p.options = {}, {}
+        return super().outer_sample(noise, latent_image, sampler, sigmas, *args, **kwargs)
 
-    def inner_sample(self, noise, latent_image, device, sampler, sigmas, denoise_mask, callback,
-                     disable_pbar, seed):
+    def inner_sample(self, noise, latent_image, device, sampler, sigmas, *args, **kwargs):
+        # Runs after ``prepare_sampling`` loaded the domain model and, as its additional models, every prior.
+        # Each prior's conditioning then goes through the same steps CFGGuider applies to its own: hooks are
+        # registered on the prior, models carried by the conds (ControlNets, hook models) are loaded by
+        # ``prepare_sampling`` of the prior, and ``process_conds`` runs with the prior's own ``extra_conds``.
+        named = dict(zip(("denoise_mask", "callback", "disable_pbar", "seed"), args))
+        denoise_mask, seed = kwargs.get("denoise_mask", named.get("denoise_mask")), kwargs.get("seed", named.get("seed"))
+        extra = {k: v for k, v in kwargs.items() if k in _process_conds_keywords()}
         latent = latent_image
         if latent is not None and torch.count_nonzero(latent) > 0:
             latent = self.inner_model.process_latent_in(latent)
-        for p in self.priors:
-            p.conds = comfy.samplers.process_conds(p.model.model, noise, p.conds, device, latent,
-                                                   denoise_mask, seed)
-            p.options["transformer_options"]["sample_sigmas"] = sigmas
-            comfy.samplers.cast_to_load_options(p.options, device=device, dtype=p.model.model_dtype())
-        return super().inner_sample(noise, latent_image, device, sampler, sigmas, denoise_mask, callback,
-                                    disable_pbar, seed)
+        started = []
+        try:
+            for p in self.priors:
+                _prepare_prior(p, noise.shape)
+                started.append(p)
+                p.conds = comfy.samplers.process_conds(p.inner, noise, p.conds, device, latent, denoise_mask, seed,
+                                                       **extra)
+                p.options["transformer_options"]["sample_sigmas"] = sigmas
+                comfy.samplers.cast_to_load_options(p.options, device=device, dtype=p.model.model_dtype())
+            return super().inner_sample(noise, latent_image, device, sampler, sigmas, *args, **kwargs)
+        finally:
+            for p in started:
+                _release_prior(p)
 
     # --- one evaluation ---------------------------------------------------------------------------
     def predict_noise(self, x, timestep, model_options={}, seed=None):
@@ -109,10 +149,10 @@ class ComposedGuider(comfy.samplers.CFGGuider):
             p = self.priors[i]
             self.prior_evaluations += 1
             if comp.rule == "cfg_mix":
-                return comfy.samplers.sampling_function(p.model.model, xx, sigma, p.conds.get("negative"),
+                return comfy.samplers.sampling_function(p.inner, xx, sigma, p.conds.get("negative"),
                                                         p.conds["positive"], p.cfg, model_options=p.options,
                                                         seed=seed)
-            return comfy.samplers.calc_cond_batch(p.model.model, [p.conds["positive"]], xx, sigma, p.options)[0]
+            return comfy.samplers.calc_cond_batch(p.inner, [p.conds["positive"]], xx, sigma, p.options)[0]
 
         sigma_next, noise_fn = None, None
         if comp.mcmc_steps > 0:

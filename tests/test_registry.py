@@ -42,11 +42,12 @@ def test_build_save_load_round_trip(tmp_path):
         assert n1 == n2 and torch.equal(p1, p2)
 
 
-def test_injector_is_set_by_the_host_binding():
+def test_simda_declares_its_hook_points():
     entry = registry.get("simda")
-    old = entry.inject
-    try:
-        registry.set_injector("simda", lambda *a, **k: "injected")
-        assert registry.get("simda").inject() == "injected"
-    finally:
-        entry.inject = old
+    adapters = entry.build({"blocks.0": 32}, {"shift_mode": "simda"}, "wan21")
+    plan = adapters.attachments("wan")
+    assert [(b, p) for b, p, _ in plan] == [("blocks.0", "self_attn_out"), ("blocks.0", "ffn_parallel"),
+                                            ("blocks.0", "temporal")]
+    unet = [(b, p) for b, p, _ in adapters.attachments("unet")]
+    assert unet[-1] == (None, "self_attn_kv")
+    assert [(b, p) for b, p, _ in adapters.attachments("unet", {"latent_shift": "none"})] == unet[:-1]

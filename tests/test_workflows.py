@@ -100,3 +100,25 @@ def test_train_adapter_cli_config_errors():
         train_adapter.build_prompt({"clips": "x", "prompt": "y"}, None)
     with pytest.raises(ValueError, match="unknown"):
         train_adapter.build_prompt({"checkpoint": "a", "clips": "x", "prompt": "y", "stpes": 3}, None)
+
+
+def test_dynamic_combo_and_appended_widgets():
+    """Newer hosts turn SaveVideo's format into a dynamic combo whose selected option adds a nested codec
+    widget (sent as "format.codec"), and append widgets to core nodes; a workflow saved on an older host
+    still converts, with the appended widget at its default."""
+    codec = ["COMFY_DYNAMICCOMBO_V3", {"options": [{"key": "auto", "inputs": {"required": {}}},
+                                                   {"key": "h264", "inputs": {"required": {}}}]}]
+    info = {"input": {"required": {"video": ["VIDEO", {}], "filename_prefix": ["STRING", {"default": "v"}],
+                                   "format": ["COMFY_DYNAMICCOMBO_V3", {"options": [
+                                       {"key": "auto", "inputs": {"required": {"codec": codec}}},
+                                       {"key": "webm", "inputs": {"required": {}}}]}]},
+                      "optional": {"codec": ["COMBO", {"options": ["auto"], "hidden": True}],
+                                   "bit_depth": ["INT", {"default": 8}]}},
+            "input_order": {"required": ["video", "filename_prefix", "format"], "optional": ["codec", "bit_depth"]},
+            "output": ["VIDEO"]}
+    wf = {"nodes": [{"id": 1, "type": "SaveVideo", "inputs": [], "widgets_values": ["out/x", "auto", "h264"]}],
+          "links": []}
+    api = ui_to_api(wf, lambda t: info)
+    assert api["1"]["inputs"] == {"filename_prefix": "out/x", "format": "auto", "format.codec": "h264", "bit_depth": 8}
+    wf["nodes"][0]["widgets_values"] = ["out/x", "webm"]
+    assert ui_to_api(wf, lambda t: info)["1"]["inputs"] == {"filename_prefix": "out/x", "format": "webm", "bit_depth": 8}

@@ -51,6 +51,19 @@ class _Server:
         pass
 
 
+def new_executor(execution, server):
+    """``execution.PromptExecutor`` built with the arguments this ComfyUI version takes: newer versions read
+    RAM-cache limits from ``cache_args`` (``ram``, ``ram_inactive``: headroom in GB; ``lru``: size), older ones
+    take ``cache_size``. The values are those of ComfyUI's own defaults (no LRU, no RAM pressure cache)."""
+    import inspect
+
+    params = inspect.signature(execution.PromptExecutor.__init__).parameters
+    if "cache_args" in params:
+        return execution.PromptExecutor(server, cache_type=False,
+                                        cache_args={"lru": 0, "ram": 0.0, "ram_inactive": 0.0})
+    return execution.PromptExecutor(server)
+
+
 class Host:
     """ComfyUI loaded in this process with this pack registered as a custom node."""
 
@@ -85,7 +98,7 @@ class Host:
 
         self.execution = execution
         self.server = _Server()
-        self.executor = execution.PromptExecutor(self.server)
+        self.executor = new_executor(execution, self.server)
         self.progress = []
         self.interrupt_after = None
 
@@ -98,6 +111,11 @@ class Host:
             comfy.model_management.throw_exception_if_processing_interrupted()
 
         comfy.utils.set_progress_bar_global_hook(hook)
+        # newer ComfyUI throttles progress updates to the UI (100 ms); headless runs and tests see every step
+        if hasattr(comfy.utils, "PROGRESS_THROTTLE_MIN_INTERVAL"):
+            comfy.utils.PROGRESS_THROTTLE_MIN_INTERVAL = 0.0
+        if hasattr(comfy.utils, "PROGRESS_THROTTLE_MIN_PERCENT"):
+            comfy.utils.PROGRESS_THROTTLE_MIN_PERCENT = 0.0
 
     def _load_pack(self):
         """Import the pack exactly as ComfyUI imports a custom_nodes folder (through a link with a stable name,
@@ -174,6 +192,8 @@ class Host:
         result["ui"] = dict(getattr(self.executor, "history_result", {}).get("outputs", {}))
         for nid in outputs:
             entry = self.executor.caches.outputs.get(nid)
+            if asyncio.iscoroutine(entry):  # the caches are async on newer ComfyUI
+                entry = asyncio.run(entry)
             entry = getattr(entry, "outputs", entry)
             if entry is not None:
                 result[nid] = tuple(v[0] if isinstance(v, list) and len(v) == 1 else v for v in entry)
@@ -189,17 +209,24 @@ def _ordered_inputs(info: dict):
             yield name, specs[name], group == "optional"
 
 
+DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"
+
+
+def _opts(spec) -> dict:
+    return spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+
+
 def is_widget(spec) -> bool:
-    kind, opts = spec[0], (spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {})
-    if opts.get("forceInput"):
+    kind, opts = spec[0], _opts(spec)
+    if opts.get("forceInput") or opts.get("hidden"):  # hidden inputs (kept for old API prompts) have no widget
         return False
-    return isinstance(kind, list) or kind in WIDGET_TYPES
+    return isinstance(kind, list) or kind in WIDGET_TYPES or kind == DYNAMIC_COMBO
 
 
 def extra_ui_value(name: str, spec) -> str | None:
     """The UI-only value the frontend stores after this widget: "control" for a "control after generate"
     menu (seeds), "upload" for an upload button (Load Image), else None."""
-    opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    opts = _opts(spec)
     if opts.get("control_after_generate") or (spec[0] == "INT" and name in ("seed", "noise_seed")):
         return "control"
     if any(opts.get(k) for k in ("image_upload", "video_upload", "audio_upload")):
@@ -208,8 +235,70 @@ def extra_ui_value(name: str, spec) -> str | None:
 
 
 def widget_names(info: dict) -> list[tuple[str, object, str | None]]:
-    """[(input name, spec, extra UI value kind)] for every widget of a node, in widgets_values order."""
+    """[(input name, spec, extra UI value kind)] for every top-level widget of a node, in widgets_values order
+    (the widgets a dynamic combo adds depend on its value: see :func:`widget_slots`)."""
     return [(n, s, extra_ui_value(n, s)) for n, s, _ in _ordered_inputs(info) if is_widget(s)]
+
+
+def _option_inputs(spec, key):
+    """(name, spec) of the inputs a dynamic combo shows when ``key`` is selected, required first."""
+    for opt in _opts(spec).get("options", []):
+        if opt.get("key") == key:
+            groups = opt.get("inputs", {})
+            return [(n, sp) for g in ("required", "optional") for n, sp in groups.get(g, {}).items()]
+    return []
+
+
+def dynamic_combo_keys(spec) -> list[str]:
+    return [o.get("key") for o in _opts(spec).get("options", [])]
+
+
+def widget_slots(info: dict, values: list) -> list[tuple[str, object, str | None]]:
+    """[(prompt input name, spec, extra UI value kind)] of a node's widgets for its saved ``values``
+    (widgets_values), in order. Dynamic combos (V3 ``DynamicCombo``, e.g. SaveVideo's format on newer
+    ComfyUI) are followed by the widgets of their selected option, named ``<combo>.<input>`` as the frontend
+    sends them; past the saved values, a combo's default option decides."""
+    out, pos = [], [0]
+
+    def walk(items, prefix):
+        for name, spec in items:
+            if not is_widget(spec):
+                continue
+            extra = extra_ui_value(name, spec)
+            full = prefix + name
+            value = values[pos[0]] if pos[0] < len(values) else _default(spec)
+            out.append((full, spec, extra))
+            pos[0] += 2 if extra else 1
+            if spec[0] == DYNAMIC_COMBO:
+                walk(_option_inputs(spec, value), full + ".")
+
+    walk([(n, sp) for n, sp, _ in _ordered_inputs(info)], "")
+    return out
+
+
+def widget_prefix(widgets: list, count: int) -> int | None:
+    """How many of ``widgets`` (from :func:`widget_slots`) ``count`` saved widget values cover, or None when
+    the count ends inside a widget's UI-only extra value or exceeds them all (values the frontend would drop
+    silently: a sign of a workflow made for another version of the node)."""
+    used = 0
+    for k, (_, _, extra) in enumerate(widgets):
+        if used == count:
+            return k
+        used += 2 if extra else 1
+        if used > count:
+            return None
+    return len(widgets) if used == count else None
+
+
+def _default(spec):
+    opts = _opts(spec)
+    if "default" in opts:
+        return opts["default"]
+    if isinstance(spec[0], list) and spec[0]:
+        return spec[0][0]
+    if spec[0] == DYNAMIC_COMBO and dynamic_combo_keys(spec):
+        return dynamic_combo_keys(spec)[0]
+    return None
 
 
 def ui_to_api(workflow: dict, node_info) -> dict:
@@ -224,9 +313,11 @@ def ui_to_api(workflow: dict, node_info) -> dict:
         info = node_info(node["type"])
         values = list(node.get("widgets_values") or [])
         inputs, i = {}, 0
-        for name, spec, extra in widget_names(info):
+        for name, spec, extra in widget_slots(info, values):
             if i < len(values):
                 inputs[name] = values[i]
+            elif _default(spec) is not None:  # a widget newer than the workflow: the frontend keeps its default
+                inputs[name] = _default(spec)
             i += 2 if extra else 1
         for inp in node.get("inputs", []):
             if inp.get("link") is not None:

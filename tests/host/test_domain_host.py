@@ -77,9 +77,9 @@ def test_training_through_the_executor(host, trained):
     # progress reached the UI's bar once per step
     assert host.progress[-1] == (20, 20)
     # a native MODEL in the prior's latent space and sampling
-    pack = host.pack_module("nodes.common")
-    info = pack.describe(model, "domain")
-    assert info.latent_format == "Wan21" and info.parameterisation == "flow" and info.shift == 8.0
+    info = host.pack_module("nodes.host").describe(model, "domain")
+    assert info.latent_format == "Wan21" and info.sampler_space == "flow" and info.shift == 8.0
+    assert info.architecture == "domain" and info.latent_space == "wan21" and info.prediction == "flow"
 
 
 def test_native_model_matches_the_network(host, tiny, trained):

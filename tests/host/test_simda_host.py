@@ -82,7 +82,7 @@ def reference_model(host, model, mode, frames, spatial_only=False):
     """The model with every spatial self-attention replaced by attention over explicitly shifted, already
     projected keys/values (``latent_shift_attention``), with a fixed frame count."""
     ls = host.pack_module("adapters.latent_shift")
-    patch = host.pack_module("nodes.simda_patch")
+    hostdesc = host.pack_module("nodes.host")
     m = model.clone()
 
     def attn(q, k, v, extra):
@@ -92,8 +92,8 @@ def reference_model(host, model, mode, frames, spatial_only=False):
                 .transpose(1, 2).flatten(2)
         return ls.latent_shift_attention(q, k, v, frames, h, w, mode, heads=extra["n_heads"])
 
-    for name, info in patch.unet_blocks(model).items():
-        kind, bid, idx = info["key"]
+    for blk in hostdesc.describe(model).blocks_of("spatial"):
+        kind, bid, idx = blk.key
         m.set_model_attn1_replace(attn, kind, bid, idx)
     return m
 
@@ -167,8 +167,7 @@ def test_wan_is_refused(host, wan):
 
 
 def _fresh(host, model):
-    patch = host.pack_module("nodes.simda_patch")
-    return patch.new_adapters("simda", model, {"shift_mode": "none"})
+    return host.pack_module("nodes.attach").new_adapters("simda", model, {"shift_mode": "none"})
 
 
 def _perturb(adapters, seed=0):
@@ -193,15 +192,15 @@ def _cases(host, request, family):
 @pytest.mark.parametrize("family", ["sd", "svd", "wan"])
 def test_zero_init_adapters_are_identity_and_unpatched_clone_restores(host, request, family):
     model, pos, neg, x = _cases(host, request, family)
-    patch = host.pack_module("nodes.simda_patch")
+    patch = host.pack_module("nodes.attach")
     base = sample(host, model, pos, neg, x, cfg=2.0)
     adapters = _fresh(host, model)
-    injected = patch.inject_simda(model, adapters, 1.0)
+    injected = patch.attach_adapters(model, adapters, 1.0)
     torch.testing.assert_close(sample(host, injected, pos, neg, x, cfg=2.0), base, rtol=0, atol=1e-6)
     _perturb(adapters)
     changed = sample(host, injected, pos, neg, x, cfg=2.0)
     assert torch.isfinite(changed).all() and (changed - base).abs().max() > 1e-4
-    half = sample(host, patch.inject_simda(model, adapters, 0.0), pos, neg, x, cfg=2.0)
+    half = sample(host, patch.attach_adapters(model, adapters, 0.0), pos, neg, x, cfg=2.0)
     torch.testing.assert_close(half, base, rtol=0, atol=1e-6)  # strength 0 = base
     torch.testing.assert_close(sample(host, model, pos, neg, x, cfg=2.0), base, rtol=0, atol=0)
 
@@ -248,7 +247,7 @@ def eval_loss(host, model, x0, context, seed=0, n=6):
     simda = host.pack_module("nodes.simda")
     training = host.pack_module("adapters.training")
     comfy.model_management.load_models_gpu([model])
-    fwd = simda.AdapterForward(model, "eps", {}, "unet")
+    fwd = simda.AdapterForward(model, "eps", [(context[:1], {})], host.pack_module("nodes.host").describe(model))
     g = torch.Generator().manual_seed(seed)
     sig = training.discrete_sigmas(training.TrainConfig())[torch.linspace(50, 950, n).long()].float()
     total = 0.0

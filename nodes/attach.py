@@ -1,0 +1,436 @@
+"""One way to attach adapters to a host model, for every adapter kind.
+
+An adapter set (any kind in ``adapters/registry.py``) declares *what* it attaches: a list of
+:class:`Attachment` ``(block name, hook point, callable)``. This module knows *where* each hook point is on
+each architecture (one table per architecture, :data:`HOOK_POINTS`) and installs the callables with ComfyUI's
+patch API on a clone of the MODEL. Nothing of ComfyUI or of the base weights is modified; the adapter modules
+live in their own ``ModelPatcher``, registered as an additional model so ComfyUI loads and offloads them with
+the base model.
+
+Hook points (``fn`` receives the tensors named, plus a :class:`Site` saying where and for what it runs):
+
+==================  =====================================================  ====================================
+point               callable                                               strength ``s`` applies as
+==================  =====================================================  ====================================
+``self_attn_kv``    ``fn(q_in, k_in, v_in, site) -> (q_in, k_in, v_in)``:  (not scaled)
+                    the self-attention's inputs before the projections
+``self_attn_out``   ``fn(h, site) -> h'`` on the self-attention output     ``h + s (h' - h)``
+``ffn_parallel``    ``fn(u, site) -> delta``, ``u`` = the FFN's input      ``ffn(u) + s delta``
+``temporal``        ``fn(tokens [B*F, N, C], site) -> tokens'``: the       ``x + s (x' - x)``
+                    block's video tokens frame by frame (UNet: after the
+                    self-attention residual; Wan: the block output)
+``block_parallel``  ``fn(x_in [B, L, C], context, site) -> delta``: a      ``out + s delta``
+                    branch beside a DiT block (its input and text)
+``cross_context``   ``fn(context, site) -> tokens [B, M, C_ctx]`` appended  (not scaled)
+                    to the cross-attention context
+``capture``         ``fn(hidden, site) -> None``: reads hidden states      (nothing is changed)
+                    (UNet: after self-attention; Wan: the block output)
+==================  =====================================================  ====================================
+
+``Site`` carries the block (its :class:`~.host.Block`), frames per video, the token grid ``(frames, height,
+width)``, the cond/uncond layout of the batch, the sigmas and ComfyUI's ``transformer_options``.
+
+UNet (SD 1.5, SDXL, SVD): patches are model-wide; each call is routed to the block's attachments by the key
+ComfyUI reports (``block``, ``block_index``) and by the token layout, which tells SVD's spatial blocks
+(``[B, H*W, C]``) from its temporal blocks (``[B/F*H*W, F, C]``), whose patches fire under the same key.
+Frames per video: ``frames`` if given, else one cond/uncond chunk of the batch.
+Wan: object patches on ``blocks.i.self_attn`` / ``.ffn`` / ``.cross_attn``, and one ``dit`` ``double_block``
+replace patch per block (chained with any earlier one) for the temporal, parallel and capture points. The
+grid ``(t, h, w)`` comes from a ``DIFFUSION_MODEL`` wrapper.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+import comfy.model_patcher
+import comfy.patcher_extension
+
+from .common import VideoAdapterError
+from .host import Block, HostModel, describe
+
+POINTS = ("self_attn_kv", "self_attn_out", "ffn_parallel", "temporal", "block_parallel", "cross_context", "capture")
+GRID_KEY = "video_adapters_grid"
+ADDITIONAL_MODELS_KEY = "video_adapters"
+UNCOND = 1
+
+
+@dataclass
+class Attachment:
+    """One callable of an adapter set at one hook point of one block (``block`` None: every block)."""
+
+    block: str | None
+    point: str
+    fn: Callable[..., Any]
+
+
+@dataclass
+class Site:
+    block: Block
+    frames: int
+    grid: tuple[int, int, int]
+    cond_or_uncond: list
+    sigmas: Any
+    transformer_options: dict = field(default_factory=dict)
+
+    @property
+    def height(self) -> int:
+        return self.grid[1]
+
+    @property
+    def width(self) -> int:
+        return self.grid[2]
+
+
+def frames_per_video(batch: int, extra_options: dict, frames: int) -> int:
+    """Frames per video in a frames-in-batch pass of ``batch`` frames."""
+    chunks = len(extra_options.get("cond_or_uncond") or [0])
+    if batch % chunks:
+        raise VideoAdapterError(f"a batch of {batch} frames does not split into {chunks} cond/uncond chunks")
+    per = batch // chunks
+    if frames <= 0:
+        return per
+    if per % frames:
+        raise VideoAdapterError(
+            f"frames={frames} does not divide the {per} latent frames of each cond/uncond batch; set frames to a "
+            f"divisor of {per} (several videos in one batch) or 0 (the whole batch is one video)")
+    return frames
+
+
+def unet_layout(tokens: torch.Tensor, extra_options: dict) -> tuple[str, int, int] | None:
+    """``("spatial"|"temporal", height, width)`` of a UNet transformer's tokens, or None for other layouts."""
+    shape = extra_options.get("activations_shape")
+    if not shape or len(shape) != 4:
+        return None
+    b, _, h, w = shape
+    if tokens.shape[0] == b and tokens.shape[1] == h * w:
+        return "spatial", h, w
+    if tokens.shape[0] * tokens.shape[1] == b * h * w and tokens.shape[0] % (h * w) == 0:
+        return "temporal", h, w
+    return None
+
+
+def run_in_own_dtype(module: nn.Module, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    """Run ``module`` in its own dtype/device, return in ``x``'s."""
+    p = next(module.parameters(), None)
+    if p is None:
+        return module(x, *args, **kwargs)
+    cast = [a.to(device=p.device, dtype=p.dtype) if torch.is_tensor(a) and a.is_floating_point() else a for a in args]
+    return module(x.to(device=p.device, dtype=p.dtype), *cast, **kwargs).to(device=x.device, dtype=x.dtype)
+
+
+def _mix(x: torch.Tensor, y: torch.Tensor, strength: float) -> torch.Tensor:
+    return y if strength == 1.0 else x + strength * (y - x)
+
+
+# ----------------------------------------------------------------------------------------------------
+# UNet (frames in the batch; SVD's temporal layers)
+
+
+class _UNetRouter:
+    """Model-wide UNet patches, each routed to the attachments of the block that calls it."""
+
+    def __init__(self, host: HostModel, plan: list[Attachment], strength: float, frames: int):
+        self.strength, self.frames = float(strength), int(frames)
+        by_name = {b.name: b for b in host.blocks}
+        self.table: dict[tuple[str, Any, str], list[tuple[Block, Attachment]]] = {}
+        self.everywhere: dict[str, list[Attachment]] = {}
+        self.blocks_by_key = {(b.kind, b.key): b for b in host.blocks}
+        for a in plan:
+            if a.block is None:
+                self.everywhere.setdefault(a.point, []).append(a)
+                continue
+            blk = by_name[a.block]
+            self.table.setdefault((blk.kind, blk.key, a.point), []).append((blk, a))
+
+    def _site(self, tokens, extra_options, point):
+        layout = unet_layout(tokens, extra_options)
+        block = extra_options.get("block")
+        if layout is None or block is None:
+            return None, []
+        kind, h, w = layout
+        key = (block[0], block[1], extra_options.get("block_index", 0))
+        found = self.table.get((kind, key, point), [])
+        blk = self.blocks_by_key.get((kind, key))
+        if blk is None or (not found and point not in self.everywhere):
+            return None, []
+        batch = extra_options["activations_shape"][0]
+        f = frames_per_video(batch, extra_options, self.frames)
+        site = Site(blk, f, (f, h, w), list(extra_options.get("cond_or_uncond") or [0]), extra_options.get("sigmas"),
+                    extra_options)
+        if point in self.everywhere and kind == "spatial":
+            found = found + [(blk, a) for a in self.everywhere[point]]
+        return site, found
+
+    def attn1(self, n, context, value, extra_options):
+        site, found = self._site(n, extra_options, "self_attn_kv")
+        for _, a in found:
+            n, context, value = a.fn(n, context, value, site)
+        return n, context, value
+
+    def attn1_output(self, n, extra_options):
+        site, found = self._site(n, extra_options, "self_attn_out")
+        for _, a in found:
+            n = _mix(n, a.fn(n, site), self.strength)
+        return n
+
+    def middle(self, x, extra_options):
+        site, found = self._site(x, extra_options, "temporal")
+        for _, a in found:
+            x = _mix(x, self._frame_tokens(a.fn, x, site), self.strength)
+        site, found = self._site(x, extra_options, "capture")
+        for _, a in found:
+            a.fn(x, site)
+        return x
+
+    @staticmethod
+    def _frame_tokens(fn, x, site):
+        if site.block.kind == "spatial":  # already [B*F, H*W, C]
+            return fn(x, site)
+        # temporal layers hold [B/F*H*W, F, C]: present them frame by frame as every temporal point gets them
+        f, h, w = site.grid
+        videos = x.shape[0] // (h * w)
+        tokens = x.reshape(videos, h * w, f, -1).permute(0, 2, 1, 3).reshape(videos * f, h * w, -1)
+        out = fn(tokens, site)
+        return out.reshape(videos, f, h * w, -1).permute(0, 2, 1, 3).reshape(x.shape)
+
+    def attn2(self, n, context, value, extra_options):
+        site, found = self._site(n, extra_options, "cross_context")
+        for _, a in found:
+            extra = a.fn(context, site).to(device=context.device, dtype=context.dtype)
+            context = torch.cat([context, extra], dim=1)
+            value = torch.cat([value, extra.to(value)], dim=1) if value is not None else None
+        return n, context, value
+
+
+class _Wrapped(nn.Module):
+    """Stands in for a module of the base model, keeping its children under the same names (so weight
+    paths, LoRA keys, casting and offloading still resolve); the adapter callables live outside the module
+    tree (their modules are in their own ModelPatcher)."""
+
+    def __init__(self, original: nn.Module, site_fn, point: str, fns: list, strength: float):
+        super().__init__()
+        for name, child in original.named_children():
+            self.add_module(name, child)
+        self._original = [original]
+        self._site_fn, self._point, self._fns, self.strength = site_fn, point, list(fns), float(strength)
+
+    def forward(self, x, *args, **kwargs):
+        site = self._site_fn(kwargs.get("transformer_options"))
+        if self._point == "cross_context":
+            context = args[0] if args else kwargs.pop("context")
+            for fn in self._fns:
+                context = torch.cat([context, fn(context, site).to(context)], dim=1)
+            return self._original[0](x, context, *args[1:], **kwargs)
+        y = self._original[0](x, *args, **kwargs)
+        for fn in self._fns:
+            if self._point == "ffn_parallel":  # branch on the FFN's input, added to its output
+                y = y + self.strength * fn(x, site)
+            else:  # self_attn_out
+                y = _mix(y, fn(y, site), self.strength)
+        return y
+
+
+class _WanBlockPatch:
+    """``dit``/``double_block`` replace patch of one Wan block: the block (or an earlier patch), then the
+    temporal, parallel-branch and capture attachments in that order."""
+
+    def __init__(self, block: Block, found: dict[str, list], strength: float, previous=None):
+        self.block, self.found, self.strength, self.previous = block, found, float(strength), previous
+
+    def __call__(self, args, extra):
+        out = (self.previous or (lambda a, e: e["original_block"](a)))(args, extra)
+        to = args["transformer_options"]
+        site = _wan_site(self.block, to)
+        img = out["img"]
+        if self.found.get("temporal") or self.found.get("block_parallel"):
+            out = dict(out)
+        for fn in self.found.get("temporal", []):
+            t, h, w = site.grid
+            b, length, c = img.shape
+            if length != t * h * w:
+                raise VideoAdapterError(f"the temporal adapter expected {t}x{h}x{w} video tokens, the block has {length}")
+            y = fn(img.reshape(b * t, h * w, c), site).reshape(b, length, c)
+            img = _mix(img, y, self.strength)
+        for fn in self.found.get("block_parallel", []):
+            img = img + self.strength * fn(args["img"], args["txt"], site)
+        for fn in self.found.get("capture", []):
+            fn(img, site)
+        if "img" in out and out["img"] is not img:
+            out["img"] = img
+        return out
+
+
+def _wan_site(block: Block, to: dict | None) -> Site:
+    to = to if to is not None else {}
+    grid = to.get(GRID_KEY) or (0, 0, 0)
+    return Site(block, int(grid[0]), tuple(grid), list(to.get("cond_or_uncond") or [0]), to.get("sigmas"), to)
+
+
+def _grid_wrapper(patch_size):
+    def wrapper(executor, x, *args, **kwargs):
+        # Wan's forward hands transformer_options on positionally (the last dict argument); newer code may
+        # pass it by name
+        to = kwargs.get("transformer_options")
+        if to is None:
+            to = next((a for a in reversed(args) if isinstance(a, dict)), None)
+        if to is not None and x.ndim == 5:
+            to[GRID_KEY] = tuple(math.ceil(d / p) for d, p in zip(x.shape[2:], patch_size))
+        return executor(x, *args, **kwargs)
+    return wrapper
+
+
+# ----------------------------------------------------------------------------------------------------
+# the table: architecture -> installer
+
+
+def _install_unet(m, host: HostModel, plan: list[Attachment], strength: float, frames: int):
+    for a in plan:
+        if a.point == "block_parallel":
+            raise VideoAdapterError("a parallel block branch is a DiT hook point; UNets have no such point")
+    router = _UNetRouter(host, plan, strength, frames)
+    points = {a.point for a in plan}
+    if "self_attn_kv" in points:
+        m.set_model_attn1_patch(router.attn1)
+    if "self_attn_out" in points:
+        m.set_model_attn1_output_patch(router.attn1_output)
+    if points & {"temporal", "capture"}:
+        m.set_model_patch(router.middle, "middle_patch")
+    if "cross_context" in points:
+        m.set_model_attn2_patch(router.attn2)
+    by_name = {b.name: b for b in host.blocks}
+    ffn: dict[str, list] = {}
+    for a in plan:
+        if a.point == "ffn_parallel":
+            ffn.setdefault(a.block, []).append(a.fn)
+    for name, fns in ffn.items():
+        key = f"diffusion_model.{name}.ff"
+        blk = by_name[name]
+        m.add_object_patch(key, _Wrapped(m.get_model_object(key), lambda to, blk=blk: _unet_ffn_site(blk, to),
+                                         "ffn_parallel", fns, strength))
+
+
+def _unet_ffn_site(blk: Block, to) -> Site:
+    return Site(blk, 0, (0, 0, 0), list((to or {}).get("cond_or_uncond") or [0]), (to or {}).get("sigmas"), to or {})
+
+
+def _install_wan(m, host: HostModel, plan: list[Attachment], strength: float, frames: int):
+    if any(a.point == "self_attn_kv" for a in plan):
+        raise VideoAdapterError("Wan's self-attention already spans all frames; key/value patches (latent shift) "
+                                "are for frame-wise models")
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, GRID_KEY, _grid_wrapper(host.patch_size))
+    by_name = {b.name: b for b in host.blocks}
+    objects = {"self_attn_out": "self_attn", "ffn_parallel": "ffn", "cross_context": "cross_attn"}
+    per_block: dict[str, dict[str, list]] = {}
+    for a in plan:
+        names = [a.block] if a.block is not None else list(by_name)
+        for name in names:
+            per_block.setdefault(name, {}).setdefault(a.point, []).append(a.fn)
+    replace = m.model_options["transformer_options"].get("patches_replace", {}).get("dit", {})
+    for name, points in per_block.items():
+        blk = by_name[name]
+        for point, attr in objects.items():
+            if points.get(point):
+                key = f"diffusion_model.{name}.{attr}"
+                m.add_object_patch(key, _Wrapped(m.get_model_object(key), lambda to, blk=blk: _wan_site(blk, to),
+                                                 point, points[point], strength))
+        found = {p: points[p] for p in ("temporal", "block_parallel", "capture") if points.get(p)}
+        if found:
+            m.set_model_patch_replace(_WanBlockPatch(blk, found, strength, replace.get(("double_block", blk.key))),
+                                      "dit", "double_block", blk.key)
+
+
+HOOK_POINTS: dict[str, tuple[frozenset, Callable]] = {
+    "unet": (frozenset(POINTS) - {"block_parallel"}, _install_unet),
+    "wan": (frozenset(POINTS) - {"self_attn_kv"}, _install_wan),
+}
+
+
+def adapter_patcher(adapters: nn.Module, model):
+    """The adapters' own ModelPatcher, loaded and offloaded with ``model``."""
+    return comfy.model_patcher.ModelPatcher(adapters, load_device=model.load_device,
+                                            offload_device=model.offload_device)
+
+
+def supported(host: HostModel, label: str = "model") -> None:
+    if host.architecture not in HOOK_POINTS:
+        raise VideoAdapterError(
+            f"{label} ({host.model_config}) has neither UNet spatial transformers (SD 1.5, SDXL, SVD) nor Wan DiT "
+            "blocks; adapters attach to those families")
+
+
+def attach(model, adapters: nn.Module, plan: list[Attachment], strength: float = 1.0, frames: int = 0,
+           label: str = "model"):
+    """A clone of ``model`` with ``plan`` installed and ``adapters`` (the modules behind it) registered as an
+    additional model."""
+    host = describe(model, label)
+    supported(host, label)
+    points, install = HOOK_POINTS[host.architecture]
+    names = {b.name for b in host.blocks}
+    for a in plan:
+        if a.point not in POINTS:
+            raise ValueError(f"unknown hook point '{a.point}'; hook points: {', '.join(POINTS)}")
+        if a.point not in points:
+            raise VideoAdapterError(f"{label} ({host.model_config}) has no '{a.point}' hook point")
+        if a.block is not None and a.block not in names:
+            raise VideoAdapterError(f"{label} has no block '{a.block}'")
+    m = model.clone()
+    m.set_additional_models(ADDITIONAL_MODELS_KEY, m.get_additional_models_with_key(ADDITIONAL_MODELS_KEY)
+                            + [adapter_patcher(adapters, model)])
+    install(m, host, plan, float(strength), int(frames))
+    return m
+
+
+# ----------------------------------------------------------------------------------------------------
+# adapter sets of any kind: build, check, attach
+
+
+def adapter_blocks(model, kind: str, label: str = "model") -> dict[str, int]:
+    """``{block name: width}`` of the blocks adapters of ``kind`` get on ``model``."""
+    from ..adapters import registry
+
+    host = describe(model, label)
+    supported(host, label)
+    return {b.name: b.dim for b in host.blocks_of(*registry.get(kind).block_kinds)}
+
+
+def new_adapters(kind: str, model, config: dict[str, Any], label: str = "model"):
+    """Fresh (identity at init) adapters of ``kind`` for ``model``."""
+    from ..adapters import registry
+
+    return registry.get(kind).build(adapter_blocks(model, kind, label), config, describe(model, label).family)
+
+
+def check_adapters_fit(adapters, model, label: str = "model", file_label: str = "the adapters") -> None:
+    """Refuse adapters made for another family or another model size, naming both."""
+    meta = adapters.metadata()
+    host = describe(model, label)
+    fam = host.family
+    if meta["family"] != fam:
+        raise VideoAdapterError(
+            f"{file_label} were trained for '{meta['family']}' models, but {label} is '{fam}' ({host.model_config}); "
+            f"use adapters trained on a '{fam}' model, or connect a '{meta['family']}' model")
+    blocks = {b.name: b.dim for b in host.blocks}
+    wrong = [(n, info["dim"], blocks.get(n)) for n, info in meta["blocks"].items()
+             if n not in blocks or blocks[n] != info["dim"]]
+    if wrong:
+        name, want, got = wrong[0]
+        have = "has no such block" if got is None else f"has width {got}"
+        raise VideoAdapterError(
+            f"{file_label} do not fit {label}: {len(wrong)} of {len(meta['blocks'])} adapter blocks do not match "
+            f"(for example {name}: width {want} in the file, the model {have}). They were trained on a "
+            f"different '{fam}' architecture or size")
+
+
+def attach_adapters(model, adapters, strength: float = 1.0, frames: int = 0, options: dict | None = None,
+                    label: str = "model", file_label: str = "the adapters"):
+    """A clone of ``model`` with an adapter set of any kind attached where the set declares."""
+    check_adapters_fit(adapters, model, label, file_label)
+    host = describe(model, label)
+    plan = [Attachment(b, p, fn) for b, p, fn in adapters.attachments(host.architecture, options or {})]
+    return attach(model, adapters, plan, strength, frames, label)
