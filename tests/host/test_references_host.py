@@ -1,0 +1,268 @@
+"""Every binding of the pack against an independent numeric reference, inside a real ComfyUI.
+
+* the Score Composer at one noise level equals ``D_cfg + cfg * gamma * (D_prior(prior_positive) - x)`` built
+  from native CFGGuider evaluations of each model on its own prompts (a probe sampler reads the guider's
+  denoised estimate at the first sigma);
+* a prior's conditioning goes through the path CFGGuider uses for its own: a control object on
+  ``prior_positive`` is prepared with the prior and consulted when the prior runs;
+* each SimDA adapter placement equals a hand-written block: the SD 1.5 transformer block computed by hand
+  from its own sub-modules, and the Wan block with the temporal adapter applied to [B, C, T, H, W] video
+  features by the 5-D convolution path (not the token path the binding uses);
+* the domain model's native forward equals the network in eps and v, and first-frame conditioning reaches it.
+"""
+
+import pytest
+import torch
+
+from tiny_models import SD_TEXT_DIM, WAN_TEXT_DIM
+
+
+def cond(dim, seed, tokens=8, **extra):
+    g = torch.Generator().manual_seed(seed)
+    return [[torch.randn(1, tokens, dim, generator=g), dict(extra)]]
+
+
+def probe(host, guider, model, latent, sigma_index=1, steps=4, seed=0):
+    """(x, D) of ``guider`` at the ``sigma_index``-th sigma of a 'simple' schedule, through SamplerCustomAdvanced."""
+    import comfy.samplers
+
+    record = {}
+
+    def fn(model_fn, x, sigmas, extra_args=None, callback=None, disable=None):
+        s = sigmas[0] * x.new_ones([x.shape[0]])
+        d = model_fn(x, s, **(extra_args or {}))
+        record["x"], record["d"], record["sigma"] = x.clone(), d.clone(), float(sigmas[0])
+        return d
+
+    sigmas = host.call("BasicScheduler", model, "simple", steps, 1.0)[0][sigma_index:]
+    noise = host.call("RandomNoise", seed)[0]
+    host.call("SamplerCustomAdvanced", noise, guider, comfy.samplers.KSAMPLER(fn), sigmas, {"samples": latent.clone()})
+    return record
+
+
+@pytest.fixture(scope="module")
+def wan_pair(host, tiny):
+    return tiny.load("tiny_wan_domain.safetensors"), tiny.load("tiny_wan_prior.safetensors")
+
+
+@pytest.fixture(scope="module")
+def sd_pair(host, tiny):
+    return tiny.load("tiny_sd15_domain.safetensors"), tiny.load("tiny_sd15_prior.safetensors")
+
+
+@pytest.mark.parametrize("pair", ["wan", "sd"])
+def test_composer_equals_native_evaluations(host, request, pair):
+    domain, prior = request.getfixturevalue(f"{pair}_pair")
+    dim = WAN_TEXT_DIM if pair == "wan" else SD_TEXT_DIM
+    latent = torch.zeros(1, 16, 2, 4, 4) if pair == "wan" else torch.zeros(2, 4, 4, 4)
+    pos, neg, prior_pos = cond(dim, 0), cond(dim, 1), cond(dim, 2)
+    cfg, gamma = 3.0, 0.4
+    composed = host.call("VA_ScoreComposer", domain, prior, pos, neg, prior_strength=gamma, cfg=cfg,
+                         composition_end=1.0, prior_positive=prior_pos, mcmc_steps=0, mcmc_step_size=0.05)[0]
+    got = probe(host, composed, domain, latent)
+    d_cfg = probe(host, host.call("CFGGuider", domain, pos, neg, cfg)[0], domain, latent)
+    d_prior = probe(host, host.call("CFGGuider", prior, prior_pos, neg, 1.0)[0], domain, latent)
+    torch.testing.assert_close(got["x"], d_cfg["x"], rtol=0, atol=0)
+    want = d_cfg["d"] + cfg * gamma * (d_prior["d"] - got["x"])
+    torch.testing.assert_close(got["d"], want, rtol=1e-5, atol=1e-5)
+    # the prior's own prompt matters: the same graph with the domain prompt for the prior differs
+    d_prior_pos = probe(host, host.call("CFGGuider", prior, pos, neg, 1.0)[0], domain, latent)
+    assert (d_prior_pos["d"] - d_prior["d"]).abs().max() > 1e-3
+
+
+def test_composer_schedule_scales_gamma_by_percent(host, sd_pair):
+    """A cosine schedule at the probed sigma multiplies gamma by its value at that sigma's percent."""
+    import math
+
+    domain, prior = sd_pair
+    latent = torch.zeros(2, 4, 4, 4)
+    pos, neg = cond(SD_TEXT_DIM, 0), cond(SD_TEXT_DIM, 1)
+    sched = host.call("VA_PriorStrengthSchedule", "cosine", 1.0, 0.0, 0.0, 1.0, "")[0]
+    composed = host.call("VA_ScoreComposer", domain, prior, pos, neg, prior_strength=0.5, cfg=2.0,
+                         composition_end=1.0, prior_schedule=sched, mcmc_steps=0, mcmc_step_size=0.05)[0]
+    got = probe(host, composed, domain, latent, sigma_index=2, steps=6)
+    ms = domain.get_model_object("model_sampling")
+    # the sigma's percent, found by bisection on the model's own percent_to_sigma
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if float(ms.percent_to_sigma(mid)) > got["sigma"] else (lo, mid)
+    pct = (lo + hi) / 2
+    mult = 0.5 * (1 + math.cos(math.pi * pct))
+    d_cfg = probe(host, host.call("CFGGuider", domain, pos, neg, 2.0)[0], domain, latent, sigma_index=2, steps=6)
+    d_prior = probe(host, host.call("CFGGuider", prior, pos, neg, 1.0)[0], domain, latent, sigma_index=2, steps=6)
+    want = d_cfg["d"] + 2.0 * 0.5 * mult * (d_prior["d"] - got["x"])
+    torch.testing.assert_close(got["d"], want, rtol=1e-4, atol=1e-4)
+
+
+def test_prior_conds_take_the_native_path(host, wan_pair):
+    """A control object on prior_positive is pre-run with the prior and consulted at the prior's passes only."""
+    import comfy.controlnet
+
+    domain, prior = wan_pair
+    seen = {"pre_run": [], "get_control": []}
+
+    class Recorder(comfy.controlnet.ControlBase):
+        def pre_run(self, model, percent_to_sigma):
+            seen["pre_run"].append(model)
+            super().pre_run(model, percent_to_sigma)
+
+        def get_control(self, x_noisy, t, cond, batched_number, transformer_options=None):
+            seen["get_control"].append(tuple(x_noisy.shape))
+            return None
+
+        def copy(self):
+            c = Recorder()
+            self.copy_to(c)
+            return c
+
+        def get_models(self):
+            return []
+
+    pos, neg = cond(WAN_TEXT_DIM, 0), cond(WAN_TEXT_DIM, 1)
+    prior_pos = cond(WAN_TEXT_DIM, 2, control=Recorder())
+    composed = host.call("VA_ScoreComposer", domain, prior, pos, neg, prior_strength=0.3, cfg=2.0,
+                         composition_end=1.0, prior_positive=prior_pos, mcmc_steps=0, mcmc_step_size=0.05)[0]
+    probe(host, composed, domain, torch.zeros(1, 16, 2, 4, 4))
+    assert seen["pre_run"] and all(m is prior.model for m in seen["pre_run"])
+    assert len(seen["get_control"]) == 1  # one prior pass; the domain's passes carry no control
+
+
+# ----------------------------------------------------------------------------------------------------
+# adapter placements against hand-written blocks
+
+
+def _perturbed_simda(host, model, seed=0):
+    adapters = host.pack_module("nodes.attach").new_adapters("simda", model, {"shift_mode": "none"})
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in adapters.parameters():
+            p.copy_(0.3 * torch.randn(p.shape, generator=g))
+    return adapters
+
+
+def test_sd_block_equals_hand_written_block(host, tiny):
+    """SD 1.5 BasicTransformerBlock with SimDA attached, against the block computed by hand."""
+    import comfy.model_management
+
+    model = tiny.load("tiny_sd15_prior.safetensors")
+    adapters = _perturbed_simda(host, model)
+    patched = host.pack_module("nodes.attach").attach_adapters(model, adapters, 1.0)
+    comfy.model_management.load_models_gpu([patched])
+    name = "input_blocks.1.1.transformer_blocks.0"
+    blk = patched.model.diffusion_model.get_submodule(name)
+    ad = adapters[name]
+    frames, h, w, c = 4, 2, 2, blk.norm1.normalized_shape[0]
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(frames, h * w, c, generator=g)
+    ctx = torch.randn(frames, 8, SD_TEXT_DIM, generator=g)
+    to = dict(patched.model_options["transformer_options"])
+    to.update(block=("input", 1), block_index=0, activations_shape=[frames, c, h, w], cond_or_uncond=[0],
+              n_heads=blk.attn1.heads, dim_head=c // blk.attn1.heads)
+    with torch.no_grad():
+        got = blk(x, context=ctx, transformer_options=to)
+        ff = blk.ff._original[0]  # the native FFN behind the object patch
+        hh = x + ad.attention(blk.attn1(blk.norm1(x)))          # adapter wraps the self-attention output
+        hh = ad.temporal(hh, frames, h, w)                       # residual temporal conv after self-attention
+        hh = hh + blk.attn2(blk.norm2(hh), context=ctx)
+        u = blk.norm3(hh)
+        want = ff(u) + ad.ffn(u) + hh                            # FFN adapter in parallel on the FFN's input
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    comfy.model_management.unload_all_models()
+
+
+def test_wan_model_equals_hand_written_blocks(host, tiny):
+    """Wan with SimDA attached, against the same model patched by hand: attention adapter on the self-attention
+    output, FFN adapter on the FFN input, temporal adapter on [B, C, T, H, W] features of the block output."""
+    import comfy.model_management
+
+    model = tiny.load("tiny_wan_domain.safetensors")
+    adapters = _perturbed_simda(host, model, seed=1)
+    patched = host.pack_module("nodes.attach").attach_adapters(model, adapters, 0.7)
+    s = 0.7
+    ref = model.clone()
+    dm = model.get_model_object("diffusion_model")
+    t, hh, ww = 2, 2, 2  # latent [1, 16, 2, 4, 4] with patch (1, 2, 2)
+
+    class Wrap(torch.nn.Module):
+        def __init__(self, orig, fn):
+            super().__init__()
+            self.orig, self.fn = [orig], fn
+
+        def forward(self, x, *a, **k):
+            return self.fn(x, self.orig[0](x, *a, **k))
+
+    for i, blk in enumerate(dm.blocks):
+        ad = adapters[f"blocks.{i}"]
+        ref.add_object_patch(f"diffusion_model.blocks.{i}.self_attn",
+                             Wrap(blk.self_attn, lambda x, y, ad=ad: y + s * (ad.attention(y) - y)))
+        ref.add_object_patch(f"diffusion_model.blocks.{i}.ffn", Wrap(blk.ffn, lambda x, y, ad=ad: y + s * ad.ffn(x)))
+
+        def block(args, extra, ad=ad):
+            out = extra["original_block"](args)
+            img = out["img"]
+            b, n, c = img.shape
+            video = img.reshape(b, t, hh, ww, c).permute(0, 4, 1, 2, 3)      # [B, C, T, H, W]
+            y = ad.temporal(video).permute(0, 2, 3, 4, 1).reshape(b, n, c)  # the 5-D convolution path
+            return {**out, "img": img + s * (y - img)}
+
+        ref.set_model_patch_replace(block, "dit", "double_block", i)
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(1, 16, t, 4, 4, generator=g)
+    ctx = torch.randn(1, 8, WAN_TEXT_DIM, generator=g)
+    sigma = torch.tensor([0.6])
+    outs = []
+    for m in (patched, ref):
+        comfy.model_management.load_models_gpu([m])
+        opts = dict(m.model_options["transformer_options"])
+        import comfy.patcher_extension
+        opts["wrappers"] = {}
+        comfy.patcher_extension.merge_nested_dicts(opts["wrappers"], m.wrappers, copy_dict1=False)
+        opts["cond_or_uncond"] = [0]
+        with torch.no_grad():
+            outs.append(m.model.apply_model(x, sigma, c_crossattn=ctx, transformer_options=opts))
+        comfy.model_management.unload_all_models()
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+    base = model.model.apply_model(x, sigma, c_crossattn=ctx, transformer_options={"cond_or_uncond": [0]})
+    assert (outs[0] - base).abs().max() > 1e-3
+
+
+# ----------------------------------------------------------------------------------------------------
+# the domain model as a native MODEL
+
+
+@pytest.mark.parametrize("param", ["eps", "v"])
+def test_domain_model_native_forward_equals_network(host, tiny, param):
+    import comfy.model_base
+
+    domain = host.pack_module("nodes.domain")
+    dm_core = host.pack_module("adapters.domain_model")
+    prior = tiny.load("tiny_sd15_prior.safetensors")
+    config = dm_core.size_config("xs", "sd15", prior_params=2.6e7, parameterisation=param, first_frame_cond=True)
+    torch.manual_seed(0)
+    net = dm_core.DomainVideoModel(config)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    mtype = comfy.model_base.ModelType.EPS if param == "eps" else comfy.model_base.ModelType.V_PREDICTION
+    ms = comfy.model_base.model_sampling(prior.model.model_config, mtype)
+    patcher = domain.domain_patcher(net, prior.model.model_config, mtype, ms)
+    g = torch.Generator().manual_seed(1)
+    frames = 3
+    x = torch.randn(frames, 4, 4, 4, generator=g) * 3.0
+    ctx = torch.randn(1, 8, SD_TEXT_DIM, generator=g)
+    first = torch.randn(1, 4, 4, 4, generator=g)
+    # a level of the discrete schedule: ComfyUI's timestep is the nearest level, so the network sees this sigma
+    sigma = ms.sigmas[600].float().expand(frames).clone()
+    base = patcher.model
+    conds = base.extra_conds(cross_attn=ctx.expand(frames, -1, -1), noise=x, device=x.device, va_first_frame=first)
+    c = {k: v.process_cond(batch_size=frames, device=x.device).cond for k, v in conds.items()}
+    with torch.no_grad():
+        got = base.apply_model(x, sigma, transformer_options={"cond_or_uncond": [0]}, **c)
+        ff = base.process_latent_in(first)[:1]
+        pred = net(dm_core.frames_to_video(x), sigma[:1], ctx, first_frame=ff)
+        want = dm_core.video_to_frames(dm_core.prediction_to_denoised(dm_core.frames_to_video(x), pred, sigma[:1], param))
+        without = base.apply_model(x, sigma, transformer_options={"cond_or_uncond": [0]},
+                                   **{k: v for k, v in c.items() if k != "first_frame"})
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert (got - without).abs().max() > 1e-4  # the first frame reaches the network
