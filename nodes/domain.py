@@ -415,7 +415,7 @@ class LoadDomainModel(io.ComfyNode):
         if file_family != family:
             raise VideoAdapterError(
                 f"{model_name} was trained for '{file_family}' latents, but prior_model "
-                f"({type(prior_model.model.model_config).__name__}, {type(prior_model.model.latent_format).__name__} "
+                f"({describe(prior_model).model_config}, {describe(prior_model).latent_format} "
                 f"latents) is '{family}': latent spaces differ. Load it with a '{file_family}' prior, or train a "
                 f"domain model on this prior")
         try:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import torch
 
-import comfy.model_sampling
 import comfy.sample
 import comfy.samplers
 from comfy_api.latest import io
 
 from .common import CATEGORY, VideoAdapterError
+from .host import describe
 
 CAT_EDIT = f"{CATEGORY}/editing"
 
@@ -44,7 +44,7 @@ def inversion_sigmas(model, scheduler: str, steps: int) -> torch.Tensor:
     stay below 1 (at 1 the latent is pure noise and ComfyUI's noise scaling erases the input), so the
     schedule gets one extra step and loses its first sigma when that is 1."""
     ms = model.get_model_object("model_sampling")
-    flow = isinstance(ms, comfy.model_sampling.CONST)
+    flow = describe(model).sampler_space == "flow"
     sigmas = comfy.samplers.calculate_sigmas(ms, scheduler, steps + (1 if flow else 0)).cpu()
     if flow:
         sigmas = sigmas[1:] if float(sigmas[0]) >= 1.0 - 1e-6 else sigmas[:-1].clone()

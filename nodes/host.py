@@ -217,3 +217,19 @@ def training_sigmas(model):
     if table is None or table.numel() < 2:
         raise VideoAdapterError("the model's sampling has no sigma table to draw training noise levels from")
     return torch.sort(table.detach().float().cpu()).values
+
+
+def static_clone(model, label: str = "model"):
+    """A clone whose weights are ordinary tensors, for code that touches weights (training replaces the
+    frozen weights' inference tensors by normal copies). On GPU, newer ComfyUI's loaders return dynamic-VRAM
+    patchers that stream weights on demand; ``clone(disable_dynamic=True)`` is core's own way to a static
+    patcher of the same model (it needs a model from a core loader). Elsewhere a plain clone."""
+    is_dynamic = getattr(model, "is_dynamic", None)
+    if callable(is_dynamic) and is_dynamic():
+        try:
+            return model.clone(disable_dynamic=True)
+        except RuntimeError as e:
+            raise VideoAdapterError(
+                f"{label} is a dynamic-VRAM model that cannot be turned into a static one for training ({e}); load "
+                "it with Load Diffusion Model or Load Frozen Video Model") from None
+    return model.clone()

@@ -24,7 +24,7 @@ from . import MODEL_FOLDER
 from .attach import attach_adapters, check_adapters_fit, new_adapters
 from .common import (CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, model_files, resume_checkpoint, run_training,
                      training_noise, training_outputs)
-from .host import describe
+from .host import describe, static_clone
 from .simda_patch import UNET_BLOCK_KINDS, apply_latent_shift
 
 CAT_SIMDA = f"{CATEGORY}/simda"
@@ -315,6 +315,7 @@ class TrainAdapter(io.ComfyNode):
                 both_dropout=0.0, settings="", negative=None) -> io.NodeOutput:
         host = describe(model, "model")
         arch = host.architecture
+        model = static_clone(model, "model")  # training replaces the frozen weights' inference tensors
         if frames <= 0 and host.frame_layout == "batch":  # clips from Load Training Clips say how long they are
             frames = int(clips.get(FRAMES_PER_CLIP_KEY, 0))
         if arch == "wan" and latent_shift != "none":

@@ -208,3 +208,34 @@ def test_loss_curve_image():
     assert loss_curve_image([]).shape == (1, 256, 512, 3)
     assert loss_curve_image([0.5]).shape == (1, 256, 512, 3)
     assert loss_curve_image([0.5, float("nan"), 0.4], log_scale=True).shape == (1, 256, 512, 3)
+
+
+def test_condition_dropout_split():
+    from adapters.training import condition_dropout
+
+    # text only: the same draw as before the split existed (u < p)
+    cfg = TrainConfig(cond_dropout=0.3)
+    g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    text, image = condition_dropout(cfg, 1000, g1)
+    assert torch.equal(text, torch.rand(1000, generator=g2) < 0.3) and not image.any()
+    # the dual-guidance split: exclusive outcomes with the configured shares
+    cfg = TrainConfig(cond_dropout=0.1, image_dropout=0.2, both_dropout=0.05)
+    text, image = condition_dropout(cfg, 40000, torch.Generator().manual_seed(0))
+    both = (text & image).float().mean()
+    assert abs(float(both) - 0.05) < 0.01
+    assert abs(float((text & ~image).float().mean()) - 0.1) < 0.01
+    assert abs(float((image & ~text).float().mean()) - 0.2) < 0.01
+    with pytest.raises(ValueError, match="exceed"):
+        TrainConfig(cond_dropout=0.6, image_dropout=0.6)
+
+
+def test_schedule_sigma_sampling_draws_the_models_own_levels():
+    table = (0.002, 0.5, 10.0, 700.0)
+    cfg = TrainConfig(sigma_sampling="schedule", sigma_table=table)
+    s = sample_sigmas(cfg, 4000, torch.Generator().manual_seed(0))
+    values, counts = torch.unique(s, return_counts=True)
+    torch.testing.assert_close(values, torch.tensor(table, dtype=torch.float32))
+    assert counts.min() > 900  # uniform over the levels
+    with pytest.raises(ValueError, match="sigma_table"):
+        TrainConfig(sigma_sampling="schedule")
+    assert TrainConfig.from_dict(cfg.to_dict()).sigma_table == table

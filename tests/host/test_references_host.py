@@ -266,3 +266,147 @@ def test_domain_model_native_forward_equals_network(host, tiny, param):
                                    **{k: v for k, v in c.items() if k != "first_frame"})
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     assert (got - without).abs().max() > 1e-4  # the first frame reaches the network
+
+
+# ----------------------------------------------------------------------------------------------------
+# the other hook points of the attach table
+
+
+def test_wan_parallel_branch_capture_and_cross_context_equal_hand_written(host, tiny):
+    import comfy.model_management
+    import comfy.patcher_extension
+
+    attach = host.pack_module("nodes.attach")
+    model = tiny.load("tiny_wan_prior.safetensors")
+    dm = model.get_model_object("diffusion_model")
+    dim = dm.dim
+    g = torch.Generator().manual_seed(11)
+    branch = torch.nn.Linear(dim, dim)
+    with torch.no_grad():
+        branch.weight.copy_(0.05 * torch.randn(dim, dim, generator=g))
+    extra_tokens = torch.randn(1, 3, dim, generator=g)
+    captured, sites = [], []
+    plan = [attach.Attachment("blocks.0", "block_parallel", lambda x, txt, site: branch(x)),
+            attach.Attachment("blocks.1", "capture", lambda h, site: (captured.append(h.clone()), sites.append(site))),
+            attach.Attachment("blocks.1", "cross_context", lambda ctx, site: extra_tokens.expand(ctx.shape[0], -1, -1))]
+    patched = attach.attach(model, torch.nn.ModuleList([branch]), plan, strength=0.5)
+
+    ref = model.clone()
+    reference_hidden = []
+
+    def block0(args, extra):
+        out = extra["original_block"](args)
+        return {**out, "img": out["img"] + 0.5 * branch(args["img"])}
+
+    def block1(args, extra):
+        out = extra["original_block"](args)
+        reference_hidden.append(out["img"].clone())
+        return out
+
+    class CrossWithExtra(torch.nn.Module):
+        def __init__(self, orig):
+            super().__init__()
+            self.orig = [orig]
+
+        def forward(self, x, context, *a, **k):
+            return self.orig[0](x, torch.cat([context, extra_tokens.expand(context.shape[0], -1, -1)], 1), *a, **k)
+
+    ref.set_model_patch_replace(block0, "dit", "double_block", 0)
+    ref.set_model_patch_replace(block1, "dit", "double_block", 1)
+    ref.add_object_patch("diffusion_model.blocks.1.cross_attn", CrossWithExtra(dm.blocks[1].cross_attn))
+    x = torch.randn(1, 16, 2, 4, 4, generator=g)
+    ctx = torch.randn(1, 8, WAN_TEXT_DIM, generator=g)
+    outs = []
+    for m in (patched, ref):
+        comfy.model_management.load_models_gpu([m])
+        opts = dict(m.model_options["transformer_options"])
+        opts["wrappers"] = {}
+        comfy.patcher_extension.merge_nested_dicts(opts["wrappers"], m.wrappers, copy_dict1=False)
+        opts["cond_or_uncond"] = [0]
+        with torch.no_grad():
+            outs.append(m.model.apply_model(x, torch.tensor([0.5]), c_crossattn=ctx, transformer_options=opts))
+        comfy.model_management.unload_all_models()
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(captured[0], reference_hidden[0], rtol=1e-5, atol=1e-5)
+    assert sites[0].grid == (2, 2, 2) and sites[0].frames == 2 and sites[0].block.name == "blocks.1"
+
+
+def test_unet_cross_context_equals_hand_written(host, tiny):
+    import comfy.model_management
+
+    attach = host.pack_module("nodes.attach")
+    model = tiny.load("tiny_sd15_prior.safetensors")
+    name = "input_blocks.1.1.transformer_blocks.0"
+    g = torch.Generator().manual_seed(3)
+    extra = torch.randn(1, 4, SD_TEXT_DIM, generator=g)
+    plan = [attach.Attachment(name, "cross_context", lambda ctx, site: extra.expand(ctx.shape[0], -1, -1))]
+    patched = attach.attach(model, torch.nn.ModuleList(), plan)
+    comfy.model_management.load_models_gpu([patched])
+    blk = patched.model.diffusion_model.get_submodule(name)
+    c = blk.norm1.normalized_shape[0]
+    x = torch.randn(2, 4, c, generator=g)
+    ctx = torch.randn(2, 8, SD_TEXT_DIM, generator=g)
+    to = dict(patched.model_options["transformer_options"])
+    to.update(block=("input", 1), block_index=0, activations_shape=[2, c, 2, 2], cond_or_uncond=[0],
+              n_heads=blk.attn1.heads, dim_head=c // blk.attn1.heads)
+    with torch.no_grad():
+        got = blk(x, context=ctx, transformer_options=to)
+        hh = x + blk.attn1(blk.norm1(x))
+        hh = hh + blk.attn2(blk.norm2(hh), context=torch.cat([ctx, extra.expand(2, -1, -1)], 1))
+        want = blk.ff(blk.norm3(hh)) + hh
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    comfy.model_management.unload_all_models()
+
+
+def test_temporal_layers_see_frame_by_frame_tokens(host):
+    """SVD's temporal layers hold [videos*H*W, F, C]; temporal hooks get [videos*F, H*W, C] and the result goes back."""
+    attach = host.pack_module("nodes.attach")
+    blk = host.pack_module("nodes.host").Block("x.time_stack.0", "temporal", 3, 1, None, ("input", 1, 0))
+    site = attach.Site(blk, 4, (4, 2, 3), [0], None, {})
+    x = torch.randn(2 * 6, 4, 3)  # 2 videos, 2x3 positions, 4 frames
+    seen = []
+
+    def add_frame_index(tokens, s):
+        seen.append(tokens.shape)
+        frame = torch.arange(tokens.shape[0]) % 4
+        return tokens + frame.reshape(-1, 1, 1)
+
+    out = attach._UNetRouter._frame_tokens(add_frame_index, x, site)
+    assert seen == [torch.Size([8, 6, 3])]
+    torch.testing.assert_close(out - x, torch.arange(4.0).reshape(1, 4, 1).expand_as(x))
+
+
+# ----------------------------------------------------------------------------------------------------
+# the trainer's forward: each clip's own caption, text and image dropout
+
+
+def test_adapter_forward_uses_each_clips_caption_and_null_text(host, tiny):
+    simda = host.pack_module("nodes.simda")
+    describe = host.pack_module("nodes.host").describe
+    model = tiny.load("tiny_sd15_prior.safetensors")
+    g = torch.Generator().manual_seed(2)
+    ctx = [torch.randn(1, 8, SD_TEXT_DIM, generator=g) for _ in range(2)]
+    null = torch.randn(1, 8, SD_TEXT_DIM, generator=g)
+    fwd = simda.AdapterForward(model, "eps", [(ctx[0], {}), (ctx[1], {})], describe(model), null_text=null)
+    x = torch.randn(2, 3, 4, 4, 4, generator=g)  # 2 clips of 3 frames
+    sigma = torch.tensor([1.5, 4.0])
+
+    def native(xb, sb, cb):
+        d = model.model.apply_model(xb, sb.expand(xb.shape[0]), c_crossattn=cb.expand(xb.shape[0], -1, -1),
+                                    transformer_options={"cond_or_uncond": [0]})
+        return (xb - d) / sb
+
+    with torch.no_grad():
+        got = fwd(x, sigma, clip=torch.tensor([1, 0]), drop_text=torch.tensor([False, True]),
+                  drop_image=torch.tensor([False, False]))
+        torch.testing.assert_close(got[0], native(x[0], sigma[0], ctx[1]), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(got[1], native(x[1], sigma[1], null), rtol=1e-4, atol=1e-4)
+
+
+def test_train_adapters_settings_are_checked(host, tiny):
+    simda = host.pack_module("nodes.simda")
+    with pytest.raises(Exception, match="known settings"):
+        simda.kind_config("simda", '{"spatial_ratoi": 0.5}', "sd15")
+    with pytest.raises(Exception, match="JSON"):
+        simda.kind_config("simda", "{spatial_ratio: 0.5}", "sd15")
+    assert simda.kind_config("simda", '{"spatial_ratio": 0.5}', "sd15")["spatial_ratio"] == 0.5

@@ -345,3 +345,26 @@ def test_inversion_round_trip(host, request, family):
     print(f"inversion round trip ({family}): relative max error by steps {errors}")
     # first-order method: the error shrinks about linearly with the step size
     assert errors[50] < 0.5 * errors[5] and errors[50] < 0.05, errors
+
+
+def test_host_description_and_training_noise(host, sd, svd, wan):
+    """One description per model; training noise levels come from each model's own schedule."""
+    describe = host.pack_module("nodes.host").describe
+    common = host.pack_module("nodes.common")
+    d = describe(sd)
+    assert (d.family, d.architecture, d.prediction, d.sampler_space, d.frame_layout, d.text_width) == \
+        ("sd15", "unet", "eps", "eps", "batch", SD_TEXT_DIM)
+    assert {b.kind for b in d.blocks} == {"spatial"}
+    v = describe(svd)
+    assert v.family == "svd" and v.model_type == "V_PREDICTION_EDM" and v.prediction == "v"
+    assert {b.kind for b in v.blocks} == {"spatial", "temporal"}
+    w = describe(wan)
+    assert (w.family, w.architecture, w.prediction, w.frame_layout, w.text_width, w.patch_size) == \
+        ("wan21", "wan", "flow", "time", WAN_TEXT_DIM, (1, 2, 2))
+    assert [b.name for b in w.blocks] == [f"blocks.{i}" for i in range(len(w.blocks))]
+    noise = common.training_noise(svd)
+    assert noise["sigma_sampling"] == "schedule"
+    assert min(noise["sigma_table"]) == pytest.approx(0.002, rel=1e-3) and max(noise["sigma_table"]) == pytest.approx(700, rel=1e-3)
+    noise = common.training_noise(sd)
+    assert min(noise["sigma_table"]) == pytest.approx(0.0292, rel=1e-2) and max(noise["sigma_table"]) == pytest.approx(14.61, rel=1e-2)
+    assert common.training_noise(wan) == {"sigma_sampling": "flow_shift", "flow_shift": 8.0}
