@@ -368,3 +368,25 @@ def test_host_description_and_training_noise(host, sd, svd, wan):
     noise = common.training_noise(sd)
     assert min(noise["sigma_table"]) == pytest.approx(0.0292, rel=1e-2) and max(noise["sigma_table"]) == pytest.approx(14.61, rel=1e-2)
     assert common.training_noise(wan) == {"sigma_sampling": "flow_shift", "flow_shift": 8.0}
+
+
+@pytest.mark.parametrize("family", ["sd15", "wan21"])
+def test_files_written_by_0_2_0_load_and_sample_exactly_as_then(host, tiny, family):
+    """Adapter files written by version 0.2.0 (tests/host/data, with the outputs 0.2.0 sampled from them: SD 1.5
+    with latent shift, Wan with attention and FFN adapters) load through Load Adapters and give the same
+    samples today."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    data = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+    name = f"simda_0.2.0_{family}.safetensors"
+    target = os.path.join(host.models_dir, "video_adapters", "compat", name)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    shutil.copyfile(os.path.join(data, name), target)
+    model = tiny.load(SD if family == "sd15" else WAN)
+    dim, latent = (SD_TEXT_DIM, torch.zeros(4, 4, 4, 4)) if family == "sd15" else (WAN_TEXT_DIM, torch.zeros(1, 16, 2, 4, 4))
+    patched = host.call("VA_LoadAdapter", model, f"compat/{name}", 0.8, 0)[0]
+    got = sample(host, patched, cond(dim, 0), cond(dim, 1), latent, cfg=2.0, steps=2)
+    want = load_file(os.path.join(data, "simda_0.2.0_outputs.safetensors"))[family]
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)  # float rounding of values around 100
