@@ -40,6 +40,23 @@ def probe(host, guider, model, latent, sigma_index=1, steps=4, seed=0):
     return record
 
 
+def apply_patched(m, x, sigma, ctx):
+    """``apply_model`` of a patched MODEL with its patches, wrappers and object patches in place."""
+    import comfy.model_management
+    import comfy.patcher_extension
+
+    comfy.model_management.load_models_gpu([m])
+    opts = dict(m.model_options["transformer_options"])
+    opts["wrappers"] = {}
+    comfy.patcher_extension.merge_nested_dicts(opts["wrappers"], m.wrappers, copy_dict1=False)
+    opts["cond_or_uncond"] = [0]
+    try:
+        with torch.no_grad():
+            return m.model.apply_model(x, sigma, c_crossattn=ctx, transformer_options=opts)
+    finally:
+        comfy.model_management.unload_all_models()
+
+
 @pytest.fixture(scope="module")
 def wan_pair(host, tiny):
     return tiny.load("tiny_wan_domain.safetensors"), tiny.load("tiny_wan_prior.safetensors")
@@ -211,17 +228,7 @@ def test_wan_model_equals_hand_written_blocks(host, tiny):
     x = torch.randn(1, 16, t, 4, 4, generator=g)
     ctx = torch.randn(1, 8, WAN_TEXT_DIM, generator=g)
     sigma = torch.tensor([0.6])
-    outs = []
-    for m in (patched, ref):
-        comfy.model_management.load_models_gpu([m])
-        opts = dict(m.model_options["transformer_options"])
-        import comfy.patcher_extension
-        opts["wrappers"] = {}
-        comfy.patcher_extension.merge_nested_dicts(opts["wrappers"], m.wrappers, copy_dict1=False)
-        opts["cond_or_uncond"] = [0]
-        with torch.no_grad():
-            outs.append(m.model.apply_model(x, sigma, c_crossattn=ctx, transformer_options=opts))
-        comfy.model_management.unload_all_models()
+    outs = [apply_patched(m, x, sigma, ctx) for m in (patched, ref)]
     torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-5)
     base = model.model.apply_model(x, sigma, c_crossattn=ctx, transformer_options={"cond_or_uncond": [0]})
     assert (outs[0] - base).abs().max() > 1e-3
@@ -316,16 +323,7 @@ def test_wan_parallel_branch_capture_and_cross_context_equal_hand_written(host, 
     ref.add_object_patch("diffusion_model.blocks.1.cross_attn", CrossWithExtra(dm.blocks[1].cross_attn))
     x = torch.randn(1, 16, 2, 4, 4, generator=g)
     ctx = torch.randn(1, 8, WAN_TEXT_DIM, generator=g)
-    outs = []
-    for m in (patched, ref):
-        comfy.model_management.load_models_gpu([m])
-        opts = dict(m.model_options["transformer_options"])
-        opts["wrappers"] = {}
-        comfy.patcher_extension.merge_nested_dicts(opts["wrappers"], m.wrappers, copy_dict1=False)
-        opts["cond_or_uncond"] = [0]
-        with torch.no_grad():
-            outs.append(m.model.apply_model(x, torch.tensor([0.5]), c_crossattn=ctx, transformer_options=opts))
-        comfy.model_management.unload_all_models()
+    outs = [apply_patched(m, x, torch.tensor([0.5]), ctx) for m in (patched, ref)]
     torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(captured[0], reference_hidden[0], rtol=1e-5, atol=1e-5)
     assert sites[0].grid == (2, 2, 2) and sites[0].frames == 2 and sites[0].block.name == "blocks.1"
