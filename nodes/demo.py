@@ -26,13 +26,15 @@ TEXT_DIM = 4096  # umT5-XXL width, what Wan's text embedding expects
 TOKENS = 16
 
 
-def tiny_wan_state_dict(seed: int, num_layers: int, dim: int = 128, ffn_mult: int = 2) -> dict:
-    """A deterministic random-weight Wan 2.1 T2V state dict that ComfyUI's loaders detect as Wan 2.1 (dim must
-    be a multiple of 128: detection assumes 128-wide heads). Also used by the tests and benchmarks."""
+def tiny_wan_state_dict(seed: int, num_layers: int, dim: int = 128, ffn_mult: int = 2, model_type: str = "t2v") -> dict:
+    """A deterministic random-weight Wan 2.1 state dict that ComfyUI's loaders detect as Wan 2.1 (dim must be a
+    multiple of 128: detection assumes 128-wide heads); ``model_type="i2v"`` gives the image-to-video variant
+    (36 input channels: latent, mask and start-image latent, plus the CLIP-vision embedding). Also used by the
+    tests and benchmarks."""
     from comfy.ldm.wan.model import WanModel
     import comfy.ops
 
-    net = WanModel(model_type="t2v", patch_size=(1, 2, 2), in_dim=16, dim=dim, ffn_dim=ffn_mult * dim, freq_dim=256,
+    net = WanModel(model_type=model_type, patch_size=(1, 2, 2), in_dim=36 if model_type == "i2v" else 16, dim=dim, ffn_dim=ffn_mult * dim, freq_dim=256,
                    text_dim=TEXT_DIM, out_dim=16, num_heads=dim // 128, num_layers=num_layers,
                    operations=comfy.ops.disable_weight_init)
     g = torch.Generator().manual_seed(seed)

@@ -15,6 +15,7 @@ decide what to evaluate and hand ComfyUI's own machinery the rest:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -26,6 +27,7 @@ import comfy.sampler_helpers
 import comfy.samplers
 
 from .composition import Composition, next_sigma
+from .dual_cfg import dual_cfg, frame_scales
 
 PRIORS_KEY = "video_adapters_priors"
 
@@ -167,3 +169,54 @@ class ComposedGuider(comfy.samplers.CFGGuider):
             noise_fn = draw
 
         return comp.evaluate(x, timestep, guided_fn, prior_fn, sigma_next=sigma_next, noise_fn=noise_fn)
+
+
+class DualCFGGuider(comfy.samplers.CFGGuider):
+    """GUIDER for dual classifier-free guidance (``dual_cfg.py``) on one model with three conditionings:
+    ``positive`` (image and text), ``middle`` (image, no text) and ``negative`` (no image, no text). With
+    ``image_only`` (SVD: no text) ``middle`` is unused and the image term alone guides. The three predictions
+    come from one batched ``calc_cond_batch``; the image term goes through ComfyUI's ``cfg_function``, so
+    custom CFG functions and post-CFG hooks apply as in core's DualCFGGuider, which this equals given the
+    same three conditionings."""
+
+    def __init__(self, model_patcher, image_cfg: float, text_cfg: float, image_cfg_first: float | None = None,
+                 frame_axis: int = 2, image_only: bool = False):
+        super().__init__(model_patcher)
+        self.image_cfg, self.text_cfg = float(image_cfg), float(text_cfg)
+        self.image_cfg_first, self.frame_axis, self.image_only = image_cfg_first, frame_axis, image_only
+        self.cfg = self.image_cfg
+
+    def set_conds(self, positive, middle, negative):
+        import node_helpers
+
+        conds = {"positive": positive, "negative": negative}
+        if not self.image_only:
+            conds["middle"] = node_helpers.conditioning_set_values(middle, {"prompt_type": "negative"})
+        self.inner_set_conds(conds)
+
+    def _image_scale(self, x):
+        if self.image_cfg_first is None:
+            return self.image_cfg
+        frames = x.shape[self.frame_axis]
+        shape = [1] * x.ndim
+        shape[self.frame_axis] = frames
+        return frame_scales(self.image_cfg_first, self.image_cfg, frames).reshape(shape).to(x)
+
+    def predict_noise(self, x, timestep, model_options={}, seed=None):
+        full, none = self.conds.get("positive"), self.conds.get("negative")
+        middle = None if self.image_only else self.conds.get("middle")
+        s_v = self._image_scale(x)
+        s_t = 0.0 if self.image_only else self.text_cfg
+        constant_one = not torch.is_tensor(s_v) and math.isclose(s_v, 1.0)
+        if constant_one and not model_options.get("disable_cfg1_optimization", False):
+            none = None  # the image term is D_image itself: skip the no-image pass, as core does at cfg 1
+        out = comfy.samplers.calc_cond_batch(self.inner_model, [none, middle, full], x, timestep, model_options)
+        d_none, d_full = out[0], out[2]
+        d_image = d_full if self.image_only else out[1]
+        image_cond = full if self.image_only else middle
+
+        def image_guidance(d_img, d_no, scale):
+            return comfy.samplers.cfg_function(self.inner_model, d_img, d_no, scale, x, timestep,
+                                               model_options=model_options, cond=image_cond, uncond=none)
+
+        return dual_cfg(d_none, d_image, d_full, s_v, s_t, image_guidance)

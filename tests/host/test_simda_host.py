@@ -8,11 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tiny_models import SD_TEXT_DIM, WAN_TEXT_DIM, _randomise
+from tiny_models import SD_TEXT_DIM, SVD_CONTEXT, WAN_TEXT_DIM, _randomise, tiny_svd
 
 SD = "tiny_sd15_prior.safetensors"
 WAN = "tiny_wan_domain.safetensors"
-SVD_CONTEXT = 64
 
 
 def cond(dim, seed, tokens=8, **extra):
@@ -49,23 +48,7 @@ def wan(host, tiny):
 
 @pytest.fixture(scope="module")
 def svd(host):
-    """A tiny SVD built directly (detection pins the full-size config): one level, 64 channels."""
-    import comfy.model_patcher
-    import comfy.supported_models
-
-    cfg = {"model_channels": 64, "in_channels": 8, "out_channels": 4, "use_linear_in_transformer": True,
-           "transformer_depth": [1], "transformer_depth_output": [1, 1], "channel_mult": [1], "num_res_blocks": [1],
-           "context_dim": SVD_CONTEXT, "adm_in_channels": 768, "use_temporal_attention": True,
-           "use_temporal_resblock": True, "image_size": 32, "transformer_depth_middle": 1,
-           "use_spatial_transformer": True, "extra_ff_mix_layer": True, "use_spatial_context": True,
-           "merge_strategy": "learned_with_images", "merge_factor": 0.0, "video_kernel_size": [3, 1, 1],
-           "disable_temporal_crossattention": False, "num_classes": "sequential", "dtype": torch.float32}
-    mc = comfy.supported_models.SVD_img2vid(cfg)
-    mc.set_inference_dtype(torch.float32, None)
-    base = mc.get_model({})
-    _randomise(base.diffusion_model, seed=7, std=0.05)
-    base.requires_grad_(False)
-    return comfy.model_patcher.ModelPatcher(base, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
+    return tiny_svd()
 
 
 def svd_conds(frames, seed=0):

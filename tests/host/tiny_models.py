@@ -23,6 +23,29 @@ def _randomise(module: torch.nn.Module, seed: int, std: float = 0.02):
                 p.copy_(std * torch.randn(p.shape, generator=g))
 
 
+SVD_CONTEXT = 64
+
+
+def tiny_svd(seed: int = 7):
+    """A tiny SVD built directly (detection pins the full-size config): one level, 64 channels."""
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    cfg = {"model_channels": 64, "in_channels": 8, "out_channels": 4, "use_linear_in_transformer": True,
+           "transformer_depth": [1], "transformer_depth_output": [1, 1], "channel_mult": [1], "num_res_blocks": [1],
+           "context_dim": SVD_CONTEXT, "adm_in_channels": 768, "use_temporal_attention": True,
+           "use_temporal_resblock": True, "image_size": 32, "transformer_depth_middle": 1,
+           "use_spatial_transformer": True, "extra_ff_mix_layer": True, "use_spatial_context": True,
+           "merge_strategy": "learned_with_images", "merge_factor": 0.0, "video_kernel_size": [3, 1, 1],
+           "disable_temporal_crossattention": False, "num_classes": "sequential", "dtype": torch.float32}
+    mc = comfy.supported_models.SVD_img2vid(cfg)
+    mc.set_inference_dtype(torch.float32, None)
+    base = mc.get_model({})
+    _randomise(base.diffusion_model, seed=seed, std=0.05)
+    base.requires_grad_(False)
+    return comfy.model_patcher.ModelPatcher(base, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
+
+
 def tiny_sd15_state_dict(seed: int):
     import comfy.ops
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
@@ -46,6 +69,7 @@ class TinyModels:
             "tiny_wan_domain.safetensors": lambda: wan(seed=2, num_layers=1),
             "tiny_sd15_prior.safetensors": lambda: tiny_sd15_state_dict(seed=3),
             "tiny_sd15_domain.safetensors": lambda: tiny_sd15_state_dict(seed=4),
+            "tiny_wan_i2v.safetensors": lambda: wan(seed=5, num_layers=2, model_type="i2v"),
         }
         folder = os.path.join(host.models_dir, "diffusion_models")
         for name, make in files.items():

@@ -1,0 +1,140 @@
+"""Guidance nodes: dual classifier-free guidance for image-to-video models (AID / InstructPix2Pix).
+
+Thin: the rule is ``samplers/dual_cfg.py``, the GUIDER ``samplers/guiders.py``. This module builds the three
+conditionings the rule needs from what the native image-to-video nodes already produce, per family, from the
+host description.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from comfy_api.latest import io
+
+from ..samplers.guiders import DualCFGGuider
+from .common import CATEGORY, VideoAdapterError
+from .host import describe
+
+CAT_GUIDANCE = f"{CATEGORY}/guidance"
+CLIP_VISION_CHOICES = ("keep", "zero", "drop")
+RAMPS = ("constant", "linear")
+# the keys of the start-image latent the native nodes put on both positive and negative
+IMAGE_LATENT_KEYS = ("concat_latent_image", "concat_mask", "concat_image")
+
+
+def _zeroed(clip_vision_output):
+    out = copy.copy(clip_vision_output)
+    for name, value in list(vars(clip_vision_output).items()):
+        if torch.is_tensor(value):
+            setattr(out, name, torch.zeros_like(value))
+    return out
+
+
+def without_image(conditioning, clip_vision: str):
+    """``conditioning`` with its image condition removed: the start-image latent and mask always; the
+    CLIP-vision features kept, zeroed or dropped (``clip_vision``)."""
+    out = []
+    for tensor, extras in conditioning:
+        extras = {k: v for k, v in extras.items() if k not in IMAGE_LATENT_KEYS}
+        if "clip_vision_output" in extras:
+            if clip_vision == "drop":
+                extras.pop("clip_vision_output")
+            elif clip_vision == "zero":
+                extras["clip_vision_output"] = _zeroed(extras["clip_vision_output"])
+        out.append([tensor, extras])
+    return out
+
+
+def _has_image(conditioning) -> bool:
+    return any(k in extras for _, extras in conditioning for k in IMAGE_LATENT_KEYS + ("clip_vision_output",))
+
+
+def dual_conditionings(model, positive, negative, clip_vision: str = "keep"):
+    """``(full, image, none, image_only, summary)`` for a model and the positive / negative its native
+    image-to-video node made."""
+    host = describe(model, "model")
+    if host.family == "svd":
+        # SVD has no text: positive is the image condition, negative SVD's own all-zero "no image" condition
+        return positive, None, negative, True, ("SVD: image-only guidance (SVD has no text; text_cfg is not used): "
+                                                 "positive = the image condition, negative = no image")
+    if host.family == "wan22_5b":
+        raise VideoAdapterError(
+            "model is Wan 2.2 TI2V 5B, whose start image lives in the latent itself (Wan22ImageToVideoLatent writes it "
+            "into the noise latent and the denoise mask): there is no 'no image' prediction to guide against. Use "
+            "plain CFG (CFGGuider) with this model, or a Wan 2.1 / 2.2 14B image-to-video model here")
+    if not _has_image(positive):
+        raise VideoAdapterError(
+            f"positive carries no image condition for {host.model_config}: connect the positive and negative outputs "
+            "of WanImageToVideo (or WanFirstLastFrameToVideo) with a start_image, or SVD_img2vid_Conditioning")
+    if not _has_image(negative):
+        raise VideoAdapterError(
+            "negative carries no image condition: connect the negative output of the same image-to-video node as "
+            "positive (it puts the start image on both), so the image-without-text prediction can be made")
+    none = without_image(negative, clip_vision)
+    summary = (f"{host.model_config}: full = positive (image + text), image = negative (image + negative text), "
+               f"none = negative without the start-image latent and mask, CLIP-vision features {clip_vision}"
+               + ("" if any("clip_vision_output" in e for _, e in positive) else " (none connected)"))
+    return positive, negative, none, False, summary
+
+
+class DualCFG(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VA_DualCFGGuider",
+            display_name="Dual CFG Guider (image + text)",
+            category=CAT_GUIDANCE,
+            description=(
+                "Classifier-free guidance with separate scales for the start image and the text of an image-to-video "
+                "model (AID, InstructPix2Pix): D = D(no image, no text) + image_cfg * (D(image) - D(no image)) + "
+                "text_cfg * (D(image, text) - D(image)). Takes the positive / negative of WanImageToVideo, "
+                "WanFirstLastFrameToVideo or SVD_img2vid_Conditioning and builds the three conditionings itself; the "
+                "three predictions run in one batched pass. Connect to SamplerCustomAdvanced."),
+            inputs=[
+                io.Model.Input("model", tooltip="An image-to-video model (Wan 2.1 / 2.2 14B I2V, SVD)."),
+                io.Conditioning.Input("positive", tooltip="Positive of the image-to-video conditioning node: start image "
+                                      "and prompt."),
+                io.Conditioning.Input("negative", tooltip="Negative of the same node: start image and negative prompt."),
+                io.Float.Input("image_cfg", default=1.5, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="s_V: how strongly the video follows the start image. 1 = plain text CFG with the "
+                                       "image in both branches. With a linear ramp: the value at the last frame."),
+                io.Float.Input("text_cfg", default=5.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="s_T: how strongly the video follows the text. Unused for SVD (no text)."),
+                io.Combo.Input("image_cfg_ramp", options=list(RAMPS), default="constant", optional=True,
+                               tooltip="linear: image_cfg ramps per latent frame from image_cfg_first_frame to "
+                                       "image_cfg (as SVD's own pipeline and VideoLinearCFGGuidance ramp their CFG)."),
+                io.Float.Input("image_cfg_first_frame", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               optional=True, tooltip="image_cfg at the first latent frame when the ramp is linear."),
+                io.Combo.Input("clip_vision_in_no_image", options=list(CLIP_VISION_CHOICES), default="keep",
+                               optional=True,
+                               tooltip="Wan: what the no-image prediction gets of the CLIP-vision features. keep "
+                                       "(default): only the start-image latent is removed; zero: zeroed features; "
+                                       "drop: none (Wan's image cross-attention then reads text tokens, an input the "
+                                       "model never saw)."),
+            ],
+            outputs=[io.Guider.Output(tooltip="Guider for SamplerCustomAdvanced."),
+                     io.String.Output(display_name="summary", tooltip="Which three conditionings were built.")],
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, image_cfg, text_cfg, image_cfg_ramp="constant",
+                image_cfg_first_frame=1.0, clip_vision_in_no_image="keep") -> io.NodeOutput:
+        for name, v in (("image_cfg", image_cfg), ("text_cfg", text_cfg), ("image_cfg_first_frame", image_cfg_first_frame)):
+            if not v == v or v in (float("inf"), float("-inf")):
+                raise VideoAdapterError(f"{name} is {v}; give a finite number")
+        if clip_vision_in_no_image not in CLIP_VISION_CHOICES:
+            raise VideoAdapterError(f"clip_vision_in_no_image '{clip_vision_in_no_image}': use one of "
+                                    f"{', '.join(CLIP_VISION_CHOICES)}")
+        full, image, none, image_only, summary = dual_conditionings(model, positive, negative, clip_vision_in_no_image)
+        host = describe(model, "model")
+        first = float(image_cfg_first_frame) if image_cfg_ramp == "linear" else None
+        guider = DualCFGGuider(model, image_cfg, text_cfg, first, frame_axis=2 if host.frame_layout == "time" else 0,
+                               image_only=image_only)
+        guider.set_conds(full, image, none)
+        if first is not None:
+            summary += f"; image_cfg ramps from {first:g} (first frame) to {float(image_cfg):g} (last)"
+        return io.NodeOutput(guider, summary)
+
+
+NODES = [DualCFG]
