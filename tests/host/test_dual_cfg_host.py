@@ -5,19 +5,12 @@ conditionings, core CFGGuider, and single-condition evaluations combined by hand
 import pytest
 import torch
 
-from tiny_models import SVD_CONTEXT, WAN_TEXT_DIM, ToyVAE, tiny_svd
+from tiny_models import SVD_CONTEXT, WAN_TEXT_DIM, ToyVAE, tiny_svd, toy_clip_vision_output
 from test_references_host import cond, probe
 
 
 def clip_vision(seed=0):
-    import comfy.clip_vision
-
-    out = comfy.clip_vision.Output()
-    g = torch.Generator().manual_seed(seed)
-    out["penultimate_hidden_states"] = torch.randn(1, 257, 1280, generator=g)
-    out["last_hidden_state"] = torch.randn(1, 257, 1280, generator=g)
-    out["image_embeds"] = torch.randn(1, 1024, generator=g)
-    return out
+    return toy_clip_vision_output(seed)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ WORKFLOWS = sorted(glob.glob(os.path.join(WF_DIR, "*.json")))
 TINY_FOR = {  # real model file -> tiny stand-in
     "wan2.1_t2v_14B_fp16.safetensors": "tiny_wan_prior.safetensors",
     "wan2.1_t2v_1.3B_fp16.safetensors": "tiny_wan_domain.safetensors",
+    "wan2.1_i2v_480p_14B_fp16.safetensors": "tiny_wan_i2v.safetensors",
 }
 
 
@@ -139,6 +140,12 @@ def tiny_prompt(wf, host):
             inp.update(width=32, height=32)
         elif t == "CLIPLoader":
             prompt[nid] = {"class_type": "VATest_ToyTextEncoder", "inputs": {"dim": 768 if sd else 4096}}
+        elif t == "CLIPVisionLoader":
+            del prompt[nid]
+        elif t == "CLIPVisionEncode":
+            prompt[nid] = {"class_type": "VATest_ClipVisionOutput", "inputs": {"image": inp["image"]}}
+        elif t == "WanImageToVideo":
+            inp.update(width=32, height=32, length=9)
         elif t == "VAELoader":
             prompt[nid] = {"class_type": "VATest_ToyVAE", "inputs": {"kind": "image" if sd else "video"}}
     return prompt

@@ -127,6 +127,16 @@ def register_test_nodes(host):
         def execute(cls, kind):
             return io.NodeOutput(ToyVAE(video=kind == "video"))
 
+    class TestClipVision(io.ComfyNode):
+        @classmethod
+        def define_schema(cls):
+            return io.Schema(node_id="VATest_ClipVisionOutput", category="_for_testing",
+                             inputs=[io.Image.Input("image")], outputs=[io.ClipVisionOutput.Output()])
+
+        @classmethod
+        def execute(cls, image):
+            return io.NodeOutput(toy_clip_vision_output(int(image.sum() * 1000) % 997))
+
     class TestTextEncoder(io.ComfyNode):
         @classmethod
         def define_schema(cls):
@@ -137,7 +147,7 @@ def register_test_nodes(host):
         def execute(cls, dim):
             return io.NodeOutput(ToyTextEncoder(dim))
 
-    for cls in (TestConditioning, TestLatentToImage, TestVAE, TestTextEncoder):
+    for cls in (TestConditioning, TestLatentToImage, TestVAE, TestTextEncoder, TestClipVision):
         node_id = cls.GET_SCHEMA().node_id
         host.nodes.NODE_CLASS_MAPPINGS[node_id] = cls
 
@@ -177,6 +187,18 @@ class ToyTextEncoder:
 
     def encode_from_tokens_scheduled(self, tokens):
         return [[toy_text_embedding(tokens["text"], self.dim), {}]]
+
+
+def toy_clip_vision_output(seed: int = 0):
+    """A CLIP-vision output of ViT-H's shape (257 tokens of width 1280), as Wan's image embedding reads it."""
+    import comfy.clip_vision
+
+    out = comfy.clip_vision.Output()
+    g = torch.Generator().manual_seed(seed)
+    out["penultimate_hidden_states"] = torch.randn(1, 257, 1280, generator=g)
+    out["last_hidden_state"] = torch.randn(1, 257, 1280, generator=g)
+    out["image_embeds"] = torch.randn(1, 1024, generator=g)
+    return out
 
 
 def toy_text_embedding(text: str, dim: int) -> torch.Tensor:

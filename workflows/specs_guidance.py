@@ -1,0 +1,80 @@
+"""Dual classifier-free guidance workflows: Wan 2.1 image-to-video and SVD with separate image and text scales."""
+
+from __future__ import annotations
+
+from build_workflows import MODELS as WAN_MODELS, N, NEGATIVE, WAN_REPO
+
+WAN_I2V = "wan2.1_i2v_480p_14B_fp16.safetensors"
+CLIP_VISION = "clip_vision_h.safetensors"
+SVD = "svd_xt.safetensors"
+MODELS = {
+    WAN_I2V: ("diffusion_models", f"{WAN_REPO}/diffusion_models/{WAN_I2V}"),
+    CLIP_VISION: ("clip_vision", f"{WAN_REPO}/clip_vision/{CLIP_VISION}"),
+}
+TEXT_ENCODER = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
+VAE = "wan_2.1_vae.safetensors"
+assert TEXT_ENCODER in WAN_MODELS and VAE in WAN_MODELS
+PROMPT = "the lighthouse keeper opens the door and steps out into the wind, camera slowly pushes in"
+
+
+def wan_i2v_dual_cfg():
+    nodes = [
+        N(1, "UNETLoader", 0, 0, {"unet_name": WAN_I2V, "weight_dtype": "default"}),
+        N(2, "CLIPLoader", 0, 1, {"clip_name": TEXT_ENCODER, "type": "wan", "device": "default"}),
+        N(3, "VAELoader", 0, 2, {"vae_name": VAE}),
+        N(4, "CLIPVisionLoader", 0, 3, {"clip_name": CLIP_VISION}),
+        N(5, "LoadImage", 0, 4, {"image": "example.png"}, title="Start image"),
+        N(6, "CLIPVisionEncode", 1, 3, {"crop": "none"}, {"clip_vision": (4, 0), "image": (5, 0)}),
+        N(7, "CLIPTextEncode", 1, 0, {"text": PROMPT}, {"clip": (2, 0)}, title="Prompt"),
+        N(8, "CLIPTextEncode", 1, 1, {"text": NEGATIVE}, {"clip": (2, 0)}, title="Negative prompt"),
+        N(9, "WanImageToVideo", 2, 0, {"width": 832, "height": 480, "length": 33, "batch_size": 1},
+          {"positive": (7, 0), "negative": (8, 0), "vae": (3, 0), "clip_vision_output": (6, 0),
+           "start_image": (5, 0)}),
+        N(10, "VA_DualCFGGuider", 3, 0, {"image_cfg": 1.5, "text_cfg": 5.0, "image_cfg_ramp": "constant",
+                                         "image_cfg_first_frame": 1.0, "clip_vision_in_no_image": "keep"},
+          {"model": (1, 0), "positive": (9, 0), "negative": (9, 1)}),
+        N(11, "BasicScheduler", 3, 2, {"scheduler": "simple", "steps": 20, "denoise": 1.0}, {"model": (1, 0)}),
+        N(12, "KSamplerSelect", 3, 3, {"sampler_name": "euler"}),
+        N(13, "RandomNoise", 3, 4, {"noise_seed": 7}),
+        N(14, "SamplerCustomAdvanced", 4, 0, links={"noise": (13, 0), "guider": (10, 0), "sampler": (12, 0),
+                                                    "sigmas": (11, 0), "latent_image": (9, 2)}),
+        N(15, "VAEDecode", 5, 0, links={"samples": (14, 0), "vae": (3, 0)}),
+        N(16, "CreateVideo", 6, 0, {"fps": 16.0}, {"images": (15, 0)}),
+        N(17, "SaveVideo", 7, 0, {"filename_prefix": "video/wan_i2v_dual_cfg", "format": "auto", "codec": "auto"},
+          {"video": (16, 0)}),
+    ]
+    notes = [("## Wan 2.1 image-to-video with dual CFG\nThe start image and the text get their own guidance "
+              "scales. image_cfg: how closely the video keeps to the start image (1 = ordinary CFG on the text). "
+              "text_cfg: how strongly the prompt steers. Try image_cfg 1.0-2.5 with text_cfg 4-6. The guider "
+              "makes the three conditionings itself from WanImageToVideo's positive and negative.", 0, 6)]
+    return nodes, notes
+
+
+def svd_dual_cfg():
+    """SVD has no text: the guider is image-only CFG, with SVD's usual per-frame ramp."""
+    nodes = [
+        N(1, "ImageOnlyCheckpointLoader", 0, 0, {"ckpt_name": SVD}),
+        N(2, "LoadImage", 0, 2, {"image": "example.png"}, title="First frame"),
+        N(3, "SVD_img2vid_Conditioning", 1, 0, {"width": 1024, "height": 576, "video_frames": 14,
+                                                "motion_bucket_id": 127, "fps": 6, "augmentation_level": 0.0},
+          {"clip_vision": (1, 1), "init_image": (2, 0), "vae": (1, 2)}),
+        N(4, "VA_DualCFGGuider", 2, 0, {"image_cfg": 2.5, "text_cfg": 1.0, "image_cfg_ramp": "linear",
+                                        "image_cfg_first_frame": 1.0, "clip_vision_in_no_image": "keep"},
+          {"model": (1, 0), "positive": (3, 0), "negative": (3, 1)}),
+        N(5, "BasicScheduler", 2, 2, {"scheduler": "karras", "steps": 20, "denoise": 1.0}, {"model": (1, 0)}),
+        N(6, "KSamplerSelect", 2, 3, {"sampler_name": "euler"}),
+        N(7, "RandomNoise", 2, 4, {"noise_seed": 7}),
+        N(8, "SamplerCustomAdvanced", 3, 0, links={"noise": (7, 0), "guider": (4, 0), "sampler": (6, 0),
+                                                   "sigmas": (5, 0), "latent_image": (3, 2)}),
+        N(9, "VAEDecode", 4, 0, links={"samples": (8, 0), "vae": (1, 2)}),
+        N(10, "CreateVideo", 5, 0, {"fps": 6.0}, {"images": (9, 0)}),
+        N(11, "SaveVideo", 6, 0, {"filename_prefix": "video/svd_dual_cfg", "format": "auto", "codec": "auto"},
+          {"video": (10, 0)}),
+    ]
+    notes = [("## SVD with the Dual CFG Guider\nSVD has no text, so the guider is image-only CFG here: image_cfg "
+              "ramps from 1.0 at the first frame to 2.5 at the last, as SVD's own pipeline does. Put svd_xt.safetensors "
+              "in models/checkpoints (a gated download: accept its license on Hugging Face first).", 0, 5)]
+    return nodes, notes
+
+
+WORKFLOWS = {"wan_i2v_dual_cfg": wan_i2v_dual_cfg, "svd_dual_cfg": svd_dual_cfg}
