@@ -1,0 +1,160 @@
+"""State prompts (AID): a multimodal LLM turns one instruction and the first frame into the video's successive
+states, which are then placed on frames. Host-free: the prompt we send, the answer format we ask for, a
+parser that copes with what models actually answer, and the frame schedule.
+
+AID's own prompt template is unpublished; the one below is ours. It asks for exactly ``n`` short states as a
+JSON object ``{"states": [...]}`` (with a JSON schema where the backend supports structured output) and says
+what a state is: what the scene looks like at that moment, not an action to perform.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You plan short videos. You look at the first frame of a video and read an instruction that says what "
+    "happens in the video. You describe the video as a sequence of states: each state says, in one short "
+    "sentence, what the scene looks like at that moment (objects, their positions, the hands or tools acting on "
+    "them), in the order they occur. The first state is the scene as it is in the image; the last state is the "
+    "scene once the instruction is complete.")
+
+
+class StatePromptError(ValueError):
+    """The model's answer could not be turned into the requested states; the message shows the answer."""
+
+
+def user_prompt(instruction: str, n: int) -> str:
+    return (f"Instruction: {instruction.strip()}\n"
+            f"Describe the video as exactly {n} successive states, from the first frame to the end. Answer with "
+            f'JSON only, in the form {{"states": ["state 1", ..., "state {n}"]}}, with {n} strings of at most 30 words.')
+
+
+def retry_prompt(n: int, got: int) -> str:
+    return (f"Your answer had {got} states, but exactly {n} are needed. Answer again with JSON only: "
+            f'{{"states": [...]}} with exactly {n} strings.')
+
+
+def messages(instruction: str, n: int, system_prompt: str | None = None, with_image: bool = True) -> list[dict]:
+    """Chat messages in the OpenAI / transformers format; the image, if any, is the first content part of the
+    user message (``{"type": "image"}``: backends attach the actual picture there)."""
+    content: list[dict[str, Any]] = [{"type": "image"}] if with_image else []
+    content.append({"type": "text", "text": user_prompt(instruction, n)})
+    return [{"role": "system", "content": system_prompt or DEFAULT_SYSTEM_PROMPT},
+            {"role": "user", "content": content}]
+
+
+def json_schema(n: int, max_chars: int = 240) -> dict:
+    """JSON schema of the answer, for backends with structured output. String lengths are capped: a small
+    or random model may otherwise never close a string."""
+    return {"type": "object", "additionalProperties": False, "required": ["states"],
+            "properties": {"states": {"type": "array", "minItems": n, "maxItems": n,
+                                      "items": {"type": "string", "minLength": 1, "maxLength": max_chars}}}}
+
+
+_ITEM = re.compile(r"^\s*(?:[-*\u2022\u25cf]|\(?\d{1,2}[.):\]]|(?:state|step|frame)\s*\d{1,2}\s*[:.)\-\u2013]|\d{1,2}\s*[-\u2013])\s*",
+                   re.IGNORECASE)
+
+
+def _clean(item: Any) -> str:
+    if isinstance(item, dict):  # {"state": "..."} / {"description": "..."}: the first string value
+        item = next((v for v in item.values() if isinstance(v, str)), "")
+    text = str(item).strip().strip(",").strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'`":
+        text = text[1:-1].strip()
+    return re.sub(r"\s+", " ", text)
+
+
+def _from_json(value: Any) -> list[str] | None:
+    if isinstance(value, dict):
+        for key in ("states", "state_prompts", "steps", "prompts"):
+            if isinstance(value.get(key), list):
+                return [_clean(v) for v in value[key]]
+        lists = [v for v in value.values() if isinstance(v, list)]
+        return [_clean(v) for v in lists[0]] if len(lists) == 1 else None
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return None
+
+
+def _json_candidates(text: str):
+    fenced = re.findall(r"```(?:json)?\s*(.*?)```", text, flags=re.DOTALL)
+    yield from fenced
+    yield text
+    for opener, closer in (("{", "}"), ("[", "]")):
+        start = text.find(opener)
+        end = text.rfind(closer)
+        if 0 <= start < end:
+            yield text[start:end + 1]
+
+
+def parse_states(text: str) -> list[str]:
+    """The states in a model's answer: a JSON object or list (also inside a code fence or surrounded by other
+    text), else numbered, bulleted or "State k:" lines, else non-empty lines. Empty items are dropped."""
+    for candidate in _json_candidates(text):
+        try:
+            value = json.loads(candidate.strip(), strict=False)
+        except (json.JSONDecodeError, ValueError):
+            continue
+        states = _from_json(value)
+        if states is not None:
+            return [s for s in states if s]
+    lines = [line for line in text.splitlines() if line.strip()]
+    items = [_ITEM.sub("", line, count=1) for line in lines if _ITEM.match(line)]
+    if items:
+        return [s for s in (_clean(i) for i in items) if s]
+    # no structure: one state per line, leaving out a lead-in such as "Here are the states:"
+    plain = [_clean(line) for line in lines if not line.rstrip().endswith(":")]
+    return [s for s in plain if s]
+
+
+def exactly(states: list[str], n: int, raw: str) -> list[str]:
+    if len(states) != n:
+        shown = raw if len(raw) <= 600 else raw[:600] + " ..."
+        raise StatePromptError(f"the model gave {len(states)} states instead of {n}, also after a retry. Its answer "
+                               f"was: {shown!r}. Try another seed, more max_tokens, a larger model, or fewer states")
+    return states
+
+
+def state_frames(n: int, frames: int, temporal_stride: int = 1) -> list[int]:
+    """The first pixel frame of each of ``n`` states over a video of ``frames`` frames, evenly spaced. With a
+    ``temporal_stride`` (4 for Wan's VAE: latent frame k >= 1 holds pixel frames 4k-3 .. 4k) each start is the
+    first pixel frame of a latent frame, so a state never begins inside one."""
+    if n < 1 or frames < 1:
+        raise ValueError("states and frames must be positive")
+    slots = 1 + (frames - 1) // temporal_stride if temporal_stride > 1 else frames
+    if n > slots:
+        raise ValueError(f"{n} states do not fit {frames} frames ({slots} latent frames); use fewer states or more "
+                         "frames")
+    starts = []
+    for i in range(n):
+        f = round(i * frames / n)
+        if temporal_stride > 1 and f > 0:
+            f = 1 + temporal_stride * round((f - 1) / temporal_stride)
+        starts.append(min(f, frames - 1))
+    step = max(1, temporal_stride)
+    for i in range(1, n):  # strictly increasing: a later state never replaces an earlier one
+        if starts[i] <= starts[i - 1]:
+            starts[i] = 1 if starts[i - 1] == 0 else starts[i - 1] + step
+    return starts
+
+
+def schedule(states: list[str], frames: int, temporal_stride: int = 1) -> str:
+    """Frame-indexed prompts in the format prompt-schedule nodes read: ``"0": "...",`` one per line."""
+    starts = state_frames(len(states), frames, temporal_stride)
+    return ",\n".join(f"{json.dumps(str(f))}: {json.dumps(s)}" for f, s in zip(starts, states))
+
+
+def parse_schedule(text: str) -> list[tuple[int, str]]:
+    """Inverse of :func:`schedule` (also reads the same format written by hand): ``[(frame, prompt)]`` sorted."""
+    try:
+        value = json.loads("{" + text.strip().rstrip(",") + "}", strict=False)
+    except json.JSONDecodeError as e:
+        raise ValueError(f'schedule: expected lines like "0": "prompt", ({e.msg})') from None
+    out = []
+    for key, prompt in value.items():
+        if not str(key).strip().isdigit():
+            raise ValueError(f"schedule: {key!r} is not a frame number")
+        out.append((int(key), str(prompt)))
+    return sorted(out)

@@ -1,0 +1,343 @@
+"""MLLM state prompts (AID): a multimodal LLM decomposes an instruction into the video's successive states.
+
+Two sources of a model, each a small node returning a ``VA_MLLM``:
+
+* **Load MLLM (local)**: a transformers model folder under ``models/LLM`` (loaded with ``local_files_only``).
+  It runs in a ``ModelPatcher``, so ComfyUI's model management loads it, and can evict it when a diffusion model
+  needs the memory; unless ``keep_loaded`` is set it is unloaded right after answering.
+* **MLLM Endpoint**: any OpenAI-compatible chat-completions server (Ollama, LM Studio, vLLM, llama.cpp's
+  server), with JSON-schema structured output where the server has it and Ollama's ``keep_alive``.
+
+transformers is imported only when a local model is used (ComfyUI itself depends on it).
+The prompt, the answer format and the parser are in ``adapters/state_prompts.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io as _io
+import json
+import os
+import urllib.error
+import urllib.request
+
+import numpy as np
+import torch
+
+import comfy.model_management
+import comfy.model_patcher
+import folder_paths
+from comfy_api.latest import io
+
+from ..adapters import state_prompts as sp
+from .common import CATEGORY, VideoAdapterError
+
+CAT_MLLM = f"{CATEGORY}/mllm"
+LLM_FOLDER = "LLM"
+if LLM_FOLDER not in folder_paths.folder_names_and_paths:
+    folder_paths.folder_names_and_paths[LLM_FOLDER] = ([os.path.join(folder_paths.models_dir, LLM_FOLDER)], set())
+MLLM = io.Custom("VA_MLLM")  # stored in workflow files: never rename
+DTYPES = {"auto": None, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _pil(image: torch.Tensor):
+    """The first frame of an IMAGE batch as a PIL image."""
+    from PIL import Image
+
+    frame = image[0] if image.ndim == 4 else image
+    return Image.fromarray(np.clip(frame[..., :3].cpu().float().numpy() * 255.0, 0, 255).astype(np.uint8))
+
+
+def model_folders() -> list[str]:
+    """Model folders (with a config.json) under models/LLM, up to two levels deep, as relative paths."""
+    found = set()
+    for root in folder_paths.get_folder_paths(LLM_FOLDER):
+        if not os.path.isdir(root):
+            continue
+        for dirpath, dirnames, filenames in os.walk(root):
+            depth = os.path.relpath(dirpath, root).count(os.sep)
+            if "config.json" in filenames and dirpath != root:
+                found.add(os.path.relpath(dirpath, root).replace(os.sep, "/"))
+                dirnames[:] = []
+            elif depth >= 1:
+                dirnames[:] = []
+    return sorted(found)
+
+
+def _unload(patcher) -> None:
+    """Unload one model from ComfyUI's loaded models (newer ComfyUI has a function for it)."""
+    mm = comfy.model_management
+    if hasattr(mm, "unload_model_and_clones"):
+        mm.unload_model_and_clones(patcher)
+        return
+    for lm in list(mm.current_loaded_models):
+        if lm.model is patcher:
+            lm.model_unload()
+            mm.current_loaded_models.remove(lm)
+    mm.soft_empty_cache()
+
+
+class LocalMLLM:
+    """A transformers image-text-to-text model in a folder, loaded on first use."""
+
+    def __init__(self, path: str, dtype: str = "auto", keep_loaded: bool = False):
+        self.path, self.dtype, self.keep_loaded = path, dtype, keep_loaded
+        self.processor = None
+        self.patcher = None
+        self.label = os.path.basename(path)
+
+    def _load(self):
+        try:
+            import transformers
+            from transformers import AutoModelForImageTextToText, AutoProcessor
+        except ImportError as e:
+            raise VideoAdapterError(f"Load MLLM needs the transformers package ({e}); install it into ComfyUI's "
+                                    "Python: python -m pip install transformers") from None
+        major = int(transformers.__version__.split(".")[0])
+        if major < 4:
+            raise VideoAdapterError(f"transformers {transformers.__version__} is too old for Load MLLM; 4.50 or "
+                                    "newer is needed")
+        dtype = DTYPES[self.dtype]
+        if dtype is None:
+            dtype = comfy.model_management.text_encoder_dtype(comfy.model_management.text_encoder_device())
+        try:
+            self.processor = AutoProcessor.from_pretrained(self.path, local_files_only=True)
+            model = AutoModelForImageTextToText.from_pretrained(self.path, local_files_only=True, dtype=dtype)
+        except (OSError, ValueError) as e:
+            raise VideoAdapterError(f"model_folder: {self.path} could not be loaded as an image-text-to-text "
+                                    f"model ({e})") from None
+        model.eval().requires_grad_(False)
+        holder = torch.nn.Module()  # ModelPatcher sets .device on its model; transformers models do not allow it
+        holder.llm = model
+        self.patcher = comfy.model_patcher.ModelPatcher(
+            holder, load_device=comfy.model_management.text_encoder_device(),
+            offload_device=comfy.model_management.text_encoder_offload_device())
+
+    def generate(self, messages: list[dict], image, seed: int, max_tokens: int, schema: dict | None = None) -> str:
+        if self.patcher is None:
+            self._load()
+        msgs = []
+        for m in messages:
+            content = m["content"]
+            if isinstance(content, list):
+                content = [({"type": "image", "image": _pil(image)} if part.get("type") == "image" else part)
+                           for part in content if part.get("type") != "image" or image is not None]
+            else:
+                content = [{"type": "text", "text": content}]
+            msgs.append({"role": m["role"], "content": content})
+        comfy.model_management.load_models_gpu([self.patcher], force_full_load=True)
+        try:
+            model = self.patcher.model.llm
+            inputs = self.processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True,
+                                                        return_dict=True, return_tensors="pt")
+            inputs = {k: (v.to(self.patcher.load_device) if torch.is_tensor(v) else v) for k, v in inputs.items()}
+            torch.manual_seed(int(seed))
+            with torch.inference_mode():
+                out = model.generate(**inputs, max_new_tokens=int(max_tokens), do_sample=False)
+            answer = out[:, inputs["input_ids"].shape[1]:]
+            return self.processor.batch_decode(answer, skip_special_tokens=True)[0]
+        finally:
+            if not self.keep_loaded:
+                _unload(self.patcher)
+
+
+class EndpointMLLM:
+    """An OpenAI-compatible chat-completions endpoint."""
+
+    def __init__(self, base_url: str, model: str, api_key_env: str = "", timeout: int = 120, keep_alive: str = "",
+                 structured_output: bool = True):
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model, self.api_key_env, self.timeout = model, api_key_env, int(timeout)
+        self.keep_alive, self.structured_output = keep_alive, structured_output
+        self.label = f"{model} at {base_url}"
+
+    def _post(self, body: dict) -> dict:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key_env:
+            key = os.environ.get(self.api_key_env)
+            if not key:
+                raise VideoAdapterError(f"api_key_env: the environment variable {self.api_key_env} is not set")
+            headers["Authorization"] = f"Bearer {key}"
+        req = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers, method="POST")
+        with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            return json.loads(resp.read().decode("utf-8"), strict=False)
+
+    def generate(self, messages: list[dict], image, seed: int, max_tokens: int, schema: dict | None = None) -> str:
+        msgs = []
+        for m in messages:
+            content = m["content"]
+            if isinstance(content, list):
+                parts = []
+                for part in content:
+                    if part.get("type") == "image":
+                        if image is None:
+                            continue
+                        buf = _io.BytesIO()
+                        _pil(image).save(buf, format="PNG")
+                        url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+                        parts.append({"type": "image_url", "image_url": {"url": url}})
+                    else:
+                        parts.append(part)
+                content = parts
+            msgs.append({"role": m["role"], "content": content})
+        body = {"model": self.model, "messages": msgs, "max_tokens": int(max_tokens), "temperature": 0,
+                "seed": int(seed), "stream": False}
+        if self.keep_alive != "":
+            body["keep_alive"] = int(self.keep_alive) if self.keep_alive.lstrip("-").isdigit() else self.keep_alive
+        if self.structured_output and schema is not None:
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "states", "schema": schema, "strict": True}}
+        try:
+            try:
+                reply = self._post(body)
+            except urllib.error.HTTPError as e:
+                if e.code != 400 or "response_format" not in body:
+                    raise
+                body.pop("response_format")  # a server without structured output: ask in words only
+                reply = self._post(body)
+        except urllib.error.HTTPError as e:
+            detail = e.read().decode("utf-8", "replace")[:300]
+            raise VideoAdapterError(f"the endpoint {self.url} answered {e.code}: {detail}") from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+            raise VideoAdapterError(f"could not reach {self.url} ({getattr(e, 'reason', e)}); is the server running "
+                                    "and base_url right (it usually ends in /v1)?") from None
+        try:
+            return reply["choices"][0]["message"]["content"] or ""
+        except (KeyError, IndexError, TypeError):
+            raise VideoAdapterError(f"the endpoint {self.url} answered without a message: {str(reply)[:300]}") from None
+
+
+class LoadMLLM(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VA_LoadMLLM",
+            display_name="Load MLLM (local)",
+            category=CAT_MLLM,
+            description=("A multimodal LLM from a transformers model folder in models/LLM (for example Qwen2.5-VL-3B-"
+                         "Instruct, downloaded with its processor files), for MLLM State Prompt. Loaded on first use "
+                         "through ComfyUI's model management and unloaded after answering unless keep_loaded."),
+            inputs=[
+                io.Combo.Input("model_folder", options=model_folders(),
+                               tooltip="A folder under models/LLM holding config.json, the weights and processor files."),
+                io.Combo.Input("dtype", options=list(DTYPES), default="auto",
+                               tooltip="Weight dtype; auto: what ComfyUI uses for text encoders on this device."),
+                io.Boolean.Input("keep_loaded", default=False,
+                                 tooltip="Keep the model in memory between runs (faster; ComfyUI can still evict it "
+                                         "when a diffusion model needs the memory). Off: unloaded after each answer."),
+            ],
+            outputs=[MLLM.Output(display_name="mllm", tooltip="For MLLM State Prompt.")],
+        )
+
+    @classmethod
+    def execute(cls, model_folder, dtype, keep_loaded) -> io.NodeOutput:
+        for root in folder_paths.get_folder_paths(LLM_FOLDER):
+            path = os.path.join(root, model_folder)
+            if os.path.isfile(os.path.join(path, "config.json")):
+                return io.NodeOutput(LocalMLLM(path, dtype, keep_loaded))
+        raise VideoAdapterError(f"model_folder: {model_folder} not found in models/LLM")
+
+
+class MLLMEndpoint(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VA_MLLMEndpoint",
+            display_name="MLLM Endpoint (OpenAI-compatible)",
+            category=CAT_MLLM,
+            description=("A multimodal LLM served by Ollama, LM Studio, vLLM, llama.cpp's server or any other "
+                         "OpenAI-compatible chat-completions endpoint, for MLLM State Prompt. The model must accept "
+                         "images (for example qwen2.5vl in Ollama)."),
+            inputs=[
+                io.String.Input("base_url", default="http://127.0.0.1:11434/v1",
+                                tooltip="The server's OpenAI-compatible base URL (Ollama: http://127.0.0.1:11434/v1, "
+                                        "LM Studio: http://127.0.0.1:1234/v1, llama.cpp: http://127.0.0.1:8080/v1)."),
+                io.String.Input("model", default="qwen2.5vl:7b", tooltip="The model name the server knows."),
+                io.String.Input("api_key_env", default="", optional=True,
+                                tooltip="Name of an environment variable holding the API key (the key itself is "
+                                        "never stored in the workflow). Empty: no key."),
+                io.Int.Input("timeout", default=120, min=1, max=3600, optional=True, tooltip="Seconds to wait for an answer."),
+                io.String.Input("keep_alive", default="0", optional=True,
+                                tooltip="Ollama: how long the server keeps the model loaded after answering (0: free its "
+                                        "VRAM at once, '5m', -1: keep). Empty: not sent."),
+                io.Boolean.Input("structured_output", default=True, optional=True,
+                                 tooltip="Ask for JSON-schema structured output (falls back to a plain request if the "
+                                         "server refuses it)."),
+            ],
+            outputs=[MLLM.Output(display_name="mllm", tooltip="For MLLM State Prompt.")],
+        )
+
+    @classmethod
+    def execute(cls, base_url, model, api_key_env="", timeout=120, keep_alive="0", structured_output=True):
+        if not base_url.startswith(("http://", "https://")):
+            raise VideoAdapterError(f"base_url '{base_url}' must start with http:// or https://")
+        return io.NodeOutput(EndpointMLLM(base_url, model, api_key_env, timeout, keep_alive, structured_output))
+
+
+def ask_states(mllm, image, instruction: str, n: int, seed: int, max_tokens: int, system_prompt: str = ""):
+    """``(states, raw answers)``: one request, and one retry that tells the model what was wrong."""
+    msgs = sp.messages(instruction, n, system_prompt or None, with_image=image is not None)
+    raw = [mllm.generate(msgs, image, seed, max_tokens, sp.json_schema(n))]
+    states = sp.parse_states(raw[0])
+    if len(states) != n:
+        retry = msgs + [{"role": "assistant", "content": raw[0]},
+                        {"role": "user", "content": [{"type": "text", "text": sp.retry_prompt(n, len(states))}]}]
+        raw.append(mllm.generate(retry, image, seed, max_tokens, sp.json_schema(n)))
+        states = sp.parse_states(raw[-1])
+    try:
+        return sp.exactly(states, n, raw[-1]), raw
+    except sp.StatePromptError as e:
+        raise VideoAdapterError(str(e)) from None
+
+
+class MLLMStatePrompt(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VA_MLLMStatePrompt",
+            display_name="MLLM State Prompt (AID)",
+            category=CAT_MLLM,
+            description=(
+                "Turns an instruction and the first frame into the video's successive states with a multimodal LLM "
+                "(AID): 'lift one end of a tablet box, then let it drop' becomes initial state, lift, release, final "
+                "state. Gives the states one per line and a frame schedule that prompt-schedule nodes and Framewise "
+                "Prompts read. Same inputs, same answer (greedy decoding; cached)."),
+            inputs=[
+                io.Image.Input("image", tooltip="The first frame (the first image of the batch is used)."),
+                io.String.Input("instruction", multiline=True, default="lift one end of the box, then let it drop",
+                                tooltip="What should happen in the video."),
+                io.Int.Input("states", default=4, min=1, max=32, tooltip="How many states to describe."),
+                io.Int.Input("frames", default=81, min=1, max=4096,
+                             tooltip="Video length in pixel frames, to place the states on frames."),
+                MLLM.Input("mllm", tooltip="From Load MLLM or MLLM Endpoint."),
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1,
+                             tooltip="Sent to backends that sample; local models decode greedily (deterministic)."),
+                io.Int.Input("max_tokens", default=512, min=16, max=8192, tooltip="Longest answer."),
+                io.Int.Input("temporal_stride", default=4, min=1, max=16, optional=True,
+                             tooltip="Pixel frames per latent frame of the video VAE (Wan: 4), so states start on a "
+                                     "latent frame's first pixel frame. 1: any frame."),
+                io.String.Input("system_prompt", default="", multiline=True, optional=True,
+                                tooltip="Replaces the built-in system prompt (empty: built-in)."),
+            ],
+            outputs=[
+                io.String.Output(display_name="states", tooltip="One state per line."),
+                io.String.Output(display_name="schedule", tooltip='Frame-indexed prompts: "0": "...", "12": "...".'),
+                io.String.Output(display_name="raw", tooltip="The model's answer(s), for checking."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, image, instruction, states, frames, mllm, seed, max_tokens, temporal_stride=4,
+                system_prompt="") -> io.NodeOutput:
+        if not instruction.strip():
+            raise VideoAdapterError("instruction is empty; say what should happen in the video")
+        try:
+            sp.state_frames(int(states), int(frames), int(temporal_stride))
+        except ValueError as e:
+            raise VideoAdapterError(f"states / frames: {e}") from None
+        found, raw = ask_states(mllm, image, instruction, int(states), int(seed), int(max_tokens), system_prompt)
+        return io.NodeOutput("\n".join(found), sp.schedule(found, int(frames), int(temporal_stride)),
+                             "\n\n--- retry ---\n\n".join(raw))
+
+
+NODES = [LoadMLLM, MLLMEndpoint, MLLMStatePrompt]

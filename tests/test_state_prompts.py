@@ -1,0 +1,60 @@
+"""State prompts: the parser against a catalogue of messy answers, the frame schedule, the prompt."""
+
+import pytest
+
+from adapters.state_prompts import (StatePromptError, exactly, json_schema, messages, parse_schedule, parse_states,
+                                    schedule, state_frames)
+
+FOUR = ["a hand rests next to a closed tablet box", "the hand lifts one end of the box",
+        "the hand lets go and the box falls", "the box lies flat on the table"]
+
+CATALOGUE = {
+    "json object": '{"states": ["%s", "%s", "%s", "%s"]}' % tuple(FOUR),
+    "json list": '["%s", "%s", "%s", "%s"]' % tuple(FOUR),
+    "code fence": 'Sure!\n```json\n{"states": ["%s", "%s", "%s", "%s"]}\n```\nHope this helps.' % tuple(FOUR),
+    "stray text around json": 'Here you go: {"states": ["%s", "%s", "%s", "%s"]} -- done' % tuple(FOUR),
+    "objects in the list": '{"states": [{"state": "%s"}, {"state": "%s"}, {"state": "%s"}, {"state": "%s"}]}' % tuple(FOUR),
+    "other key": '{"steps": ["%s", "%s", "%s", "%s"]}' % tuple(FOUR),
+    "newline inside a string": '{"states": ["%s", "the hand lifts\\none end of the box", "%s", "%s"]}' % (FOUR[0], FOUR[2], FOUR[3]),
+    "numbered dots": "1. %s\n2. %s\n3. %s\n4. %s" % tuple(FOUR),
+    "numbered parens": "Here are the states:\n1) %s\n2) %s\n3) %s\n4) %s\n" % tuple(FOUR),
+    "bullets": "- %s\n* %s\n\u2022 %s\n- %s" % tuple(FOUR),
+    "state labels": "State 1: %s\nState 2: %s\nState 3: %s\nState 4: %s" % tuple(FOUR),
+    "quoted lines": '1. "%s"\n2. "%s"\n3. "%s"\n4. "%s"' % tuple(FOUR),
+    "plain lines with lead-in": "The states are:\n%s\n%s\n%s\n%s" % tuple(FOUR),
+    "blank lines between": "1. %s\n\n2. %s\n\n3. %s\n\n4. %s\n" % tuple(FOUR),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CATALOGUE))
+def test_parser_catalogue(name):
+    states = parse_states(CATALOGUE[name])
+    want = list(FOUR)
+    if name == "newline inside a string":
+        want[1] = "the hand lifts one end of the box"
+    assert states == want, name
+
+
+def test_wrong_count_error_shows_the_answer():
+    raw = "1. only one state"
+    with pytest.raises(StatePromptError, match="1 states instead of 4.*only one state"):
+        exactly(parse_states(raw), 4, raw)
+
+
+def test_state_frames_and_schedule():
+    assert state_frames(4, 16) == [0, 4, 8, 12]
+    # Wan: starts on the first pixel frame of a latent frame (1 + 4k)
+    assert state_frames(4, 33, temporal_stride=4) == [0, 9, 17, 25]
+    with pytest.raises(ValueError, match="do not fit"):
+        state_frames(3, 5, temporal_stride=4)
+    text = schedule(FOUR, 33, temporal_stride=4)
+    assert text.splitlines()[0] == '"0": "a hand rests next to a closed tablet box",'
+    assert parse_schedule(text) == list(zip([0, 9, 17, 25], FOUR))
+
+
+def test_messages_and_schema():
+    msgs = messages("lift one end of a tablet box, then let it drop", 4)
+    assert msgs[0]["role"] == "system" and msgs[1]["content"][0] == {"type": "image"}
+    assert "exactly 4" in msgs[1]["content"][1]["text"]
+    schema = json_schema(4)
+    assert schema["properties"]["states"]["minItems"] == schema["properties"]["states"]["maxItems"] == 4
