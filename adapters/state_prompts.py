@@ -158,3 +158,30 @@ def parse_schedule(text: str) -> list[tuple[int, str]]:
             raise ValueError(f"schedule: {key!r} is not a frame number")
         out.append((int(key), str(prompt)))
     return sorted(out)
+
+
+def frame_weights(starts: list[int], latent_frames: int, blend: int = 0):
+    """``[latent_frames, len(starts)]`` weights of each state per latent frame: state s holds from its start
+    (a latent frame index) to the next state's start; with ``blend`` > 0 the weights cross-fade linearly over
+    ``blend`` latent frames on each side of every boundary. Rows sum to one."""
+    import torch
+
+    n = len(starts)
+    if n == 0:
+        raise ValueError("no states")
+    w = torch.zeros(latent_frames, n)
+    for p in range(latent_frames):
+        # the state p lies in, and its position measured from the nearest boundary
+        s = max(i for i in range(n) if starts[i] <= p) if p >= starts[0] else 0
+        w[p, s] = 1.0
+        if blend > 0:
+            for j in (s - 1, s + 1):  # the neighbouring state across the nearer boundary
+                if not 0 <= j < n:
+                    continue
+                boundary = starts[max(s, j)]
+                d = (p - boundary + 0.5) if j < s else (boundary - p - 0.5)  # distance into this state's side
+                if d < blend:
+                    share = 0.5 * (1.0 - d / blend)
+                    w[p, j] += share
+                    w[p, s] -= share
+    return w

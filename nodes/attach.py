@@ -70,6 +70,20 @@ class Attachment:
 
 
 @dataclass
+class FrameTokens:
+    """What a ``cross_context`` callable may return instead of one token tensor: token sets ``tokens[s]``
+    (``[M_s, C_ctx]`` or ``[1, M_s, C_ctx]``) and per-latent-frame weights ``weights [T, S]``. The video tokens of
+    latent frame p then attend to ``[context ; tokens[s]]`` for every s with ``weights[p, s] > 0``, and the
+    cross-attention outputs are mixed with those weights (a frame-wise mask: frame p sees its own tokens and the
+    shared context, never another frame's). ``uncond``: also for the unconditional batch entries (default: those
+    keep the plain context, so CFG does not cancel the extra tokens)."""
+
+    tokens: list
+    weights: torch.Tensor
+    uncond: bool = False
+
+
+@dataclass
 class Site:
     block: Block
     frames: int
@@ -224,9 +238,17 @@ class _Wrapped(nn.Module):
         site = self._site_fn(kwargs.get("transformer_options"))
         if self._point == "cross_context":
             context = args[0] if args else kwargs.pop("context")
+            rest = args[1:]
+            framewise = None
             for fn in self._fns:
-                context = torch.cat([context, fn(context, site).to(context)], dim=1)
-            return self._original[0](x, context, *args[1:], **kwargs)
+                extra = fn(context, site)
+                if isinstance(extra, FrameTokens):
+                    framewise = extra
+                else:
+                    context = torch.cat([context, extra.to(context)], dim=1)
+            if framewise is None:
+                return self._original[0](x, context, *rest, **kwargs)
+            return _framewise_cross_attention(self._original[0], x, context, rest, kwargs, framewise, site)
         y = self._original[0](x, *args, **kwargs)
         for fn in self._fns:
             if self._point == "ffn_parallel":  # branch on the FFN's input, added to its output
@@ -234,6 +256,37 @@ class _Wrapped(nn.Module):
             else:  # self_attn_out
                 y = _mix(y, fn(y, site), self.strength)
         return y
+
+
+def _framewise_cross_attention(attn, x, context, rest, kwargs, ft: FrameTokens, site: Site):
+    """Cross-attention where the video tokens of latent frame p see ``[context ; tokens of p's states]``
+    (see :class:`FrameTokens`). Frames sharing a token set are computed together."""
+    t, h, w = site.grid
+    b, length, c = x.shape
+    if t * h * w != length:
+        raise VideoAdapterError(f"frame-wise cross-attention expected {t}x{h}x{w} video tokens, got {length}")
+    weights = ft.weights.to(device=x.device, dtype=x.dtype)
+    if weights.shape[0] != t:
+        raise VideoAdapterError(f"frame-wise tokens are given for {weights.shape[0]} latent frames, the video has {t}")
+    chunks = site.cond_or_uncond or [0]
+    per = b // len(chunks)
+    out = torch.empty_like(x)
+    frames = x.reshape(b, t, h * w, c)
+    for i in range(b):
+        xi, ci = x[i:i + 1], context[i:i + 1]
+        if not ft.uncond and chunks[min(i // per, len(chunks) - 1)] == UNCOND:
+            out[i:i + 1] = attn(xi, ci, *rest, **kwargs)
+            continue
+        acc = torch.zeros(t, h * w, c, device=x.device, dtype=x.dtype)
+        for s, tok in enumerate(ft.tokens):
+            sel = torch.nonzero(weights[:, s] > 0).flatten()
+            if sel.numel() == 0:
+                continue
+            tok = tok.reshape(1, -1, tok.shape[-1]).to(ci)
+            y = attn(frames[i:i + 1, sel].reshape(1, -1, c), torch.cat([ci, tok], dim=1), *rest, **kwargs)
+            acc[sel] += weights[sel, s].reshape(-1, 1, 1) * y.reshape(sel.numel(), h * w, c)
+        out[i] = acc.reshape(length, c)
+    return out
 
 
 class _WanBlockPatch:
@@ -364,7 +417,7 @@ def supported(host: HostModel, label: str = "model") -> None:
             "blocks; adapters attach to those families")
 
 
-def attach(model, adapters: nn.Module, plan: list[Attachment], strength: float = 1.0, frames: int = 0,
+def attach(model, adapters: nn.Module | None, plan: list[Attachment], strength: float = 1.0, frames: int = 0,
            label: str = "model"):
     """A clone of ``model`` with ``plan`` installed and ``adapters`` (the modules behind it) registered as an
     additional model."""
@@ -380,8 +433,9 @@ def attach(model, adapters: nn.Module, plan: list[Attachment], strength: float =
         if a.block is not None and a.block not in names:
             raise VideoAdapterError(f"{label} has no block '{a.block}'")
     m = model.clone()
-    m.set_additional_models(ADDITIONAL_MODELS_KEY, m.get_additional_models_with_key(ADDITIONAL_MODELS_KEY)
-                            + [adapter_patcher(adapters, model)])
+    if adapters is not None:  # None: the plan holds no weights of its own
+        m.set_additional_models(ADDITIONAL_MODELS_KEY, m.get_additional_models_with_key(ADDITIONAL_MODELS_KEY)
+                                + [adapter_patcher(adapters, model)])
     install(m, host, plan, float(strength), int(frames))
     return m
 

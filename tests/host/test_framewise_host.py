@@ -1,0 +1,84 @@
+"""Framewise Prompts on a tiny Wan: at every block's cross-attention the video tokens of latent frame p attend to
+the positive prompt plus their own state's tokens only (checked against the native cross-attention run frame by
+frame by hand), cross-fades mix the two states' outputs, and the unconditional branch keeps its prompt."""
+
+import pytest
+import torch
+
+from tiny_models import WAN_TEXT_DIM, ToyTextEncoder, toy_text_embedding
+
+SCHEDULE = '"0": "a closed box",\n"1": "the lid opens",\n"5": "the box is open"'  # latent frames 0, 1, 2 of 9 frames
+STATES = ["a closed box", "the lid opens", "the box is open"]
+
+
+@pytest.fixture(scope="module")
+def wan(host, tiny):
+    return tiny.load("tiny_wan_domain.safetensors")
+
+
+def run_cross_attention(host, patched, block=0, seed=0):
+    attach = host.pack_module("nodes.attach")
+    wrapped = patched.get_model_object(f"diffusion_model.blocks.{block}.cross_attn")
+    dim = patched.get_model_object("diffusion_model").dim
+    g = torch.Generator().manual_seed(seed)
+    x, ctx = torch.randn(2, 3 * 2 * 2, dim, generator=g), torch.randn(2, 8, dim, generator=g)
+    to = {attach.GRID_KEY: (3, 2, 2), "cond_or_uncond": [0, 1]}
+    with torch.no_grad():
+        return wrapped(x, ctx, transformer_options=to), wrapped._original[0], x, ctx, to
+
+
+def state_tokens(wan):
+    emb = wan.get_model_object("diffusion_model").text_embedding
+    with torch.no_grad():
+        return [emb(toy_text_embedding(s, WAN_TEXT_DIM)[:1]) for s in STATES]
+
+
+def test_each_latent_frame_sees_only_its_state(host, wan):
+    patched = host.call("VA_FramewisePrompts", wan, ToyTextEncoder(WAN_TEXT_DIM), SCHEDULE, 9, 0, 4)[0]
+    got, attn, x, ctx, to = run_cross_attention(host, patched)
+    toks = state_tokens(wan)
+    with torch.no_grad():
+        for p in range(3):  # the conditional entry, frame by frame
+            frame = slice(4 * p, 4 * p + 4)
+            want = attn(x[:1, frame], torch.cat([ctx[:1], toks[p]], 1), transformer_options=to)
+            torch.testing.assert_close(got[:1, frame], want, rtol=1e-5, atol=1e-5)
+        # the unconditional entry keeps its plain context
+        torch.testing.assert_close(got[1:], attn(x[1:], ctx[1:], transformer_options=to), rtol=1e-5, atol=1e-5)
+
+
+def test_blend_mixes_neighbouring_states(host, wan):
+    patched = host.call("VA_FramewisePrompts", wan, ToyTextEncoder(WAN_TEXT_DIM), SCHEDULE, 9, 1, 4)[0]
+    got, attn, x, ctx, to = run_cross_attention(host, patched, block=0, seed=1)
+    weights = host.pack_module("adapters.state_prompts").frame_weights([0, 1, 2], 3, 1)
+    toks = state_tokens(wan)
+    with torch.no_grad():
+        for p in range(3):
+            frame = slice(4 * p, 4 * p + 4)
+            want = sum(float(weights[p, s]) * attn(x[:1, frame], torch.cat([ctx[:1], toks[s]], 1), transformer_options=to)
+                       for s in range(3) if weights[p, s] > 0)
+            torch.testing.assert_close(got[:1, frame], want, rtol=1e-5, atol=1e-5)
+    assert 0 < float(weights[1, 0]) < 1
+
+
+def test_sampling_and_errors(host, wan):
+    patched = host.call("VA_FramewisePrompts", wan, ToyTextEncoder(WAN_TEXT_DIM), SCHEDULE, 9, 1, 4)[0]
+    g = torch.Generator().manual_seed(0)
+    pos, neg = [[torch.randn(1, 8, WAN_TEXT_DIM, generator=g), {}]], [[torch.randn(1, 8, WAN_TEXT_DIM, generator=g), {}]]
+    latent = {"samples": torch.zeros(1, 16, 3, 4, 4)}
+
+    def sample(m):
+        guider = host.call("CFGGuider", m, pos, neg, 3.0)[0]
+        sigmas = host.call("BasicScheduler", m, "simple", 2, 1.0)[0]
+        return host.call("SamplerCustomAdvanced", host.call("RandomNoise", 0)[0], guider,
+                         host.call("KSamplerSelect", "euler")[0], sigmas, latent)[0]["samples"]
+
+    a, b = sample(patched), sample(wan)
+    assert torch.isfinite(a).all() and (a - b).abs().max() > 1e-4
+    with pytest.raises(Exception, match="latent frames"):  # 13 pixel frames = 4 latent frames, the latent has 3
+        sample(host.call("VA_FramewisePrompts", wan, ToyTextEncoder(WAN_TEXT_DIM), SCHEDULE, 13, 1, 4)[0])
+    with pytest.raises(Exception, match='first prompt must be at "0"'):
+        host.call("VA_FramewisePrompts", wan, ToyTextEncoder(WAN_TEXT_DIM), '"4": "x"', 9, 0, 4)
+    with pytest.raises(Exception, match="own latent frame"):
+        host.call("VA_FramewisePrompts", wan, ToyTextEncoder(WAN_TEXT_DIM), '"0": "a", "2": "b", "3": "c"', 9, 0, 4)
+    with pytest.raises(Exception, match="width"):
+        host.call("VA_FramewisePrompts", wan, ToyTextEncoder(768), SCHEDULE, 9, 0, 4)
