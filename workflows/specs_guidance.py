@@ -77,4 +77,54 @@ def svd_dual_cfg():
     return nodes, notes
 
 
-WORKFLOWS = {"wan_i2v_dual_cfg": wan_i2v_dual_cfg, "svd_dual_cfg": svd_dual_cfg}
+INSTRUCTION = "lift one end of the box, then let it drop"
+
+
+def wan_i2v_instruction_states():
+    """AID's pipeline on a frozen Wan: instruction + first frame -> MLLM states -> per-frame prompts -> Wan I2V
+    with dual CFG."""
+    frames = 33
+    nodes = [
+        N(1, "UNETLoader", 0, 0, {"unet_name": WAN_I2V, "weight_dtype": "default"}),
+        N(2, "CLIPLoader", 0, 1, {"clip_name": TEXT_ENCODER, "type": "wan", "device": "default"}),
+        N(3, "VAELoader", 0, 2, {"vae_name": VAE}),
+        N(4, "CLIPVisionLoader", 0, 3, {"clip_name": CLIP_VISION}),
+        N(5, "LoadImage", 0, 4, {"image": "example.png"}, title="First frame"),
+        N(6, "CLIPVisionEncode", 1, 4, {"crop": "none"}, {"clip_vision": (4, 0), "image": (5, 0)}),
+        N(7, "VA_MLLMEndpoint", 1, 5, {"base_url": "http://127.0.0.1:11434/v1", "model": "qwen2.5vl:7b",
+                                       "api_key_env": "", "timeout": 120, "keep_alive": "0",
+                                       "structured_output": True}, title="MLLM (Ollama; or Load MLLM)"),
+        N(8, "VA_MLLMStatePrompt", 2, 4, {"instruction": INSTRUCTION, "states": 4, "frames": frames, "seed": 0,
+                                          "max_tokens": 512, "temporal_stride": 4, "system_prompt": ""},
+          {"image": (5, 0), "mllm": (7, 0)}),
+        N(9, "CLIPTextEncode", 1, 0, {"text": INSTRUCTION}, {"clip": (2, 0)}, title="Global prompt (the instruction)"),
+        N(10, "CLIPTextEncode", 1, 1, {"text": NEGATIVE}, {"clip": (2, 0)}, title="Negative prompt"),
+        N(11, "VA_FramewisePrompts", 3, 2, {"frames": frames, "blend_frames": 1, "temporal_stride": 4},
+          {"model": (1, 0), "clip": (2, 0), "schedule": (8, 1)}),
+        N(12, "WanImageToVideo", 2, 0, {"width": 832, "height": 480, "length": frames, "batch_size": 1},
+          {"positive": (9, 0), "negative": (10, 0), "vae": (3, 0), "clip_vision_output": (6, 0),
+           "start_image": (5, 0)}),
+        N(13, "VA_DualCFGGuider", 4, 0, {"image_cfg": 1.5, "text_cfg": 5.0, "image_cfg_ramp": "constant",
+                                         "image_cfg_first_frame": 1.0, "clip_vision_in_no_image": "keep"},
+          {"model": (11, 0), "positive": (12, 0), "negative": (12, 1)}),
+        N(14, "BasicScheduler", 4, 2, {"scheduler": "simple", "steps": 20, "denoise": 1.0}, {"model": (11, 0)}),
+        N(15, "KSamplerSelect", 4, 3, {"sampler_name": "euler"}),
+        N(16, "RandomNoise", 4, 4, {"noise_seed": 7}),
+        N(17, "SamplerCustomAdvanced", 5, 0, links={"noise": (16, 0), "guider": (13, 0), "sampler": (15, 0),
+                                                    "sigmas": (14, 0), "latent_image": (12, 2)}),
+        N(18, "VAEDecode", 6, 0, links={"samples": (17, 0), "vae": (3, 0)}),
+        N(19, "CreateVideo", 7, 0, {"fps": 16.0}, {"images": (18, 0)}),
+        N(20, "SaveVideo", 8, 0, {"filename_prefix": "video/wan_instruction_states", "format": "auto",
+                                  "codec": "auto"}, {"video": (19, 0)}),
+    ]
+    notes = [("## Instruction-guided video prediction (AID's pipeline on a frozen Wan)\n1. A multimodal LLM "
+              "(here through Ollama's OpenAI-compatible endpoint; or use Load MLLM with a model folder in "
+              "models/LLM) decomposes the instruction into 4 successive states of the video. 2. Framewise Prompts "
+              "gives each latent frame its state's prompt on top of the global prompt. 3. Wan 2.1 image-to-video "
+              "animates the first frame with separate image and text guidance. Keep frames equal in all three "
+              "nodes.", 0, 6)]
+    return nodes, notes
+
+
+WORKFLOWS = {"wan_i2v_dual_cfg": wan_i2v_dual_cfg, "svd_dual_cfg": svd_dual_cfg,
+             "wan_i2v_instruction_states": wan_i2v_instruction_states}

@@ -146,6 +146,12 @@ def tiny_prompt(wf, host):
             prompt[nid] = {"class_type": "VATest_ClipVisionOutput", "inputs": {"image": inp["image"]}}
         elif t == "WanImageToVideo":
             inp.update(width=32, height=32, length=9)
+        elif t == "VA_MLLMEndpoint":
+            prompt[nid] = {"class_type": "VATest_ScriptedMLLM", "inputs": {}}
+        elif t == "VA_MLLMStatePrompt":
+            inp.update(frames=9, states=3)
+        elif t == "VA_FramewisePrompts":
+            inp.update(frames=9)
         elif t == "VAELoader":
             prompt[nid] = {"class_type": "VATest_ToyVAE", "inputs": {"kind": "image" if sd else "video"}}
     return prompt

@@ -147,9 +147,29 @@ def register_test_nodes(host):
         def execute(cls, dim):
             return io.NodeOutput(ToyTextEncoder(dim))
 
-    for cls in (TestConditioning, TestLatentToImage, TestVAE, TestTextEncoder, TestClipVision):
+    class TestScriptedMLLM(io.ComfyNode):
+        @classmethod
+        def define_schema(cls):
+            return io.Schema(node_id="VATest_ScriptedMLLM", category="_for_testing",
+                             outputs=[io.Custom("VA_MLLM").Output()])
+
+        @classmethod
+        def execute(cls):
+            return io.NodeOutput(ScriptedMLLM())
+
+    for cls in (TestConditioning, TestLatentToImage, TestVAE, TestTextEncoder, TestClipVision, TestScriptedMLLM):
         node_id = cls.GET_SCHEMA().node_id
         host.nodes.NODE_CLASS_MAPPINGS[node_id] = cls
+
+
+class ScriptedMLLM:
+    """Stands in for a multimodal LLM: answers the state-prompt request with as many numbered states as asked."""
+
+    def generate(self, messages, image, seed, max_tokens, schema=None):
+        import json
+
+        n = schema["properties"]["states"]["maxItems"] if schema else 4
+        return json.dumps({"states": [f"state {i + 1} of the scene" for i in range(n)]})
 
 
 class ToyVAE:
