@@ -184,23 +184,25 @@ class EndpointMLLM:
                 "seed": int(seed), "stream": False}
         if self.keep_alive != "":
             body["keep_alive"] = int(self.keep_alive) if self.keep_alive.lstrip("-").isdigit() else self.keep_alive
+        formats = []
         if self.structured_output and schema is not None:
-            body["response_format"] = {"type": "json_schema",
-                                       "json_schema": {"name": "states", "schema": schema, "strict": True}}
-        try:
+            # OpenAI's form (vLLM, LM Studio, Ollama, llama.cpp's own server), then llama-cpp-python's form
+            formats = [{"type": "json_schema", "json_schema": {"name": "states", "schema": schema, "strict": True}},
+                       {"type": "json_object", "schema": schema}]
+        formats.append(None)  # a server without structured output: ask in words only
+        for fmt in formats:
+            request = dict(body, response_format=fmt) if fmt is not None else body
             try:
-                reply = self._post(body)
+                reply = self._post(request)
+                break
             except urllib.error.HTTPError as e:
-                if e.code != 400 or "response_format" not in body:
-                    raise
-                body.pop("response_format")  # a server without structured output: ask in words only
-                reply = self._post(body)
-        except urllib.error.HTTPError as e:
-            detail = e.read().decode("utf-8", "replace")[:300]
-            raise VideoAdapterError(f"the endpoint {self.url} answered {e.code}: {detail}") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-            raise VideoAdapterError(f"could not reach {self.url} ({getattr(e, 'reason', e)}); is the server running "
-                                    "and base_url right (it usually ends in /v1)?") from None
+                detail = e.read().decode("utf-8", "replace")
+                refused_format = fmt is not None and (e.code in (400, 422) or "response_format" in detail)
+                if not refused_format:
+                    raise VideoAdapterError(f"the endpoint {self.url} answered {e.code}: {detail[:300]}") from None
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+                raise VideoAdapterError(f"could not reach {self.url} ({getattr(e, 'reason', e)}); is the server "
+                                        "running and base_url right (it usually ends in /v1)?") from None
         try:
             return reply["choices"][0]["message"]["content"] or ""
         except (KeyError, IndexError, TypeError):

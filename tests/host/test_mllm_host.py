@@ -178,3 +178,23 @@ def test_endpoint_backed_by_the_tiny_model(host, tiny_qwen):
         import comfy.model_management
 
         comfy.model_management.unload_all_models()
+
+
+def test_endpoint_falls_back_to_llama_cpp_python_structured_output(host):
+    """llama-cpp-python's server refuses OpenAI's json_schema form with a 500 naming response_format, and takes
+    {"type": "json_object", "schema": ...} instead (seen against its real server)."""
+    def answer(body):
+        fmt = body.get("response_format") or {}
+        if fmt.get("type") == "json_schema":
+            return 500, {"error": {"message": "body.response_format.type: Input should be 'text' or 'json_object'"}}
+        assert fmt == {"type": "json_object", "schema": fmt["schema"]} and fmt["schema"]["properties"]["states"]
+        return 200, _reply(json.dumps({"states": FOUR}))
+
+    server = _Server(answer)
+    try:
+        mllm = host.call("VA_MLLMEndpoint", server.url, "m", "", 30, "", True)[0]
+        states, _, _ = host.call("VA_MLLMStatePrompt", first_frame(), "lift the box", 4, 16, mllm, 0, 128, 1)
+    finally:
+        server.close()
+    assert states.splitlines() == FOUR and [r[2]["response_format"]["type"] for r in server.requests] == \
+        ["json_schema", "json_object"]
