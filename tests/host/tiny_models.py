@@ -157,9 +157,35 @@ def register_test_nodes(host):
         def execute(cls):
             return io.NodeOutput(ScriptedMLLM())
 
-    for cls in (TestConditioning, TestLatentToImage, TestVAE, TestTextEncoder, TestClipVision, TestScriptedMLLM):
+    class TestSVDCheckpoint(io.ComfyNode):
+        @classmethod
+        def define_schema(cls):
+            return io.Schema(node_id="VATest_TinySVDCheckpoint", category="_for_testing",
+                             outputs=[io.Model.Output(), io.ClipVision.Output(), io.Vae.Output()])
+
+        @classmethod
+        def execute(cls):
+            return io.NodeOutput(tiny_svd(), ToyClipVision(SVD_CONTEXT), ToyVAE(video=False))
+
+    for cls in (TestConditioning, TestLatentToImage, TestVAE, TestTextEncoder, TestClipVision, TestScriptedMLLM,
+                TestSVDCheckpoint):
         node_id = cls.GET_SCHEMA().node_id
         host.nodes.NODE_CLASS_MAPPINGS[node_id] = cls
+
+
+class ToyClipVision:
+    """Stands in for a CLIP vision model: ``encode_image`` gives an image embedding of width ``dim`` made from the
+    image's mean colour (what SVD_img2vid_Conditioning reads)."""
+
+    def __init__(self, dim: int):
+        self.mix = torch.linspace(-1.0, 1.0, 3 * dim).reshape(3, dim)
+
+    def encode_image(self, image, crop=True):
+        import comfy.clip_vision
+
+        out = comfy.clip_vision.Output()
+        out["image_embeds"] = image[..., :3].float().mean(dim=(1, 2)) @ self.mix
+        return out
 
 
 class ScriptedMLLM:
