@@ -11,6 +11,8 @@
 * the domain model's native forward equals the network in eps and v, and first-frame conditioning reaches it.
 """
 
+import os
+
 import pytest
 import torch
 
@@ -408,3 +410,65 @@ def test_train_adapters_settings_are_checked(host, tiny):
     with pytest.raises(Exception, match="JSON"):
         simda.kind_config("simda", "{spatial_ratio: 0.5}", "sd15")
     assert simda.kind_config("simda", '{"spatial_ratio": 0.5}', "sd15")["spatial_ratio"] == 0.5
+
+
+# ----------------------------------------------------------------------------------------------------
+# more of the composer's wiring: CFG mix, model checks, the prior's own wrappers
+
+
+def test_cfg_mix_equals_native_evaluations(host, sd_pair):
+    domain, prior = sd_pair
+    latent = torch.zeros(2, 4, 4, 4)
+    pos, neg, prior_pos, prior_neg = (cond(SD_TEXT_DIM, i) for i in range(4))
+    mix = host.call("VA_CFGMixGuider", domain, prior, pos, neg, 0.3, 3.0, 5.0, 1.0, prior_positive=prior_pos,
+                    prior_negative=prior_neg)[0]
+    got = probe(host, mix, domain, latent)
+    d_domain = probe(host, host.call("CFGGuider", domain, pos, neg, 3.0)[0], domain, latent)
+    d_prior = probe(host, host.call("CFGGuider", prior, prior_pos, prior_neg, 5.0)[0], domain, latent)
+    torch.testing.assert_close(got["d"], 0.7 * d_domain["d"] + 0.3 * d_prior["d"], rtol=1e-5, atol=1e-5)
+
+
+def test_models_from_different_latent_spaces_are_refused(host, wan_pair):
+    """Same parameterisation (both rectified flow), different latent spaces: the pack's synthetic demo space
+    and Wan 2.1's."""
+    synthetic_domain, _, pos, neg = host.call("VA_TinyTrainedPair", "sunset, stripes, blob, orbit, pan right")
+    with pytest.raises(Exception, match="latent spaces differ"):
+        host.call("VA_ScoreComposer", synthetic_domain, wan_pair[1], pos, neg, prior_strength=0.2, cfg=2.0,
+                  composition_end=0.9, mcmc_steps=0, mcmc_step_size=0.05)
+
+
+def test_prior_with_its_own_wrappers_and_patches(host, wan_pair):
+    """A prior carrying adapters (object patches, a replace patch and a DIFFUSION_MODEL wrapper) is evaluated
+    inside the composer exactly as the native CFGGuider evaluates it."""
+    domain, prior = wan_pair
+    adapted = host.pack_module("nodes.attach").attach_adapters(prior, _perturbed_simda(host, prior, seed=3), 1.0)
+    latent = torch.zeros(1, 16, 2, 4, 4)
+    pos, neg, prior_pos = cond(WAN_TEXT_DIM, 0), cond(WAN_TEXT_DIM, 1), cond(WAN_TEXT_DIM, 2)
+    composed = host.call("VA_ScoreComposer", domain, adapted, pos, neg, prior_strength=0.5, cfg=2.0,
+                         composition_end=1.0, prior_positive=prior_pos, mcmc_steps=0, mcmc_step_size=0.05)[0]
+    got = probe(host, composed, domain, latent)
+    d_cfg = probe(host, host.call("CFGGuider", domain, pos, neg, 2.0)[0], domain, latent)
+    d_prior = probe(host, host.call("CFGGuider", adapted, prior_pos, neg, 1.0)[0], domain, latent)
+    torch.testing.assert_close(got["d"], d_cfg["d"] + 2.0 * 0.5 * (d_prior["d"] - got["x"]), rtol=1e-5, atol=1e-5)
+
+
+def test_train_adapters_text_dropout_trains_on_the_null_text(host, tiny):
+    """text_dropout = 1: every sample sees negative instead of its caption, so the run equals one whose caption
+    is negative itself."""
+    from safetensors.torch import load_file
+
+    import folder_paths
+
+    model = tiny.load("tiny_sd15_prior.safetensors")
+    g = torch.Generator().manual_seed(0)
+    clips = {"samples": torch.randn(4, 4, 4, 4, generator=g)}
+    caption, null = cond(SD_TEXT_DIM, 5), cond(SD_TEXT_DIM, 6)
+    names = []
+    for positive in (caption, null):
+        name = f"test/dropout_{len(names)}"
+        host.call("VA_TrainAdapter", model, clips, positive, "simda", 0, 3, 1e-2, 1, 0, "simda", 0, name,
+                  text_dropout=1.0, negative=null)
+        names.append(name)
+    folder = folder_paths.get_folder_paths("video_adapters")[0]
+    a, b = (load_file(os.path.join(folder, n + ".safetensors")) for n in names)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
