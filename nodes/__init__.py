@@ -17,6 +17,11 @@ MODEL_FOLDER = "video_adapters"
 if MODEL_FOLDER not in folder_paths.folder_names_and_paths:
     folder_paths.folder_names_and_paths[MODEL_FOLDER] = (
         [os.path.join(folder_paths.models_dir, MODEL_FOLDER)], {".safetensors"})
+# created at start so a fresh install shows the folder and file lists refresh when files arrive
+try:
+    os.makedirs(folder_paths.get_folder_paths(MODEL_FOLDER)[0], exist_ok=True)
+except OSError:
+    pass  # a read-only models folder: the loaders then say the list is empty
 
 
 def _collect() -> list[type[io.ComfyNode]]:
@@ -24,6 +29,10 @@ def _collect() -> list[type[io.ComfyNode]]:
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
         module = importlib.import_module(f"{__name__}.{info.name}")
         found.extend(getattr(module, "NODES", []))
+    from .validation import install
+
+    for node in found:
+        install(node)
     ids = [n.GET_SCHEMA().node_id for n in found]
     dupes = {i for i in ids if ids.count(i) > 1}
     if dupes:

@@ -49,6 +49,27 @@ def check_compatible(domain, prior, domain_label: str = "domain_model", prior_la
     return a, b
 
 
+def check_conditioning(model, conditioning, input_name: str, model_label: str) -> None:
+    """Refuse a CONDITIONING whose text features the model cannot take (another text encoder's width), naming
+    the input and the model, before any sampling starts."""
+    from .host import describe
+
+    if conditioning is None:
+        return
+    if not isinstance(conditioning, list) or not conditioning:
+        raise VideoAdapterError(f"{input_name}: expected a CONDITIONING (from a text encode node), got "
+                                f"{type(conditioning).__name__}")
+    host = describe(model, model_label)
+    for tensor, _ in conditioning:
+        if not hasattr(tensor, "shape") or tensor.ndim != 3:
+            raise VideoAdapterError(f"{input_name}: conditioning tensors are [batch, tokens, width], got "
+                                    f"{list(getattr(tensor, 'shape', []))}")
+        if host.text_width and tensor.shape[-1] != host.text_width:
+            raise VideoAdapterError(
+                f"{input_name}: its features are {tensor.shape[-1]} wide, but {model_label} ({host.model_config}) takes "
+                f"{host.text_width}: encode the prompt with {model_label}'s own text encoder")
+
+
 def check_latent_shape(info, shape) -> None:
     """Refuse a latent whose rank or channel count the model cannot take, naming both."""
     want_rank = info.latent_dimensions + 2
@@ -69,12 +90,34 @@ def model_files() -> list[str]:
     return sorted(folder_paths.get_filename_list(MODEL_FOLDER))
 
 
+MAX_NAME_PART = 120  # characters per folder or file name (file systems allow 255 bytes; leave room for suffixes)
+MAX_NAME = 200
+
+
 def safe_name(prefix: str) -> str:
-    """A user-typed output name as a relative path without extension; refuses empty names and '..'."""
-    name = re.sub(r"[^A-Za-z0-9_.\-/]", "_", prefix.strip()).strip("/")
-    if not name or ".." in name.split("/"):
-        raise VideoAdapterError(f"file name '{prefix}' is not usable; use letters, digits, '_', '-' and '/'")
-    return name[: -len(".safetensors")] if name.endswith(".safetensors") else name
+    """A user-typed output name as a relative path without extension, inside the pack's folder. Names that would
+    leave the folder, absolute paths, home paths, drive letters, hidden names and names too long for a file
+    system are refused (never silently rewritten), with what to type instead."""
+    name = prefix.strip()
+    if name.endswith(".safetensors"):
+        name = name[: -len(".safetensors")]
+    hint = "use letters, digits, '_', '-', '.' and '/' for subfolders, for example 'my_style/v1'"
+    if not name:
+        raise VideoAdapterError(f"file name is empty; {hint}")
+    if name.startswith(("/", "~")) or "\\" in name or re.match(r"^[A-Za-z]:", name):
+        raise VideoAdapterError(f"file name '{prefix}' is an absolute or home path; files are written inside "
+                                f"models/video_adapters, so give a name relative to it: {hint}")
+    bad = sorted(set(re.sub(r"[A-Za-z0-9_.\-/ ]", "", name)))
+    if bad:
+        raise VideoAdapterError(f"file name '{prefix}' contains {''.join(bad)!r}; {hint}")
+    parts = name.split("/")
+    if any(p in ("", ".", "..") or p.startswith(".") or p != p.strip() for p in parts):
+        raise VideoAdapterError(f"file name '{prefix}' has an empty, hidden ('.name') or '..' part, or spaces around "
+                                f"a '/'; {hint}")
+    if len(name) > MAX_NAME or any(len(p) > MAX_NAME_PART for p in parts):
+        raise VideoAdapterError(f"file name '{prefix[:40]}...' is too long ({len(name)} characters); use at most "
+                                f"{MAX_NAME} in all and {MAX_NAME_PART} per folder or file name")
+    return name
 
 
 def training_outputs(file_name: str) -> tuple[str, str, str]:
@@ -84,6 +127,26 @@ def training_outputs(file_name: str) -> tuple[str, str, str]:
     name = safe_name(file_name)
     folder = folder_paths.get_folder_paths(MODEL_FOLDER)[0]
     return folder, os.path.join(folder, name + ".safetensors"), os.path.join(folder, name + "_checkpoint.safetensors")
+
+
+def save_result(save, path: str, folder: str) -> str:
+    """``save(path)``, then the saved file relative to ``folder``. If the file system still refuses the path (a
+    name that passed every check, a full disk, permissions), the trained result is written to a fallback name in
+    ``folder/recovered/`` instead of being lost, and a warning says where."""
+    import logging
+    import time
+
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        save(path)
+        final = path
+    except OSError as e:
+        final = os.path.join(folder, "recovered", time.strftime("%Y%m%d-%H%M%S") + ".safetensors")
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        save(final)
+        logging.warning("video_adapters: could not write %s (%s); the trained result was saved as %s instead",
+                        path, e, final)
+    return os.path.relpath(final, folder).replace(os.sep, "/")
 
 
 def resume_checkpoint(resume_from: str, what: str, family: str, **expect) -> tuple[str | None, dict]:
@@ -97,10 +160,18 @@ def resume_checkpoint(resume_from: str, what: str, family: str, **expect) -> tup
         return None, {}
     path = folder_paths.get_full_path_or_raise(MODEL_FOLDER, resume_from)
     meta = read_metadata(path)
-    if meta.get("kind") != "checkpoint" or any(k not in meta or (v is not None and meta[k] != v)
-                                               for k, v in expect.items()):
-        raise VideoAdapterError(f"resume_from: {resume_from} is not a {what} training checkpoint (pick a "
-                                "*_checkpoint.safetensors file)")
+    if meta.get("kind") != "checkpoint":
+        raise VideoAdapterError(f"resume_from: {resume_from} is not a training checkpoint (it holds "
+                                f"'{meta.get('kind')}'); pick a *_checkpoint.safetensors file of a {what}")
+    if any(k not in meta or (v is not None and meta[k] != v) for k, v in expect.items()):
+        if "adapter_kind" in meta:
+            holds = f"a checkpoint of '{meta['adapter_kind']}' adapters (Train Adapters)"
+        elif "model_config" in meta:
+            holds = "a checkpoint of a domain model (Train Domain Model)"
+        else:
+            holds = "a checkpoint of another trainer"
+        raise VideoAdapterError(f"resume_from: {resume_from} is {holds}, not of a {what}; pick a checkpoint this "
+                                "node wrote, or 'none' to start anew")
     if meta.get("family") != family:
         raise VideoAdapterError(f"resume_from: {resume_from} was trained for '{meta.get('family')}', but the "
                                 f"connected model is '{family}'")

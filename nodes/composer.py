@@ -9,7 +9,7 @@ from ..samplers.composition import FLOW_SPACES, Composition, PriorTerm
 from ..samplers.guiders import ComposedGuider, PriorModel
 from ..samplers.schedules import (CONSTANT_ONE, SCHEDULE_KINDS, SigmaPercentMap, StrengthSchedule, parse_points,
                                   sigma_window)
-from .common import CAT_COMPOSE, Priors, PriorSchedule, VideoAdapterError, check_compatible
+from .common import CAT_COMPOSE, Priors, PriorSchedule, VideoAdapterError, check_compatible, check_conditioning
 from .host import describe
 
 _T_END = ("Sampling percent (0 = first step, 1 = last) after which the prior is no longer composed; "
@@ -23,6 +23,8 @@ def _build_priors_and_terms(domain_model, entries):
     priors, terms = [], []
     for model, positive, negative, strength, schedule, cfg, label in entries:
         check_compatible(domain_model, model, "domain_model", label)
+        check_conditioning(model, positive, f"{label}'s prompt", label)
+        check_conditioning(model, negative, f"{label}'s negative prompt", label)
         priors.append(PriorModel(model=model, positive=positive, negative=negative, cfg=cfg, label=label))
         terms.append(PriorTerm(strength=float(strength), schedule=schedule or CONSTANT_ONE))
     return priors, terms
@@ -74,10 +76,10 @@ class ScoreComposer(io.ComfyNode):
                 PriorSchedule.Input("prior_schedule", optional=True,
                                     tooltip="Makes prior_strength depend on the sampling percent (a multiplier from "
                                             "Prior Strength Schedule). Default: constant."),
-                io.Int.Input("mcmc_steps", default=0, min=0, max=20,
+                io.Int.Input("mcmc_steps", default=0, min=0, max=20, optional=True,
                              tooltip="Langevin correction steps at each noise level on the composed score. Each "
                                      "step costs one more evaluation of both models. 0 = off."),
-                io.Float.Input("mcmc_step_size", default=0.05, min=0.0, max=1.0, step=0.005, round=0.0001,
+                io.Float.Input("mcmc_step_size", default=0.05, min=0.0, max=1.0, step=0.005, round=0.0001, optional=True,
                                tooltip="Langevin step as a fraction of sigma^2 (only used when mcmc_steps > 0)."),
                 Priors.Input("extra_priors", optional=True,
                              tooltip="More priors from Add Prior nodes; the product then has one factor per prior."),
@@ -97,6 +99,8 @@ class ScoreComposer(io.ComfyNode):
                     prior_strength, prior_schedule, 1.0, "prior_model")]
         for i, e in enumerate(extra_priors or []):
             entries.append((e["model"], e["positive"], None, e["strength"], e["schedule"], 1.0, f"extra prior {i + 1}"))
+        check_conditioning(domain_model, positive, "positive", "domain_model")
+        check_conditioning(domain_model, negative, "negative", "domain_model")
         priors, terms = _build_priors_and_terms(domain_model, entries)
         comp = _composition(domain_model, terms, cfg, composition_end, "product", mcmc_steps, mcmc_step_size, flow_space)
         guider = ComposedGuider(domain_model, priors, comp)
@@ -208,6 +212,8 @@ class CFGMixGuider(io.ComfyNode):
         entries = [(prior_model, prior_positive if prior_positive is not None else positive,
                     prior_negative if prior_negative is not None else negative,
                     prior_weight, None, float(prior_cfg), "prior_model")]
+        check_conditioning(domain_model, positive, "positive", "domain_model")
+        check_conditioning(domain_model, negative, "negative", "domain_model")
         priors, terms = _build_priors_and_terms(domain_model, entries)
         comp = _composition(domain_model, terms, cfg, composition_end, rule="cfg_mix")
         guider = ComposedGuider(domain_model, priors, comp)

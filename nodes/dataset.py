@@ -34,18 +34,56 @@ CAT_DATA = f"{CATEGORY}/data"
 log = logging.getLogger("video_adapters")
 
 
+# Set to 1 on the server (not in a workflow) to let Load Training Clips read folders outside ComfyUI's input
+# folder, given as full paths. Off by default: on a shared server a prompt could otherwise read any folder.
+ANY_FOLDER_ENV = "VIDEO_ADAPTERS_ALLOW_ANY_FOLDER"
+DEFAULT_FOLDER = "training_clips"
+
+
+def any_folder_allowed() -> bool:
+    return os.environ.get(ANY_FOLDER_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def input_subfolders(depth: int = 2) -> list[str]:
+    """Folders inside ComfyUI's input folder (up to ``depth`` levels), for the folder list; the default name is
+    always offered so a new install has something to create."""
+    root = folder_paths.get_input_directory()
+    found = {DEFAULT_FOLDER}
+    for dirpath, dirnames, _ in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        level = 0 if rel == "." else rel.count(os.sep) + 1
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        if level >= depth:
+            dirnames[:] = []
+        if rel != ".":
+            found.add(rel.replace(os.sep, "/"))
+    return sorted(found)
+
+
 def resolve_folder(folder: str) -> str:
-    """``folder`` as given (absolute) or inside ComfyUI's input directory; a clear error when missing."""
+    """``folder`` inside ComfyUI's input directory (a full path only where the server allows it); clear errors
+    for missing folders and for paths that leave the input folder."""
     name = folder.strip()
     if not name:
-        raise VideoAdapterError("folder: give a folder of video files (inside ComfyUI's input folder, or a full path)")
-    candidates = [name] if os.path.isabs(name) else [os.path.join(folder_paths.get_input_directory(), name)]
-    for path in candidates:
-        if os.path.isdir(path):
-            return path
+        raise VideoAdapterError("folder: give a folder of video files inside ComfyUI's input folder")
+    root = os.path.realpath(folder_paths.get_input_directory())
+    if os.path.isabs(name) or name.startswith("~"):
+        if not any_folder_allowed():
+            raise VideoAdapterError(
+                f"folder: '{name}' is a full path; Load Training Clips reads folders inside ComfyUI's input folder "
+                f"({root}). Move or link the clips there, or start the server with {ANY_FOLDER_ENV}=1 to allow full "
+                "paths")
+        path = os.path.realpath(os.path.expanduser(name))
+    else:
+        path = os.path.realpath(os.path.join(root, name))
+        if os.path.commonpath([path, root]) != root and not any_folder_allowed():
+            raise VideoAdapterError(f"folder: '{name}' leads outside ComfyUI's input folder ({root}); give a folder "
+                                    "inside it")
+    if os.path.isdir(path):
+        return path
     raise VideoAdapterError(
-        f"folder: '{name}' does not exist (looked for {candidates[0]}). Put your clips in a folder inside "
-        "ComfyUI's input folder and give its name, or give a full path")
+        f"folder: '{name}' does not exist (looked for {path}). Put your clips in a folder inside ComfyUI's input "
+        "folder and pick it")
 
 
 def list_videos(path: str) -> list[str]:
@@ -138,9 +176,10 @@ class LoadClipFolder(io.ComfyNode):
                 "fixed-length clips, resizes and centre-crops them, and encodes them with the prior's VAE and "
                 "text encoder: the training data for Train Domain Model and Train Adapters."),
             inputs=[
-                io.String.Input("folder", default="training_clips",
-                                tooltip="A folder inside ComfyUI's input folder (or a full path) holding video "
-                                        "files (mp4, webm, mov, mkv, avi, gif, webp) and optional captions."),
+                io.Combo.Input("folder", options=input_subfolders(), default=DEFAULT_FOLDER,
+                               tooltip="A folder inside ComfyUI's input folder holding video files (mp4, webm, mov, "
+                                       "mkv, avi, gif, webp) and optional captions (<video>.txt). Full paths only "
+                                       f"when the server sets {ANY_FOLDER_ENV}=1."),
                 io.Vae.Input("vae", tooltip="The prior's VAE (for example wan_2.1_vae): clips must live in the "
                              "prior's latent space."),
                 io.Clip.Input("clip", tooltip="The prior's text encoder (for example umT5 for Wan)."),

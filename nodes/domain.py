@@ -44,7 +44,7 @@ from ..adapters.training import (TrainConfig, default_sigma_sampling, load_check
                                  loss_curve_image)
 from . import MODEL_FOLDER
 from .common import (CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, model_files, resume_checkpoint, run_training,
-                     training_noise, training_outputs)
+                     save_result, training_noise, training_outputs)
 from .host import LATENT_SPACES, describe
 
 CAT_DOMAIN = f"{CATEGORY}/domain_model"
@@ -376,8 +376,7 @@ class TrainDomainModel(io.ComfyNode):
 
         summary = result.summary(tcfg)
         summary.update({"prior": meta["prior"], "clips": int(x0.shape[0]), "flow_shift": tcfg.flow_shift})
-        save_domain_model(model_path, net, summary)
-        rel = os.path.relpath(model_path, folder).replace(os.sep, "/")
+        rel = save_result(lambda path: save_domain_model(path, net, summary), model_path, folder)
         patcher = build_domain_patcher(net, prior_model)
         return io.NodeOutput(patcher, rel, loss_curve_image(result.losses))
 

@@ -13,7 +13,7 @@ import torch
 from comfy_api.latest import io
 
 from ..samplers.guiders import DualCFGGuider
-from .common import CATEGORY, VideoAdapterError
+from .common import CATEGORY, VideoAdapterError, check_conditioning
 from .host import describe
 
 CAT_GUIDANCE = f"{CATEGORY}/guidance"
@@ -126,6 +126,8 @@ class DualCFG(io.ComfyNode):
         if clip_vision_in_no_image not in CLIP_VISION_CHOICES:
             raise VideoAdapterError(f"clip_vision_in_no_image '{clip_vision_in_no_image}': use one of "
                                     f"{', '.join(CLIP_VISION_CHOICES)}")
+        check_conditioning(model, positive, "positive", "model")
+        check_conditioning(model, negative, "negative", "model")
         full, image, none, image_only, summary = dual_conditionings(model, positive, negative, clip_vision_in_no_image)
         host = describe(model, "model")
         first = float(image_cfg_first_frame) if image_cfg_ramp == "linear" else None

@@ -23,7 +23,7 @@ from ..samplers import parameterisation
 from . import MODEL_FOLDER
 from .attach import attach_adapters, check_adapters_fit, new_adapters
 from .common import (CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, model_files, resume_checkpoint, run_training,
-                     training_noise, training_outputs)
+                     save_result, training_noise, training_outputs)
 from .host import describe, static_clone
 from .simda_patch import UNET_BLOCK_KINDS, apply_latent_shift
 
@@ -365,8 +365,7 @@ class TrainAdapter(io.ComfyNode):
         n_base = host.parameters
         summary = result.summary(tcfg)
         summary.update({"trainable_parameters": n_train, "base_parameters": n_base, "base_model": host.model_config})
-        adapters.save(out_path, extra={"training": summary})
-        rel = os.path.relpath(out_path, folder).replace(os.sep, "/")
+        rel = save_result(lambda path: adapters.save(path, extra={"training": summary}), out_path, folder)
         text = (f"{kind} adapters for {host.family}: {n_train:,} trainable parameters "
                 f"({100.0 * n_train / max(n_base, 1):.2f} % of the base model's {n_base:,}), "
                 f"{len(adapters)} blocks; {result.steps_done} steps, loss {result.losses[0]:.4f} -> "

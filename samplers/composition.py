@@ -44,6 +44,14 @@ from . import parameterisation
 from .schedules import CONSTANT_ONE, StrengthSchedule
 
 PARAMETERISATIONS = ("eps", "flow")
+# A composed denoised estimate beyond this magnitude (in the model's latent space) means the settings have
+# made the sampler diverge. On the tiny test models, sound settings peak at about 3e2 (MCMC included), while
+# the settings that ruin a run (flow_space "noise" with cfg 100 or prior_strength 10) reach 6e5 to 1e16 or NaN.
+DIVERGENCE_LIMIT = 1e4
+
+
+class CompositionDiverged(ValueError):
+    """The composed estimate became non-finite or exploded; the message names the settings."""
 FLOW_SPACES = ("velocity", "noise")
 FLOW_NOISE_FLOOR = 0.1
 
@@ -154,6 +162,24 @@ class Composition:
             raise ValueError(f"unknown parameterisation '{self.parameterisation}'")
         if self.flow_space not in FLOW_SPACES:
             raise ValueError(f"unknown flow_space '{self.flow_space}'; use one of {FLOW_SPACES}")
+
+    def check(self, denoised: torch.Tensor, sigma: float) -> torch.Tensor:
+        """``denoised`` unchanged, or :class:`CompositionDiverged` naming the settings that made it explode."""
+        finite = bool(torch.isfinite(denoised).all())
+        peak = float(denoised.abs().max()) if finite else float("inf")
+        if finite and peak <= DIVERGENCE_LIMIT:
+            return denoised
+        what = "is not finite" if not finite else f"reached {peak:.3g} (limit {DIVERGENCE_LIMIT:g})"
+        gammas = ", ".join(f"{t.strength:g}" for t in self.priors) or "none"
+        hint = []
+        if self.parameterisation == "flow" and self.flow_space == "noise":
+            hint.append('flow_space "velocity" (finite at every sigma)')
+        hint.append(f"a smaller cfg (now {self.cfg:g}) or prior_strength (now {gammas})")
+        if self.mcmc_steps:
+            hint.append(f"fewer or smaller MCMC steps (now {self.mcmc_steps} x {self.mcmc_step_size:g})")
+        raise CompositionDiverged(
+            f"the composed estimate {what} at sigma {sigma:.4g}: these settings make sampling diverge. Try "
+            + "; ".join(hint))
 
     def in_window(self, sigma: float) -> bool:
         return sigma > self.window_sigma

@@ -168,7 +168,8 @@ class ComposedGuider(comfy.samplers.CFGGuider):
 
             noise_fn = draw
 
-        return comp.evaluate(x, timestep, guided_fn, prior_fn, sigma_next=sigma_next, noise_fn=noise_fn)
+        out = comp.evaluate(x, timestep, guided_fn, prior_fn, sigma_next=sigma_next, noise_fn=noise_fn)
+        return comp.check(out, float(timestep.max()))
 
 
 class DualCFGGuider(comfy.samplers.CFGGuider):

@@ -2,7 +2,7 @@
 
     python workflows/run_demo.py                      # the tiny demo: no downloads, about a minute on a CPU
     python workflows/run_demo.py path/to/workflow.json --output out/
-    python workflows/run_demo.py --contact-sheet frames.jpg   # also one image: a row of frames per video
+    python workflows/run_demo.py --contact-sheet frames.jpg   # also one image (in the output folder): a row of frames per video
 
 Run it with the Python that runs ComfyUI, from a pack installed in ComfyUI/custom_nodes (or with
 COMFYUI_PATH pointing at ComfyUI).
@@ -82,7 +82,8 @@ def main(argv=None) -> int:
     ap.add_argument("workflow", nargs="?", default=DEFAULT, help="UI-format workflow JSON (default: the tiny demo)")
     ap.add_argument("--output", default=None, help="output folder (default: ComfyUI's output folder)")
     ap.add_argument("--contact-sheet", default=None, metavar="IMAGE",
-                    help="also write one image with a row of frames per saved video (jpg or png)")
+                    help="also write one image with a row of frames per saved video (jpg or png); a bare file name "
+                         "goes into the output folder, a path (./x.jpg, dir/x.jpg) is taken as given")
     args = ap.parse_args(argv)
     root = find_comfyui()
     if root is None:
@@ -90,7 +91,9 @@ def main(argv=None) -> int:
         return 2
     workflow_path = os.path.abspath(args.workflow)
     output = os.path.abspath(args.output) if args.output else None
-    sheet = os.path.abspath(args.contact_sheet) if args.contact_sheet else None  # before ComfyUI changes the cwd
+    sheet = args.contact_sheet
+    if sheet and os.path.dirname(sheet):
+        sheet = os.path.abspath(sheet)  # before ComfyUI changes the cwd
     with open(workflow_path) as f:
         workflow = json.load(f)
     host = Host(root, output_dir=output)
@@ -99,6 +102,8 @@ def main(argv=None) -> int:
     prompt = ui_to_api(workflow, host.node_info)
     result = host.run(prompt)
     files = saved_files(result["ui"], folder_paths.get_output_directory())
+    if sheet and not os.path.dirname(sheet):  # a bare name: next to the outputs, never into the pack's checkout
+        sheet = os.path.join(folder_paths.get_output_directory(), sheet)
     if not files:
         print("the workflow ran but saved no files", file=sys.stderr)
         return 1
