@@ -165,8 +165,8 @@ class Composition:
 
     def check(self, denoised: torch.Tensor, sigma: float) -> torch.Tensor:
         """``denoised`` unchanged, or :class:`CompositionDiverged` naming the settings that made it explode."""
-        finite = bool(torch.isfinite(denoised).all())
-        peak = float(denoised.abs().max()) if finite else float("inf")
+        finite = bool(torch.isfinite(denoised.detach()).all())
+        peak = float(denoised.detach().abs().max()) if finite else float("inf")
         if finite and peak <= DIVERGENCE_LIMIT:
             return denoised
         what = "is not finite" if not finite else f"reached {peak:.3g} (limit {DIVERGENCE_LIMIT:g})"

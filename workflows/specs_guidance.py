@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from build_workflows import MODELS as WAN_MODELS, N, NEGATIVE, WAN_REPO
+from specs_simda import svd_head, svd_tail
 
 WAN_I2V = "wan2.1_i2v_480p_14B_fp16.safetensors"
 CLIP_VISION = "clip_vision_h.safetensors"
-SVD = "svd_xt.safetensors"
 MODELS = {
     WAN_I2V: ("diffusion_models", f"{WAN_REPO}/diffusion_models/{WAN_I2V}"),
     CLIP_VISION: ("clip_vision", f"{WAN_REPO}/clip_vision/{CLIP_VISION}"),
@@ -52,12 +52,7 @@ def wan_i2v_dual_cfg():
 
 def svd_dual_cfg():
     """SVD has no text: the guider is image-only CFG, with SVD's usual per-frame ramp."""
-    nodes = [
-        N(1, "ImageOnlyCheckpointLoader", 0, 0, {"ckpt_name": SVD}),
-        N(2, "LoadImage", 0, 2, {"image": "example.png"}, title="First frame"),
-        N(3, "SVD_img2vid_Conditioning", 1, 0, {"width": 1024, "height": 576, "video_frames": 14,
-                                                "motion_bucket_id": 127, "fps": 6, "augmentation_level": 0.0},
-          {"clip_vision": (1, 1), "init_image": (2, 0), "vae": (1, 2)}),
+    nodes = svd_head() + [
         N(4, "VA_DualCFGGuider", 2, 0, {"image_cfg": 2.5, "text_cfg": 1.0, "image_cfg_ramp": "linear",
                                         "image_cfg_first_frame": 1.0, "clip_vision_in_no_image": "keep"},
           {"model": (1, 0), "positive": (3, 0), "negative": (3, 1)}),
@@ -66,11 +61,7 @@ def svd_dual_cfg():
         N(7, "RandomNoise", 2, 4, {"noise_seed": 7}),
         N(8, "SamplerCustomAdvanced", 3, 0, links={"noise": (7, 0), "guider": (4, 0), "sampler": (6, 0),
                                                    "sigmas": (5, 0), "latent_image": (3, 2)}),
-        N(9, "VAEDecode", 4, 0, links={"samples": (8, 0), "vae": (1, 2)}),
-        N(10, "CreateVideo", 5, 0, {"fps": 6.0}, {"images": (9, 0)}),
-        N(11, "SaveVideo", 6, 0, {"filename_prefix": "video/svd_dual_cfg", "format": "auto", "codec": "auto"},
-          {"video": (10, 0)}),
-    ]
+    ] + svd_tail(9, 4, (8, 0), "svd_dual_cfg")
     notes = [("## SVD with the Dual CFG Guider\nSVD has no text, so the guider is image-only CFG here: image_cfg "
               "ramps from 1.0 at the first frame to 2.5 at the last, as SVD's own pipeline does. Put svd_xt.safetensors "
               "in models/checkpoints (a gated download: accept its license on Hugging Face first).", 0, 5)]

@@ -94,26 +94,39 @@ def sd15_one_shot_edit():
     return nodes, notes
 
 
-def svd_latent_shift():
-    """Image-to-video with SVD; latent shift patches its spatial blocks only (the temporal ones already mix
-    frames)."""
-    nodes = [
+def svd_head():
+    """SVD checkpoint, first frame and SVD's own image-to-video conditioning (nodes 1-3)."""
+    return [
         N(1, "ImageOnlyCheckpointLoader", 0, 0, {"ckpt_name": SVD}),
         N(2, "LoadImage", 0, 2, {"image": "example.png"}, title="First frame"),
         N(3, "SVD_img2vid_Conditioning", 1, 0, {"width": 1024, "height": 576, "video_frames": 14,
                                                 "motion_bucket_id": 127, "fps": 6, "augmentation_level": 0.0},
           {"clip_vision": (1, 1), "init_image": (2, 0), "vae": (1, 2)}),
+    ]
+
+
+def svd_tail(first, col, samples, prefix):
+    """Decode with SVD's VAE, make a 6 fps video, save it."""
+    dec, vid, save = first, first + 1, first + 2
+    return [
+        N(dec, "VAEDecode", col, 0, links={"samples": samples, "vae": (1, 2)}),
+        N(vid, "CreateVideo", col + 1, 0, {"fps": 6.0}, {"images": (dec, 0)}),
+        N(save, "SaveVideo", col + 2, 0, {"filename_prefix": f"video/{prefix}", "format": "auto", "codec": "auto"},
+          {"video": (vid, 0)}),
+    ]
+
+
+def svd_latent_shift():
+    """Image-to-video with SVD; latent shift patches its spatial blocks only (the temporal ones already mix
+    frames)."""
+    nodes = svd_head() + [
         N(4, "VideoLinearCFGGuidance", 1, 2, {"min_cfg": 1.0}, {"model": (1, 0)}),
         N(5, "VA_LatentShiftPatcher", 1, 3, {"mode": "simda", "frames": 0, "start_percent": 0.0,
                                              "end_percent": 1.0, "blocks": "all"}, {"model": (4, 0)}),
         N(10, "KSampler", 2, 0, {"seed": 7, "steps": 20, "cfg": 2.5, "sampler_name": "euler",
                                  "scheduler": "karras", "denoise": 1.0},
           {"model": (5, 0), "positive": (3, 0), "negative": (3, 1), "latent_image": (3, 2)}),
-        N(11, "VAEDecode", 3, 0, links={"samples": (10, 0), "vae": (1, 2)}),
-        N(12, "CreateVideo", 4, 0, {"fps": 6.0}, {"images": (11, 0)}),
-        N(13, "SaveVideo", 5, 0, {"filename_prefix": "video/svd_latent_shift", "format": "auto", "codec": "auto"},
-          {"video": (12, 0)}),
-    ]
+    ] + svd_tail(11, 3, (10, 0), "svd_latent_shift")
     notes = [("## SVD with latent-shift attention\nStable Video Diffusion animates the first frame; the patch "
               "makes its spatial self-attention also look at the previous frame (its temporal layers are left "
               "alone). Put svd_xt.safetensors in models/checkpoints.", 0, 4)]
