@@ -145,18 +145,19 @@ def demo_tiny():
         N(1, "VA_TinyTrainedPair", 0, 0, {"prompt": "sunset, stripes, blob, orbit, pan right"}),
         N(2, "EmptyHunyuanLatentVideo", 0, 2, {"width": 64, "height": 64, "length": 29, "batch_size": 1},
           title="8 frames of 8x8 latents"),
-        N(3, "VA_ScoreComposer", 1, 0, {"prior_strength": DEMO_GAMMA, "cfg": 3.0, "composition_end": 0.9},
+        N(3, "VA_ScoreComposer", 1, 8, {"prior_strength": DEMO_GAMMA, "cfg": 3.0, "composition_end": 0.9},
           {"domain_model": (1, 0), "prior_model": (1, 1), "positive": (1, 2), "negative": (1, 3)},
           title="C: score composer"),
-        N(4, "CFGGuider", 1, 4, {"cfg": 3.0}, {"model": (1, 0), "positive": (1, 2), "negative": (1, 3)},
+        N(4, "CFGGuider", 1, 0, {"cfg": 3.0}, {"model": (1, 0), "positive": (1, 2), "negative": (1, 3)},
           title="A: domain model only"),
-        N(5, "CFGGuider", 1, 8, {"cfg": 3.0}, {"model": (1, 1), "positive": (1, 2), "negative": (1, 3)},
+        N(5, "CFGGuider", 1, 4, {"cfg": 3.0}, {"model": (1, 1), "positive": (1, 2), "negative": (1, 3)},
           title="B: prior only"),
     ]
 
     def preview(i, c, r, src):
         return N(i, "VA_LatentPreviewDecode", c, r, {"upscale": 8}, {"model": (1, 0), "samples": src})
 
+    # each row reads guider -> sampler -> preview -> video -> save, top to bottom A, B, C
     for k, (gid, name) in enumerate(((4, "A_domain_only"), (5, "B_prior_only"), (3, "C_composer"))):
         nodes += sampler_chain(10 + 10 * k, 1, gid, 2, 2, 4 * k, steps=20, seed=0,
                                save_prefix=f"video_adapters_demo/{name}", decode=preview, fps=8.0)
@@ -225,9 +226,9 @@ def ab_compare():
 
 
 WORKFLOWS = {
-    "video_adapter_demo_tiny": demo_tiny,
-    "video_adapter_wan_t2v_stylize": wan_t2v_stylize,
-    "video_adapter_ab_compare": ab_compare,
+    "Video Adapter - tiny demo, no downloads": demo_tiny,
+    "Video Adapter - stylize Wan 2.1 with a small domain model": wan_t2v_stylize,
+    "Video Adapter - domain vs prior vs composer vs CFG mix": ab_compare,
 }
 
 

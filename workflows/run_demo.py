@@ -21,7 +21,7 @@ sys.path.insert(0, HERE)
 
 from headless import NO_HOST_HELP, Host, find_comfyui, ui_to_api  # noqa: E402
 
-DEFAULT = os.path.join(HERE, "video_adapter_demo_tiny.json")
+DEFAULT = os.path.join(HERE, "Video Adapter - tiny demo, no downloads.json")
 
 
 def saved_files(ui_results: dict, output_dir: str) -> list[str]:

@@ -78,6 +78,6 @@ def train_first_frame():
 
 
 WORKFLOWS = {
-    "video_adapter_train_from_folder": train_from_folder,
-    "video_adapter_train_first_frame": train_first_frame,
+    "Video Adapter - train a domain model on your clips": train_from_folder,
+    "Video Adapter - train a first-frame domain model": train_first_frame,
 }

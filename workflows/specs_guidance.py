@@ -61,7 +61,7 @@ def svd_dual_cfg():
         N(7, "RandomNoise", 2, 4, {"noise_seed": 7}),
         N(8, "SamplerCustomAdvanced", 3, 0, links={"noise": (7, 0), "guider": (4, 0), "sampler": (6, 0),
                                                    "sigmas": (5, 0), "latent_image": (3, 2)}),
-    ] + svd_tail(9, 4, (8, 0), "svd_dual_cfg")
+    ] + svd_tail(9, 4, (8, 0), "AID - SVD with dual CFG")
     notes = [("## SVD with the Dual CFG Guider\nSVD has no text, so the guider is image-only CFG here: image_cfg "
               "ramps from 1.0 at the first frame to 2.5 at the last, as SVD's own pipeline does. Put svd_xt.safetensors "
               "in models/checkpoints (a gated download: accept its license on Hugging Face first).", 0, 5)]
@@ -117,5 +117,5 @@ def wan_i2v_instruction_states():
     return nodes, notes
 
 
-WORKFLOWS = {"wan_i2v_dual_cfg": wan_i2v_dual_cfg, "svd_dual_cfg": svd_dual_cfg,
-             "wan_i2v_instruction_states": wan_i2v_instruction_states}
+WORKFLOWS = {"AID - Wan 2.1 image-to-video with dual CFG": wan_i2v_dual_cfg, "AID - SVD with dual CFG": svd_dual_cfg,
+             "AID - instruction to per-frame prompts on Wan 2.1": wan_i2v_instruction_states}

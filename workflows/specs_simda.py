@@ -134,7 +134,7 @@ def svd_latent_shift():
 
 
 WORKFLOWS = {
-    "simda_svd_latent_shift": svd_latent_shift,
-    "simda_sd15_latent_shift": sd15_latent_shift,
-    "simda_sd15_one_shot_edit": sd15_one_shot_edit,
+    "SimDA - latent-shift attention on SVD": svd_latent_shift,
+    "SimDA - latent-shift attention on SD 1.5": sd15_latent_shift,
+    "SimDA - one-shot video editing": sd15_one_shot_edit,
 }
