@@ -122,3 +122,13 @@ def test_dynamic_combo_and_appended_widgets():
     assert api["1"]["inputs"] == {"filename_prefix": "out/x", "format": "auto", "format.codec": "h264", "bit_depth": 8}
     wf["nodes"][0]["widgets_values"] = ["out/x", "webm"]
     assert ui_to_api(wf, lambda t: info)["1"]["inputs"] == {"filename_prefix": "out/x", "format": "webm", "bit_depth": 8}
+
+
+def test_every_workflow_has_a_thumbnail_and_a_readable_title():
+    """The Templates browser shows the file name as title (frontends 1.27 and 1.49 read no other metadata for
+    custom nodes) and the same-name .jpg as the card picture."""
+    for path in WORKFLOWS:
+        stem = os.path.splitext(path)[0]
+        assert os.path.isfile(stem + ".jpg"), f"{os.path.basename(path)} has no thumbnail"
+        title = os.path.basename(stem)
+        assert " - " in title and title.split(" - ")[0] in ("Video Adapter", "SimDA", "AID"), title

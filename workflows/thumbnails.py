@@ -84,31 +84,32 @@ def chain(workflow: dict) -> list[str]:
     return steps
 
 
-def render(workflow: dict, title: str, size=(640, 400)) -> Image.Image:
+def render(workflow: dict, title: str, size=(560, 560)) -> Image.Image:
+    """The workflow's main steps as a row of boxes, with the method family in a band at the bottom (the
+    Templates browser prints the title under the card and puts its own badge on the top-left corner)."""
     family = title.split(" - ")[0]
     colour = FAMILY_COLOURS.get(family, (70, 70, 70))
     img = Image.new("RGB", size, (246, 246, 243))
     draw = ImageDraw.Draw(img)
-    big, mid = _font(34), _font(21)
-    draw.rectangle([0, 0, size[0], 150], fill=colour)
-    y = 14
-    for line in _wrap(draw, title, big, size[0] - 40)[:3]:
-        draw.text((20, y), line, fill=(255, 255, 255), font=big)
-        y += 42
+    mid, band_font = _font(23), _font(40)
+    band_top = size[1] - 110
+    draw.rectangle([0, band_top, size[0], size[1]], fill=colour)
+    draw.text((24, band_top + 32), family, fill=(255, 255, 255), font=band_font)
     steps = chain(workflow)
     n = len(steps)
     gap = 22
     box_w = (size[0] - 40 - gap * (n - 1)) / max(n, 1)
-    top, box_h = 190, 150
+    box_h = 200
+    top = (band_top - box_h) / 2 + 20
     for i, step in enumerate(steps):
         x = 20 + i * (box_w + gap)
         fill = (232, 232, 228) if i in (0, n - 1) else (255, 255, 255)
         draw.rounded_rectangle([x, top, x + box_w, top + box_h], radius=12, fill=fill, outline=colour, width=3)
-        lines = _wrap(draw, step, mid, box_w - 14)[:4]
-        ty = top + (box_h - 26 * len(lines)) / 2
+        lines = _wrap(draw, step, mid, box_w - 12)[:4]
+        ty = top + (box_h - 28 * len(lines)) / 2
         for line in lines:
             draw.text((x + (box_w - draw.textlength(line, font=mid)) / 2, ty), line, fill=(25, 25, 25), font=mid)
-            ty += 26
+            ty += 28
         if i + 1 < n:
             ax, ay = x + box_w + 3, top + box_h / 2
             draw.line([(ax, ay), (ax + gap - 8, ay)], fill=colour, width=3)
