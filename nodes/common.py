@@ -60,7 +60,12 @@ def check_conditioning(model, conditioning, input_name: str, model_label: str) -
         raise VideoAdapterError(f"{input_name}: expected a CONDITIONING (from a text encode node), got "
                                 f"{type(conditioning).__name__}")
     host = describe(model, model_label)
-    for tensor, _ in conditioning:
+    for tensor, extras in conditioning:
+        if "concat_latent_image" in extras and not host.takes_image and host.architecture in ("unet", "wan"):
+            raise VideoAdapterError(
+                f"{input_name}: it carries a start image (from an image-to-video node), but {model_label} "
+                f"({host.model_config}) takes no image condition; use an image-to-video model, or a plain text "
+                "conditioning")
         if not hasattr(tensor, "shape") or tensor.ndim != 3:
             raise VideoAdapterError(f"{input_name}: conditioning tensors are [batch, tokens, width], got "
                                     f"{list(getattr(tensor, 'shape', []))}")
@@ -126,7 +131,16 @@ def training_outputs(file_name: str) -> tuple[str, str, str]:
 
     name = safe_name(file_name)
     folder = folder_paths.get_folder_paths(MODEL_FOLDER)[0]
-    return folder, os.path.join(folder, name + ".safetensors"), os.path.join(folder, name + "_checkpoint.safetensors")
+    model, ckpt = os.path.join(folder, name + ".safetensors"), os.path.join(folder, name + "_checkpoint.safetensors")
+    try:  # before any training: a folder that cannot be made is reported now, not after the run
+        os.makedirs(os.path.dirname(model), exist_ok=True)
+    except OSError as e:
+        raise VideoAdapterError(f"file_name '{file_name}': the folder {os.path.dirname(model)} cannot be created "
+                                f"({e.strerror}); pick another name") from None
+    for path in (model, ckpt):
+        if os.path.isdir(path):
+            raise VideoAdapterError(f"file_name '{file_name}': {path} is a folder; pick another name")
+    return folder, model, ckpt
 
 
 def save_result(save, path: str, folder: str) -> str:

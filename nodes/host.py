@@ -69,6 +69,12 @@ class HostModel:
     sigma_max: float
     patch_size: tuple = ()
     blocks: tuple[Block, ...] = field(default_factory=tuple)
+    input_channels: int = 0  # channels the network takes: more than latent_channels when an image is concatenated
+
+    @property
+    def takes_image(self) -> bool:
+        """Whether the model takes an image condition concatenated to its latent (image-to-video models)."""
+        return self.input_channels > self.latent_channels > 0
 
     # --- what the nodes ask ------------------------------------------------------------------------------
     def blocks_of(self, *kinds: str) -> list[Block]:
@@ -194,6 +200,11 @@ def describe(model, label: str = "model") -> HostModel:
     elif arch == "wan":
         blocks = _wan_blocks(dm)
     dims = int(getattr(lf, "latent_dimensions", 2))
+    input_channels = 0
+    if arch == "wan" and hasattr(dm, "patch_embedding"):
+        input_channels = int(dm.patch_embedding.in_channels)
+    elif arch == "unet":
+        input_channels = int(getattr(base.model_config, "unet_config", {}).get("in_channels", 0) or 0)
     return HostModel(
         label=label, family=family, model_config=config_name, architecture=arch,
         latent_space=LATENT_SPACES.get(latent_format), prediction=_PREDICTIONS.get(model_type),
@@ -203,7 +214,7 @@ def describe(model, label: str = "model") -> HostModel:
         parameters=int(sum(p.numel() for p in dm.parameters())) if dm is not None else 0,
         shift=float(ms.shift) if hasattr(ms, "shift") else None,
         sigma_min=float(ms.sigma_min), sigma_max=float(ms.sigma_max),
-        patch_size=tuple(getattr(dm, "patch_size", ()) or ()), blocks=tuple(blocks))
+        patch_size=tuple(getattr(dm, "patch_size", ()) or ()), blocks=tuple(blocks), input_channels=input_channels)
 
 
 def training_sigmas(model):

@@ -179,3 +179,48 @@ def test_state_intact_after_the_catalogue(host, tiny):
     assert "mcmc_steps" not in prompt["5"]["inputs"]
     out = host.run(prompt, ["10"])
     assert torch.isfinite(out["10"][0]["samples"]).all()
+
+
+def test_image_conditioning_on_a_text_to_video_model(host, tiny):
+    model = tiny.load(DOMAIN)
+    pos = [[torch.randn(1, 8, WAN_TEXT_DIM), {"concat_latent_image": torch.zeros(1, 16, 2, 4, 4)}]]
+    with pytest.raises(Exception, match="carries a start image.*takes no image condition"):
+        host.call("VA_DualCFGGuider", model, pos, pos, 1.5, 5.0)
+    with pytest.raises(Exception, match="carries a start image"):
+        host.call("VA_ScoreComposer", model, tiny.load(PRIOR), pos, pos, prior_strength=0.2, cfg=2.0, composition_end=0.9)
+
+
+def test_unwritable_names_are_refused_before_training(host, tiny, nodes_for_tests):
+    """A name that passes every check but cannot be written (a folder of that name is a file) is refused when the
+    node starts, before any training."""
+    import folder_paths
+
+    folder = folder_paths.get_folder_paths("video_adapters")[0]
+    os.makedirs(os.path.join(folder, "bad"), exist_ok=True)
+    with open(os.path.join(folder, "bad", "blocker"), "w") as f:
+        f.write("a file where the training expects a folder")
+    host.progress = []
+    with pytest.raises(RuntimeError, match="cannot be created"):
+        host.run(train_domain_prompt("bad/blocker/model"), ["4"])
+    assert not host.progress  # no training step ran
+
+
+def test_trained_result_is_kept_when_saving_fails(host, tiny, nodes_for_tests, monkeypatch):
+    """If the file system refuses the final save anyway, the result goes to recovered/ and file_name says so."""
+    import folder_paths
+
+    domain_model = host.pack_module("adapters.domain_model")
+    real = domain_model.save_domain_model
+    calls = []
+
+    def flaky(path, *a, **k):
+        calls.append(path)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(host.pack_module("nodes.domain"), "save_domain_model", flaky)
+    out = host.run(train_domain_prompt("bad/full_disk"), ["4"])
+    rel = out["4"][1]
+    folder = folder_paths.get_folder_paths("video_adapters")[0]
+    assert rel.startswith("recovered/") and os.path.isfile(os.path.join(folder, rel)) and len(calls) == 2
