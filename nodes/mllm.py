@@ -1,12 +1,13 @@
 """MLLM state prompts (AID): a multimodal LLM decomposes an instruction into the video's successive states.
 
-Two sources of a model, each a small node returning a ``VA_MLLM``:
+Three sources of a model, each a small node returning a ``VA_MLLM``:
 
 * **Load MLLM (local)**: a transformers model folder under ``models/LLM`` (loaded with ``local_files_only``).
   It runs in a ``ModelPatcher``, so ComfyUI's model management loads it, and can evict it when a diffusion model
   needs the memory; unless ``keep_loaded`` is set it is unloaded right after answering.
 * **MLLM Endpoint**: any OpenAI-compatible chat-completions server (Ollama, LM Studio, vLLM, llama.cpp's
   server), with JSON-schema structured output where the server has it and Ollama's ``keep_alive``.
+* **MLLM from Text Encoder**: on newer ComfyUI, a text encoder that can generate (``clip.generate``).
 
 transformers is imported only when a local model is used (ComfyUI itself depends on it).
 The prompt, the answer format and the parser are in ``adapters/state_prompts.py``.
@@ -209,6 +210,61 @@ class EndpointMLLM:
             raise VideoAdapterError(f"the endpoint {self.url} answered without a message: {str(reply)[:300]}") from None
 
 
+class ClipMLLM:
+    """A ComfyUI text encoder that can generate text (newer ComfyUI: ``clip.generate``, e.g. Qwen3-VL or Gemma
+    text encoders), used as the multimodal LLM. The encoder's own chat template wraps the prompt; the system
+    prompt, the request and any retry are written into that one prompt."""
+
+    def __init__(self, clip):
+        self.clip = clip
+        self.label = "text encoder"
+
+    @staticmethod
+    def _prompt(messages: list[dict]) -> str:
+        parts = []
+        for m in messages:
+            content = m["content"]
+            text = content if isinstance(content, str) else "\n".join(
+                p.get("text", "") for p in content if p.get("type") == "text")
+            if m["role"] == "assistant":
+                text = f"(your previous answer) {text}"
+            parts.append(text)
+        return "\n\n".join(p for p in parts if p)
+
+    def generate(self, messages: list[dict], image, seed: int, max_tokens: int, schema: dict | None = None) -> str:
+        try:
+            tokens = self.clip.tokenize(self._prompt(messages), image=image, min_length=1)
+            ids = self.clip.generate(tokens, do_sample=False, max_length=int(max_tokens), seed=int(seed))
+        except (AttributeError, NotImplementedError, TypeError) as e:
+            raise VideoAdapterError(f"clip: this text encoder cannot generate text with an image ({e}); connect a "
+                                    "generating multimodal text encoder (Qwen3-VL, Gemma 3), or use Load MLLM / "
+                                    "MLLM Endpoint") from None
+        return self.clip.decode(ids)
+
+
+class MLLMFromCLIP(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VA_MLLMFromCLIP",
+            display_name="MLLM from Text Encoder",
+            category=CAT_MLLM,
+            description=("Uses a text encoder that can generate text (newer ComfyUI: Qwen3-VL or Gemma text encoders "
+                         "loaded with Load CLIP) as the multimodal LLM for MLLM State Prompt, under ComfyUI's own model "
+                         "management. Greedy decoding: the same inputs give the same states."),
+            inputs=[io.Clip.Input("clip", tooltip="A text encoder that can generate (the one TextGenerate takes).")],
+            outputs=[MLLM.Output(display_name="mllm", tooltip="For MLLM State Prompt.")],
+        )
+
+    @classmethod
+    def execute(cls, clip) -> io.NodeOutput:
+        if not callable(getattr(clip, "generate", None)) or not callable(getattr(clip, "decode", None)):
+            raise VideoAdapterError(
+                "clip: this ComfyUI's text encoders cannot generate text (it needs a ComfyUI with TextGenerate and a "
+                "generating text encoder such as Qwen3-VL); use Load MLLM or MLLM Endpoint instead")
+        return io.NodeOutput(ClipMLLM(clip))
+
+
 class LoadMLLM(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -342,4 +398,4 @@ class MLLMStatePrompt(io.ComfyNode):
                              "\n\n--- retry ---\n\n".join(raw))
 
 
-NODES = [LoadMLLM, MLLMEndpoint, MLLMStatePrompt]
+NODES = [LoadMLLM, MLLMEndpoint, MLLMFromCLIP, MLLMStatePrompt]

@@ -198,3 +198,33 @@ def test_endpoint_falls_back_to_llama_cpp_python_structured_output(host):
         server.close()
     assert states.splitlines() == FOUR and [r[2]["response_format"]["type"] for r in server.requests] == \
         ["json_schema", "json_object"]
+
+
+class GeneratingClip:
+    """Stands in for a newer ComfyUI's generating text encoder: records what it is given."""
+
+    def __init__(self, answer):
+        self.answer, self.calls = answer, []
+
+    def tokenize(self, text, image=None, min_length=1, **kw):
+        self.calls.append(("tokenize", text, image))
+        return {"text": text}
+
+    def generate(self, tokens, do_sample=True, max_length=256, seed=None, **kw):
+        self.calls.append(("generate", do_sample, max_length, seed))
+        return [1, 2, 3]
+
+    def decode(self, ids, skip_special_tokens=True):
+        return self.answer
+
+
+def test_text_encoder_source(host, tiny):
+    clip = GeneratingClip(json.dumps({"states": FOUR}))
+    mllm = host.call("VA_MLLMFromCLIP", clip)[0]
+    states, _, _ = host.call("VA_MLLMStatePrompt", first_frame(), "lift the box", 4, 16, mllm, 9, 200, 1)
+    assert states.splitlines() == FOUR
+    kind, text, image = clip.calls[0]
+    assert kind == "tokenize" and "exactly 4" in text and "You plan short videos" in text and image is not None
+    assert clip.calls[1] == ("generate", False, 200, 9)  # greedy, the node's max_tokens and seed
+    with pytest.raises(Exception, match="cannot generate"):
+        host.call("VA_MLLMFromCLIP", object())
