@@ -38,11 +38,16 @@ class StateTokens:
             p = next(emb.parameters())
             with torch.no_grad():
                 self._cache[key] = [emb(r.to(device=p.device, dtype=p.dtype)).to(context) for r in self.raw]
-        if site.grid[0] != self.weights.shape[0]:
+        weights = self.weights
+        window = (site.transformer_options or {}).get("context_window")  # core's context windows: one slice of frames
+        index = getattr(window, "index_list", None)
+        if index is not None and len(index) == site.grid[0] and max(index) < weights.shape[0]:
+            weights = weights[list(index)]
+        if site.grid[0] != weights.shape[0]:
             raise VideoAdapterError(
                 f"Framewise Prompts was set for {self.weights.shape[0]} latent frames, but the video has {site.grid[0]}; "
                 "set frames to the video length in pixel frames (Wan: 1 + 4k)")
-        return FrameTokens(self._cache[key], self.weights)
+        return FrameTokens(self._cache[key], weights)
 
 
 class FramewisePrompts(io.ComfyNode):

@@ -82,3 +82,18 @@ def test_sampling_and_errors(host, wan):
         host.call("VA_FramewisePrompts", wan, ToyTextEncoder(WAN_TEXT_DIM), '"0": "a", "2": "b", "3": "c"', 9, 0, 4)
     with pytest.raises(Exception, match="width"):
         host.call("VA_FramewisePrompts", wan, ToyTextEncoder(768), SCHEDULE, 9, 0, 4)
+
+
+def test_context_windows_get_their_frames_states(host, wan):
+    """Under core's context windows each call sees a window of latent frames (transformer_options
+    ["context_window"].index_list); the states follow the window's frames."""
+    import types
+
+    attach = host.pack_module("nodes.attach")
+    patched = host.call("VA_FramewisePrompts", wan, ToyTextEncoder(WAN_TEXT_DIM), SCHEDULE, 9, 0, 4)[0]
+    wrapped = patched.get_model_object("diffusion_model.blocks.0.cross_attn")
+    fn = wrapped._fns[0]
+    window = types.SimpleNamespace(index_list=[1, 2])
+    site = attach.Site(None, 2, (2, 2, 2), [0], None, {"context_window": window})
+    tokens = fn(torch.zeros(1, 8, patched.get_model_object("diffusion_model").dim), site)
+    torch.testing.assert_close(tokens.weights, torch.eye(3)[[1, 2]])
