@@ -59,12 +59,9 @@ def kinds() -> list[str]:
 
 
 def _build_simda(blocks: dict[str, int], config: dict[str, Any], family: str) -> nn.Module:
-    from .simda import SimDAAdapterSet, SimDAConfig
+    from .simda import SimDAAdapterSet
 
-    adapters = SimDAAdapterSet(SimDAConfig.from_dict(config), family=family)
-    for name, dim in blocks.items():
-        adapters.add_block(name, int(dim))
-    return adapters
+    return SimDAAdapterSet.build(blocks, config, family)
 
 
 def _load_simda(path: str, device="cpu") -> nn.Module:

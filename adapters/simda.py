@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from .files import AdapterFileError, load_tensors, save_tensors
+from .adapter_set import BlockAdapterSet
 from .latent_shift import latent_shift_kv
 
 KIND = "simda"
@@ -182,55 +182,20 @@ class SimDABlockAdapters(nn.Module):
                          if "temporal" in parts else None)
 
 
-def _module_key(block_name: str) -> str:
-    # nn.ModuleDict keys may not contain '.', which block names such as
-    # "input_blocks.1.1.transformer_blocks.0" do; ':' never occurs in module paths.
-    return block_name.replace(".", ":")
+class SimDAAdapterSet(BlockAdapterSet):
+    """All SimDA adapters of one model, keyed by a stable block name (``adapter_set.py`` has the container and the
+    file format: tensors ``"<block name>.<part>.<param>"``, metadata ``kind="simda"``, ``family``, ``config``,
+    ``blocks``). Block names are the dotted module paths of the host model's transformer blocks (for example
+    ``"input_blocks.1.1.transformer_blocks.0"``)."""
 
-
-class SimDAAdapterSet(nn.Module):
-    """All SimDA adapters of one model, keyed by a stable block name.
-
-    Block names are the dotted module paths of the host model's transformer blocks (for example
-    ``"input_blocks.1.1.transformer_blocks.0"``). In files, tensors are stored as
-    ``"<block name>.<part>.<param>"`` (e.g. ``"input_blocks.1.1.transformer_blocks.0.attention.down.weight"``)
-    and the metadata holds ``kind="simda"``, ``family``, ``config`` and ``blocks`` (name -> dim, parts).
-    """
+    KIND = KIND
+    config_class = SimDAConfig
 
     def __init__(self, config: SimDAConfig | None = None, family: str = "sd15"):
-        super().__init__()
-        self.config = config or SimDAConfig()
-        self.family = family
-        self.blocks = nn.ModuleDict()
-        self._names: dict[str, str] = {}   # module key -> block name
+        super().__init__(config, family)
 
-    # -- building / access -------------------------------------------------------------------------------
-    def add_block(self, name: str, dim: int, parts: Iterable[str] | None = None) -> SimDABlockAdapters:
-        """Create (zero-initialised) adapters for block ``name`` of width ``dim`` and return them."""
-        key = _module_key(name)
-        if key in self.blocks:
-            raise ValueError(f"block {name!r} already has adapters")
-        block = SimDABlockAdapters(dim, self.config, parts)
-        self.blocks[key] = block
-        self._names[key] = name
-        return block
-
-    def __getitem__(self, name: str) -> SimDABlockAdapters:
-        return self.blocks[_module_key(name)]
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and _module_key(name) in self.blocks
-
-    def __len__(self) -> int:
-        return len(self.blocks)
-
-    def block_names(self) -> list[str]:
-        """Block names in insertion order."""
-        return [self._names[k] for k in self.blocks.keys()]
-
-    def num_trainable_parameters(self) -> int:
-        """Number of scalar parameters with ``requires_grad``."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+    def make_block(self, dim: int, parts: Iterable[str] | None) -> SimDABlockAdapters:
+        return SimDABlockAdapters(dim, self.config, parts)
 
     # -- where the parts attach ---------------------------------------------------------------------------
     def attachments(self, architecture: str, options: dict[str, Any] | None = None) -> list[tuple]:
@@ -254,62 +219,6 @@ class SimDAAdapterSet(nn.Module):
         mode = options.get("latent_shift") or self.config.shift_mode
         if architecture == "unet" and mode != "none":
             out.append((None, "self_attn_kv", LatentShiftKV(mode)))
-        return out
-
-    # -- files -------------------------------------------------------------------------------------------
-    def file_state_dict(self) -> dict[str, torch.Tensor]:
-        """Tensors keyed ``"<block name>.<part>.<param>"``."""
-        out = {}
-        for key, block in self.blocks.items():
-            for sub, t in block.state_dict().items():
-                out[f"{self._names[key]}.{sub}"] = t
-        return out
-
-    def load_file_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Inverse of :meth:`file_state_dict`; every tensor must be present and match its shape."""
-        expected = self.file_state_dict()
-        missing = sorted(set(expected) - set(tensors))
-        extra = sorted(set(tensors) - set(expected))
-        if missing or extra:
-            raise AdapterFileError(f"SimDA tensors do not match the adapter layout "
-                                   f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
-                                   f"unexpected {extra[:3]}{'...' if len(extra) > 3 else ''})")
-        for key, block in self.blocks.items():
-            prefix = self._names[key] + "."
-            own = block.state_dict().keys()
-            block.load_state_dict({sub: tensors[prefix + sub] for sub in own}, strict=True)
-
-    def metadata(self) -> dict[str, Any]:
-        """JSON-serialisable description (kind, family, config, blocks)."""
-        return {
-            "kind": KIND,
-            "family": self.family,
-            "config": self.config.to_dict(),
-            "blocks": {self._names[k]: {"dim": b.dim, "parts": list(b.parts)} for k, b in self.blocks.items()},
-        }
-
-    def save(self, path: str, extra: dict[str, Any] | None = None) -> None:
-        """Write a ``kind="simda"`` pack file; ``extra`` adds free-form JSON fields (e.g. ``"training"``)."""
-        meta = dict(extra or {})
-        meta.update(self.metadata())
-        save_tensors(path, self.file_state_dict(), meta)
-
-    @classmethod
-    def load(cls, path: str, device: str | torch.device = "cpu",
-             expect_family: str | None = None) -> "SimDAAdapterSet":
-        """Rebuild an adapter set from a file written by :meth:`save`."""
-        tensors, meta = load_tensors(path, device=device, expect_kind=KIND)
-        family = meta.get("family", "")
-        if expect_family is not None and family != expect_family:
-            raise AdapterFileError(f"SimDA adapters were trained for '{family}', not '{expect_family}'")
-        blocks = meta.get("blocks")
-        if not isinstance(blocks, dict):
-            raise AdapterFileError("SimDA file metadata has no 'blocks' table")
-        out = cls(SimDAConfig.from_dict(meta.get("config", {})), family=family)
-        for name, info in blocks.items():
-            out.add_block(name, int(info["dim"]), info.get("parts"))
-        out.to(device)
-        out.load_file_state_dict(tensors)
         return out
 
 
