@@ -12,6 +12,7 @@ modules; metadata ``kind``, ``family``, ``config`` and ``blocks`` (name -> dim, 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Iterable
 
 import torch
@@ -20,6 +21,19 @@ import torch.nn as nn
 from .files import AdapterFileError, load_tensors, save_tensors
 
 SHARED_PREFIX = "shared."
+
+
+class JsonConfig:
+    """Mixin for a kind's config dataclass: JSON round trip; keys this version does not know are ignored (files
+    written by newer versions still load)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def _module_key(block_name: str) -> str:

@@ -19,7 +19,6 @@ The paper does not publish N_t, depth or width; the defaults here (4 queries per
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
@@ -27,7 +26,7 @@ import torch
 import torch.nn as nn
 from einops import rearrange
 
-from .adapter_set import BlockAdapterSet
+from .adapter_set import BlockAdapterSet, JsonConfig
 from .simda import SpatialAdapter, TemporalAdapter, _bottleneck
 
 KIND = "aid"
@@ -35,7 +34,7 @@ PARTS = ("spatial", "short_term", "long_term")
 
 
 @dataclass
-class AIDConfig:
+class AIDConfig(JsonConfig):
     text_dim: int = 1024        # width of the instruction and state-prompt text features
     vision_dim: int = 1024      # width of the first frame's visual features
     context_dim: int = 1024     # the host's cross-attention width (SVD: 1024)
@@ -62,14 +61,6 @@ class AIDConfig:
         flags = {"spatial": self.spatial_adapter, "short_term": self.short_term_adapter,
                  "long_term": self.long_term_adapter}
         return tuple(p for p in PARTS if flags[p])
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "AIDConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class _Attention(nn.Module):

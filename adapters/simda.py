@@ -19,7 +19,6 @@ self-attention residual (before cross-attention); on Wan it runs on the block ou
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -28,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from .adapter_set import BlockAdapterSet
+from .adapter_set import BlockAdapterSet, JsonConfig
 from .latent_shift import latent_shift_kv
 
 KIND = "simda"
@@ -36,7 +35,7 @@ PARTS = ("attention", "ffn", "temporal")
 
 
 @dataclass
-class SimDAConfig:
+class SimDAConfig(JsonConfig):
     """Hyper-parameters of a SimDA adapter set (stored as JSON in the file metadata).
 
     Attributes:
@@ -68,15 +67,6 @@ class SimDAConfig:
         flags = {"attention": self.attention_adapter, "ffn": self.ffn_adapter,
                  "temporal": self.temporal_adapter}
         return tuple(p for p in PARTS if flags[p])
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SimDAConfig":
-        """Build from JSON; keys this version does not know are ignored."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def _bottleneck(dim: int, ratio: float) -> int:
