@@ -117,27 +117,31 @@ def exactly(states: list[str], n: int, raw: str) -> list[str]:
     return states
 
 
+def latent_index(pixel_frame: int, stride: int) -> int:
+    """The latent frame a pixel frame falls in: frame 0 alone, then groups of ``stride`` (Wan's VAE: 4)."""
+    if stride <= 1:
+        return max(0, int(pixel_frame))
+    return 0 if pixel_frame <= 0 else (int(pixel_frame) - 1) // stride + 1
+
+
+def first_pixel(latent_frame: int, stride: int) -> int:
+    """The first pixel frame of a latent frame (inverse of :func:`latent_index` on group starts)."""
+    if stride <= 1 or latent_frame <= 0:
+        return max(0, int(latent_frame))
+    return 1 + stride * (int(latent_frame) - 1)
+
+
 def state_frames(n: int, frames: int, temporal_stride: int = 1) -> list[int]:
-    """The first pixel frame of each of ``n`` states over a video of ``frames`` frames, evenly spaced. With a
-    ``temporal_stride`` (4 for Wan's VAE: latent frame k >= 1 holds pixel frames 4k-3 .. 4k) each start is the
-    first pixel frame of a latent frame, so a state never begins inside one."""
+    """The first pixel frame of each of ``n`` states over a video of ``frames`` pixel frames: the states are
+    spread evenly over the latent frames (``temporal_stride`` pixel frames each, Wan: 4) and each starts on
+    the first pixel frame of its latent frame, so no state begins inside one."""
     if n < 1 or frames < 1:
         raise ValueError("states and frames must be positive")
-    slots = 1 + (frames - 1) // temporal_stride if temporal_stride > 1 else frames
+    slots = latent_index(frames - 1, temporal_stride) + 1
     if n > slots:
         raise ValueError(f"{n} states do not fit {frames} frames ({slots} latent frames); use fewer states or more "
                          "frames")
-    starts = []
-    for i in range(n):
-        f = round(i * frames / n)
-        if temporal_stride > 1 and f > 0:
-            f = 1 + temporal_stride * round((f - 1) / temporal_stride)
-        starts.append(min(f, frames - 1))
-    step = max(1, temporal_stride)
-    for i in range(1, n):  # strictly increasing: a later state never replaces an earlier one
-        if starts[i] <= starts[i - 1]:
-            starts[i] = 1 if starts[i - 1] == 0 else starts[i - 1] + step
-    return starts
+    return [first_pixel(int(i * slots // n), temporal_stride) for i in range(n)]
 
 
 def schedule(states: list[str], frames: int, temporal_stride: int = 1) -> str:

@@ -57,7 +57,20 @@ from .host import Block, HostModel, describe
 POINTS = ("self_attn_kv", "self_attn_out", "ffn_parallel", "temporal", "block_parallel", "cross_context", "capture")
 GRID_KEY = "video_adapters_grid"
 ADDITIONAL_MODELS_KEY = "video_adapters"
-UNCOND = 1
+UNCOND = 1  # ComfyUI's sampling_function batches [positive, negative]: index 1 of cond_or_uncond is the negative
+# Guiders that batch other lists (dual CFG: [none, image, image + text]) name the entries that carry the text
+# prompt under this transformer_options key; without it, entry 0 (sampling_function's positive) does.
+TEXT_CONDS_KEY = "video_adapters_text_conds"
+
+
+def text_conditional(transformer_options, cond_or_uncond) -> list[bool]:
+    """Per entry of ``cond_or_uncond``: does it carry the text prompt (so frame-wise text applies, and a domain
+    model's null text does not)?"""
+    roles = (transformer_options or {}).get(TEXT_CONDS_KEY)
+    chunks = cond_or_uncond or [0]
+    if roles is None:
+        return [c != UNCOND for c in chunks]
+    return [c in roles for c in chunks]
 
 
 @dataclass
@@ -76,7 +89,8 @@ class FrameTokens:
     latent frame p then attend to ``[context ; tokens[s]]`` for every s with ``weights[p, s] > 0``, and the
     cross-attention outputs are mixed with those weights (a frame-wise mask: frame p sees its own tokens and the
     shared context, never another frame's). ``uncond``: also for the unconditional batch entries (default: those
-    keep the plain context, so CFG does not cancel the extra tokens)."""
+    keep the plain context, so CFG does not cancel the extra tokens; which entries carry text is read with
+    :func:`text_conditional`)."""
 
     tokens: list
     weights: torch.Tensor
@@ -127,15 +141,6 @@ def unet_layout(tokens: torch.Tensor, extra_options: dict) -> tuple[str, int, in
     if tokens.shape[0] * tokens.shape[1] == b * h * w and tokens.shape[0] % (h * w) == 0:
         return "temporal", h, w
     return None
-
-
-def run_in_own_dtype(module: nn.Module, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    """Run ``module`` in its own dtype/device, return in ``x``'s."""
-    p = next(module.parameters(), None)
-    if p is None:
-        return module(x, *args, **kwargs)
-    cast = [a.to(device=p.device, dtype=p.dtype) if torch.is_tensor(a) and a.is_floating_point() else a for a in args]
-    return module(x.to(device=p.device, dtype=p.dtype), *cast, **kwargs).to(device=x.device, dtype=x.dtype)
 
 
 def _mix(x: torch.Tensor, y: torch.Tensor, strength: float) -> torch.Tensor:
@@ -268,13 +273,13 @@ def _framewise_cross_attention(attn, x, context, rest, kwargs, ft: FrameTokens, 
     weights = ft.weights.to(device=x.device, dtype=x.dtype)
     if weights.shape[0] != t:
         raise VideoAdapterError(f"frame-wise tokens are given for {weights.shape[0]} latent frames, the video has {t}")
-    chunks = site.cond_or_uncond or [0]
-    per = b // len(chunks)
+    with_text = text_conditional(site.transformer_options, site.cond_or_uncond)
+    per = b // len(with_text)
     out = torch.empty_like(x)
     frames = x.reshape(b, t, h * w, c)
     for i in range(b):
         xi, ci = x[i:i + 1], context[i:i + 1]
-        if not ft.uncond and chunks[min(i // per, len(chunks) - 1)] == UNCOND:
+        if not ft.uncond and not with_text[min(i // per, len(with_text) - 1)]:
             out[i:i + 1] = attn(xi, ci, *rest, **kwargs)
             continue
         acc = torch.zeros(t, h * w, c, device=x.device, dtype=x.dtype)

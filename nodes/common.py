@@ -49,6 +49,37 @@ def check_compatible(domain, prior, domain_label: str = "domain_model", prior_la
     return a, b
 
 
+# CONDITIONING entries of the start image that the native image-to-video nodes (and Domain Model Conditioning)
+# put on a conditioning; with the CLIP-vision features they are "the image condition".
+IMAGE_LATENT_KEYS = ("concat_latent_image", "concat_mask", "concat_image", "va_first_frame")
+CLIP_VISION_CHOICES = ("keep", "zero", "drop")
+
+
+def has_image(extras: dict) -> bool:
+    return any(k in extras for k in IMAGE_LATENT_KEYS + ("clip_vision_output",))
+
+
+def without_image(extras: dict, clip_vision: str = "keep") -> dict:
+    """A conditioning entry's extras without the image condition: the start-image latent and mask always; the
+    CLIP-vision features kept, zeroed or dropped. The one definition of "no image" for the Dual CFG Guider's
+    no-image branch and for image dropout in training, so both mean the same."""
+    import copy
+
+    import torch
+
+    out = {k: v for k, v in extras.items() if k not in IMAGE_LATENT_KEYS}
+    if "clip_vision_output" in out:
+        if clip_vision == "drop":
+            out.pop("clip_vision_output")
+        elif clip_vision == "zero":
+            cv = copy.copy(out["clip_vision_output"])
+            for name, value in list(vars(cv).items()):
+                if torch.is_tensor(value):
+                    setattr(cv, name, torch.zeros_like(value))
+            out["clip_vision_output"] = cv
+    return out
+
+
 def check_conditioning(model, conditioning, input_name: str, model_label: str) -> None:
     """Refuse a CONDITIONING whose text features the model cannot take (another text encoder's width), naming
     the input and the model, before any sampling starts."""

@@ -45,6 +45,7 @@ from ..adapters.training import (TrainConfig, default_sigma_sampling, load_check
 from . import MODEL_FOLDER
 from .common import (CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, model_files, resume_checkpoint, run_training,
                      save_result, training_noise, training_outputs)
+from .attach import text_conditional
 from .host import LATENT_SPACES, describe
 
 CAT_DOMAIN = f"{CATEGORY}/domain_model"
@@ -76,7 +77,6 @@ FAMILY_BY_LATENT_FORMAT = LATENT_SPACES
 FIRST_FRAME_KEY = "va_first_frame"
 EDGE_SOURCE_KEY = "va_edge_source"
 
-UNCOND = 1  # ComfyUI's index of the unconditional branch in cond_or_uncond
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -151,9 +151,10 @@ class DomainDiffusionModel(nn.Module):
                 context = frames_context_to_video(context, len(chunks))
         b = x.shape[0]
         mask = None
-        if context is not None and UNCOND in chunks:
+        with_text = text_conditional(transformer_options, chunks)
+        if context is not None and not all(with_text):
             per = b // len(chunks)
-            keep = torch.tensor([c != UNCOND for c in chunks for _ in range(per)], device=x.device)
+            keep = torch.tensor([t for t in with_text for _ in range(per)], device=x.device)
             mask = keep[:, None].expand(b, context.shape[1])
         first_frame = kwargs.get("first_frame")
         edges = kwargs.get("edges")

@@ -18,11 +18,6 @@ from .common import CATEGORY, VideoAdapterError
 from .host import describe
 
 
-def latent_frame(pixel_frame: int, stride: int) -> int:
-    """The latent frame a pixel frame falls in (Wan's VAE: frame 0 alone, then groups of ``stride``)."""
-    return 0 if pixel_frame <= 0 or stride <= 1 else (pixel_frame - 1) // stride + 1
-
-
 class StateTokens:
     """``cross_context`` callable: the states' text embedded by the model's own text embedding, with the
     per-latent-frame weights."""
@@ -35,9 +30,8 @@ class StateTokens:
         key = (context.device, context.dtype)
         if key not in self._cache:
             emb = self.text_embedding[0]
-            p = next(emb.parameters())
-            with torch.no_grad():
-                self._cache[key] = [emb(r.to(device=p.device, dtype=p.dtype)).to(context) for r in self.raw]
+            with torch.no_grad():  # in the compute dtype, as Wan embeds its own text (ComfyUI's ops cast the weights)
+                self._cache[key] = [emb(r.to(device=context.device, dtype=context.dtype)) for r in self.raw]
         weights = self.weights
         window = (site.transformer_options or {}).get("context_window")  # core's context windows: one slice of frames
         index = getattr(window, "index_list", None)
@@ -89,8 +83,8 @@ class FramewisePrompts(io.ComfyNode):
             raise VideoAdapterError(str(e)) from None
         if not entries:
             raise VideoAdapterError("schedule is empty")
-        latent_frames = latent_frame(int(frames) - 1, int(temporal_stride)) + 1
-        starts = [latent_frame(f, int(temporal_stride)) for f, _ in entries]
+        latent_frames = sp.latent_index(int(frames) - 1, int(temporal_stride)) + 1
+        starts = [sp.latent_index(f, int(temporal_stride)) for f, _ in entries]
         if starts[0] != 0:
             raise VideoAdapterError(f'schedule starts at frame {entries[0][0]}; the first prompt must be at "0"')
         if len(set(starts)) != len(starts) or starts[-1] >= latent_frames:

@@ -7,47 +7,24 @@ host description.
 
 from __future__ import annotations
 
-import copy
-
-import torch
 from comfy_api.latest import io
 
 from ..samplers.guiders import DualCFGGuider
-from .common import CATEGORY, VideoAdapterError, check_conditioning
+from .common import CATEGORY, CLIP_VISION_CHOICES, VideoAdapterError, check_conditioning, has_image
+from .common import without_image as without_image_extras
 from .host import describe
 
 CAT_GUIDANCE = f"{CATEGORY}/guidance"
-CLIP_VISION_CHOICES = ("keep", "zero", "drop")
 RAMPS = ("constant", "linear")
-# the keys of the start-image latent the native nodes put on both positive and negative
-IMAGE_LATENT_KEYS = ("concat_latent_image", "concat_mask", "concat_image")
-
-
-def _zeroed(clip_vision_output):
-    out = copy.copy(clip_vision_output)
-    for name, value in list(vars(clip_vision_output).items()):
-        if torch.is_tensor(value):
-            setattr(out, name, torch.zeros_like(value))
-    return out
 
 
 def without_image(conditioning, clip_vision: str):
-    """``conditioning`` with its image condition removed: the start-image latent and mask always; the
-    CLIP-vision features kept, zeroed or dropped (``clip_vision``)."""
-    out = []
-    for tensor, extras in conditioning:
-        extras = {k: v for k, v in extras.items() if k not in IMAGE_LATENT_KEYS}
-        if "clip_vision_output" in extras:
-            if clip_vision == "drop":
-                extras.pop("clip_vision_output")
-            elif clip_vision == "zero":
-                extras["clip_vision_output"] = _zeroed(extras["clip_vision_output"])
-        out.append([tensor, extras])
-    return out
+    """``conditioning`` with its image condition removed (``common.without_image`` per entry)."""
+    return [[tensor, without_image_extras(extras, clip_vision)] for tensor, extras in conditioning]
 
 
 def _has_image(conditioning) -> bool:
-    return any(k in extras for _, extras in conditioning for k in IMAGE_LATENT_KEYS + ("clip_vision_output",))
+    return any(has_image(extras) for _, extras in conditioning)
 
 
 def dual_conditionings(model, positive, negative, clip_vision: str = "keep"):
@@ -131,6 +108,11 @@ class DualCFG(io.ComfyNode):
         full, image, none, image_only, summary = dual_conditionings(model, positive, negative, clip_vision_in_no_image)
         host = describe(model, "model")
         first = float(image_cfg_first_frame) if image_cfg_ramp == "linear" else None
+        if first is not None and "sampler_cfg_function" in model.model_options:
+            raise VideoAdapterError(
+                "image_cfg_ramp linear: the model already carries a custom CFG function (for example from "
+                "VideoLinearCFGGuidance), which expects one number as its scale, not one per frame. Remove that node "
+                "(this ramp replaces it) or set image_cfg_ramp to constant")
         guider = DualCFGGuider(model, image_cfg, text_cfg, first, frame_axis=2 if host.frame_layout == "time" else 0,
                                image_only=image_only)
         guider.set_conds(full, image, none)

@@ -94,17 +94,19 @@ class LocalMLLM:
         except ImportError as e:
             raise VideoAdapterError(f"Load MLLM needs the transformers package ({e}); install it into ComfyUI's "
                                     "Python: python -m pip install transformers") from None
-        major = int(transformers.__version__.split(".")[0])
-        if major < 4:
+        version = tuple(int(p) for p in transformers.__version__.split(".")[:2] if p.isdigit())
+        if version < (4, 50):
             raise VideoAdapterError(f"transformers {transformers.__version__} is too old for Load MLLM; 4.50 or "
                                     "newer is needed")
+        device = comfy.model_management.text_encoder_device()
         dtype = DTYPES[self.dtype]
-        if dtype is None:
-            dtype = comfy.model_management.text_encoder_dtype(comfy.model_management.text_encoder_device())
+        if dtype is None:  # fp16 breaks Qwen2.5-VL (NaN / '!!!' answers) and is slow on CPUs: bf16 or fp32
+            dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+        dtype_arg = {"dtype": dtype} if version >= (4, 56) else {"torch_dtype": dtype}
         try:
             self.processor = AutoProcessor.from_pretrained(self.path, local_files_only=True)
-            model = AutoModelForImageTextToText.from_pretrained(self.path, local_files_only=True, dtype=dtype)
-        except (OSError, ValueError) as e:
+            model = AutoModelForImageTextToText.from_pretrained(self.path, local_files_only=True, **dtype_arg)
+        except (OSError, ValueError, TypeError) as e:
             raise VideoAdapterError(f"model_folder: {self.path} could not be loaded as an image-text-to-text "
                                     f"model ({e})") from None
         model.eval().requires_grad_(False)
@@ -233,7 +235,8 @@ class ClipMLLM:
 
     def generate(self, messages: list[dict], image, seed: int, max_tokens: int, schema: dict | None = None) -> str:
         try:
-            tokens = self.clip.tokenize(self._prompt(messages), image=image, min_length=1)
+            first = image[:1] if image is not None else None  # the first frame, as the other sources send
+            tokens = self.clip.tokenize(self._prompt(messages), image=first, min_length=1)
             ids = self.clip.generate(tokens, do_sample=False, max_length=int(max_tokens), seed=int(seed))
         except (AttributeError, NotImplementedError, TypeError) as e:
             raise VideoAdapterError(f"clip: this text encoder cannot generate text with an image ({e}); connect a "
@@ -279,7 +282,8 @@ class LoadMLLM(io.ComfyNode):
                 io.Combo.Input("model_folder", options=model_folders(),
                                tooltip="A folder under models/LLM holding config.json, the weights and processor files."),
                 io.Combo.Input("dtype", options=list(DTYPES), default="auto",
-                               tooltip="Weight dtype; auto: what ComfyUI uses for text encoders on this device."),
+                               tooltip="Weight dtype; auto: bfloat16 on GPUs that support it, else float32 (float16 breaks "
+                                       "some multimodal LLMs)."),
                 io.Boolean.Input("keep_loaded", default=False,
                                  tooltip="Keep the model in memory between runs (faster; ComfyUI can still evict it "
                                          "when a diffusion model needs the memory). Off: unloaded after each answer."),

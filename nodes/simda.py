@@ -22,8 +22,8 @@ from ..adapters.training import TrainConfig, loss_curve_image
 from ..samplers import parameterisation
 from . import MODEL_FOLDER
 from .attach import attach_adapters, check_adapters_fit, new_adapters
-from .common import (CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, model_files, resume_checkpoint, run_training,
-                     save_result, training_noise, training_outputs)
+from .common import (CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, has_image, model_files, resume_checkpoint,
+                     run_training, save_result, training_noise, training_outputs, without_image)
 from .host import describe, static_clone
 from .simda_patch import UNET_BLOCK_KINDS, apply_latent_shift
 
@@ -112,11 +112,6 @@ def training_clips(samples: torch.Tensor, arch: str, frames: int) -> torch.Tenso
     return samples.reshape(total // f, f, *samples.shape[1:])
 
 
-# CONDITIONING entries that carry the image condition of image-to-video models; "no image" (the condition
-# dual classifier-free guidance needs) removes them, as the models' own empty-image fallbacks expect.
-IMAGE_KEYS = ("concat_latent_image", "concat_mask", "clip_vision_output", "va_first_frame")
-
-
 def clip_conditions(positive, clips: int) -> list[tuple[torch.Tensor, dict]]:
     """CONDITIONING -> one ``(context [1, L, D], extras)`` per clip: one entry for every clip, or one entry per
     clip (Load Training Clips and Conditioning Combine give one per caption)."""
@@ -128,6 +123,11 @@ def clip_conditions(positive, clips: int) -> list[tuple[torch.Tensor, dict]]:
         for row in range(t.shape[0]):
             entries.append((t[row:row + 1].clone().float(), extras))
     if len(entries) == 1:
+        if clips > 1 and has_image(entries[0][1]):
+            raise VideoAdapterError(
+                f"positive: one start image for {clips} clips; an image-to-video model must see each clip's own first "
+                "frame: give one conditioning per clip (one image-to-video conditioning node per clip, combined), or "
+                "train on one clip")
         return entries * clips
     if len(entries) != clips:
         raise VideoAdapterError(f"positive: {len(entries)} captions for {clips} clips; give one caption for all clips "
@@ -141,8 +141,9 @@ class AdapterForward:
     sample's own clip conditions (``clip``: indices into ``conditions``), returning the prediction in ``param``
     form. ``drop_text`` / ``drop_image`` (per sample) give the condition dropout dual guidance needs: text is
     replaced by ``null_text`` (the encoded empty prompt when connected, else zeros); the image condition is
-    removed (its keys in :data:`IMAGE_KEYS`; for SVD, whose cross-attention context is the image embedding,
-    that context is zeroed too)."""
+    removed exactly as the Dual CFG Guider's no-image branch removes it (``common.without_image``: start-image
+    latent and mask, CLIP-vision features kept; for SVD, whose cross-attention context is the image embedding,
+    that context is zeroed as in SVD's own negative)."""
 
     accepts_drop_flags = True
 
@@ -156,7 +157,7 @@ class AdapterForward:
             if self.null_text is not None and ctx.shape[0] != 1:
                 ctx = ctx[:1]
         if drop_image:
-            extras = {k: v for k, v in extras.items() if k not in IMAGE_KEYS}
+            extras = without_image(extras)
             if self.host.family == "svd":
                 ctx = torch.zeros_like(ctx)
         if self.host.frame_layout == "batch":
@@ -346,6 +347,8 @@ class TrainAdapter(io.ComfyNode):
             patched = attach_adapters(model, adapters, 1.0, frames if host.frame_layout == "batch" else 0)
             comfy.model_management.load_models_gpu([patched])
             _replace_inference_tensors(patched.model)
+            for other in patched.get_additional_models_with_key("video_adapters"):  # adapters loaded earlier
+                _replace_inference_tensors(other.model)
             adapters.to(device)
             patched.model.requires_grad_(False)
             x0 = x0.to(device)

@@ -30,6 +30,7 @@ from .composition import Composition, next_sigma
 from .dual_cfg import dual_cfg, frame_scales
 
 PRIORS_KEY = "video_adapters_priors"
+TEXT_CONDS_KEY = "video_adapters_text_conds"  # the same key as nodes/attach.py reads (kept in step by a host test)
 
 
 @dataclass
@@ -76,7 +77,13 @@ def _prepare_prior(p: PriorModel, noise_shape) -> None:
         p.model.hook_mode = comfy.hooks.EnumHookMode.MinVram
     comfy.sampler_helpers.prepare_model_patcher(p.model, conds, p.options)
     comfy.samplers.filter_registered_hooks_on_conds(conds, p.options)
-    p.inner, p.conds, p.loaded = comfy.sampler_helpers.prepare_sampling(p.model, noise_shape, conds, p.options)
+    # The prior itself was loaded with the domain model (it is one of its additional models). Only models carried
+    # by its conds (ControlNets, hook models) still need loading, as prepare_sampling does for CFGGuider's own.
+    carried, _ = comfy.sampler_helpers.get_additional_models(conds, p.model.model_dtype())
+    if carried:
+        p.inner, p.conds, p.loaded = comfy.sampler_helpers.prepare_sampling(p.model, noise_shape, conds, p.options)
+    else:
+        p.inner, p.conds, p.loaded = p.model.model, conds, []
     p.model.pre_run()
 
 
@@ -211,6 +218,10 @@ class DualCFGGuider(comfy.samplers.CFGGuider):
         constant_one = not torch.is_tensor(s_v) and math.isclose(s_v, 1.0)
         if constant_one and not model_options.get("disable_cfg1_optimization", False):
             none = None  # the image term is D_image itself: skip the no-image pass, as core does at cfg 1
+        # entries of [none, middle, full]: only the last carries the text prompt (frame-wise text goes there)
+        model_options = dict(model_options)
+        model_options["transformer_options"] = dict(model_options.get("transformer_options", {}))
+        model_options["transformer_options"][TEXT_CONDS_KEY] = (2,) if not self.image_only else ()
         out = comfy.samplers.calc_cond_batch(self.inner_model, [none, middle, full], x, timestep, model_options)
         d_none, d_full = out[0], out[2]
         d_image = d_full if self.image_only else out[1]

@@ -89,6 +89,7 @@ def _fake_comfy(log):
         return model.model, conds, ["cond model"]
 
     helpers.prepare_sampling = prepare_sampling
+    helpers.get_additional_models = lambda conds, dtype: (["cond model"], 0)  # the prior's conds carry a model
     helpers.prepare_model_patcher = lambda model, conds, opts: None
     helpers.cleanup_models = lambda conds, models: log.setdefault("cleaned", []).append(models)
 

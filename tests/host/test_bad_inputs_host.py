@@ -63,7 +63,17 @@ def nodes_for_tests(host, tiny):
         def execute(cls):
             return io.NodeOutput({"samples": torch.randn(2, 16, 2, 4, 4, generator=torch.Generator().manual_seed(0))})
 
+    class Frames4D(io.ComfyNode):
+        @classmethod
+        def define_schema(cls):
+            return io.Schema(node_id="VATest_Frames4D", category="_for_testing", outputs=[io.Latent.Output()])
+
+        @classmethod
+        def execute(cls):
+            return io.NodeOutput({"samples": torch.randn(4, 4, 4, 4, generator=torch.Generator().manual_seed(0))})
+
     host.nodes.NODE_CLASS_MAPPINGS["VATest_Frames5D"] = Frames5D
+    host.nodes.NODE_CLASS_MAPPINGS["VATest_Frames4D"] = Frames4D
     return host
 
 
@@ -224,3 +234,47 @@ def test_trained_result_is_kept_when_saving_fails(host, tiny, nodes_for_tests, m
     rel = out["4"][1]
     folder = folder_paths.get_folder_paths("video_adapters")[0]
     assert rel.startswith("recovered/") and os.path.isfile(os.path.join(folder, rel)) and len(calls) == 2
+
+
+def test_ramp_with_a_custom_cfg_function_is_refused(host):
+    from tiny_models import SVD_CONTEXT, tiny_svd
+
+    model = host.call("VideoLinearCFGGuidance", tiny_svd(), 1.0)[0]
+    image = torch.zeros(1, 4, 4, 4)
+    pos = [[torch.randn(1, 1, SVD_CONTEXT), {"concat_latent_image": image}]]
+    neg = [[torch.zeros(1, 1, SVD_CONTEXT), {"concat_latent_image": image}]]
+    with pytest.raises(Exception, match="custom CFG function"):
+        host.call("VA_DualCFGGuider", model, pos, neg, 2.5, 1.0, image_cfg_ramp="linear")
+
+
+def test_one_start_image_for_many_clips_is_refused(host):
+    simda = host.pack_module("nodes.simda")
+    pos = [[torch.randn(1, 8, WAN_TEXT_DIM), {"concat_latent_image": torch.zeros(1, 16, 2, 4, 4)}]]
+    with pytest.raises(Exception, match="one start image for 3 clips"):
+        simda.clip_conditions(pos, 3)
+    assert len(simda.clip_conditions(pos, 1)) == 1
+
+
+def test_train_adapters_on_a_model_that_already_has_adapters(host, tiny, nodes_for_tests):
+    """Load Adapters -> Train Adapters through the executor (everything loaded under inference mode)."""
+    import shutil
+
+    import folder_paths
+
+    data = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "simda_0.2.0_sd15.safetensors")
+    target = os.path.join(folder_paths.get_folder_paths("video_adapters")[0], "compat", "stacked.safetensors")
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    shutil.copyfile(data, target)
+    prompt = {
+        "1": loader("tiny_sd15_prior.safetensors"),
+        "2": {"class_type": "VA_LoadAdapter", "inputs": {"model": ["1", 0], "adapter_name": "compat/stacked.safetensors",
+                                                         "strength": 1.0}},
+        "3": {"class_type": "VATest_Frames4D", "inputs": {}},
+        "4": text(dim=SD_TEXT_DIM),
+        "5": {"class_type": "VA_TrainAdapter", "inputs": {
+            "model": ["2", 0], "clips": ["3", 0], "positive": ["4", 0], "kind": "simda", "frames": 0, "steps": 2,
+            "learning_rate": 1e-3, "batch_size": 1, "seed": 0, "latent_shift": "none", "checkpoint_every": 0,
+            "file_name": "bad/stacked_train"}},
+    }
+    out = host.run(prompt, ["5"])
+    assert out["5"][1] == "bad/stacked_train.safetensors"

@@ -97,3 +97,28 @@ def test_context_windows_get_their_frames_states(host, wan):
     site = attach.Site(None, 2, (2, 2, 2), [0], None, {"context_window": window})
     tokens = fn(torch.zeros(1, 8, patched.get_model_object("diffusion_model").dim), site)
     torch.testing.assert_close(tokens.weights, torch.eye(3)[[1, 2]])
+
+
+def test_states_go_only_to_the_text_conditional_branch_of_dual_cfg(host, wan):
+    """Dual CFG batches [no image, image, image + text]: only the last carries the prompt, so only it gets the
+    states (cond_or_uncond holds list positions, not a cond/uncond flag)."""
+    attach = host.pack_module("nodes.attach")
+    patched = host.call("VA_FramewisePrompts", wan, ToyTextEncoder(WAN_TEXT_DIM), SCHEDULE, 9, 0, 4)[0]
+    wrapped = patched.get_model_object("diffusion_model.blocks.0.cross_attn")
+    dim = patched.get_model_object("diffusion_model").dim
+    g = torch.Generator().manual_seed(4)
+    x, ctx = torch.randn(3, 12, dim, generator=g), torch.randn(3, 8, dim, generator=g)
+    to = {attach.GRID_KEY: (3, 2, 2), "cond_or_uncond": [0, 1, 2], attach.TEXT_CONDS_KEY: (2,)}
+    with torch.no_grad():
+        got = wrapped(x, ctx, transformer_options=to)
+        plain = wrapped._original[0](x, ctx, transformer_options=to)
+    torch.testing.assert_close(got[:2], plain[:2])
+    assert (got[2] - plain[2]).abs().max() > 1e-4
+    # and the guider publishes that role under the same key
+    guiders = host.pack_module("samplers.guiders")
+    assert guiders.TEXT_CONDS_KEY == attach.TEXT_CONDS_KEY
+
+
+def test_stride_one_schedules(host, wan):
+    patched = host.call("VA_FramewisePrompts", wan, ToyTextEncoder(WAN_TEXT_DIM), '"0": "a", "2": "b"', 3, 0, 1)[0]
+    assert patched is not wan

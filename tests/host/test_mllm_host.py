@@ -79,7 +79,7 @@ def test_states_schedule_and_one_retry(host):
     states, schedule, raw = host.call("VA_MLLMStatePrompt", first_frame(), "lift one end of a tablet box, then let "
                                       "it drop", 4, 33, mllm, 5, 256)
     assert states.splitlines() == FOUR
-    assert schedule.splitlines()[1] == f'"9": "{FOUR[1]}",'
+    assert schedule.splitlines()[1] == f'"5": "{FOUR[1]}",'
     assert bad in raw and good in raw and len(mllm.calls) == 2
     retry_msgs = mllm.calls[1][0]
     assert retry_msgs[-2] == {"role": "assistant", "content": bad} and "exactly 4" in retry_msgs[-1]["content"][0]["text"]
