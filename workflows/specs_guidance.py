@@ -17,32 +17,48 @@ assert TEXT_ENCODER in WAN_MODELS and VAE in WAN_MODELS
 PROMPT = "the lighthouse keeper opens the door and steps out into the wind, camera slowly pushes in"
 
 
-def wan_i2v_dual_cfg():
-    nodes = [
+def _wan_i2v_loaders(vision_row=3):
+    """Wan 2.1 I2V model, text encoder, VAE, CLIP vision and the start image with its CLIP-vision encoding
+    (nodes 1-6)."""
+    return [
         N(1, "UNETLoader", 0, 0, {"unet_name": WAN_I2V, "weight_dtype": "default"}),
         N(2, "CLIPLoader", 0, 1, {"clip_name": TEXT_ENCODER, "type": "wan", "device": "default"}),
         N(3, "VAELoader", 0, 2, {"vae_name": VAE}),
         N(4, "CLIPVisionLoader", 0, 3, {"clip_name": CLIP_VISION}),
         N(5, "LoadImage", 0, 4, {"image": "example.png"}, title="Start image"),
-        N(6, "CLIPVisionEncode", 1, 3, {"crop": "none"}, {"clip_vision": (4, 0), "image": (5, 0)}),
+        N(6, "CLIPVisionEncode", 1, vision_row, {"crop": "none"}, {"clip_vision": (4, 0), "image": (5, 0)}),
+    ]
+
+
+def _dual_cfg_tail(first, col, model, i2v, prefix):
+    """Dual CFG Guider on ``model`` with the conditionings and latent of the WanImageToVideo node ``i2v``, then
+    the sampler, decode and save (ids ``first`` .. ``first + 7``)."""
+    guider, sched, sel, noise, adv, dec, vid, save = range(first, first + 8)
+    return [
+        N(guider, "VA_DualCFGGuider", col, 0, {"image_cfg": 1.5, "text_cfg": 5.0, "image_cfg_ramp": "constant",
+                                              "image_cfg_first_frame": 1.0, "clip_vision_in_no_image": "keep"},
+          {"model": model, "positive": (i2v, 0), "negative": (i2v, 1)}),
+        N(sched, "BasicScheduler", col, 2, {"scheduler": "simple", "steps": 20, "denoise": 1.0}, {"model": model}),
+        N(sel, "KSamplerSelect", col, 3, {"sampler_name": "euler"}),
+        N(noise, "RandomNoise", col, 4, {"noise_seed": 7}),
+        N(adv, "SamplerCustomAdvanced", col + 1, 0, links={"noise": (noise, 0), "guider": (guider, 0),
+                                                           "sampler": (sel, 0), "sigmas": (sched, 0),
+                                                           "latent_image": (i2v, 2)}),
+        N(dec, "VAEDecode", col + 2, 0, links={"samples": (adv, 0), "vae": (3, 0)}),
+        N(vid, "CreateVideo", col + 3, 0, {"fps": 16.0}, {"images": (dec, 0)}),
+        N(save, "SaveVideo", col + 4, 0, {"filename_prefix": f"video/{prefix}", "format": "auto", "codec": "auto"},
+          {"video": (vid, 0)}),
+    ]
+
+
+def wan_i2v_dual_cfg():
+    nodes = _wan_i2v_loaders() + [
         N(7, "CLIPTextEncode", 1, 0, {"text": PROMPT}, {"clip": (2, 0)}, title="Prompt"),
         N(8, "CLIPTextEncode", 1, 1, {"text": NEGATIVE}, {"clip": (2, 0)}, title="Negative prompt"),
         N(9, "WanImageToVideo", 2, 0, {"width": 832, "height": 480, "length": 33, "batch_size": 1},
           {"positive": (7, 0), "negative": (8, 0), "vae": (3, 0), "clip_vision_output": (6, 0),
            "start_image": (5, 0)}),
-        N(10, "VA_DualCFGGuider", 3, 0, {"image_cfg": 1.5, "text_cfg": 5.0, "image_cfg_ramp": "constant",
-                                         "image_cfg_first_frame": 1.0, "clip_vision_in_no_image": "keep"},
-          {"model": (1, 0), "positive": (9, 0), "negative": (9, 1)}),
-        N(11, "BasicScheduler", 3, 2, {"scheduler": "simple", "steps": 20, "denoise": 1.0}, {"model": (1, 0)}),
-        N(12, "KSamplerSelect", 3, 3, {"sampler_name": "euler"}),
-        N(13, "RandomNoise", 3, 4, {"noise_seed": 7}),
-        N(14, "SamplerCustomAdvanced", 4, 0, links={"noise": (13, 0), "guider": (10, 0), "sampler": (12, 0),
-                                                    "sigmas": (11, 0), "latent_image": (9, 2)}),
-        N(15, "VAEDecode", 5, 0, links={"samples": (14, 0), "vae": (3, 0)}),
-        N(16, "CreateVideo", 6, 0, {"fps": 16.0}, {"images": (15, 0)}),
-        N(17, "SaveVideo", 7, 0, {"filename_prefix": "video/wan_i2v_dual_cfg", "format": "auto", "codec": "auto"},
-          {"video": (16, 0)}),
-    ]
+    ] + _dual_cfg_tail(10, 3, (1, 0), 9, "wan_i2v_dual_cfg")
     notes = [("## Wan 2.1 image-to-video with dual CFG\nThe start image and the text get their own guidance "
               "scales. image_cfg: how closely the video keeps to the start image (1 = ordinary CFG on the text). "
               "text_cfg: how strongly the prompt steers. Try image_cfg 1.0-2.5 with text_cfg 4-6. The guider "
@@ -75,13 +91,7 @@ def wan_i2v_instruction_states():
     """AID's pipeline on a frozen Wan: instruction + first frame -> MLLM states -> per-frame prompts -> Wan I2V
     with dual CFG."""
     frames = 33
-    nodes = [
-        N(1, "UNETLoader", 0, 0, {"unet_name": WAN_I2V, "weight_dtype": "default"}),
-        N(2, "CLIPLoader", 0, 1, {"clip_name": TEXT_ENCODER, "type": "wan", "device": "default"}),
-        N(3, "VAELoader", 0, 2, {"vae_name": VAE}),
-        N(4, "CLIPVisionLoader", 0, 3, {"clip_name": CLIP_VISION}),
-        N(5, "LoadImage", 0, 4, {"image": "example.png"}, title="First frame"),
-        N(6, "CLIPVisionEncode", 1, 4, {"crop": "none"}, {"clip_vision": (4, 0), "image": (5, 0)}),
+    nodes = _wan_i2v_loaders(vision_row=4) + [
         N(7, "VA_MLLMEndpoint", 1, 5, {"base_url": "http://127.0.0.1:11434/v1", "model": "qwen2.5vl:7b",
                                        "api_key_env": "", "timeout": 120, "keep_alive": "0",
                                        "structured_output": True}, title="MLLM (Ollama; or Load MLLM)"),
@@ -95,19 +105,7 @@ def wan_i2v_instruction_states():
         N(12, "WanImageToVideo", 2, 0, {"width": 832, "height": 480, "length": frames, "batch_size": 1},
           {"positive": (9, 0), "negative": (10, 0), "vae": (3, 0), "clip_vision_output": (6, 0),
            "start_image": (5, 0)}),
-        N(13, "VA_DualCFGGuider", 4, 0, {"image_cfg": 1.5, "text_cfg": 5.0, "image_cfg_ramp": "constant",
-                                         "image_cfg_first_frame": 1.0, "clip_vision_in_no_image": "keep"},
-          {"model": (11, 0), "positive": (12, 0), "negative": (12, 1)}),
-        N(14, "BasicScheduler", 4, 2, {"scheduler": "simple", "steps": 20, "denoise": 1.0}, {"model": (11, 0)}),
-        N(15, "KSamplerSelect", 4, 3, {"sampler_name": "euler"}),
-        N(16, "RandomNoise", 4, 4, {"noise_seed": 7}),
-        N(17, "SamplerCustomAdvanced", 5, 0, links={"noise": (16, 0), "guider": (13, 0), "sampler": (15, 0),
-                                                    "sigmas": (14, 0), "latent_image": (12, 2)}),
-        N(18, "VAEDecode", 6, 0, links={"samples": (17, 0), "vae": (3, 0)}),
-        N(19, "CreateVideo", 7, 0, {"fps": 16.0}, {"images": (18, 0)}),
-        N(20, "SaveVideo", 8, 0, {"filename_prefix": "video/wan_instruction_states", "format": "auto",
-                                  "codec": "auto"}, {"video": (19, 0)}),
-    ]
+    ] + _dual_cfg_tail(13, 4, (11, 0), 12, "wan_instruction_states")
     notes = [("## Instruction-guided video prediction (AID's pipeline on a frozen Wan)\n1. A multimodal LLM "
               "(here through Ollama's OpenAI-compatible endpoint; or use Load MLLM with a model folder in "
               "models/LLM) decomposes the instruction into 4 successive states of the video. 2. Framewise Prompts "
