@@ -77,6 +77,10 @@ class FramewisePrompts(io.ComfyNode):
         if host.architecture != "wan":
             raise VideoAdapterError(f"model is {host.model_config}; Framewise Prompts works with Wan DiT models "
                                     "(their cross-attention sees all frames' tokens)")
+        current = model.get_model_object("diffusion_model.blocks.0.cross_attn")
+        if any(isinstance(fn, StateTokens) for fn in getattr(current, "_fns", [])):
+            raise VideoAdapterError("model already has Framewise Prompts; use one Framewise Prompts node with one "
+                                    "schedule (put every state in it)")
         try:
             entries = sp.parse_schedule(schedule)
         except ValueError as e:

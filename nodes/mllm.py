@@ -200,6 +200,14 @@ class EndpointMLLM:
                 break
             except urllib.error.HTTPError as e:
                 detail = e.read().decode("utf-8", "replace")
+                if "keep_alive" in detail and "keep_alive" in body:  # a server that does not know Ollama's field
+                    body.pop("keep_alive")
+                    request = dict(body, response_format=fmt) if fmt is not None else body
+                    try:
+                        reply = self._post(request)
+                        break
+                    except urllib.error.HTTPError as e2:
+                        e, detail = e2, e2.read().decode("utf-8", "replace")
                 refused_format = fmt is not None and (e.code in (400, 422) or "response_format" in detail)
                 if not refused_format:
                     raise VideoAdapterError(f"the endpoint {self.url} answered {e.code}: {detail[:300]}") from None

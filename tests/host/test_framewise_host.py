@@ -122,3 +122,9 @@ def test_states_go_only_to_the_text_conditional_branch_of_dual_cfg(host, wan):
 def test_stride_one_schedules(host, wan):
     patched = host.call("VA_FramewisePrompts", wan, ToyTextEncoder(WAN_TEXT_DIM), '"0": "a", "2": "b"', 3, 0, 1)[0]
     assert patched is not wan
+
+
+def test_a_second_framewise_node_is_refused(host, wan):
+    once = host.call("VA_FramewisePrompts", wan, ToyTextEncoder(WAN_TEXT_DIM), SCHEDULE, 9, 0, 4)[0]
+    with pytest.raises(Exception, match="already has Framewise Prompts"):
+        host.call("VA_FramewisePrompts", once, ToyTextEncoder(WAN_TEXT_DIM), SCHEDULE, 9, 0, 4)

@@ -228,3 +228,20 @@ def test_text_encoder_source(host, tiny):
     assert clip.calls[1] == ("generate", False, 200, 9)  # greedy, the node's max_tokens and seed
     with pytest.raises(Exception, match="cannot generate"):
         host.call("VA_MLLMFromCLIP", object())
+
+
+def test_endpoint_without_keep_alive_support(host):
+    """A strict server that refuses Ollama's keep_alive field gets the request again without it."""
+    def answer(body):
+        if "keep_alive" in body:
+            return 400, {"error": {"message": "Unrecognized request argument supplied: keep_alive"}}
+        return 200, _reply(json.dumps({"states": FOUR}))
+
+    server = _Server(answer)
+    try:
+        mllm = host.call("VA_MLLMEndpoint", server.url, "m", "", 30, "0", True)[0]
+        states, _, _ = host.call("VA_MLLMStatePrompt", first_frame(), "lift the box", 4, 16, mllm, 0, 128, 1)
+    finally:
+        server.close()
+    assert states.splitlines() == FOUR
+    assert server.requests[-1][2]["response_format"]["type"] == "json_schema"  # structured output kept
