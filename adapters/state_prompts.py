@@ -141,7 +141,8 @@ def state_frames(n: int, frames: int, temporal_stride: int = 1) -> list[int]:
     if n > slots:
         raise ValueError(f"{n} states do not fit {frames} frames ({slots} latent frames); use fewer states or more "
                          "frames")
-    return [first_pixel(int(i * slots // n), temporal_stride) for i in range(n)]
+    # slot i * slots / n rounded half up: as even as whole latent frames allow, strictly increasing, never past the end
+    return [first_pixel(int(i * slots / n + 0.5), temporal_stride) for i in range(n)]
 
 
 def schedule(states: list[str], frames: int, temporal_stride: int = 1) -> str:

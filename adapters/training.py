@@ -186,10 +186,6 @@ def condition_dropout(config: TrainConfig, batch: int, generator: torch.Generato
     return both | text_only, both | image_only
 
 
-def _bcast(sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return sigma.to(like).reshape(-1, *([1] * (like.ndim - 1)))
-
-
 def add_noise(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor, parameterisation: str) -> torch.Tensor:
     """The noisy input at ``sigma``: (1 - s) x0 + s n for flow, x0 + s n for eps / v (sigma space)."""
     if parameterisation not in PARAMETERISATIONS:

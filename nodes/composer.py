@@ -18,8 +18,11 @@ _T_END = ("Sampling percent (0 = first step, 1 = last) after which the prior is 
           "in the last 100 of 1000 steps); 1.0 composes to the end.")
 
 
-def _build_priors_and_terms(domain_model, entries):
-    """entries: [(model, positive, negative, strength, schedule, cfg, label)] -> (PriorModel list, PriorTerm list)"""
+def _build_priors_and_terms(domain_model, positive, negative, entries):
+    """Checks every model and conditioning, then entries: [(model, positive, negative, strength, schedule, cfg,
+    label)] -> (PriorModel list, PriorTerm list)."""
+    check_conditioning(domain_model, positive, "positive", "domain_model")
+    check_conditioning(domain_model, negative, "negative", "domain_model")
     priors, terms = [], []
     for model, positive, negative, strength, schedule, cfg, label in entries:
         check_compatible(domain_model, model, "domain_model", label)
@@ -99,9 +102,7 @@ class ScoreComposer(io.ComfyNode):
                     prior_strength, prior_schedule, 1.0, "prior_model")]
         for i, e in enumerate(extra_priors or []):
             entries.append((e["model"], e["positive"], None, e["strength"], e["schedule"], 1.0, f"extra prior {i + 1}"))
-        check_conditioning(domain_model, positive, "positive", "domain_model")
-        check_conditioning(domain_model, negative, "negative", "domain_model")
-        priors, terms = _build_priors_and_terms(domain_model, entries)
+        priors, terms = _build_priors_and_terms(domain_model, positive, negative, entries)
         comp = _composition(domain_model, terms, cfg, composition_end, "product", mcmc_steps, mcmc_step_size, flow_space)
         guider = ComposedGuider(domain_model, priors, comp)
         guider.set_conds(positive, negative)
@@ -212,9 +213,7 @@ class CFGMixGuider(io.ComfyNode):
         entries = [(prior_model, prior_positive if prior_positive is not None else positive,
                     prior_negative if prior_negative is not None else negative,
                     prior_weight, None, float(prior_cfg), "prior_model")]
-        check_conditioning(domain_model, positive, "positive", "domain_model")
-        check_conditioning(domain_model, negative, "negative", "domain_model")
-        priors, terms = _build_priors_and_terms(domain_model, entries)
+        priors, terms = _build_priors_and_terms(domain_model, positive, negative, entries)
         comp = _composition(domain_model, terms, cfg, composition_end, rule="cfg_mix")
         guider = ComposedGuider(domain_model, priors, comp)
         guider.set_conds(positive, negative)

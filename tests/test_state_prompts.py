@@ -44,14 +44,15 @@ def test_wrong_count_error_shows_the_answer():
 def test_state_frames_and_schedule():
     assert state_frames(4, 16) == [0, 4, 8, 12]
     # Wan: spread over the 9 latent frames of 33 pixel frames, each on its latent frame's first pixel frame (1 + 4k)
-    assert state_frames(4, 33, temporal_stride=4) == [0, 5, 13, 21]
+    assert state_frames(4, 33, temporal_stride=4) == [0, 5, 17, 25]  # latent frames 0, 2, 5, 7 of 9
+    assert state_frames(3, 17, temporal_stride=4) == [0, 5, 9]  # latent frames 0, 2, 3 of 5
     # as many states as latent frames: every latent frame gets one, none past the end
     assert state_frames(21, 81, temporal_stride=4) == [0] + [1 + 4 * k for k in range(20)]
     with pytest.raises(ValueError, match="do not fit"):
         state_frames(3, 5, temporal_stride=4)
     text = schedule(FOUR, 33, temporal_stride=4)
     assert text.splitlines()[0] == '"0": "a hand rests next to a closed tablet box",'
-    assert parse_schedule(text) == list(zip([0, 5, 13, 21], FOUR))
+    assert parse_schedule(text) == list(zip([0, 5, 17, 25], FOUR))
 
 
 def test_messages_and_schema():

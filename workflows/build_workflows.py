@@ -19,7 +19,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from headless import NO_HOST_HELP, Host, find_comfyui, widget_names  # noqa: E402
+from headless import NO_HOST_HELP, Host, find_comfyui, widget_default, widget_names  # noqa: E402
 
 WAN_REPO = "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files"
 MODELS = {
@@ -43,18 +43,6 @@ class N:
         self.title = title
 
 
-def _default(spec):
-    kind = spec[0]
-    opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
-    if "default" in opts:
-        return opts["default"]
-    if isinstance(kind, list):
-        return kind[0] if kind else ""
-    if kind == "COMBO":
-        return (opts.get("options") or [""])[0]
-    return {"INT": 0, "FLOAT": 0.0, "STRING": "", "BOOLEAN": False}.get(kind)
-
-
 def build(host: Host, nodes: list[N], notes: list[tuple[str, int, int]] = ()) -> dict:
     infos = {n.id: host.node_info(n.type) for n in nodes}
     links, ui_nodes = [], []
@@ -74,7 +62,7 @@ def build(host: Host, nodes: list[N], notes: list[tuple[str, int, int]] = ()) ->
             raise ValueError(f"{n.type}: no widget named {sorted(unknown)}")
         values = []
         for name, spec, extra in wnames:
-            values.append(n.widgets.get(name, _default(spec)))
+            values.append(n.widgets.get(name, widget_default(spec, fill_missing=True)))
             if extra:
                 values.append({"control": "fixed", "upload": "image"}[extra])
         inputs = []

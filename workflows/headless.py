@@ -266,7 +266,7 @@ def widget_slots(info: dict, values: list) -> list[tuple[str, object, str | None
                 continue
             extra = extra_ui_value(name, spec)
             full = prefix + name
-            value = values[pos[0]] if pos[0] < len(values) else _default(spec)
+            value = values[pos[0]] if pos[0] < len(values) else widget_default(spec)
             out.append((full, spec, extra))
             pos[0] += 2 if extra else 1
             if spec[0] == DYNAMIC_COMBO:
@@ -290,15 +290,22 @@ def widget_prefix(widgets: list, count: int) -> int | None:
     return len(widgets) if used == count else None
 
 
-def _default(spec):
-    opts = _opts(spec)
+def widget_default(spec, fill_missing: bool = False):
+    """The value the frontend puts in a widget nobody set: its default, else the first choice of a combo (or of
+    a dynamic combo). ``fill_missing``: for widgets without a default, the frontend's empty value (0, "",
+    False) instead of None."""
+    kind, opts = spec[0], _opts(spec)
     if "default" in opts:
         return opts["default"]
-    if isinstance(spec[0], list) and spec[0]:
-        return spec[0][0]
-    if spec[0] == DYNAMIC_COMBO and dynamic_combo_keys(spec):
-        return dynamic_combo_keys(spec)[0]
-    return None
+    if isinstance(kind, list):
+        return kind[0] if kind else ("" if fill_missing else None)
+    if kind in ("COMBO", DYNAMIC_COMBO):
+        keys = dynamic_combo_keys(spec) if kind == DYNAMIC_COMBO else list(opts.get("options") or [])
+        if keys:
+            return keys[0]
+    if not fill_missing:
+        return None
+    return {"INT": 0, "FLOAT": 0.0, "STRING": "", "BOOLEAN": False, "COMBO": ""}.get(kind)
 
 
 def ui_to_api(workflow: dict, node_info) -> dict:
@@ -316,8 +323,8 @@ def ui_to_api(workflow: dict, node_info) -> dict:
         for name, spec, extra in widget_slots(info, values):
             if i < len(values):
                 inputs[name] = values[i]
-            elif _default(spec) is not None:  # a widget newer than the workflow: the frontend keeps its default
-                inputs[name] = _default(spec)
+            elif widget_default(spec) is not None:  # a widget newer than the workflow: the frontend keeps its default
+                inputs[name] = widget_default(spec)
             i += 2 if extra else 1
         for inp in node.get("inputs", []):
             if inp.get("link") is not None:

@@ -128,3 +128,20 @@ def test_a_second_framewise_node_is_refused(host, wan):
     once = host.call("VA_FramewisePrompts", wan, ToyTextEncoder(WAN_TEXT_DIM), SCHEDULE, 9, 0, 4)[0]
     with pytest.raises(Exception, match="already has Framewise Prompts"):
         host.call("VA_FramewisePrompts", once, ToyTextEncoder(WAN_TEXT_DIM), SCHEDULE, 9, 0, 4)
+
+
+def test_state_tokens_follow_the_compute_dtype(host, tiny):
+    """The states are embedded in the dtype the model computes in, not the weights' storage dtype (fp8 weights
+    here, whose ops cast on the fly), one cached set per dtype."""
+    import nodes as comfy_nodes
+
+    attach = host.pack_module("nodes.attach")
+    fp8 = comfy_nodes.UNETLoader().load_unet("tiny_wan_domain.safetensors", "fp8_e4m3fn")[0]
+    patched = host.call("VA_FramewisePrompts", fp8, ToyTextEncoder(WAN_TEXT_DIM), SCHEDULE, 9, 0, 4)[0]
+    fn = patched.get_model_object("diffusion_model.blocks.0.cross_attn")._fns[0]
+    site = attach.Site(None, 3, (3, 2, 2), [0], None, {})
+    dim = patched.get_model_object("diffusion_model").dim
+    a = fn(torch.zeros(1, 8, dim), site)
+    b = fn(torch.zeros(1, 8, dim, dtype=torch.bfloat16), site)
+    assert a.tokens[0].dtype == torch.float32 and b.tokens[0].dtype == torch.bfloat16
+    torch.testing.assert_close(b.tokens[0].float(), a.tokens[0], rtol=0.05, atol=0.02)

@@ -115,6 +115,12 @@ class _Server:
     def close(self):
         self.httpd.shutdown()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
 
 def _reply(text):
     return {"choices": [{"message": {"role": "assistant", "content": text}}]}
@@ -122,12 +128,9 @@ def _reply(text):
 
 def test_endpoint_protocol(host, monkeypatch):
     monkeypatch.setenv("VA_TEST_KEY", "secret")
-    server = _Server(lambda body: (200, _reply(json.dumps({"states": FOUR}))))
-    try:
+    with _Server(lambda body: (200, _reply(json.dumps({"states": FOUR})))) as server:
         mllm = host.call("VA_MLLMEndpoint", server.url, "qwen2.5vl:3b", "VA_TEST_KEY", 30, "0", True)[0]
         states, _, _ = host.call("VA_MLLMStatePrompt", first_frame(), "lift the box", 4, 16, mllm, 3, 128, 1)
-    finally:
-        server.close()
     assert states.splitlines() == FOUR
     path, headers, body = server.requests[0]
     assert path == "/v1/chat/completions" and headers["Authorization"] == "Bearer secret"
@@ -143,12 +146,9 @@ def test_endpoint_without_structured_output_and_errors(host):
             return 400, {"error": "response_format is not supported"}
         return 200, _reply("Sure:\n- " + "\n- ".join(FOUR))
 
-    server = _Server(answer)
-    try:
+    with _Server(answer) as server:
         mllm = host.call("VA_MLLMEndpoint", server.url, "m", "", 30, "", True)[0]
         states, _, _ = host.call("VA_MLLMStatePrompt", first_frame(), "lift the box", 4, 16, mllm, 0, 128, 1)
-    finally:
-        server.close()
     assert states.splitlines() == FOUR and "keep_alive" not in server.requests[-1][2]
     gone = host.call("VA_MLLMEndpoint", server.url, "m", "", 2, "", True)[0]
     with pytest.raises(Exception, match="could not reach"):
@@ -168,15 +168,14 @@ def test_endpoint_backed_by_the_tiny_model(host, tiny_qwen):
                 for m in body["messages"]]
         return 200, _reply(local.generate(msgs, first_frame(), body["seed"], body["max_tokens"]))
 
-    server = _Server(answer)
-    try:
-        remote = host.call("VA_MLLMEndpoint", server.url, "tiny", "", 60, "", True)[0]
-        msgs = host.pack_module("adapters.state_prompts").messages("lift the box", 4)
-        assert remote.generate(msgs, first_frame(), 0, 16) == local.generate(msgs, first_frame(), 0, 16)
-    finally:
-        server.close()
-        import comfy.model_management
+    import comfy.model_management
 
+    try:
+        with _Server(answer) as server:
+            remote = host.call("VA_MLLMEndpoint", server.url, "tiny", "", 60, "", True)[0]
+            msgs = host.pack_module("adapters.state_prompts").messages("lift the box", 4)
+            assert remote.generate(msgs, first_frame(), 0, 16) == local.generate(msgs, first_frame(), 0, 16)
+    finally:
         comfy.model_management.unload_all_models()
 
 
@@ -190,12 +189,9 @@ def test_endpoint_falls_back_to_llama_cpp_python_structured_output(host):
         assert fmt == {"type": "json_object", "schema": fmt["schema"]} and fmt["schema"]["properties"]["states"]
         return 200, _reply(json.dumps({"states": FOUR}))
 
-    server = _Server(answer)
-    try:
+    with _Server(answer) as server:
         mllm = host.call("VA_MLLMEndpoint", server.url, "m", "", 30, "", True)[0]
         states, _, _ = host.call("VA_MLLMStatePrompt", first_frame(), "lift the box", 4, 16, mllm, 0, 128, 1)
-    finally:
-        server.close()
     assert states.splitlines() == FOUR and [r[2]["response_format"]["type"] for r in server.requests] == \
         ["json_schema", "json_object"]
 
@@ -237,11 +233,8 @@ def test_endpoint_without_keep_alive_support(host):
             return 400, {"error": {"message": "Unrecognized request argument supplied: keep_alive"}}
         return 200, _reply(json.dumps({"states": FOUR}))
 
-    server = _Server(answer)
-    try:
+    with _Server(answer) as server:
         mllm = host.call("VA_MLLMEndpoint", server.url, "m", "", 30, "0", True)[0]
         states, _, _ = host.call("VA_MLLMStatePrompt", first_frame(), "lift the box", 4, 16, mllm, 0, 128, 1)
-    finally:
-        server.close()
     assert states.splitlines() == FOUR
     assert server.requests[-1][2]["response_format"]["type"] == "json_schema"  # structured output kept
