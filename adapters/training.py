@@ -62,6 +62,7 @@ except ImportError:
 PARAMETERISATIONS = ("flow", "eps", "v")
 SIGMA_SAMPLINGS = ("flow_shift", "eps_discrete", "schedule")
 FLOW_DISTRIBUTIONS = ("logit_normal", "uniform")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -88,6 +89,7 @@ class TrainConfig:
     grad_clip: float = 1.0     # 0: off
     weight_decay: float = 0.0
     warmup_steps: int = 0
+    lr_schedule: str = "constant"  # "constant", or "cosine": decay to 0 over the steps after the warm-up
     betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
     sigma_sampling: str = "flow_shift"
@@ -116,6 +118,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.cond_dropout + self.image_dropout + self.both_dropout > 1.0 + 1e-9:
             raise ValueError("cond_dropout + image_dropout + both_dropout must not exceed 1")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got '{self.lr_schedule}'")
         if self.steps < 0 or self.batch_size < 1:
             raise ValueError("steps must be >= 0 and batch_size >= 1")
 
@@ -457,9 +461,16 @@ class Trainer:
         self.config = config
 
     def _lr(self, step: int) -> float:
+        """The learning rate of step ``step`` (0-based): linear warm-up over ``warmup_steps``, then constant or,
+        with ``lr_schedule="cosine"``, a half cosine from ``lr`` to 0 over the remaining steps."""
         c = self.config
-        if c.warmup_steps > 0:
-            return c.lr * min(1.0, (step + 1) / c.warmup_steps)
+        if c.warmup_steps > 0 and step < c.warmup_steps:
+            return c.lr * (step + 1) / c.warmup_steps
+        if c.lr_schedule == "cosine":
+            import math
+
+            progress = (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps)
+            return c.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
         return c.lr
 
     def _save(self, path, names, tensors_list, optimizer, generator, losses, step, parameterisation, extra_meta):

@@ -1,0 +1,463 @@
+"""FCA (Frame-wise Conditioning Adaptation) for text-video prediction on a frozen DiT, host-free.
+
+Beside every block of the frozen DiT runs a parallel cross-attention branch, added to the block output::
+
+    out = block(x) + s * scale * W_o Attn(q = W_q LN(x),  k, v = W_k, W_v [LN(text); LN(X_init^i); PN(Y^i)])
+
+* ``text``: the block's text tokens ``[B, L, C]`` (on Wan already embedded to the block width);
+* ``X_init^i``: the hidden states of the initial frames at this block, from the same frozen model run on the
+  (slightly noised) initial-frame latents with every FCA branch switched off (:class:`InitialFrameStates`);
+* ``Y^i [B, T, n, C]``: this block's frame-wise text, made by its own :class:`FrameTextModule` (learnable
+  queries, ``n`` per latent frame, with the text tokens -> self-attention -> cross-attention to the first
+  frame's features -> feed-forward), pre-normalised by a learned LayerNorm ``PN``;
+* the frame-wise identity mask: video tokens of latent frame p see frame p's ``Y^i[:, p]`` only, while every
+  token sees the text and the initial-frame states (computed exactly by attending frame by frame);
+* ``scale``: one learnable scalar per block, 0.1 at init (the paper; ``init="zero"`` also zeroes ``W_o`` so a
+  fresh set is the identity), ``s`` the attach strength.
+
+Image features of the frame-wise text module: the first initial frame's hidden states at the same block (the
+tokens of latent frame 0 in ``X_init^i``). They exist for text-to-video Wan (which has no CLIP-vision input),
+are the same in training and inference, cost nothing extra (the states are computed anyway), and are already
+at the block's width and in the space of the video tokens the branch reads.
+
+Runtime (the attach table's ``conditions``, ``block_parallel`` and ``capture`` points):
+
+* :class:`InitialFrameStates` (``conditions``) receives the initial-frame latents the conditioning carries
+  (``fca_frames [B, C, k, H, W]``, already noised, and ``fca_timestep [B, 1]``), runs the frozen model on them
+  once with the branches off and the captures on, and puts the per-block states into ``transformer_options``.
+  States are cached by content within one sampling run (ComfyUI's ``sample_sigmas`` object identifies the run)
+  and, outside sampling (training), for as long as the same clips come back: the frozen model does not change.
+* :class:`FCABranchHook` (``block_parallel``) and :class:`StateCapture` (``capture``) per block.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .adapter_set import BlockAdapterSet, JsonConfig
+
+KIND = "fca"
+PARTS = ("branch", "text")
+TEXT_MODULES = ("layerwise", "uniform", "none")
+INITS = ("scale", "zero")
+
+# transformer_options keys of one diffusion-model forward
+STATES_KEY = "video_adapters_fca_states"    # the cache entry of this forward's initial-frame states
+OFF_KEY = "video_adapters_fca_off"          # set during the initial-frames pass: branches return nothing
+COLLECT_KEY = "video_adapters_fca_collect"  # set during the initial-frames pass: captures write here
+GRID_KEY = "video_adapters_grid"            # the attach table's (t, h, w) token grid (nodes/attach.py GRID_KEY)
+# adapter-condition names (the conditioning node and training_conds write them)
+FRAMES_COND = "fca_frames"
+TIMESTEP_COND = "fca_timestep"
+TIMESTEPS = 1000.0  # Wan's flow models: timestep = 1000 sigma
+
+
+@dataclass
+class FCAConfig(JsonConfig):
+    """Hyper-parameters of an FCA adapter set (stored as JSON in the file metadata).
+
+    Attributes:
+        head_dim: width of one attention head of the branch (Wan: 128, so 12 heads on 1.3B, 40 on 14B).
+        scale_init: initial value of the learnable output scale (the paper: 0.1; training fails without it).
+        init: ``"scale"`` (the paper: default-initialised out projection, output times ``scale_init``) or
+            ``"zero"`` (out projection zero as well: the identity at init).
+        frames: latent frames the frame-wise queries are made for (Wan: 21 for 81 frames); other lengths resample
+            the query table linearly over frames.
+        queries_per_frame: frame-wise text tokens per latent frame (``n``).
+        text_width / text_heads / text_layers: width, heads and depth of the frame-wise text module.
+        text_module: ``"layerwise"`` (one module per block, the paper's choice), ``"uniform"`` (one module for all
+            blocks, fed with the first block's states) or ``"none"`` (no frame-wise text).
+        mask: the frame-wise identity mask (False: every video token sees every frame's frame-wise text).
+        prenorm: learned pre-normalisation of the frame-wise text (the paper's ablation: 105.4 -> 94.1 FVD).
+        initial_frames: latent frames of each training clip given as initial frames (1 or 2).
+        noise_step: the small noise of the initial frames in training, as a timestep of 1000 (sigma = step/1000).
+    """
+    head_dim: int = 128
+    scale_init: float = 0.1
+    init: str = "scale"
+    frames: int = 21
+    queries_per_frame: int = 32
+    text_width: int = 256
+    text_heads: int = 4
+    text_layers: int = 1
+    text_module: str = "layerwise"
+    mask: bool = True
+    prenorm: bool = True
+    initial_frames: int = 1
+    noise_step: int = 1
+
+    def __post_init__(self):
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.text_module not in TEXT_MODULES:
+            raise ValueError(f"text_module must be one of {TEXT_MODULES}, got {self.text_module!r}")
+        if self.head_dim < 1 or self.frames < 1 or self.queries_per_frame < 1 or self.text_layers < 1:
+            raise ValueError("head_dim, frames, queries_per_frame and text_layers must be positive")
+        if self.text_width % self.text_heads:
+            raise ValueError(f"text_width {self.text_width} is not divisible by text_heads {self.text_heads}")
+        if self.initial_frames not in (1, 2):
+            raise ValueError(f"initial_frames must be 1 or 2, got {self.initial_frames}")
+        if not 0 <= self.noise_step < TIMESTEPS:
+            raise ValueError(f"noise_step must lie in [0, {int(TIMESTEPS)}), got {self.noise_step}")
+
+    def heads(self, dim: int) -> int:
+        h = max(1, dim // self.head_dim)
+        if dim % h:
+            raise ValueError(f"block width {dim} is not a multiple of head_dim {self.head_dim}")
+        return h
+
+
+# ----------------------------------------------------------------------------------------------------
+# modules
+
+
+def attention(q, k, v, heads: int, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Multi-head scaled dot-product attention. ``q [B, N, C]``, ``k, v [B, M, C]``, ``mask`` (True = may
+    attend) ``[N, M]`` or ``[B, N, M]`` -> ``[B, N, C]``."""
+    b, n, c = q.shape
+    split = lambda t: t.reshape(t.shape[0], t.shape[1], heads, c // heads).transpose(1, 2)  # noqa: E731
+    if mask is not None and mask.ndim == 3:
+        mask = mask[:, None]
+    out = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=mask)
+    return out.transpose(1, 2).reshape(b, n, c)
+
+
+class _Attention(nn.Module):
+    """Pre-norm residual attention ``x + W_o Attn(W_q LN(x), W_k LN(ctx), W_v LN(ctx))`` (self-attention when
+    ``ctx`` is None). ``x [B, N, W]``, ``ctx [B, M, W]``."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm, self.norm_ctx = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.q, self.k, self.v, self.o = (nn.Linear(width, width) for _ in range(4))
+
+    def forward(self, x, ctx=None):
+        h = self.norm(x)
+        c = h if ctx is None else self.norm_ctx(ctx)
+        return x + self.o(attention(self.q(h), self.k(c), self.v(c), self.heads))
+
+
+class _FeedForward(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+
+    def forward(self, x):
+        return x + self.net(x)
+
+
+class FrameTextModule(nn.Module):
+    """Frame-wise text of one block (Q-Former-like): learnable queries ``[frames, n, W]`` are concatenated with the
+    projected text tokens; self-attention over both, then the queries cross-attend to the projected image
+    features, then a feed-forward, then a projection to the block width.
+
+    ``forward(text [B, L, C], image [B, M, C], frames T)`` -> ``[B, T, n, C]``."""
+
+    def __init__(self, dim: int, config: FCAConfig):
+        super().__init__()
+        c = config
+        w = c.text_width
+        self.dim, self.frames, self.n = dim, c.frames, c.queries_per_frame
+        self.text_in = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, w))
+        self.image_in = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, w))
+        self.queries = nn.Parameter(0.02 * torch.randn(c.frames, c.queries_per_frame, w))
+        self.layers = nn.ModuleList(nn.ModuleList([_Attention(w, c.text_heads), _Attention(w, c.text_heads),
+                                                   _FeedForward(w)]) for _ in range(c.text_layers))
+        self.out = nn.Sequential(nn.LayerNorm(w), nn.Linear(w, dim))
+
+    def frame_queries(self, frames: int) -> torch.Tensor:
+        """The query table for ``frames`` latent frames ``[frames, n, W]`` (resampled linearly over frames when
+        the video is not as long as the table)."""
+        q = self.queries
+        if frames == q.shape[0]:
+            return q
+        if q.shape[0] == 1:
+            return q.expand(frames, -1, -1)
+        flat = q.permute(1, 2, 0).reshape(1, -1, q.shape[0])
+        return F.interpolate(flat, size=frames, mode="linear", align_corners=True).reshape(
+            q.shape[1], q.shape[2], frames).permute(2, 0, 1)
+
+    def forward(self, text: torch.Tensor, image: torch.Tensor, frames: int) -> torch.Tensor:
+        b = text.shape[0]
+        t = self.text_in(text)
+        v = self.image_in(image)
+        q = self.frame_queries(frames).reshape(1, frames * self.n, -1).expand(b, -1, -1)
+        nq = q.shape[1]
+        for self_attn, cross_attn, ff in self.layers:
+            z = self_attn(torch.cat([q, t], dim=1))
+            q, t = z[:, :nq], z[:, nq:]
+            q = ff(cross_attn(q, v))
+        return self.out(q).reshape(b, frames, self.n, self.dim)
+
+
+class FCABranch(nn.Module):
+    """The parallel attention branch of one block (see the module docstring).
+
+    ``forward(x [B, N, C], text [B, L, C], init [B, M, C], frame_text [B, T, n, C] or None, frames T)`` ->
+    ``delta [B, N, C]`` with ``N = T * tokens per frame``."""
+
+    def __init__(self, dim: int, config: FCAConfig):
+        super().__init__()
+        self.dim, self.heads, self.mask = dim, config.heads(dim), bool(config.mask)
+        self.norm_x, self.norm_text, self.norm_init = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.norm_frames = nn.LayerNorm(dim) if config.prenorm else nn.Identity()
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        if config.init == "zero":
+            nn.init.zeros_(self.o.weight)
+            nn.init.zeros_(self.o.bias)
+        self.scale = nn.Parameter(torch.tensor(float(config.scale_init)))
+
+    def forward(self, x, text, init, frame_text=None, frames: int = 1, frame_chunk: int = 4):
+        b, n, c = x.shape
+        q = self.q(self.norm_x(x))
+        shared = torch.cat([self.norm_text(text), self.norm_init(init)], dim=1)
+        ks, vs = self.k(shared), self.v(shared)
+        if frame_text is None:
+            out = attention(q, ks, vs, self.heads)
+        else:
+            y = self.norm_frames(frame_text)                          # [B, T, n, C]
+            t, m = y.shape[1], y.shape[2]
+            if t != frames or n % t:
+                raise ValueError(f"frame-wise text for {t} frames, the video has {frames} latent frames of "
+                                 f"{n / max(frames, 1):g} tokens")
+            kf, vf = self.k(y), self.v(y)
+            if not self.mask:
+                out = attention(q, torch.cat([ks, kf.flatten(1, 2)], 1), torch.cat([vs, vf.flatten(1, 2)], 1),
+                                self.heads)
+            else:  # frame p's queries see [shared ; frame p's tokens]: the identity mask, one frame group at a time
+                per = n // t
+                qf = q.reshape(b, t, per, c)
+                parts = []
+                for s in range(0, t, frame_chunk):
+                    e = min(t, s + frame_chunk)
+                    g = e - s
+                    kk = torch.cat([ks[:, None].expand(-1, g, -1, -1), kf[:, s:e]], 2).flatten(0, 1)
+                    vv = torch.cat([vs[:, None].expand(-1, g, -1, -1), vf[:, s:e]], 2).flatten(0, 1)
+                    parts.append(attention(qf[:, s:e].flatten(0, 1), kk, vv, self.heads).reshape(b, g, per, c))
+                out = torch.cat(parts, 1).reshape(b, n, c)
+        return self.scale * self.o(out)
+
+
+class FCABlockAdapters(nn.Module):
+    """FCA of one block: the branch, and (layer-wise design) the block's frame-wise text module."""
+
+    def __init__(self, dim: int, config: FCAConfig, parts: Iterable[str] | None = None):
+        super().__init__()
+        default = ("branch", "text") if config.text_module == "layerwise" else ("branch",)
+        parts = tuple(default if parts is None else parts)
+        unknown = set(parts) - set(PARTS)
+        if unknown or "branch" not in parts:
+            raise ValueError(f"FCA block parts {sorted(parts)}: expected 'branch' and optionally 'text'")
+        self.dim, self.parts = dim, tuple(p for p in PARTS if p in parts)
+        self.branch = FCABranch(dim, config)
+        self.text = FrameTextModule(dim, config) if "text" in parts else None
+
+
+# ----------------------------------------------------------------------------------------------------
+# runtime: initial-frame states, captures, branches
+
+
+def noised_initial_frames(latents: torch.Tensor, noise: torch.Tensor, step: float) -> torch.Tensor:
+    """The initial-frame latents with the small noise of timestep ``step`` (of 1000) in flow form,
+    ``(1 - s) x + s n`` with ``s = step / 1000``."""
+    s = float(step) / TIMESTEPS
+    return (1.0 - s) * latents + s * noise.to(latents)
+
+
+def _checksum(tensors) -> list:
+    """A cheap content key: shapes and two weighted sums of every tensor (one device sync)."""
+    sums = []
+    for t in tensors:
+        f = t.detach().float().flatten()
+        w = torch.linspace(1.0, 2.0, f.numel(), device=f.device) if f.numel() else f
+        sums.append(torch.stack([f.sum(), (f * w).sum()]) if f.numel() else f.new_zeros(2))
+    values = torch.cat(sums).tolist() if sums else []
+    return [tuple(tuple(t.shape) for t in tensors), tuple(values)]
+
+
+class InitialFrameStates:
+    """``conditions`` callable: the initial-frame states of every block, once per sampling run (see the module
+    docstring). ``passes`` counts the initial-frame passes actually run."""
+
+    def __init__(self, owner: "FCAAdapterSet", cache_size: int = 4):
+        self.owner, self.cache_size = owner, int(cache_size)
+        self.cache: OrderedDict = OrderedDict()
+        self._run = None
+
+    def __call__(self, conds: dict, x: torch.Tensor, context, site, run) -> None:
+        to = site.transformer_options
+        frames = conds.get(FRAMES_COND)
+        if frames is None:
+            to[STATES_KEY] = None
+            return
+        if frames.ndim != 5 or frames.shape[1] != x.shape[1] or frames.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"FCA: initial frames of shape {list(frames.shape)} do not fit the video latent {list(x.shape)}; FCA "
+                "takes text-to-video Wan latents [B, C, T, H, W] with initial frames encoded by the same VAE")
+        timestep = conds.get(TIMESTEP_COND)
+        timestep = (torch.zeros(x.shape[0]) if timestep is None else timestep.reshape(x.shape[0], -1)[:, 0])
+        run_id = to.get("sample_sigmas")
+        if run_id is not self._run:  # a new sampling run (or training): the model may have changed since
+            self.cache.clear()
+            self._run = run_id
+        key = repr(_checksum([frames, timestep, context]))
+        entry = self.cache.get(key)
+        if entry is None:
+            entry = self._compute(frames.to(x), timestep.to(device=x.device, dtype=torch.float32), context, x, to, run)
+            self.cache[key] = entry
+            while len(self.cache) > self.cache_size:
+                self.cache.popitem(last=False)
+        to[STATES_KEY] = entry
+
+    def _compute(self, frames, timestep, context, x, to, run) -> dict:
+        grid = tuple(to.get(GRID_KEY) or ())
+        if len(grid) == 3 and grid[1] and grid[2]:
+            patch = (x.shape[-2] // grid[1], x.shape[-1] // grid[2])
+        else:
+            patch = (1, 1)
+        init_grid = (frames.shape[2], frames.shape[-2] // patch[0], frames.shape[-1] // patch[1])
+        collected: dict[str, torch.Tensor] = {}
+        saved = {k: to.get(k) for k in (OFF_KEY, COLLECT_KEY, GRID_KEY, STATES_KEY)}
+        to[OFF_KEY], to[COLLECT_KEY], to[GRID_KEY], to[STATES_KEY] = True, collected, init_grid, None
+        try:
+            with torch.no_grad():
+                run(frames, timestep, context)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    to.pop(k, None)
+                else:
+                    to[k] = v
+        self.owner.initial_frame_passes += 1
+        missing = [n for n in self.owner.block_names() if n not in collected]
+        if missing:
+            raise RuntimeError(f"FCA: the initial-frames pass captured no states for {missing[:3]}")
+        return {"states": collected, "grid": init_grid, "frame_text": {}}
+
+
+class StateCapture:
+    """``capture`` callable of one block: stores the block output during the initial-frames pass."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __call__(self, hidden: torch.Tensor, site) -> None:
+        found = site.transformer_options.get(COLLECT_KEY)
+        if found is not None:
+            found[self.name] = hidden.detach()
+
+
+class FCABranchHook:
+    """``block_parallel`` callable of one block: the branch on the block's input and text, in the adapters' own
+    dtype and device; zero during the initial-frames pass."""
+
+    def __init__(self, owner: "FCAAdapterSet", name: str):
+        self.owner, self.name = owner, name
+
+    def __call__(self, x_in: torch.Tensor, context: torch.Tensor, site) -> torch.Tensor:
+        to = site.transformer_options
+        if to.get(OFF_KEY):
+            return x_in.new_zeros(())
+        entry = to.get(STATES_KEY)
+        if entry is None:
+            raise ValueError("FCA adapters need the initial frames: add them to both positive and negative with "
+                             "Initial Frames Conditioning (FCA)")
+        blk = self.owner[self.name]
+        p = next(blk.parameters())
+        cast = lambda t: t.to(device=p.device, dtype=p.dtype)  # noqa: E731
+        frames = int(site.grid[0])
+        x, text, init = cast(x_in), cast(context), cast(entry["states"][self.name])
+        frame_text = self.owner.frame_text(self.name, text, entry, frames, cast)
+        return blk.branch(x, text, init, frame_text, frames).to(device=x_in.device, dtype=x_in.dtype)
+
+
+class FCAAdapterSet(BlockAdapterSet):
+    """FCA's branch (and layer-wise frame-wise text module) per DiT block; the uniform design keeps its one
+    frame-wise text module in ``shared["text"]``."""
+
+    KIND = KIND
+    config_class = FCAConfig
+
+    def __init__(self, config=None, family: str = "wan21"):
+        super().__init__(config, family)
+        self.initial_frame_passes = 0
+
+    def make_block(self, dim: int, parts: Iterable[str] | None) -> FCABlockAdapters:
+        return FCABlockAdapters(dim, self.config, parts)
+
+    def make_shared(self) -> None:
+        if self.config.text_module == "uniform" and "text" not in self.shared and len(self):
+            self.shared["text"] = FrameTextModule(self[self.block_names()[0]].dim, self.config)
+
+    # -- frame-wise text ----------------------------------------------------------------------------------
+    def frame_text(self, name: str, text: torch.Tensor, entry: dict, frames: int, cast=lambda t: t):
+        """Block ``name``'s frame-wise text ``[B, T, n, C]`` (None without a text module). Its image features are
+        the first initial frame's states at that block (uniform: at the first block). Cached per run when no
+        gradient is needed (it depends only on the text and the initial frames)."""
+        if self.config.text_module == "none":
+            return None
+        uniform = self.config.text_module == "uniform"
+        module = self.shared["text"] if uniform else self[name].text
+        source = self.block_names()[0] if uniform else name
+        key = (source if uniform else name, frames)
+        cache = entry.get("frame_text")
+        if cache is not None and not torch.is_grad_enabled() and key in cache:
+            return cache[key]
+        grid = entry["grid"]
+        first = cast(entry["states"][source][:, : grid[1] * grid[2]])
+        out = module(text, first, frames)
+        if cache is not None and not torch.is_grad_enabled():
+            cache[key] = out
+        return out
+
+    # -- where it attaches ----------------------------------------------------------------------------------
+    def attachments(self, architecture: str, options: dict[str, Any] | None = None) -> list[tuple]:
+        """The initial-frames pass (``conditions``), then per block the parallel branch and the state capture."""
+        if architecture != "wan":
+            raise ValueError(f"FCA attaches beside DiT blocks (Wan); this model's architecture is {architecture}")
+        out: list[tuple] = [(None, "conditions", InitialFrameStates(self))]
+        for name in self.block_names():
+            out.append((name, "block_parallel", FCABranchHook(self, name)))
+            out.append((name, "capture", StateCapture(name)))
+        return out
+
+    # -- training ---------------------------------------------------------------------------------------
+    def training_conds(self, x0: torch.Tensor, clip_index) -> dict[str, torch.Tensor]:
+        """The initial frames of training clips ``x0 [B, C, T, H, W]`` (latent frames ``0..initial_frames-1``),
+        noised by ``noise_step`` with noise fixed per clip (``clip_index [B]``), as adapter conditions."""
+        k = self.config.initial_frames
+        if x0.ndim != 5 or x0.shape[2] <= k:
+            raise ValueError(f"FCA trains on clips longer than its {k} initial latent frame(s), got {list(x0.shape)}")
+        first = x0[:, :, :k]
+        idx = torch.as_tensor(clip_index).reshape(-1).tolist() if clip_index is not None else [0] * x0.shape[0]
+        noise = torch.stack([torch.randn(first.shape[1:], generator=torch.Generator().manual_seed(1000 + int(i)))
+                             for i in idx]).to(first)
+        step = float(self.config.noise_step)
+        return {FRAMES_COND: noised_initial_frames(first, noise, step),
+                TIMESTEP_COND: torch.full((x0.shape[0], 1), step, device=x0.device)}
+
+
+def initial_frame_conds(latents: torch.Tensor, noise_step: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Adapter conditions for the initial-frame latents ``[1, C, k, H, W]`` (in the model's latent space) noised by
+    ``noise_step`` of 1000 with noise drawn from ``seed``."""
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(int(seed))).to(latents)
+    return {FRAMES_COND: noised_initial_frames(latents.float(), noise.float(), noise_step),
+            TIMESTEP_COND: torch.full((latents.shape[0], 1), float(noise_step))}
+
+
+def parameter_count(dim: int, layers: int, config: FCAConfig | None = None) -> int:
+    """Trainable parameters of an FCA set for ``layers`` blocks of width ``dim`` (without building the blocks)."""
+    config = config or FCAConfig()
+    with torch.device("meta"):
+        one = sum(p.numel() for p in FCABlockAdapters(dim, config).parameters())
+        shared = sum(p.numel() for p in FrameTextModule(dim, config).parameters()) \
+            if config.text_module == "uniform" else 0
+    return layers * one + shared
