@@ -1,0 +1,901 @@
+"""A miniature text-video prediction (TVP) task: data, state prompts, text features and metrics.
+
+Public TVP data (Something-Something v2, Bridge, Epic-Kitchens) and the I3D network behind FVD are out of
+reach of a CPU test run, so this module builds the task in miniature. Everything here is plain torch and the
+standard library, deterministic from a seed, and fast (a few hundred clips render in a fraction of a second).
+
+Scenes
+    One to three flat-coloured objects on a plain grey background. Every object in a scene has a different
+    colour from :data:`PALETTE` (red, green, blue, yellow, cyan, magenta: far apart in RGB, so an object can
+    be found by its colour alone) and a shape from :data:`SHAPES` (square, circle, triangle). Edges are
+    anti-aliased (one pixel of soft coverage), so sub-pixel motion is smooth.
+
+Videos
+    One clip is a float tensor ``[T, 3, H, W]`` in ``[0, 1]``; a set is ``[N, T, 3, H, W]``. Defaults:
+    ``T = 8`` frames of ``H = W = 32`` pixels. Positions are in pixels, ``(x, y)`` with ``y`` pointing down,
+    pixel ``(i, j)`` having its centre at ``(j + 0.5, i + 0.5)``.
+
+Instructions
+    An instruction names one object and a one- or two-phase motion, for example ``"move the red square
+    left"``, ``"move the red square left, then up"``, ``"lift the blue circle, then drop it"`` (lift = up,
+    drop = back down). The named object moves a fixed distance per phase at constant speed within the phase;
+    every other object stays still. The named object is drawn on top, so it is never hidden.
+
+Phase split
+    A clip of ``T`` frames with ``n`` phases has boundaries ``b_0 = 0 < b_1 < ... < b_n = T - 1``, where
+    ``b_0 .. b_{n-1}`` are the frames at which the pack's state-prompt schedule starts each of ``n`` states
+    (:func:`adapters.state_prompts.state_frames`, the even split the ComfyUI nodes use). Phase ``k`` is the
+    motion from frame ``b_k`` to frame ``b_{k+1}``. For ``T = 8``: one phase is frames 0-7; two phases are
+    frames 0-4 and 4-7. So the schedule of the state prompts and the rendered motion agree frame for frame.
+
+States
+    :func:`decompose` is a rule-based stand-in for the multimodal LLM that AID asks for the video's states:
+    it parses the instruction and writes one short state sentence per phase, placed on the phase's first
+    frame, in the schedule format of :func:`adapters.state_prompts.schedule`.
+
+Sets
+    :func:`make_broad_set` (instruction-free motions of random objects, several may move, in any direction:
+    pretraining data for an image-to-video base model), :func:`make_instruction_set` (instruction clips) and
+    :func:`make_benchmark` (a broad set, a small training set and two disjoint held-out sets).
+
+Metrics (see each function)
+    :func:`clip_features` + :func:`frechet_distance` (the FVD stand-in, with :func:`noise_floor`),
+    :func:`instruction_accuracy` (did the named object move as instructed, phase by phase?),
+    :func:`first_frame_psnr` and :func:`future_mse`; :func:`summary` returns all of them at once.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import re
+import sys
+import zlib
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import torch
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from adapters.state_prompts import parse_schedule, schedule, state_frames  # noqa: E402
+
+# ----------------------------------------------------------------------------------------------------------
+# vocabulary
+
+PALETTE: dict[str, tuple[float, float, float]] = {
+    "red": (0.90, 0.12, 0.12),
+    "green": (0.10, 0.85, 0.15),
+    "blue": (0.15, 0.25, 0.95),
+    "yellow": (0.95, 0.85, 0.15),
+    "cyan": (0.10, 0.85, 0.85),
+    "magenta": (0.85, 0.20, 0.85),
+}
+COLOURS: tuple[str, ...] = tuple(PALETTE)
+SHAPES: tuple[str, ...] = ("square", "circle", "triangle")
+DIRECTIONS: dict[str, tuple[float, float]] = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0),
+                                              "down": (0.0, 1.0)}
+
+BACKGROUND_RANGE = (0.16, 0.30)  # grey level of the plain background, drawn per clip
+SIZE_RANGE = (0.08, 0.125)  # object half-extent as a fraction of the frame size
+DISTANCE_RANGE = (0.20, 0.30)  # distance travelled per phase (instruction clips), fraction of the frame size
+TRIANGLE_INRADIUS = 0.65  # triangle inradius as a fraction of the half-extent (apex at 2x this above centre)
+EXTENT = 2 * TRIANGLE_INRADIUS  # the largest reach of any shape from its centre, in half-extents
+MARGIN = 1.0  # pixels kept free between an object and the frame border
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    """One object: a palette ``colour`` name, a ``shape`` name and its half-extent ``size`` in pixels (half the
+    side of a square, the radius of a circle; a triangle has inradius ``TRIANGLE_INRADIUS * size``)."""
+
+    colour: str
+    shape: str
+    size: float
+
+    @property
+    def rgb(self) -> tuple[float, float, float]:
+        return PALETTE[self.colour]
+
+    @property
+    def area(self) -> float:
+        """Area in pixels (what a tracker that sees the whole object measures)."""
+        if self.shape == "square":
+            return 4.0 * self.size ** 2
+        if self.shape == "circle":
+            return math.pi * self.size ** 2
+        h = TRIANGLE_INRADIUS * self.size
+        return 3.0 * math.sqrt(3.0) * h * h
+
+    @property
+    def name(self) -> str:
+        return f"{self.colour} {self.shape}"
+
+
+@dataclass
+class ClipPlan:
+    """What a clip shows, kept alongside its video so that metrics know the answer.
+
+    ``objects`` (K of them, drawn in this order, the last on top), ``positions [K, T, 2]`` the ``(x, y)``
+    centre of every object in every frame (pixels), ``background`` RGB. For an instruction clip: ``target``
+    (index into ``objects`` of the named object), ``directions`` (one direction name per phase),
+    ``distance`` (pixels per phase), ``boundaries`` (``n + 1`` frames, phase ``k`` runs from
+    ``boundaries[k]`` to ``boundaries[k + 1]``) and the ``instruction`` text. Instruction-free clips have
+    ``target = None``, no directions and an empty instruction.
+    """
+
+    objects: tuple[SceneObject, ...]
+    positions: torch.Tensor
+    background: tuple[float, float, float]
+    frames: int
+    size: int
+    target: int | None = None
+    directions: tuple[str, ...] = ()
+    distance: float = 0.0
+    boundaries: tuple[int, ...] = ()
+    instruction: str = ""
+
+    @property
+    def target_object(self) -> SceneObject:
+        if self.target is None:
+            raise ValueError("this clip has no instruction")
+        return self.objects[self.target]
+
+    @property
+    def phases(self) -> list[tuple[int, int]]:
+        """``[(start_frame, end_frame)]`` of each phase."""
+        return list(zip(self.boundaries[:-1], self.boundaries[1:]))
+
+
+@dataclass
+class TVPClips:
+    """A set of clips: ``videos [N, T, 3, H, W]`` in 0..1 and one :class:`ClipPlan` per clip."""
+
+    videos: torch.Tensor
+    plans: list[ClipPlan]
+
+    def __len__(self) -> int:
+        return len(self.plans)
+
+    @property
+    def first_frames(self) -> torch.Tensor:
+        """``[N, 3, H, W]``: the frame a predictor is given."""
+        return self.videos[:, 0]
+
+    @property
+    def instructions(self) -> list[str]:
+        return [p.instruction for p in self.plans]
+
+    def schedules(self, temporal_stride: int = 1) -> list[str]:
+        """The decomposer's state schedule of each clip (see :func:`decompose`)."""
+        return [decompose(p.instruction, p.frames, temporal_stride) for p in self.plans]
+
+
+@dataclass
+class TVPBenchmark:
+    """All sets of one benchmark seed: ``broad`` (instruction-free pretraining clips), ``train`` (instruction
+    clips to adapt on) and two disjoint held-out instruction sets: predictions are made from ``heldout``'s
+    first frames and instructions and compared with its ground truth; the Frechet distance is taken against
+    ``reference``, another draw of the same distribution, so the distance of ``heldout``'s own ground truth
+    to ``reference`` is the noise floor."""
+
+    broad: TVPClips
+    train: TVPClips
+    heldout: TVPClips
+    reference: TVPClips
+    settings: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# phases and trajectories
+
+
+def phase_boundaries(n_phases: int, frames: int) -> tuple[int, ...]:
+    """``n + 1`` phase boundaries for a clip of ``frames`` frames (module docstring, "Phase split")."""
+    if n_phases < 1:
+        raise ValueError("at least one phase")
+    starts = state_frames(n_phases, frames)
+    bounds = tuple(starts) + (frames - 1,)
+    if any(b >= c for b, c in zip(bounds[:-1], bounds[1:])):
+        raise ValueError(f"{n_phases} phases need more than {frames} frames (each phase moves over at least one "
+                         "frame step)")
+    return bounds
+
+
+def _trajectory(start: tuple[float, float], steps: list[tuple[float, float]], bounds: tuple[int, ...],
+                frames: int) -> list[tuple[float, float]]:
+    """Per-frame centres: from ``start``, phase ``k`` adds ``steps[k]`` linearly between its boundaries."""
+    out = []
+    x, y = start
+    for t in range(frames):
+        px, py = x, y
+        for (a, b), (sx, sy) in zip(zip(bounds[:-1], bounds[1:]), steps):
+            f = min(max((t - a) / (b - a), 0.0), 1.0)
+            px += f * sx
+            py += f * sy
+        out.append((px, py))
+    return out
+
+
+def _offset_range(steps: list[tuple[float, float]], axis: int) -> tuple[float, float]:
+    acc, lo, hi = 0.0, 0.0, 0.0
+    for s in steps:
+        acc += s[axis]
+        lo, hi = min(lo, acc), max(hi, acc)
+    return lo, hi
+
+
+def _start_range(obj_size: float, steps: list[tuple[float, float]], size: int, axis: int) -> tuple[float, float]:
+    """Start coordinates on ``axis`` for which the whole path keeps the object inside the frame."""
+    lo, hi = _offset_range(steps, axis)
+    reach = EXTENT * obj_size + MARGIN
+    return reach - lo, size - reach - hi
+
+
+def build_plan(objects: list[SceneObject], starts: list[tuple[float, float]], target: int | None = None,
+               directions: tuple[str, ...] | list[str] = (), distance: float = 0.0, frames: int = 8, size: int = 32,
+               background: tuple[float, float, float] = (0.2, 0.2, 0.2), instruction: str | None = None,
+               steps: list[list[tuple[float, float]]] | None = None) -> ClipPlan:
+    """A plan from explicit objects and first-frame centres.
+
+    With ``target`` and ``directions``: the named object moves ``distance`` pixels in each direction, one
+    phase per direction, the others stay still; ``instruction`` defaults to :func:`instruction_text`. With
+    ``steps`` instead: free motion, ``steps[k]`` the list of per-phase displacement vectors of object ``k``
+    (an empty list: still); all multi-phase objects share the same phase boundaries. Positions are not
+    clamped: keeping objects inside the frame is the caller's choice (the set generators do).
+    """
+    directions = tuple(directions)
+    if steps is None:
+        steps = [[] for _ in objects]
+        if target is not None:
+            steps[target] = [(DIRECTIONS[d][0] * distance, DIRECTIONS[d][1] * distance) for d in directions]
+    n_phases = max([len(s) for s in steps] + [1])
+    bounds = phase_boundaries(n_phases, frames)
+    paths = []
+    for start, st in zip(starts, steps):
+        b = phase_boundaries(len(st), frames) if st else bounds
+        paths.append(_trajectory(start, st, b, frames))
+    positions = torch.tensor(paths, dtype=torch.float32).reshape(len(objects), frames, 2)
+    if target is not None and instruction is None:
+        instruction = instruction_text(objects[target], directions)
+    return ClipPlan(objects=tuple(objects), positions=positions, background=tuple(background), frames=frames,
+                    size=size, target=target, directions=directions, distance=float(distance),
+                    boundaries=bounds if target is not None else (), instruction=instruction or "")
+
+
+def with_directions(plan: ClipPlan, directions: tuple[str, ...] | list[str]) -> ClipPlan:
+    """The same scene and start, the named object moved in other ``directions`` (same instruction text: for
+    building wrong answers). Positions are not clamped."""
+    starts = [tuple(p) for p in plan.positions[:, 0].tolist()]
+    new = build_plan(list(plan.objects), starts, plan.target, directions, plan.distance, plan.frames, plan.size,
+                     plan.background, instruction=plan.instruction)
+    return new
+
+
+# ----------------------------------------------------------------------------------------------------------
+# instructions and the rule-based decomposer
+
+
+def instruction_text(obj: SceneObject, directions: tuple[str, ...] | list[str], lift_single: bool = False) -> str:
+    """The instruction for ``obj`` moving in ``directions``: ``up`` then ``down`` reads "lift ..., then drop
+    it"; a single ``up`` reads "lift ..." when ``lift_single``; everything else "move the ... d1[, then d2]"."""
+    directions = tuple(directions)
+    if directions == ("up", "down"):
+        return f"lift the {obj.name}, then drop it"
+    if directions == ("up",) and lift_single:
+        return f"lift the {obj.name}"
+    text = f"move the {obj.name} {directions[0]}"
+    for d in directions[1:]:
+        text += f", then {d}"
+    return text
+
+
+_WORD = r"[a-z]+"
+_FIRST = re.compile(rf"^(move|lift|drop)\s+the\s+({_WORD})\s+({_WORD})(?:\s+({_WORD}))?$")
+_LATER = re.compile(rf"^(?:(?:move\s+it\s+)?(left|right|up|down)|(lift|drop)\s+it)$")
+
+
+def parse_instruction(text: str) -> tuple[str, str, tuple[str, ...]]:
+    """``(colour, shape, directions)`` of an instruction in the task's grammar: a first clause ``move the
+    <colour> <shape> <direction>`` / ``lift the <colour> <shape>`` / ``drop the <colour> <shape>``, then
+    clauses ``, then <direction>`` / ``, then move it <direction>`` / ``, then lift it`` / ``, then drop it``.
+    Raises ``ValueError`` on anything else."""
+    clauses = [c.strip() for c in re.split(r",\s*then\s+|\s+then\s+", text.strip().lower().rstrip("."))]
+    m = _FIRST.match(clauses[0])
+    if not m:
+        raise ValueError(f"not an instruction of this task: {text!r}")
+    verb, colour, shape, direction = m.groups()
+    if colour not in PALETTE or shape not in SHAPES:
+        raise ValueError(f"unknown object {colour!r} {shape!r} in {text!r}")
+    if verb == "move":
+        if direction not in DIRECTIONS:
+            raise ValueError(f"no direction in {text!r}")
+        dirs = [direction]
+    else:
+        if direction is not None:
+            raise ValueError(f"unexpected word {direction!r} in {text!r}")
+        dirs = ["up" if verb == "lift" else "down"]
+    for clause in clauses[1:]:
+        m = _LATER.match(clause)
+        if not m:
+            raise ValueError(f"cannot read {clause!r} in {text!r}")
+        dirs.append(m.group(1) or ("up" if m.group(2) == "lift" else "down"))
+    return colour, shape, tuple(dirs)
+
+
+def state_texts(instruction: str) -> list[str]:
+    """One state sentence per phase of ``instruction``: "the red square moves left", "the blue circle is lifted
+    up", "the blue circle drops back down" (a lift or drop phrasing exactly where the instruction used one)."""
+    colour, shape, dirs = parse_instruction(instruction)
+    words = [w.strip() for w in re.split(r",\s*then\s+|\s+then\s+", instruction.strip().lower().rstrip("."))]
+    name = f"the {colour} {shape}"
+    out = []
+    for clause, d in zip(words, dirs):
+        if clause.startswith("lift"):
+            out.append(f"{name} is lifted up")
+        elif clause.startswith("drop"):
+            out.append(f"{name} drops back down")
+        else:
+            out.append(f"{name} moves {d}")
+    return out
+
+
+def decompose(instruction: str, frames: int = 8, temporal_stride: int = 1) -> str:
+    """Rule-based stand-in for the multimodal LLM's state prompts.
+
+    AID asks an MLLM for the video's successive states; here the instruction's grammar is known, so a parser
+    writes them: one state per phase (:func:`state_texts`), each placed on its phase's first frame with the
+    pack's own scheduler, so the output is exactly the text ``adapters.state_prompts.parse_schedule`` and the
+    ComfyUI schedule nodes read::
+
+        "0": "the red square moves left",
+        "4": "the red square moves up"
+
+    ``temporal_stride`` is passed on to the scheduler (1 for pixel frames)."""
+    return schedule(state_texts(instruction), frames, temporal_stride)
+
+
+def frame_states(schedule_text: str, frames: int) -> list[str]:
+    """The state in force at each of ``frames`` frames of a schedule (the last one starting at or before it)."""
+    entries = parse_schedule(schedule_text)
+    if not entries:
+        raise ValueError("empty schedule")
+    out = []
+    for t in range(frames):
+        current = entries[0][1]
+        for f, s in entries:
+            if f <= t:
+                current = s
+        out.append(current)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# text features
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case words (letters and digits); punctuation is dropped."""
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+@lru_cache(maxsize=4096)
+def _word_vector(word: str, dim: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(zlib.crc32(f"{seed}/{word}".encode("utf-8")))
+    return torch.randn(dim, generator=g)
+
+
+def _position_code(length: int, dim: int) -> torch.Tensor:
+    pos = torch.arange(length, dtype=torch.float32)[:, None]
+    freqs = torch.exp(-math.log(100.0) * torch.arange(dim, dtype=torch.float32) / max(dim, 1))
+    return 0.1 * torch.sin(pos * freqs[None] + (torch.arange(dim) % 2) * (math.pi / 2))
+
+
+def text_features(text: str, dim: int = 32, length: int | None = None, seed: int = 0) -> torch.Tensor:
+    """Text-encoder stand-in: ``text`` -> ``[L, dim]`` features.
+
+    Each word gets a fixed unit-variance random vector, seeded by ``zlib.crc32`` of the word (stable across
+    runs and machines, unlike Python's ``hash``), plus a small sinusoidal position code; so instructions that
+    name another colour, shape or direction get other features. ``L`` is the word count, or ``length`` with
+    zero rows as padding (longer texts are cut). Use :func:`text_batch` for a padded batch with its mask."""
+    words = tokenize(text)
+    if length is not None:
+        words = words[:length]
+    n = len(words) if length is None else length
+    out = torch.zeros(n, dim)
+    if words:
+        out[:len(words)] = torch.stack([_word_vector(w, dim, seed) for w in words]) + _position_code(len(words), dim)
+    return out
+
+
+def text_batch(texts: list[str], dim: int = 32, length: int = 12, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[N, length, dim]`` features of ``texts`` (see :func:`text_features`) and the ``[N, length]`` bool mask
+    of real words (an empty text has an all-False row)."""
+    feats = torch.stack([text_features(t, dim, length, seed) for t in texts]) if texts else torch.zeros(0, length, dim)
+    counts = torch.tensor([min(len(tokenize(t)), length) for t in texts], dtype=torch.long)
+    mask = torch.arange(length)[None] < counts[:, None]
+    return feats, mask
+
+
+# ----------------------------------------------------------------------------------------------------------
+# rendering
+
+
+_SHAPE_ID = {s: i for i, s in enumerate(SHAPES)}
+
+
+def render(plans: list[ClipPlan]) -> torch.Tensor:
+    """``[N, T, 3, H, W]`` videos of ``plans`` (all of one frame count and size), vectorised over clips,
+    objects and frames. Each object's coverage is ``clamp(0.5 - d, 0, 1)`` for ``d`` its signed distance in
+    pixels (negative inside), composited in order over the background."""
+    if not plans:
+        raise ValueError("no plans")
+    frames, size = plans[0].frames, plans[0].size
+    if any(p.frames != frames or p.size != size for p in plans):
+        raise ValueError("all plans of one render must share frames and size")
+    n, k = len(plans), max(len(p.objects) for p in plans)
+    pos = torch.zeros(n, k, frames, 2)
+    radius = torch.ones(n, k)
+    shape = torch.zeros(n, k, dtype=torch.long)
+    colour = torch.zeros(n, k, 3)
+    present = torch.zeros(n, k)
+    # right-align the objects so the last drawn (the top one) is always slot k - 1
+    for i, p in enumerate(plans):
+        off = k - len(p.objects)
+        for j, o in enumerate(p.objects):
+            pos[i, off + j] = p.positions[j]
+            radius[i, off + j] = o.size
+            shape[i, off + j] = _SHAPE_ID[o.shape]
+            colour[i, off + j] = torch.tensor(o.rgb)
+            present[i, off + j] = 1.0
+    background = torch.tensor([p.background for p in plans], dtype=torch.float32)
+    grid = torch.arange(size, dtype=torch.float32) + 0.5
+    alpha = torch.zeros(n, k, frames, size, size)
+    for s, name in enumerate(SHAPES):  # each shape's distance only where that shape is
+        sel = (shape == s) & (present > 0)
+        if not bool(sel.any()):
+            continue
+        p_s = pos[sel]  # [M, T, 2]
+        dx = grid.view(1, 1, 1, size) - p_s[..., 0, None, None]  # [M, T, 1, W]
+        dy = grid.view(1, 1, size, 1) - p_s[..., 1, None, None]  # [M, T, H, 1]
+        r = radius[sel][:, None, None, None]
+        if name == "square":
+            sdf = torch.maximum(dx.abs(), dy.abs()) - r
+        elif name == "circle":
+            sdf = torch.sqrt(dx * dx + dy * dy) - r
+        else:  # apex up: edges with outward normals (0, 1) and (+-sqrt(3)/2, -1/2), y pointing down
+            sdf = torch.maximum(dy, dx.abs() * (math.sqrt(3.0) / 2) - dy / 2) - TRIANGLE_INRADIUS * r
+        alpha[sel] = (0.5 - sdf).clamp(0.0, 1.0)
+    video = background[:, None, :, None, None].expand(n, frames, 3, size, size).clone()
+    for j in range(k):  # absent slots have zero coverage
+        a = alpha[:, j, :, None]  # [N, T, 1, H, W]
+        video = video * (1 - a) + colour[:, j, None, :, None, None] * a
+    return video.clamp(0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# sets
+
+
+def _scene_objects(rng: random.Random, count: int, size: int) -> list[SceneObject]:
+    colours = rng.sample(COLOURS, count)
+    return [SceneObject(c, rng.choice(SHAPES), round(rng.uniform(*SIZE_RANGE) * size, 3)) for c in colours]
+
+
+def _background(rng: random.Random) -> tuple[float, float, float]:
+    g = rng.uniform(*BACKGROUND_RANGE)
+    return (g, g, g)
+
+
+def _clear_of(start: tuple[float, float], reach: float, path: list[tuple[float, float]]) -> bool:
+    return all(math.hypot(start[0] - x, start[1] - y) >= reach for x, y in path)
+
+
+def _instruction_plan(rng: random.Random, frames: int, size: int, max_objects: int) -> ClipPlan:
+    count = rng.randint(1, max_objects)
+    objects = _scene_objects(rng, count, size)
+    target = count - 1  # drawn last: on top
+    obj = objects[target]
+    n_phases = rng.choice((1, 2))
+    if n_phases == 1:
+        directions = (rng.choice(tuple(DIRECTIONS)),)
+    else:
+        first = rng.choice(tuple(DIRECTIONS))
+        directions = (first, rng.choice([d for d in DIRECTIONS if d != first]))
+    distance = round(rng.uniform(*DISTANCE_RANGE) * size, 3)
+    steps = [(DIRECTIONS[d][0] * distance, DIRECTIONS[d][1] * distance) for d in directions]
+    xs, ys = _start_range(obj.size, steps, size, 0), _start_range(obj.size, steps, size, 1)
+    start = (rng.uniform(*xs), rng.uniform(*ys))
+    bounds = phase_boundaries(n_phases, frames)
+    path = _trajectory(start, steps, bounds, frames)
+    starts: list[tuple[float, float]] = []
+    for o in objects[:target]:
+        lo, hi = _start_range(o.size, [], size, 0)
+        reach = EXTENT * (o.size + obj.size) + 1.0
+        for _ in range(30):  # keep still objects off the named object's path when there is room
+            s = (rng.uniform(lo, hi), rng.uniform(lo, hi))
+            if _clear_of(s, reach, path) and all(_clear_of(s, reach, [q]) for q in starts):
+                break
+        starts.append(s)
+    starts.append(start)
+    text = instruction_text(obj, directions, lift_single=rng.random() < 0.5)
+    return build_plan(objects, starts, target, directions, distance, frames, size, _background(rng), text)
+
+
+def _broad_plan(rng: random.Random, frames: int, size: int, max_objects: int) -> ClipPlan:
+    count = rng.randint(1, max_objects)
+    objects = _scene_objects(rng, count, size)
+    n_phases = rng.choice((1, 2)) if frames >= 4 else 1
+    starts, steps = [], []
+    for o in objects:
+        st: list[tuple[float, float]] = []
+        if rng.random() >= 0.25:  # a quarter of the objects stay still
+            for _ in range(n_phases if rng.random() < 0.5 else 1):
+                if rng.random() < 0.5:
+                    angle = rng.choice((0.0, 0.5, 1.0, 1.5)) * math.pi
+                else:
+                    angle = rng.uniform(0.0, 2.0 * math.pi)
+                dist = rng.uniform(0.08, 0.35) * size
+                st.append((dist * math.cos(angle), dist * math.sin(angle)))
+        while True:  # shorten the motion until the whole path fits in the frame
+            xs, ys = _start_range(o.size, st, size, 0), _start_range(o.size, st, size, 1)
+            if xs[0] <= xs[1] and ys[0] <= ys[1]:
+                break
+            st = [(0.7 * sx, 0.7 * sy) for sx, sy in st]
+        starts.append((rng.uniform(*xs), rng.uniform(*ys)))
+        steps.append(st)
+    return build_plan(objects, starts, frames=frames, size=size, background=_background(rng), steps=steps)
+
+
+def _make(kind: str, n: int, seed: int, frames: int, size: int, max_objects: int) -> TVPClips:
+    if not 1 <= max_objects <= len(COLOURS):
+        raise ValueError(f"max_objects must be 1..{len(COLOURS)}")
+    rng = random.Random(f"tvp/{kind}/{seed}/{frames}/{size}")
+    make = _instruction_plan if kind == "instruction" else _broad_plan
+    plans = [make(rng, frames, size, max_objects) for _ in range(n)]
+    videos = render(plans) if plans else torch.zeros(0, frames, 3, size, size)
+    return TVPClips(videos, plans)
+
+
+def make_instruction_set(n: int, seed: int = 0, frames: int = 8, size: int = 32, max_objects: int = 3) -> TVPClips:
+    """``n`` instruction clips: 1..``max_objects`` objects, the named one (drawn on top) moving one or two
+    phases (half each), ``DISTANCE_RANGE`` of the frame per phase, the others still and placed off its path
+    where there is room. Starts are drawn so the whole path stays inside the frame. Deterministic in
+    ``(seed, frames, size)``."""
+    return _make("instruction", n, seed, frames, size, max_objects)
+
+
+def make_broad_set(n: int, seed: int = 0, frames: int = 8, size: int = 32, max_objects: int = 3) -> TVPClips:
+    """``n`` instruction-free clips for pretraining an image-to-video base model: 1..``max_objects`` objects,
+    each still (a quarter) or moving one or two straight phases in any direction (half of them along an
+    axis), 8-35 % of the frame per phase, several objects may move at once, all inside the frame. Plans have
+    no target and an empty instruction."""
+    return _make("broad", n, seed, frames, size, max_objects)
+
+
+def make_benchmark(seed: int = 0, broad: int = 512, train: int = 48, heldout: int = 64, frames: int = 8,
+                   size: int = 32, max_objects: int = 3) -> TVPBenchmark:
+    """All sets of one benchmark (see :class:`TVPBenchmark`), each from its own random stream, so the
+    training and both held-out sets are disjoint draws of the same distribution."""
+    return TVPBenchmark(
+        broad=make_broad_set(broad, seed, frames, size, max_objects),
+        train=make_instruction_set(train, 3 * seed, frames, size, max_objects),
+        heldout=make_instruction_set(heldout, 3 * seed + 1, frames, size, max_objects),
+        reference=make_instruction_set(heldout, 3 * seed + 2, frames, size, max_objects),
+        settings=dict(seed=seed, broad=broad, train=train, heldout=heldout, frames=frames, size=size,
+                      max_objects=max_objects))
+
+
+def repeat_first_frame(first_frames: torch.Tensor, frames: int = 8) -> torch.Tensor:
+    """Baseline prediction: ``[N, 3, H, W]`` (or ``[3, H, W]``) first frames held for ``frames`` frames ->
+    ``[N, T, 3, H, W]`` (or ``[T, 3, H, W]``)."""
+    return first_frames.unsqueeze(-4).expand(*first_frames.shape[:-3], frames, *first_frames.shape[-3:]).clone()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# tracking and instruction accuracy
+
+TRACK_TOLERANCE = 0.4  # colour distance at which a pixel stops counting (palette colours are >= 0.6 apart)
+
+
+def colour_weights(videos: torch.Tensor, rgb: torch.Tensor, tolerance: float = TRACK_TOLERANCE) -> torch.Tensor:
+    """Soft colour mask: ``videos [..., 3, H, W]``, ``rgb [P, 3]`` -> ``[..., P, H, W]`` weights
+    ``clamp(1 - |pixel - colour| / tolerance, 0, 1)``: 1 on the exact colour, 0 from ``tolerance`` away
+    (Euclidean distance in RGB). Half-covered edge pixels and blends of two colours fall mostly outside, so a
+    blurred or noisy object is measured by its core."""
+    v = videos.clamp(0.0, 1.0).unsqueeze(-4)  # [..., 1, 3, H, W]
+    d = (v - rgb.view(-1, 3, 1, 1)).square().sum(-3).sqrt()
+    return (1.0 - d / tolerance).clamp_min(0.0)
+
+
+def _moments(w: torch.Tensor):
+    """Mass ``[...]``, centroid ``[..., 2]`` (x, y; pixels) and mean squared spread ``[...]`` of weights
+    ``[..., H, W]``. Where the mass is zero the centroid is the frame centre."""
+    h, wd = w.shape[-2:]
+    ys = torch.arange(h, dtype=w.dtype) + 0.5
+    xs = torch.arange(wd, dtype=w.dtype) + 0.5
+    mass = w.sum((-1, -2))
+    safe = mass.clamp_min(1e-6)
+    cx = (w.sum(-2) * xs).sum(-1) / safe
+    cy = (w.sum(-1) * ys).sum(-1) / safe
+    ex2 = (w.sum(-2) * xs * xs).sum(-1) / safe
+    ey2 = (w.sum(-1) * ys * ys).sum(-1) / safe
+    spread = (ex2 - cx * cx + ey2 - cy * cy).clamp_min(0.0)
+    empty = mass <= 1e-6
+    cx = torch.where(empty, torch.full_like(cx, wd / 2), cx)
+    cy = torch.where(empty, torch.full_like(cy, h / 2), cy)
+    return mass, torch.stack([cx, cy], -1), spread
+
+
+def track(video: torch.Tensor, colour: str, tolerance: float = TRACK_TOLERANCE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Follow the object of palette ``colour`` in ``video [..., T, 3, H, W]``: its per-frame centroid
+    ``[..., T, 2]`` (x, y in pixels, weighted by :func:`colour_weights`) and mass ``[..., T]`` (pixels)."""
+    w = colour_weights(video, torch.tensor([PALETTE[colour]], dtype=video.dtype), tolerance)[..., 0, :, :]
+    mass, centre, _ = _moments(w)
+    return centre, mass
+
+
+def phase_correct(video: torch.Tensor, plan: ClipPlan, tolerance: float = TRACK_TOLERANCE,
+                  min_visible: float = 0.15, min_move: float = 0.4) -> list[bool]:
+    """Whether each phase of ``plan`` happens in ``video [T, 3, H, W]`` (a prediction).
+
+    The named object is tracked by colour (:func:`track`). Phase ``k`` (frames ``a = b_k`` to ``b = b_{k+1}``)
+    is correct when the object is visible at both ends (tracked mass at least ``min_visible`` of its true
+    area; a vanished object fails) and its centroid displacement ``d`` points the instructed way: the
+    component along the instructed direction is at least ``min_move`` of the instructed distance and at
+    least as large as the sideways component (within 45 degrees). Only start and end of a phase count, so
+    a blurred in-between frame does not matter, while a still object (the repeated first frame), a wrong
+    direction or a motion far too short fails."""
+    if plan.target is None:
+        raise ValueError("the plan has no instruction")
+    obj = plan.target_object
+    centre, mass = track(video, obj.colour, tolerance)
+    visible = mass >= min_visible * obj.area
+    out = []
+    for (a, b), d in zip(plan.phases, plan.directions):
+        ux, uy = DIRECTIONS[d]
+        disp = centre[b] - centre[a]
+        along = float(disp[0] * ux + disp[1] * uy)
+        across = abs(float(disp[0] * uy - disp[1] * ux))
+        out.append(bool(visible[a]) and bool(visible[b]) and along >= min_move * plan.distance and across <= along)
+    return out
+
+
+def instruction_accuracy(videos: torch.Tensor, plans: list[ClipPlan], **kw) -> dict:
+    """Instruction accuracy of predictions ``videos [N, T, 3, H, W]`` against ``plans``: per clip the
+    fraction of phases done as instructed (:func:`phase_correct`; keywords are passed on) and whether all of
+    them were. Returns ``{"score": mean fraction, "all_phases": fraction of clips fully right, "per_clip":
+    [N] fractions, "per_clip_all": [N] bools}``. FVD-like distances cannot see this: a clip moving the right
+    object the wrong way looks just as real."""
+    per_clip, per_all = [], []
+    for v, p in zip(videos, plans):
+        ok = phase_correct(v, p, **kw)
+        per_clip.append(sum(ok) / len(ok))
+        per_all.append(all(ok))
+    n = max(len(per_clip), 1)
+    return {"score": sum(per_clip) / n, "all_phases": sum(per_all) / n, "per_clip": per_clip,
+            "per_clip_all": per_all}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# first-frame fidelity and future error
+
+
+def first_frame_psnr(videos: torch.Tensor, first_frames: torch.Tensor, max_db: float = 100.0) -> torch.Tensor:
+    """PSNR in dB (peak 1) of each prediction's frame 0 against the given first frame: ``videos [N, T, 3, H,
+    W]``, ``first_frames [N, 3, H, W]`` -> ``[N]``, capped at ``max_db`` for identical frames. An
+    image-to-video model is handed this frame, so it should keep it."""
+    mse = (videos[:, 0].float() - first_frames.float()).square().flatten(1).mean(1)
+    return (10.0 * torch.log10(1.0 / mse.clamp_min(10 ** (-max_db / 10)))).clamp_max(max_db)
+
+
+def future_mse(videos: torch.Tensor, gt_videos: torch.Tensor) -> torch.Tensor:
+    """Per-frame mean squared error of the predicted future against the ground truth: ``[N, T, 3, H, W]``
+    twice -> ``[N, T - 1]`` (frames 1..T-1; frame 0 is the given one). Rewards being right pixel by pixel,
+    which a plausible but different motion is not; blurry predictions score deceptively well here, which is
+    why it is reported next to the distance and the instruction accuracy, not alone."""
+    return (videos[:, 1:].float() - gt_videos[:, 1:].float()).square().flatten(2).mean(2)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# clip features and the Frechet distance
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "mean_r", "mean_g", "mean_b", "std_r", "std_g", "std_b", "saturation",
+    "object_cover", "colour_purity", "colours_present",
+    "spread", "area_instability", "gradient", "laplacian",
+    "motion_energy", "flicker", "main_dx", "main_dy", "main_path", "main_jerk", "movers", "others_drift",
+    "first_last_change",
+)
+
+
+def _clip_features_chunk(v: torch.Tensor, tolerance: float) -> torch.Tensor:
+    n, t, _, h, w = v.shape
+    size = float(max(h, w))
+    pal = torch.tensor(list(PALETTE.values()), dtype=v.dtype)
+    feats = []
+    # appearance
+    feats += list(v.mean((1, 3, 4)).unbind(1))
+    feats += list(v.transpose(1, 2).flatten(2).std(2).unbind(1))
+    feats.append((v.amax(2) - v.amin(2)).mean((1, 2, 3)))
+    weights = colour_weights(v, pal, tolerance)  # [N, T, P, H, W]
+    mass, centre, spread = _moments(weights)  # [N, T, P], [N, T, P, 2], [N, T, P]
+    cover = mass.sum(2) / (h * w)  # [N, T]
+    feats.append(cover.mean(1))
+    bg = v[:, 0].flatten(2).median(2).values  # [N, 3]: the background fills most of the frame
+    not_bg = ((v - bg[:, None, :, None, None]).square().sum(2).sqrt() > tolerance).float().sum((2, 3))  # [N, T]
+    feats.append((mass.sum(2) / not_bg.clamp_min(1.0)).clamp_max(1.5).mean(1))
+    min_mass = 0.005 * h * w
+    present = (mass.mean(1) >= min_mass).float()  # [N, P]
+    count = present.sum(1)
+    feats.append(count)
+    safe_count = count.clamp_min(1.0)
+    # shape integrity
+    norm_spread = (spread / mass.clamp_min(1e-6)).mean(1)  # [N, P]: 1/(2 pi) for a disc, 1/6 for a square
+    feats.append((norm_spread * present).sum(1) / safe_count)
+    instability = mass.std(1) / mass.mean(1).clamp_min(1e-6)
+    feats.append((instability * present).sum(1) / safe_count)
+    gx = (v[..., 1:] - v[..., :-1]).abs().mean((1, 2, 3, 4))
+    gy = (v[..., 1:, :] - v[..., :-1, :]).abs().mean((1, 2, 3, 4))
+    feats.append(gx + gy)
+    lap = 4 * v[..., 1:-1, 1:-1] - v[..., :-2, 1:-1] - v[..., 2:, 1:-1] - v[..., 1:-1, :-2] - v[..., 1:-1, 2:]
+    feats.append(lap.abs().mean((1, 2, 3, 4)))
+    # motion
+    step = (v[:, 1:] - v[:, :-1]).abs().mean((2, 3, 4))  # [N, T-1]
+    feats.append(step.mean(1))
+    feats.append(step.std(1) if t > 2 else torch.zeros(n))
+    # fill frames where a present colour vanished with its mass-weighted mean centre (a jump shows up as jerk)
+    tw = mass / mass.sum(1, keepdim=True).clamp_min(1e-6)
+    mean_centre = (centre * tw[..., None]).sum(1, keepdim=True)
+    centre = torch.where((mass > 1e-3)[..., None], centre, mean_centre)
+    vel = centre[:, 1:] - centre[:, :-1]  # [N, T-1, P, 2]
+    path = vel.norm(dim=-1).sum(1) * present / size  # [N, P]
+    main = path.argmax(1)  # the colour that moves most
+    idx = torch.arange(n)
+    net = (centre[:, -1] - centre[:, 0])[idx, main] / size  # [N, 2]
+    feats += [net[:, 0], net[:, 1], path[idx, main]]
+    if t > 2:
+        jerk = (vel[:, 1:] - vel[:, :-1]).norm(dim=-1).mean(1) / size  # [N, P]
+        feats.append(jerk[idx, main])
+    else:
+        feats.append(torch.zeros(n))
+    feats.append((path > 0.05).float().sum(1))
+    feats.append(path.sum(1) - path[idx, main])
+    feats.append((v[:, -1] - v[:, 0]).abs().mean((1, 2, 3)))
+    return torch.stack(feats, 1)
+
+
+def clip_features(videos: torch.Tensor, tolerance: float = TRACK_TOLERANCE, chunk: int = 128) -> torch.Tensor:
+    """Fixed per-clip features for the Frechet distance: ``[N, T, 3, H, W]`` -> ``[N, F]`` float64, named by
+    :data:`FEATURE_NAMES` (F = 23).
+
+    FVD compares clips through a network trained on real video; this task's videos are simple enough to
+    name what matters directly:
+
+    * appearance (7): mean and spread of R, G, B and mean saturation: wrong colours, washed-out or dark
+      predictions;
+    * objects and colour (3): the fraction of the frame covered by palette colours, the "purity" (palette
+      pixels per pixel that differs from the background: smeared colours and blends lower it) and the number
+      of palette colours present;
+    * shape integrity (4): the spatial spread of each colour per unit mass (about 0.16 for a compact object,
+      more for a smeared or split one), the frame-to-frame variation of its mass (objects that shrink, grow
+      or fade), the mean image gradient (sharp vs blurred) and the Laplacian energy (noise);
+    * motion (9): the mean absolute frame difference and its variation over time (flicker), the net
+      displacement (x, y), path length and jerk (mean second difference of the centroid: smooth or
+      jittery) of the colour that moves most, the number of colours that move, how far the other colours
+      drift (a still object should stay still), and the first-to-last frame change.
+
+    Lengths are in units of the frame size. Scales differ between features: standardise them (see
+    :func:`standardise`) before taking a distance."""
+    if videos.dim() != 5:
+        raise ValueError("videos must be [N, T, 3, H, W]")
+    out = [_clip_features_chunk(videos[i:i + chunk].float(), tolerance).double()
+           for i in range(0, videos.shape[0], chunk)]
+    return torch.cat(out, 0) if out else torch.zeros(0, len(FEATURE_NAMES), dtype=torch.float64)
+
+
+# The smallest spread each feature is measured in: about the smallest difference that is visible (0.01 of
+# the colour range, 0.02 of the frame for lengths, a quarter of an object for counts). Features that hardly
+# vary in the ground truth (the number of moving objects is always one, still objects never drift) would
+# otherwise turn a barely visible change into a huge distance.
+FEATURE_MIN_STD: tuple[float, ...] = (
+    0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01,
+    0.01, 0.02, 0.25,
+    0.01, 0.02, 0.003, 0.005,
+    0.002, 0.002, 0.02, 0.02, 0.02, 0.005, 0.25, 0.02,
+    0.005,
+)
+
+
+def standardise(feats: torch.Tensor, reference: torch.Tensor, min_std=None) -> torch.Tensor:
+    """``feats`` in units of ``reference``'s per-feature mean and standard deviation, so that every feature
+    counts alike in the distance. The deviation is at least ``min_std`` (a number or one per feature;
+    default :data:`FEATURE_MIN_STD` for :func:`clip_features`, else 1e-3)."""
+    ref = reference.double()
+    if min_std is None:
+        min_std = FEATURE_MIN_STD if ref.shape[-1] == len(FEATURE_MIN_STD) else 1e-3
+    floor = torch.as_tensor(min_std, dtype=torch.float64)
+    return (feats.double() - ref.mean(0)) / torch.maximum(ref.std(0), floor)
+
+
+def _sqrt_psd(m: torch.Tensor) -> torch.Tensor:
+    m = 0.5 * (m + m.T)
+    vals, vecs = torch.linalg.eigh(m)
+    return (vecs * vals.clamp_min(0.0).sqrt()) @ vecs.T
+
+
+def frechet_distance(feats_a: torch.Tensor, feats_b: torch.Tensor, ridge: float = 1e-6) -> float:
+    """Frechet (2-Wasserstein squared) distance between Gaussians fitted to rows of ``feats_a [N, F]`` and
+    ``feats_b [M, F]``: ``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2)``.
+
+    Computed in float64 with symmetric square roots from ``eigh`` (negative eigenvalues of round-off clamped
+    to zero) and ``ridge`` times the identity added to both covariances, so it stays finite and symmetric in
+    its arguments for rank-deficient sets. Needs at least two rows in each set."""
+    a, b = feats_a.double(), feats_b.double()
+    if a.shape[0] < 2 or b.shape[0] < 2 or a.shape[1] != b.shape[1]:
+        raise ValueError("need two [N >= 2, F] feature sets of one width")
+    eye = torch.eye(a.shape[1], dtype=torch.float64)
+    ca = torch.cov(a.T).reshape(a.shape[1], a.shape[1]) + ridge * eye
+    cb = torch.cov(b.T).reshape(b.shape[1], b.shape[1]) + ridge * eye
+    ra = _sqrt_psd(ca)
+    cross = _sqrt_psd(ra @ cb @ ra)
+    value = (a.mean(0) - b.mean(0)).square().sum() + torch.trace(ca + cb - 2.0 * cross)
+    return float(value.clamp_min(0.0))
+
+
+def clip_distance(videos: torch.Tensor, reference_feats: torch.Tensor) -> float:
+    """The benchmark's FVD stand-in: the Frechet distance of ``videos``' :func:`clip_features` to
+    ``reference_feats``, both standardised by the reference."""
+    return frechet_distance(standardise(clip_features(videos), reference_feats),
+                            standardise(reference_feats, reference_feats))
+
+
+def noise_floor(heldout_feats: torch.Tensor, reference_feats: torch.Tensor) -> float:
+    """The distance a perfect predictor would get with these set sizes: the Frechet distance between two
+    disjoint ground-truth sets of the same distribution (standardised as :func:`clip_distance` does)."""
+    return frechet_distance(standardise(heldout_feats, reference_feats), standardise(reference_feats, reference_feats))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# everything at once
+
+
+def summary(pred_videos: torch.Tensor, plans: list[ClipPlan], gt_videos: torch.Tensor,
+            heldout_feats: torch.Tensor) -> dict:
+    """All metrics of predictions ``pred_videos [N, T, 3, H, W]`` (values are clamped to 0..1) made from the
+    first frames and instructions of ``plans`` / ``gt_videos [N, T, 3, H, W]``, with ``heldout_feats`` the
+    :func:`clip_features` of a disjoint reference set (``TVPBenchmark.reference``).
+
+    Keys: ``fd`` (:func:`clip_distance`, lower is better), ``instruction_score`` and
+    ``instruction_all_phases`` (:func:`instruction_accuracy`, higher is better), ``first_frame_psnr`` (dB,
+    mean over clips), ``future_mse`` (mean over clips and future frames), ``future_mse_per_frame`` (list,
+    frames 1..T-1) and ``clips``."""
+    pred = pred_videos.detach().float().clamp(0.0, 1.0).cpu()
+    gt = gt_videos.detach().float().cpu()
+    if pred.shape != gt.shape or pred.shape[0] != len(plans):
+        raise ValueError(f"predictions {tuple(pred.shape)}, ground truth {tuple(gt.shape)} and {len(plans)} plans "
+                         "do not match")
+    acc = instruction_accuracy(pred, plans)
+    err = future_mse(pred, gt)
+    return {
+        "fd": clip_distance(pred, heldout_feats),
+        "instruction_score": acc["score"],
+        "instruction_all_phases": acc["all_phases"],
+        "first_frame_psnr": float(first_frame_psnr(pred, gt[:, 0]).mean()),
+        "future_mse": float(err.mean()),
+        "future_mse_per_frame": err.mean(0).tolist(),
+        "clips": len(plans),
+    }
+
+
+__all__ = [
+    "PALETTE", "COLOURS", "SHAPES", "DIRECTIONS", "FEATURE_NAMES", "SceneObject", "ClipPlan", "TVPClips",
+    "TVPBenchmark", "phase_boundaries", "build_plan", "with_directions", "instruction_text", "parse_instruction",
+    "state_texts", "decompose", "frame_states", "tokenize", "text_features", "text_batch", "render",
+    "make_instruction_set", "make_broad_set", "make_benchmark", "repeat_first_frame", "colour_weights", "track",
+    "phase_correct", "instruction_accuracy", "first_frame_psnr", "future_mse", "clip_features", "standardise",
+    "frechet_distance", "clip_distance", "noise_floor", "summary",
+]
