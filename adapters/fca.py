@@ -461,3 +461,21 @@ def parameter_count(dim: int, layers: int, config: FCAConfig | None = None) -> i
         shared = sum(p.numel() for p in FrameTextModule(dim, config).parameters()) \
             if config.text_module == "uniform" else 0
     return layers * one + shared
+
+
+def configure(config: dict, host, conditions, frames: int, given) -> dict:
+    """Train Adapters' hook: the frame-wise query table is made for the training clips' latent frames, unless
+    ``frames`` was set; refuses models FCA does not fit (image-to-video Wan takes an image already)."""
+    if getattr(host, "architecture", "wan") != "wan":
+        raise ValueError(f"FCA attaches beside DiT blocks; {host.model_config} has none (use Wan 2.1 text-to-video)")
+    if getattr(host, "takes_image", False):
+        raise ValueError(f"{host.model_config} is an image-to-video model; FCA turns a text-to-video Wan into a "
+                         "text-video predictor (use Wan 2.1 T2V 1.3B or 14B)")
+    out = dict(config)
+    if "frames" not in given and frames > 0:
+        out["frames"] = int(frames)
+    k = int(out.get("initial_frames", FCAConfig.initial_frames))
+    if frames and frames <= k:
+        raise ValueError(f"clips of {frames} latent frame(s) leave nothing to predict after {k} initial frame(s); "
+                         "use longer clips (Wan: 5 pixel frames or more per clip)")
+    return out

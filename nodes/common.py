@@ -256,8 +256,18 @@ def run_training(config, params, model_fn, batch_fn, parameterisation, **kwargs)
     def should_stop():
         return cancelled[0] or comfy.model_management.processing_interrupted()
 
-    result = Trainer(config).run(params, model_fn, batch_fn, parameterisation, on_step=on_step,
-                                 should_stop=should_stop, **kwargs)
+    # newer ComfyUI runs some ops (Wan's RoPE) through kernels without a backward unless core's training flag
+    # is set, as core's own trainer sets it
+    flag = hasattr(comfy.model_management, "in_training")
+    before = getattr(comfy.model_management, "in_training", False)
+    if flag:
+        comfy.model_management.in_training = True
+    try:
+        result = Trainer(config).run(params, model_fn, batch_fn, parameterisation, on_step=on_step,
+                                     should_stop=should_stop, **kwargs)
+    finally:
+        if flag:
+            comfy.model_management.in_training = before
     if result.stopped:
         comfy.model_management.interrupt_current_processing(False)
         raise comfy.model_management.InterruptProcessingException()

@@ -1,0 +1,86 @@
+"""FCA nodes: the initial frames of a text-video prediction, as conditions the FCA adapters read.
+
+The adapters themselves are trained with Train Adapters (kind ``fca``) and loaded with Load Adapters; this node
+encodes the first frame(s) with the VAE, adds the small noise of one step and puts them on both positive and
+negative (the unconditional branch drops the text, never the initial frames), so any sampler (KSampler,
+SamplerCustomAdvanced with any guider) carries them to the model.
+"""
+
+from __future__ import annotations
+
+import torch
+from comfy_api.latest import io
+
+from ..adapters import fca
+from .common import CATEGORY, VideoAdapterError
+
+WAN21_CHANNELS = 16
+PIXELS_PER_LATENT_FRAME = 4  # Wan 2.1's VAE: frame 0 alone, then 4 pixel frames per latent frame
+
+
+def encode_initial_frames(vae, image: torch.Tensor, initial_frames: int) -> torch.Tensor:
+    """IMAGE ``[F, H, W, 3]`` -> the first ``initial_frames`` latent frames ``[1, 16, k, h, w]`` in the model's
+    latent space (Wan 2.1's normalisation applied, as the model applies it to its own image conditions)."""
+    import comfy.latent_formats
+
+    if image.ndim != 4:
+        raise VideoAdapterError(f"image: expected an IMAGE batch [frames, H, W, C], got {list(image.shape)}")
+    need = 1 + PIXELS_PER_LATENT_FRAME * (int(initial_frames) - 1)
+    if image.shape[0] < need:
+        raise VideoAdapterError(
+            f"image: {image.shape[0]} frame(s) for initial_frames={initial_frames}; the second latent frame of Wan "
+            f"2.1 holds pixel frames 1-4, so 2 initial frames need {need} images (1 initial frame: the first image)")
+    latent = vae.encode(image[:need, :, :, :3])
+    if latent.ndim != 5 or latent.shape[1] != WAN21_CHANNELS:
+        raise VideoAdapterError(f"vae gives latents of shape {list(latent.shape)}; FCA works with Wan 2.1's VAE "
+                                f"(video latents [1, {WAN21_CHANNELS}, T, H/8, W/8])")
+    latent = latent[:1, :, :initial_frames].float()
+    return comfy.latent_formats.Wan21().process_in(latent)
+
+
+class InitialFramesConditioning(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VA_InitialFramesConditioning",
+            display_name="Initial Frames Conditioning (FCA)",
+            category=f"{CATEGORY}/fca",
+            description=(
+                "Text-video prediction with FCA adapters on Wan 2.1 text-to-video: encodes the first frame(s) with "
+                "the VAE, adds the small noise of one step and attaches them to positive and negative. The FCA model "
+                "(Load Adapters) runs itself on them once per sampling run and reads each block's hidden states. The "
+                "negative keeps the initial frames (only the text is dropped). Works with KSampler and "
+                "SamplerCustomAdvanced."),
+            inputs=[
+                io.Conditioning.Input("positive", tooltip="The encoded prompt describing the motion."),
+                io.Conditioning.Input("negative", tooltip="The encoded negative (or empty) prompt; it gets the same "
+                                      "initial frames."),
+                io.Vae.Input("vae", tooltip="Wan 2.1's VAE (the one the video is decoded with)."),
+                io.Image.Input("image", tooltip="The initial frame(s): the first image, or the first 5 images for "
+                               "two initial latent frames. Same size as the video to generate."),
+                io.Int.Input("initial_frames", default=1, min=1, max=2,
+                             tooltip="Initial latent frames: 1 = the first image; 2 = the first 5 images (Wan's "
+                                     "second latent frame holds pixel frames 1-4). Use what the adapters were "
+                                     "trained with."),
+                io.Int.Input("noise_step", default=1, min=0, max=999,
+                             tooltip="The small noise added to the initial frames, as a timestep of 1000 (sigma = "
+                                     "step / 1000; 1 = one step, as in FCA; 0 = none)."),
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, optional=True,
+                             tooltip="Seed of that small noise."),
+            ],
+            outputs=[
+                io.Conditioning.Output(display_name="positive", tooltip="positive with the initial frames."),
+                io.Conditioning.Output(display_name="negative", tooltip="negative with the same initial frames."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, positive, negative, vae, image, initial_frames, noise_step, seed=0) -> io.NodeOutput:
+        from .attach import add_adapter_conds
+
+        latent = encode_initial_frames(vae, image, int(initial_frames))
+        conds = fca.initial_frame_conds(latent, int(noise_step), int(seed))
+        return io.NodeOutput(add_adapter_conds(positive, conds), add_adapter_conds(negative, conds))
+
+
+NODES = [InitialFramesConditioning]
