@@ -31,6 +31,10 @@ class AdapterKind:
     load: Callable[..., nn.Module]
     default_config: dict[str, Any] = field(default_factory=dict)
     block_kinds: tuple[str, ...] = ("spatial", "dit")
+    # ``configure(config, host, conditions, frames, given) -> config``: fill in what the kind reads off the host
+    # model (``nodes.host.HostModel``), the training conditions (``[(context, extras)]`` per clip) and the clip
+    # length, leaving the keys the user gave (``given``) alone
+    configure: Callable[..., dict[str, Any]] | None = None
 
 
 _KINDS: dict[str, AdapterKind] = {}
@@ -77,4 +81,66 @@ register(AdapterKind(
     build=_build_simda,
     load=_load_simda,
     default_config={},
+))
+
+
+def _build_aid(blocks: dict[str, int], config: dict[str, Any], family: str) -> nn.Module:
+    from .aid import AIDAdapterSet
+
+    return AIDAdapterSet.build(blocks, config, family)
+
+
+def _load_aid(path: str, device="cpu") -> nn.Module:
+    from .aid import AIDAdapterSet
+
+    return AIDAdapterSet.load(path, device=device)
+
+
+def _configure_aid(config, host, conditions, frames, given):
+    from .aid import configure
+
+    return configure(config, host, conditions, frames, given)
+
+
+register(AdapterKind(
+    kind="aid",
+    description="AID: a Dual-Query Transformer whose instruction / state-prompt tokens join the cross-attention, "
+                "cross-attention weight deltas, and spatial, short-term and long-term temporal adapters in every "
+                "spatial block of a frozen SVD",
+    build=_build_aid,
+    load=_load_aid,
+    default_config={},
+    block_kinds=("spatial",),
+    configure=_configure_aid,
+))
+
+
+def _build_fca(blocks: dict[str, int], config: dict[str, Any], family: str) -> nn.Module:
+    from .fca import FCAAdapterSet
+
+    return FCAAdapterSet.build(blocks, config, family)
+
+
+def _load_fca(path: str, device="cpu") -> nn.Module:
+    from .fca import FCAAdapterSet
+
+    return FCAAdapterSet.load(path, device=device)
+
+
+def _configure_fca(config, host, conditions, frames, given):
+    from .fca import configure
+
+    return configure(config, host, conditions, frames, given)
+
+
+register(AdapterKind(
+    kind="fca",
+    description="FCA: a parallel cross-attention branch beside every DiT block (scale 0.1 at init) over the text, "
+                "the initial frames' hidden states from the frozen model and per-layer frame-wise text, for "
+                "text-video prediction on a frozen text-to-video Wan",
+    build=_build_fca,
+    load=_load_fca,
+    default_config={},
+    block_kinds=("dit",),
+    configure=_configure_fca,
 ))

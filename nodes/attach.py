@@ -9,23 +9,32 @@ the base model.
 
 Hook points (``fn`` receives the tensors named, plus a :class:`Site` saying where and for what it runs):
 
-==================  =====================================================  ====================================
-point               callable                                               strength ``s`` applies as
-==================  =====================================================  ====================================
-``self_attn_kv``    ``fn(q_in, k_in, v_in, site) -> (q_in, k_in, v_in)``:  (not scaled)
-                    the self-attention's inputs before the projections
-``self_attn_out``   ``fn(h, site) -> h'`` on the self-attention output     ``h + s (h' - h)``
-``ffn_parallel``    ``fn(u, site) -> delta``, ``u`` = the FFN's input      ``ffn(u) + s delta``
-``temporal``        ``fn(tokens [B*F, N, C], site) -> tokens'``: the       ``x + s (x' - x)``
-                    block's video tokens frame by frame (UNet: after the
-                    self-attention residual; Wan: the block output)
-``block_parallel``  ``fn(x_in [B, L, C], context, site) -> delta``: a      ``out + s delta``
-                    branch beside a DiT block (its input and text)
-``cross_context``   ``fn(context, site) -> tokens [B, M, C_ctx]`` appended  (not scaled)
-                    to the cross-attention context
-``capture``         ``fn(hidden, site) -> None``: reads hidden states      (nothing is changed)
-                    (UNet: after self-attention; Wan: the block output)
-==================  =====================================================  ====================================
+====================  =====================================================  ====================================
+point                 callable                                               strength ``s`` applies as
+====================  =====================================================  ====================================
+``self_attn_kv``      ``fn(q_in, k_in, v_in, site) -> (q_in, k_in, v_in)``:  (not scaled)
+                      the self-attention's inputs before the projections
+``self_attn_out``     ``fn(h, site) -> h'`` on the self-attention output     ``h + s (h' - h)``
+``ffn_parallel``      ``fn(u, site) -> delta``, ``u`` = the FFN's input      ``ffn(u) + s delta``
+``temporal``          ``fn(tokens [B*F, N, C], site) -> tokens'``: the       ``x + s (x' - x)``
+                      block's video tokens frame by frame (UNet: after the
+                      self-attention residual; Wan: the block output)
+``block_parallel``    ``fn(x_in [B, L, C], context, site) -> delta``: a      ``out + s delta``
+                      branch beside a DiT block (its input and text)
+``cross_context``     ``fn(context, site) -> tokens [B, M, C_ctx]`` appended  (not scaled)
+                      to the cross-attention context
+``capture``           ``fn(hidden, site) -> None``: reads hidden states      (nothing is changed)
+                      (UNet: after self-attention; Wan: the block output)
+``cross_attn_delta``  ``fn(proj, u, site) -> delta or None``: added to the   ``proj(u) + s delta``
+                      output of the cross-attention projection ``proj``
+                      (``"q"``, ``"k"``, ``"v"``, ``"out"``) on input ``u``:
+                      trainable weight deltas on top of the frozen weights
+``conditions``        ``fn(conds, x, context, site, run) -> None``, once per  (nothing is changed)
+                      diffusion-model forward, before it runs: the adapter
+                      conditions the CONDITIONING carries (see
+                      :func:`add_adapter_conds`); ``run(x, timestep,
+                      context)`` calls the same forward again
+====================  =====================================================  ====================================
 
 ``Site`` carries the block (its :class:`~.host.Block`), frames per video, the token grid ``(frames, height,
 width)``, the cond/uncond layout of the batch, the sigmas and ComfyUI's ``transformer_options``.
@@ -54,7 +63,8 @@ import comfy.patcher_extension
 from .common import VideoAdapterError
 from .host import Block, HostModel, describe
 
-POINTS = ("self_attn_kv", "self_attn_out", "ffn_parallel", "temporal", "block_parallel", "cross_context", "capture")
+POINTS = ("self_attn_kv", "self_attn_out", "ffn_parallel", "temporal", "block_parallel", "cross_context", "capture",
+          "cross_attn_delta", "conditions")
 GRID_KEY = "video_adapters_grid"
 ADDITIONAL_MODELS_KEY = "video_adapters"
 UNCOND = 1  # ComfyUI's sampling_function batches [positive, negative]: index 1 of cond_or_uncond is the negative
@@ -99,7 +109,7 @@ class FrameTokens:
 
 @dataclass
 class Site:
-    block: Block
+    block: Block | None  # None at the ``conditions`` point (the whole model)
     frames: int
     grid: tuple[int, int, int]
     cond_or_uncond: list
@@ -332,15 +342,141 @@ def _wan_site(block: Block, to: dict | None) -> Site:
 
 def _grid_wrapper(patch_size):
     def wrapper(executor, x, *args, **kwargs):
-        # Wan's forward hands transformer_options on positionally (the last dict argument); newer code may
-        # pass it by name
-        to = kwargs.get("transformer_options")
-        if to is None:
-            to = next((a for a in reversed(args) if isinstance(a, dict)), None)
+        to = _transformer_options(args, kwargs)
         if to is not None and x.ndim == 5:
             to[GRID_KEY] = tuple(math.ceil(d / p) for d, p in zip(x.shape[2:], patch_size))
         return executor(x, *args, **kwargs)
     return wrapper
+
+
+def _transformer_options(args, kwargs) -> dict | None:
+    # the diffusion models' forward hands transformer_options on positionally (the last dict argument); newer
+    # code may pass it by name
+    to = kwargs.get("transformer_options")
+    if to is None:
+        to = next((a for a in reversed(args) if isinstance(a, dict)), None)
+    return to
+
+
+# ----------------------------------------------------------------------------------------------------
+# adapter conditions: tensors a CONDITIONING carries to the adapters (AID's instruction and states, FCA's
+# initial frames)
+
+ADAPTER_COND_PREFIX = "video_adapters_"
+
+
+def add_adapter_conds(conditioning, tensors: dict[str, torch.Tensor]):
+    """A copy of ``conditioning`` whose every entry carries ``tensors`` to the adapters' ``conditions`` callables
+    (under ``name``). They travel in ComfyUI's ``model_conds``, as the model's own conditions do, so every sampler
+    batches them with the rest of the entry; ComfyUI repeats a tensor's first dimension to the model's batch (give
+    ``[1, ...]``, or one row per frame for frames-in-batch models such as SVD)."""
+    import comfy.conds
+
+    out = []
+    for t, extras in conditioning:
+        extras = dict(extras)
+        conds = dict(extras.get("model_conds", {}))
+        for name, value in tensors.items():
+            conds[ADAPTER_COND_PREFIX + name] = comfy.conds.CONDRegular(value)
+        extras["model_conds"] = conds
+        out.append([t, extras])
+    return out
+
+
+def without_adapter_conds(conditioning, names=None):
+    """A copy of ``conditioning`` without the adapter conditions ``names`` (all when None)."""
+    out = []
+    for t, extras in conditioning:
+        extras = dict(extras)
+        conds = {k: v for k, v in extras.get("model_conds", {}).items()
+                 if not (k.startswith(ADAPTER_COND_PREFIX)
+                         and (names is None or k[len(ADAPTER_COND_PREFIX):] in names))}
+        extras["model_conds"] = conds
+        out.append([t, extras])
+    return out
+
+
+def adapter_conds(extras: dict) -> dict:
+    """The adapter conditions of one CONDITIONING entry: ``{prefixed name: CONDRegular}`` (what the sampler
+    passes to the model)."""
+    return {k: v for k, v in (extras.get("model_conds") or {}).items() if k.startswith(ADAPTER_COND_PREFIX)}
+
+
+def _conditions_wrapper(fns, frames: int, architecture: str):
+    def wrapper(executor, x, *args, **kwargs):
+        to = _transformer_options(args, kwargs)
+        to = to if to is not None else {}
+        conds = {k[len(ADAPTER_COND_PREFIX):]: v for k, v in kwargs.items() if k.startswith(ADAPTER_COND_PREFIX)}
+        context = args[1] if len(args) > 1 else kwargs.get("context")
+        if architecture == "wan":
+            grid = tuple(to.get(GRID_KEY) or (0, 0, 0))
+            per = grid[0]
+        else:
+            per = frames_per_video(x.shape[0], to, frames)
+            grid = (per, x.shape[-2], x.shape[-1])
+        site = Site(None, per, grid, list(to.get("cond_or_uncond") or [0]), to.get("sigmas"), to)
+
+        def run(x2, timestep=None, context2=None):
+            a = list(args)
+            if timestep is not None:
+                a[0] = timestep
+            kw = dict(kwargs)
+            if context2 is not None:
+                if len(a) > 1:
+                    a[1] = context2
+                else:
+                    kw["context"] = context2
+            return executor(x2, *a, **kw)
+
+        for fn in fns:
+            fn(conds, x, context, site, run)
+        return executor(x, *args, **kwargs)
+    return wrapper
+
+
+class _Proxy:
+    """Stands in for a module inside its own class's ``forward``: the attributes given replace the module's, every
+    other attribute is the module's own."""
+
+    def __init__(self, module, overrides: dict):
+        self.__dict__["_module"] = module
+        self.__dict__.update(overrides)
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["_module"], name)
+
+
+class _DeltaAttention(nn.Module):
+    """Stands in for a cross-attention module (same children, so weight paths, LoRA keys and offloading still
+    resolve) and runs the module's own forward with each projection ``proj(u) + s * delta(proj, u)``."""
+
+    def __init__(self, original: nn.Module, projections: dict[str, str], site_fn, fns: list, strength: float):
+        super().__init__()
+        for name, child in original.named_children():
+            self.add_module(name, child)
+        self._original = [original]
+        self._projections, self._site_fn, self._fns, self.strength = projections, site_fn, list(fns), float(strength)
+
+    def forward(self, x, *args, **kwargs):
+        original = self._original[0]
+        site = self._site_fn(kwargs.get("transformer_options"))
+
+        def projection(proj, module):
+            def run(u):
+                y = module(u)
+                for fn in self._fns:
+                    d = fn(proj, u, site)
+                    if d is not None:
+                        y = y + self.strength * d.to(y)
+                return y
+            return run
+
+        proxy = _Proxy(original, {attr: projection(proj, getattr(original, attr))
+                                  for proj, attr in self._projections.items()})
+        return type(original).forward(proxy, x, *args, **kwargs)
+
+
+UNET_CROSS_ATTENTION = {"q": "to_q", "k": "to_k", "v": "to_v", "out": "to_out"}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -361,16 +497,33 @@ def _install_unet(m, host: HostModel, plan: list[Attachment], strength: float, f
         m.set_model_patch(router.middle, "middle_patch")
     if "cross_context" in points:
         m.set_model_attn2_patch(router.attn2)
+    _install_conditions(m, plan, frames, "unet")
     by_name = {b.name: b for b in host.blocks}
-    ffn: dict[str, list] = {}
+    per_block: dict[tuple[str, str], list] = {}
     for a in plan:
-        if a.point == "ffn_parallel":
-            ffn.setdefault(a.block, []).append(a.fn)
-    for name, fns in ffn.items():
-        key = f"diffusion_model.{name}.ff"
+        if a.point in ("ffn_parallel", "cross_attn_delta"):
+            names = [a.block] if a.block is not None else [b.name for b in host.blocks_of("spatial")]
+            for name in names:
+                per_block.setdefault((name, a.point), []).append(a.fn)
+    for (name, point), fns in per_block.items():
         blk = by_name[name]
-        m.add_object_patch(key, _Wrapped(m.get_model_object(key), lambda to, blk=blk: _unet_ffn_site(blk, to),
-                                         "ffn_parallel", fns, strength))
+        site_fn = (lambda to, blk=blk: _unet_ffn_site(blk, to))
+        if point == "ffn_parallel":
+            key = f"diffusion_model.{name}.ff"
+            m.add_object_patch(key, _Wrapped(m.get_model_object(key), site_fn, "ffn_parallel", fns, strength))
+        else:
+            key = f"diffusion_model.{name}.attn2"
+            if blk.context_dim is None:
+                raise VideoAdapterError(f"block {name} has no cross-attention")
+            m.add_object_patch(key, _DeltaAttention(m.get_model_object(key), UNET_CROSS_ATTENTION, site_fn, fns,
+                                                    strength))
+
+
+def _install_conditions(m, plan: list[Attachment], frames: int, architecture: str):
+    fns = [a.fn for a in plan if a.point == "conditions"]
+    if fns:
+        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, ADDITIONAL_MODELS_KEY,
+                               _conditions_wrapper(fns, frames, architecture))
 
 
 def _unet_ffn_site(blk: Block, to) -> Site:
@@ -382,10 +535,13 @@ def _install_wan(m, host: HostModel, plan: list[Attachment], strength: float, fr
         raise VideoAdapterError("Wan's self-attention already spans all frames; key/value patches (latent shift) "
                                 "are for frame-wise models")
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, GRID_KEY, _grid_wrapper(host.patch_size))
+    _install_conditions(m, plan, frames, "wan")
     by_name = {b.name: b for b in host.blocks}
     objects = {"self_attn_out": "self_attn", "ffn_parallel": "ffn", "cross_context": "cross_attn"}
     per_block: dict[str, dict[str, list]] = {}
     for a in plan:
+        if a.point == "conditions":
+            continue
         names = [a.block] if a.block is not None else list(by_name)
         for name in names:
             per_block.setdefault(name, {}).setdefault(a.point, []).append(a.fn)
@@ -405,7 +561,7 @@ def _install_wan(m, host: HostModel, plan: list[Attachment], strength: float, fr
 
 HOOK_POINTS: dict[str, tuple[frozenset, Callable]] = {
     "unet": (frozenset(POINTS) - {"block_parallel"}, _install_unet),
-    "wan": (frozenset(POINTS) - {"self_attn_kv"}, _install_wan),
+    "wan": (frozenset(POINTS) - {"self_attn_kv", "cross_attn_delta"}, _install_wan),
 }
 
 

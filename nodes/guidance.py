@@ -12,6 +12,7 @@ from comfy_api.latest import io
 from ..samplers.guiders import DualCFGGuider
 from .common import CATEGORY, CLIP_VISION_CHOICES, VideoAdapterError, check_conditioning, has_image
 from .common import without_image as without_image_extras
+from .aid import has_instruction, zero_instruction
 from .host import describe
 
 CAT_GUIDANCE = f"{CATEGORY}/guidance"
@@ -31,6 +32,11 @@ def dual_conditionings(model, positive, negative, clip_vision: str = "keep"):
     """``(full, image, none, image_only, summary)`` for a model and the positive / negative its native
     image-to-video node made."""
     host = describe(model, "model")
+    if host.family == "svd" and has_instruction(positive):
+        # SVD with AID adapters: the text is the AID instruction and states (zero features: AID's "no text")
+        return positive, zero_instruction(positive), negative, False, (
+            "SVD with AID: full = positive (image + instruction), image = positive with zero instruction features, "
+            "none = negative (no image, no instruction)")
     if host.family == "svd":
         # SVD has no text: positive is the image condition, negative SVD's own all-zero "no image" condition
         return positive, None, negative, True, ("SVD: image-only guidance (SVD has no text; text_cfg is not used): "
@@ -77,7 +83,8 @@ class DualCFG(io.ComfyNode):
                                tooltip="s_V: how strongly the video follows the start image. 1 = plain text CFG with the "
                                        "image in both branches. With a linear ramp: the value at the last frame."),
                 io.Float.Input("text_cfg", default=5.0, min=0.0, max=100.0, step=0.1, round=0.01,
-                               tooltip="s_T: how strongly the video follows the text. Unused for SVD (no text)."),
+                               tooltip="s_T: how strongly the video follows the text. SVD: the AID instruction (AID "
+                                       "Conditioning); unused for plain SVD (no text)."),
                 io.Combo.Input("image_cfg_ramp", options=list(RAMPS), default="constant", optional=True,
                                tooltip="linear: image_cfg ramps per latent frame from image_cfg_first_frame to "
                                        "image_cfg (as SVD's own pipeline and VideoLinearCFGGuidance ramp their CFG)."),

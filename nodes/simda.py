@@ -7,6 +7,7 @@ import os
 
 import torch
 
+import comfy.conds
 import comfy.model_base
 import comfy.model_management
 import comfy.model_patcher
@@ -21,7 +22,7 @@ from ..adapters.latent_shift import MODES
 from ..adapters.training import TrainConfig, loss_curve_image
 from ..samplers import parameterisation
 from . import MODEL_FOLDER
-from .attach import attach_adapters, check_adapters_fit, new_adapters
+from .attach import ADAPTER_COND_PREFIX, adapter_conds, attach_adapters, check_adapters_fit, new_adapters
 from .common import (CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, has_image, model_files, resume_checkpoint,
                      run_training, save_result, training_noise, training_outputs, without_image)
 from .host import describe, static_clone
@@ -119,7 +120,10 @@ def clip_conditions(positive, clips: int) -> list[tuple[torch.Tensor, dict]]:
         raise VideoAdapterError("positive: the CONDITIONING is empty; connect the encoded caption(s)")
     entries = []
     for t, extras in positive:
+        own = adapter_conds(extras)  # what the adapters read (AID's instruction and states); clones, for autograd
         extras = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in extras.items() if k != "model_conds"}
+        if own:
+            extras["model_conds"] = {k: comfy.conds.CONDRegular(c.cond.clone().float()) for k, c in own.items()}
         for row in range(t.shape[0]):
             entries.append((t[row:row + 1].clone().float(), extras))
     if len(entries) == 1:
@@ -147,11 +151,18 @@ class AdapterForward:
 
     accepts_drop_flags = True
 
-    def __init__(self, patched, param: str, conditions: list, host, null_text=None):
+    def __init__(self, patched, param: str, conditions: list, host, null_text=None, text_conds=(), adapters=None):
         self.m, self.param, self.conditions, self.host, self.null_text = patched, param, conditions, host, null_text
+        # per-batch adapter conditions of a kind, from the clean clips (FCA: their initial frames)
+        self.training_conds = getattr(adapters, "training_conds", None)
+        self.text_conds = {ADAPTER_COND_PREFIX + n for n in text_conds}  # adapter conditions that are "text"
 
     def _sample_conds(self, x, ctx, extras, drop_text, drop_image):
         base = self.m.model
+        own = dict(extras.get("model_conds") or {})
+        extras = {k: v for k, v in extras.items() if k != "model_conds"}
+        if drop_text:  # adapter text (AID's instruction and states) dropped means zero features, as its nodes do
+            own = {k: (_zeros_like_cond(c) if k in self.text_conds else c) for k, c in own.items()}
         if drop_text and not self.host.family == "svd":
             ctx = self.null_text.to(ctx) if self.null_text is not None else torch.zeros_like(ctx)
             if self.null_text is not None and ctx.shape[0] != 1:
@@ -163,9 +174,10 @@ class AdapterForward:
         if self.host.frame_layout == "batch":
             ctx = ctx.expand(x.shape[0], -1, -1)
         conds = base.extra_conds(cross_attn=ctx.to(x.device), noise=x, device=x.device, **extras)
-        return {k: v.process_cond(batch_size=x.shape[0], device=x.device) for k, v in conds.items()}
+        conds.update(own)
+        return {k: v.process_cond(batch_size=x.shape[0], device=x.device, area=None) for k, v in conds.items()}
 
-    def __call__(self, x_t, sigma, context=None, clip=None, drop_text=None, drop_image=None, **_):
+    def __call__(self, x_t, sigma, context=None, clip=None, drop_text=None, drop_image=None, clean=None, **_):
         base = self.m.model
         videos = x_t.shape[0]
         frames_in_batch = self.host.frame_layout == "batch"
@@ -195,9 +207,18 @@ class AdapterForward:
         comfy.patcher_extension.merge_nested_dicts(to.setdefault("wrappers", {}), self.m.wrappers, copy_dict1=False)
         to["cond_or_uncond"] = [0] * videos
         to["sigmas"] = s
+        if self.training_conds is not None and clean is not None:
+            c.update({ADAPTER_COND_PREFIX + k: v.to(x.device) for k, v in self.training_conds(clean, clip).items()})
         denoised = base.apply_model(x, s, transformer_options=to, **c).float()
         pred = parameterisation.denoised_to_prediction(x.float(), denoised, s.float(), self.param)
         return pred.reshape(x_t.shape)
+
+
+def _conditions_to(extras: dict, device) -> dict:
+    out = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in extras.items()}
+    if "model_conds" in out:
+        out["model_conds"] = {k: comfy.conds.CONDRegular(c.cond.to(device)) for k, c in out["model_conds"].items()}
+    return out
 
 
 def _zeros_like_cond(cond):
@@ -206,6 +227,16 @@ def _zeros_like_cond(cond):
     out = copy.copy(cond)
     out.cond = torch.zeros_like(cond.cond)
     return out
+
+
+def _given_settings(settings: str) -> set:
+    import json
+
+    try:
+        given = json.loads((settings or "").strip() or "{}")
+    except json.JSONDecodeError:
+        return set()
+    return set(given) if isinstance(given, dict) else set()
 
 
 def kind_config(kind: str, settings: str, family: str) -> dict:
@@ -342,6 +373,13 @@ class TrainAdapter(io.ComfyNode):
             x0 = training_clips(model.model.process_latent_in(clips["samples"].float()).clone(), arch, frames)
             conditions = clip_conditions(positive, x0.shape[0])
             null_text = negative[0][0].clone().float() if negative else None
+            configure = registry.get(kind).configure
+            if configure is not None:  # what the kind reads off the model and the conditioning, unless set
+                clip_frames = int(x0.shape[1] if host.frame_layout == "batch" else x0.shape[2])
+                try:
+                    config = configure(config, host, conditions, clip_frames, _given_settings(settings))
+                except ValueError as e:
+                    raise VideoAdapterError(f"{kind} adapters: {e}") from None
             torch.manual_seed(int(seed))
             adapters = new_adapters(kind, model, config)
             patched = attach_adapters(model, adapters, 1.0, frames if host.frame_layout == "batch" else 0)
@@ -352,15 +390,15 @@ class TrainAdapter(io.ComfyNode):
             adapters.to(device)
             patched.model.requires_grad_(False)
             x0 = x0.to(device)
-            conditions = [(c.to(device), {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in e.items()})
-                          for c, e in conditions]
+            conditions = [(c.to(device), _conditions_to(e, device)) for c, e in conditions]
 
         def batch_fn(step, generator, bs):
             idx = torch.randint(0, x0.shape[0], (bs,), generator=generator)
-            return {"x0": x0[idx.to(x0.device)], "clip": idx}
+            return {"x0": x0[idx.to(x0.device)], "clip": idx, "clean": x0[idx.to(x0.device)]}
 
         meta = {"family": host.family, "adapter_kind": kind, "adapter_config": adapters.config.to_dict()}
-        forward = AdapterForward(patched, param, conditions, host, null_text)
+        forward = AdapterForward(patched, param, conditions, host, null_text, getattr(adapters, "text_conds", ()),
+                                 adapters=adapters)
         result = run_training(tcfg, adapters, forward, batch_fn, param,
                               checkpoint_path=ckpt_path, resume_from=resume_path, checkpoint_meta=meta)
         adapters.requires_grad_(False)

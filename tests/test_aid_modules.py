@@ -60,9 +60,14 @@ def test_adapters_are_identity_at_init_and_files_round_trip(tmp_path):
     torch.testing.assert_close(blk.spatial(x), x)
     torch.testing.assert_close(blk.short_term(x, 3, 2, 2), x)
     torch.testing.assert_close(blk.long_term(x, 3), x)
-    assert [(b, p) for b, p, _ in s.attachments("unet")] == [
-        ("a.0", "self_attn_out"), ("a.0", "temporal"), ("a.0", "temporal"),
-        ("b.1", "self_attn_out"), ("b.1", "temporal"), ("b.1", "temporal")]
+    u = torch.randn(5, 16)
+    for proj in ("q", "k", "v", "out"):
+        assert blk.cross_attn(proj, u if proj in ("q", "out") else torch.randn(5, 16)).abs().max() == 0
+    per_block = [("cross_context"), ("cross_attn_delta"), ("self_attn_out"), ("temporal"), ("temporal")]
+    assert [(b, p) for b, p, _ in s.attachments("unet")] == [(None, "conditions")] + [
+        (name, p) for name in ("a.0", "b.1") for p in per_block]
+    with pytest.raises(ValueError, match="SVD"):
+        s.attachments("wan")
     with torch.no_grad():
         for p in s.parameters():
             p.add_(0.01)
@@ -74,3 +79,42 @@ def test_adapters_are_identity_at_init_and_files_round_trip(tmp_path):
     assert any(k.startswith("shared.dqformer.") for k in s.file_state_dict())
     with pytest.raises(ValueError, match="divisible"):
         AIDConfig(width=30, heads=4)
+
+
+def test_queries_resample_to_other_lengths_and_states_are_optional():
+    torch.manual_seed(0)
+    q = DQFormer(AIDConfig(**CFG)).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(q.frame_queries(3), q.queries)
+        five = q.frame_queries(5)
+        assert five.shape == (5, 2, 32)
+        torch.testing.assert_close(five[0], q.queries[0])
+        torch.testing.assert_close(five[2], q.queries[1])
+        torch.testing.assert_close(five[1], 0.5 * (q.queries[0] + q.queries[1]))
+        t1, v = torch.randn(1, 5, 24), torch.randn(1, 7, 20)
+        mm, dec = q(t1, v, None, frames=5)
+        assert dec.shape == (1, 5, 2, 16)
+        tokens = q.tokens(t1, v, torch.randn(1, 5, 4, 24))
+        assert tokens.shape == (5, 5 + 2, 16)
+        torch.testing.assert_close(tokens[0, :5], tokens[4, :5])  # the multimodal tokens are shared by the frames
+
+
+def test_per_frame_states_follow_the_schedule():
+    from adapters.aid import per_frame_states
+
+    a, b = torch.ones(2, 3), 2 * torch.ones(4, 3)
+    out = per_frame_states([a, b], [0, 3], 5)
+    assert out.shape == (5, 4, 3)
+    assert [float(out[f, 0, 0]) for f in range(5)] == [1, 1, 1, 2, 2]
+    assert float(out[0, 3].abs().sum()) == 0  # the shorter state is zero-padded
+
+
+def test_low_rank_deltas_start_at_zero_and_learn():
+    from adapters.aid import CrossAttentionDeltas
+
+    d = CrossAttentionDeltas(8, 6, rank=2)
+    with torch.no_grad():
+        assert d.weight("k").shape == (8, 6) and float(d.weight("k").abs().max()) == 0
+    assert sum(p.numel() for p in d.parameters()) == 2 * (2 * 8 + 8 * 2) + 2 * (2 * 6 + 8 * 2)
+    d.k_up.data.normal_()
+    torch.testing.assert_close(d("k", torch.eye(6)), (d.k_up @ d.k_down).T)

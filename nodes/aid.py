@@ -1,0 +1,174 @@
+"""AID Conditioning: an instruction and its state prompts added to SVD's image-to-video conditioning, for a frozen
+SVD with AID adapters (Load Adapters, or Train Adapters with kind ``aid``).
+
+The instruction and the states are encoded here with the connected text encoder and travel in the conditioning as
+adapter conditions (``attach.add_adapter_conds``): the instruction as ``[1, L, D]``, the states as one row per video
+frame (SVD's frames are the batch), each frame holding the state the schedule gives it. The AID adapters' DQFormer
+turns them into cross-attention tokens inside every model call. The negative output is SVD's negative with zero
+instruction and state features: what training with text dropout learns as "no text"; the Dual CFG Guider then
+makes its image-only prediction the same way.
+"""
+
+from __future__ import annotations
+
+import torch
+from comfy_api.latest import io
+
+from ..adapters import aid
+from ..adapters import state_prompts as sp
+from .attach import ADAPTER_COND_PREFIX, ADDITIONAL_MODELS_KEY, add_adapter_conds, adapter_conds
+from .common import CATEGORY, VideoAdapterError
+from .host import describe
+
+SEPARATOR = "---"
+
+
+def _encode(clip, text: str) -> torch.Tensor:
+    cond = clip.encode_from_tokens_scheduled(clip.tokenize(text))
+    return cond[0][0][0].float()  # [L, D]
+
+
+def _split(text: str, sep: str | None) -> list[str]:
+    """Non-empty lines (``sep`` None), or the blocks between lines that are exactly ``sep``."""
+    lines = [line.strip() for line in (text or "").splitlines()]
+    if sep is None:
+        return [line for line in lines if line]
+    blocks, current = [], []
+    for line in lines + [sep]:
+        if line == sep:
+            if any(current):
+                blocks.append("\n".join(current).strip())
+            current = []
+        else:
+            current.append(line)
+    return blocks
+
+
+def aid_adapters(model):
+    """The AID adapter set attached to ``model`` (None if none)."""
+    for p in model.get_additional_models_with_key(ADDITIONAL_MODELS_KEY):
+        if isinstance(p.model, aid.AIDAdapterSet):
+            return p.model
+    return None
+
+
+def has_instruction(conditioning) -> bool:
+    return any(ADAPTER_COND_PREFIX + aid.TEXT_COND in adapter_conds(e) for _, e in conditioning)
+
+
+def zero_instruction(conditioning):
+    """``conditioning`` with its AID instruction and state features zeroed (AID's "no text")."""
+    out = []
+    for t, extras in conditioning:
+        own = adapter_conds(extras)
+        zeros = {name: torch.zeros_like(own[ADAPTER_COND_PREFIX + name].cond)
+                 for name in aid.AIDAdapterSet.text_conds if ADAPTER_COND_PREFIX + name in own}
+        out.extend(add_adapter_conds([[t, extras]], zeros))
+    return out
+
+
+def instruction_conds(clip, instructions: list[str], schedules: list[str], entries: int, frames: int):
+    """Per conditioning entry ``{aid_text: [1, L, D], aid_states: [frames, L, D]}`` (no states when no schedule)."""
+    if len(instructions) not in (1, entries):
+        raise VideoAdapterError(f"instruction: {len(instructions)} lines for {entries} conditioning entries; give one "
+                                "instruction for all, or one line per entry (per training clip, in clip order)")
+    if schedules and len(schedules) not in (1, entries):
+        raise VideoAdapterError(f"states: {len(schedules)} schedules for {entries} conditioning entries; give one, or "
+                                f"one per entry separated by lines of {SEPARATOR}")
+    texts = {}
+
+    def enc(text):
+        if text not in texts:
+            texts[text] = _encode(clip, text)
+        return texts[text]
+
+    out = []
+    for i in range(entries):
+        conds = {aid.TEXT_COND: enc(instructions[i if len(instructions) > 1 else 0])[None]}
+        if schedules:
+            text = schedules[i if len(schedules) > 1 else 0]
+            try:
+                entries_ = sp.parse_schedule(text)
+            except ValueError as e:
+                raise VideoAdapterError(f"states: {e}") from None
+            if not entries_ or entries_[0][0] != 0:
+                raise VideoAdapterError('states: the schedule must start at "0" (the first frame)')
+            starts = [f for f, _ in entries_]
+            if len(set(starts)) != len(starts) or starts[-1] >= frames:
+                raise VideoAdapterError(f"states: schedule frames {starts} must be distinct and below video_frames "
+                                        f"({frames})")
+            conds[aid.STATES_COND] = aid.per_frame_states([enc(t) for _, t in entries_], starts, frames)
+        out.append(conds)
+    return out
+
+
+class AIDConditioning(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VA_AIDConditioning",
+            display_name="AID Conditioning (SVD)",
+            category=f"{CATEGORY}/aid",
+            description=(
+                "Adds an instruction (\"put the corn in the pot\") and its state prompts (MLLM State Prompt's "
+                "schedule) to SVD's image-to-video conditioning, for an SVD with AID adapters. Sample with the Dual "
+                "CFG Guider (image and text scales) or any CFG sampler. For training, give one instruction line and "
+                "one schedule per clip."),
+            inputs=[
+                io.Conditioning.Input("positive", tooltip="Positive of SVD_img2vid_Conditioning (one entry per clip "
+                                      "for training)."),
+                io.Conditioning.Input("negative", tooltip="Negative of the same node."),
+                io.Clip.Input("clip", tooltip="The text encoder the AID adapters were trained with."),
+                io.String.Input("instruction", multiline=True, default="move the red square left, then up",
+                                tooltip="The instruction; several lines: one per positive entry (training clips)."),
+                io.String.Input("states", multiline=True, default="",
+                                tooltip='State prompts by frame, lines like "0": "...", "7": "..." (MLLM State Prompt '
+                                        f'gives them); one schedule per clip separated by lines of {SEPARATOR}. Empty: '
+                                        "the instruction alone."),
+                io.Int.Input("video_frames", default=14, min=1, max=4096,
+                             tooltip="The video length (video_frames of SVD_img2vid_Conditioning)."),
+                io.Model.Input("model", optional=True,
+                               tooltip="The SVD with AID adapters (Load Adapters): checks the text encoder and the "
+                                       "state prompts against what the adapters were trained with."),
+            ],
+            outputs=[io.Conditioning.Output(display_name="positive"),
+                     io.Conditioning.Output(display_name="negative",
+                                            tooltip="SVD's negative with zero instruction features (AID's no-text)."),
+                     io.String.Output(display_name="summary")],
+        )
+
+    @classmethod
+    def execute(cls, positive, negative, clip, instruction, states, video_frames, model=None) -> io.NodeOutput:
+        if model is not None:
+            host = describe(model, "model")
+            if host.family != "svd":
+                raise VideoAdapterError(f"model is {host.model_config}; AID Conditioning is for SVD with AID adapters")
+        if not positive:
+            raise VideoAdapterError("positive is empty: connect SVD_img2vid_Conditioning's positive")
+        instructions = _split(instruction, None) if len(positive) > 1 else [instruction.strip()]
+        if not instructions or not instructions[0]:
+            raise VideoAdapterError("instruction is empty")
+        schedules = _split(states, SEPARATOR)
+        frames = int(video_frames)
+        conds = instruction_conds(clip, instructions, schedules, len(positive), frames)
+        width = conds[0][aid.TEXT_COND].shape[-1]
+        adapters = aid_adapters(model) if model is not None else None
+        if model is not None and adapters is None:
+            raise VideoAdapterError("model has no AID adapters: load them with Load Adapters first")
+        if adapters is not None:
+            c = adapters.config
+            if width != c.text_dim:
+                raise VideoAdapterError(f"clip gives text features of width {width}; these AID adapters were trained "
+                                        f"with a text encoder of width {c.text_dim}: connect that encoder")
+        out = []
+        for entry, extra in zip(positive, conds):
+            out.extend(add_adapter_conds([entry], extra))
+        zero = {k: torch.zeros_like(v) for k, v in conds[0].items()}
+        neg = add_adapter_conds(negative, zero)
+        summary = (f"{len(out)} entr{'y' if len(out) == 1 else 'ies'}: instruction {instructions[0]!r}"
+                   + (f" (+{len(instructions) - 1} more)" if len(instructions) > 1 else "")
+                   + (f"; {len(schedules)} state schedule(s) over {frames} frames" if schedules else "; no state prompts"))
+        return io.NodeOutput(out, neg, summary)
+
+
+NODES = [AIDConditioning]
