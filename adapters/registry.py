@@ -35,6 +35,24 @@ class AdapterKind:
     # model (``nodes.host.HostModel``), the training conditions (``[(context, extras)]`` per clip) and the clip
     # length, leaving the keys the user gave (``given``) alone
     configure: Callable[..., dict[str, Any]] | None = None
+    # the kind's training recipe (see :func:`training_recipe`): TrainConfig fields the trainer node sets for this
+    # kind, e.g. ``{"lr_schedule": "cosine", "betas": (0.9, 0.95)}``; ``warmup_steps`` with ``warmup_fraction``
+    # means ``min(warmup_steps, int(warmup_fraction * steps))``. None: the trainer's defaults (constant rate)
+    train_recipe: dict[str, Any] | None = None
+
+
+def training_recipe(kind: str, steps: int) -> dict[str, Any]:
+    """The TrainConfig fields of ``kind``'s recipe for a run of ``steps`` total steps (``{}`` without a recipe).
+    The warm-up may depend on the total steps, so a resumed run must be given the same total to follow the same
+    schedule (Train Adapters' ``steps`` counts the resumed steps, so it is)."""
+    recipe = dict(get(kind).train_recipe or {})
+    fraction = recipe.pop("warmup_fraction", None)
+    if fraction is not None:
+        cap = int(recipe.get("warmup_steps", steps))
+        recipe["warmup_steps"] = min(cap, int(float(fraction) * int(steps)))
+    if "betas" in recipe:
+        recipe["betas"] = tuple(float(b) for b in recipe["betas"])
+    return recipe
 
 
 _KINDS: dict[str, AdapterKind] = {}
@@ -143,4 +161,8 @@ register(AdapterKind(
     default_config={},
     block_kinds=("dit",),
     configure=_configure_fca,
+    # the FCA paper's fine-tuning table: cosine schedule after a 200-step warm-up, AdamW betas (0.9, 0.95),
+    # gradient clipping at 1.0 (warm-up capped at a tenth of the run for short runs)
+    train_recipe={"lr_schedule": "cosine", "warmup_steps": 200, "warmup_fraction": 0.1, "betas": (0.9, 0.95),
+                  "grad_clip": 1.0},
 ))

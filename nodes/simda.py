@@ -298,7 +298,9 @@ class TrainAdapter(io.ComfyNode):
                              tooltip="Total optimisation steps, counting those of a resumed checkpoint (SimDA's "
                                      "editing recipe: 200-300)."),
                 io.Float.Input("learning_rate", default=5e-5, min=1e-7, max=1e-1, step=1e-5, round=1e-7,
-                               tooltip="AdamW learning rate (SimDA's editing recipe: 5e-5)."),
+                               tooltip="AdamW learning rate (SimDA's editing recipe: 5e-5; FCA's paper: 1e-3). Kinds "
+                                       "with a training recipe (fca: cosine decay after a warm-up of min(200, "
+                                       "steps/10), betas 0.9/0.95, clipping 1.0) schedule it from this peak."),
                 io.Int.Input("batch_size", default=1, min=1, max=64, tooltip="Clips per step."),
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1,
                              tooltip="Seed of clip order, noise levels and noise: the same seed gives the same run."),
@@ -363,10 +365,11 @@ class TrainAdapter(io.ComfyNode):
         folder, out_path, ckpt_path = training_outputs(file_name)
         resume_path, _ = resume_checkpoint(resume_from, f"'{kind}' adapter", host.family, adapter_kind=kind)
         param = host.require_prediction("adapter training")
+        recipe = registry.training_recipe(kind, int(steps))  # the kind's schedule, betas, clipping ({}: constant)
         tcfg = TrainConfig(steps=int(steps), lr=float(learning_rate), batch_size=int(batch_size), seed=int(seed),
                            cond_dropout=float(text_dropout), image_dropout=float(image_dropout),
                            both_dropout=float(both_dropout), checkpoint_every=int(checkpoint_every),
-                           **training_noise(model))
+                           **training_noise(model), **recipe)
         device = model.load_device
 
         with torch.inference_mode(False):
@@ -405,12 +408,16 @@ class TrainAdapter(io.ComfyNode):
         n_train = adapters.num_trainable_parameters() or sum(p.numel() for p in adapters.parameters())
         n_base = host.parameters
         summary = result.summary(tcfg)
-        summary.update({"trainable_parameters": n_train, "base_parameters": n_base, "base_model": host.model_config})
+        summary.update({"trainable_parameters": n_train, "base_parameters": n_base, "base_model": host.model_config,
+                        "train_recipe": {k: (list(v) if isinstance(v, tuple) else v) for k, v in recipe.items()}})
         rel = save_result(lambda path: adapters.save(path, extra={"training": summary}), out_path, folder)
         text = (f"{kind} adapters for {host.family}: {n_train:,} trainable parameters "
                 f"({100.0 * n_train / max(n_base, 1):.2f} % of the base model's {n_base:,}), "
                 f"{len(adapters)} blocks; {result.steps_done} steps, loss {result.losses[0]:.4f} -> "
                 f"{summary['final_loss']:.4f}")
+        if recipe:
+            text += (f"; {kind}'s recipe: {tcfg.lr_schedule} learning rate after {tcfg.warmup_steps} warm-up steps, "
+                     f"betas {tcfg.betas[0]:g}/{tcfg.betas[1]:g}, gradient clipping {tcfg.grad_clip:g}")
         return io.NodeOutput(patched, rel, loss_curve_image(result.losses), text)
 
 

@@ -374,3 +374,18 @@ def test_config_checks_and_parameter_count():
     assert FCAConfig().heads(1536) == 12 and FCAConfig().heads(5120) == 40
     with pytest.raises(ValueError, match="architecture"):
         ad.attachments("unet")
+
+
+def test_training_recipe_is_the_papers_for_fca_and_nothing_for_other_kinds():
+    from adapters import registry
+
+    r = registry.training_recipe("fca", 5000)
+    assert r == {"lr_schedule": "cosine", "warmup_steps": 200, "betas": (0.9, 0.95), "grad_clip": 1.0}
+    assert registry.training_recipe("fca", 300)["warmup_steps"] == 30     # short runs: a tenth of the steps
+    assert registry.training_recipe("fca", 5)["warmup_steps"] == 0
+    assert registry.training_recipe("simda", 300) == {} and registry.training_recipe("aid", 300) == {}
+    cfg = TrainConfig(steps=300, lr=1e-3, **registry.training_recipe("fca", 300))
+    lr = [Trainer(cfg)._lr(s) for s in range(300)]
+    assert lr[0] == pytest.approx(1e-3 / 30) and lr[29] == pytest.approx(1e-3)  # linear warm-up to the peak
+    assert lr[30] == pytest.approx(1e-3) and lr[-1] < 1e-5                         # then the half cosine to 0
+    assert all(a >= b for a, b in zip(lr[29:], lr[30:]))

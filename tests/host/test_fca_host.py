@@ -208,27 +208,62 @@ def _clips():
     return {"samples": base + 0.3 * torch.randn(2, 16, T, H, W, generator=g)}  # later frames follow the first
 
 
-def _train(host, wan, steps, name, resume="none"):
-    clips = _clips()
-    positive = cond(0) + cond(1)
-    settings = '{"queries_per_frame": 2, "text_width": 32, "text_heads": 2}'
-    return host.call("VA_TrainAdapter", wan, clips, positive, "fca", 0, steps, 3e-3, 2, 0, "none", 0, name,
-                     resume_from=resume, settings=settings)
+@pytest.fixture(scope="module")
+def clips_node(host):
+    """Test-only node: the two training clips of :func:`_clips` (stands in for Load Training Clips)."""
+    from comfy_api.latest import io
+
+    class FCAClips(io.ComfyNode):
+        @classmethod
+        def define_schema(cls):
+            return io.Schema(node_id="VATest_FCAClips", category="_for_testing", outputs=[io.Latent.Output()])
+
+        @classmethod
+        def execute(cls):
+            return io.NodeOutput(_clips())
+
+    host.nodes.NODE_CLASS_MAPPINGS["VATest_FCAClips"] = FCAClips
+    return "VATest_FCAClips"
 
 
-def test_training_lowers_the_loss_resumes_exactly_and_loads(host, wan):
+def train_prompt(name, steps, resume="none"):
+    """Train Adapters (kind fca) on the two clips with one caption each, through the executor."""
+    conditioning = lambda seed: {"class_type": "VATest_Conditioning",  # noqa: E731  (= cond(seed))
+                                 "inputs": {"dim": WAN_TEXT_DIM, "tokens": 8, "seed": seed}}
+    return {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "tiny_wan_prior.safetensors",
+                                                     "weight_dtype": "default"}},
+        "2": {"class_type": "VATest_FCAClips", "inputs": {}},
+        "3": conditioning(0), "4": conditioning(1),
+        "5": {"class_type": "ConditioningCombine", "inputs": {"conditioning_1": ["3", 0], "conditioning_2": ["4", 0]}},
+        "6": {"class_type": "VA_TrainAdapter", "inputs": {
+            "model": ["1", 0], "clips": ["2", 0], "positive": ["5", 0], "kind": "fca", "frames": 0, "steps": steps,
+            "learning_rate": 3e-3, "batch_size": 2, "seed": 0, "latent_shift": "none", "checkpoint_every": 0,
+            "file_name": name, "resume_from": resume,
+            "settings": '{"queries_per_frame": 2, "text_width": 32, "text_heads": 2}'}},
+    }
+
+
+def test_training_lowers_the_loss_resumes_exactly_and_loads(host, wan, clips_node):
+    """The paper's recipe (cosine after a warm-up, betas 0.9/0.95, clipping) depends on the total steps: a run
+    stopped part-way and resumed to the same total equals the uninterrupted run, weights and losses."""
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
     import folder_paths
 
     fca = host.pack_module("adapters.fca")
     files = host.pack_module("adapters.files")
-    out = _train(host, wan, 40, "test/fca_full")
+    steps = 40
+    out = host.run(train_prompt("test/fca_full", steps), ["6"])["6"]
     folder = folder_paths.get_folder_paths("video_adapters")[0]
     meta = files.read_metadata(os.path.join(folder, "test/fca_full.safetensors"))
     assert meta["kind"] == "fca" and meta["config"]["frames"] == T     # the query table fits the clips
     tr = meta["training"]
     assert tr["final_loss"] < tr["first_loss"], tr
+    assert tr["train_recipe"] == {"lr_schedule": "cosine", "warmup_steps": 4, "betas": [0.9, 0.95], "grad_clip": 1.0}
+    assert tr["train_config"]["lr_schedule"] == "cosine" and tr["train_config"]["warmup_steps"] == 4
+    assert "cosine learning rate after 4 warm-up steps" in out[3]
     # the denoising error on the training clips at fixed noise and levels: trained FCA vs the frozen base
     ad = out[0].get_additional_models_with_key("video_adapters")[-1].model
     x0 = wan.model.process_latent_in(_clips()["samples"])
@@ -244,11 +279,20 @@ def test_training_lowers_the_loss_resumes_exactly_and_loads(host, wan):
         return total
 
     assert error(out[0]) < 0.9 * error(wan)
-    _train(host, wan, 20, "test/fca_half")
-    _train(host, wan, 40, "test/fca_resumed", resume="test/fca_half_checkpoint.safetensors")
+    # stopped part-way (Cancel writes the checkpoint), then resumed to the same total
+    with pytest.raises(InterruptedError):
+        host.run(train_prompt("test/fca_cut", steps), ["6"], interrupt_after=15)
+    ck = "test/fca_cut_checkpoint.safetensors"
+    assert not os.path.exists(os.path.join(folder, "test/fca_cut.safetensors"))
+    with safe_open(os.path.join(folder, ck), framework="pt") as f:
+        assert 0 < len(f.get_tensor("history/loss")) < steps
+    host.run(train_prompt("test/fca_cut", steps, resume=ck), ["6"])
     a = load_file(os.path.join(folder, "test/fca_full.safetensors"))
-    b = load_file(os.path.join(folder, "test/fca_resumed.safetensors"))
+    b = load_file(os.path.join(folder, "test/fca_cut.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    full = files.read_metadata(os.path.join(folder, "test/fca_full.safetensors"))["training"]
+    cut = files.read_metadata(os.path.join(folder, "test/fca_cut.safetensors"))["training"]
+    assert cut["first_loss"] == full["first_loss"] and cut["final_loss"] == full["final_loss"]
     loaded = host.call("VA_LoadAdapter", wan, "test/fca_full.safetensors", 1.0)[0]
     ad = loaded.get_additional_models_with_key("video_adapters")[-1].model
     got = ad.file_state_dict()
