@@ -161,6 +161,40 @@ def tiny_prompt(wf, host):
     return prompt
 
 
+def _model_file(prompt, src):
+    """The diffusion-model file behind the MODEL link ``src`` (through model patches such as ModelSamplingSD3)."""
+    node = prompt[src[0]]
+    if "unet_name" in node["inputs"]:
+        return node["inputs"]["unet_name"]
+    return _model_file(prompt, node["inputs"]["model"])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shipped_adapter_files(host, tiny):
+    """The adapter files shipped workflows load with Load Adapters, as a shipped training workflow writes them
+    (Train Adapters' file_name): a fresh set of that workflow's kind for the tiny stand-in of the model it is loaded
+    on, so the loading workflows check and run before (or without) the training ones."""
+    import folder_paths
+
+    attach, simda, host_mod = (host.pack_module(m) for m in ("nodes.attach", "nodes.simda", "nodes.host"))
+    prompts = [ui_to_api(load(p), host.node_info) for p in WORKFLOWS]
+    trained = {n["inputs"]["file_name"] + ".safetensors": n["inputs"] for pr in prompts for n in pr.values()
+               if n["class_type"] == "VA_TrainAdapter"}
+    folder = folder_paths.get_folder_paths("video_adapters")[0]
+    for pr in prompts:
+        for n in pr.values():
+            if n["class_type"] != "VA_LoadAdapter":
+                continue
+            name = n["inputs"]["adapter_name"]
+            assert name in trained, f"Load Adapters names {name}, which no shipped training workflow writes"
+            model = tiny.load(TINY_FOR[_model_file(pr, n["inputs"]["model"])])
+            kind = trained[name]["kind"]
+            config = simda.kind_config(kind, trained[name].get("settings", ""), host_mod.describe(model).family)
+            torch.manual_seed(0)
+            os.makedirs(os.path.dirname(os.path.join(folder, name)), exist_ok=True)
+            attach.new_adapters(kind, model, config).save(os.path.join(folder, name))
+
+
 @pytest.fixture(scope="module")
 def clip_folder(host):
     """The folder the training workflows read (ComfyUI/input/<CLIP_FOLDER>): three short real videos."""
