@@ -359,7 +359,7 @@ class AIDAdapterSet(BlockAdapterSet):
 def configure(config: dict, host, conditions, frames: int, given: set) -> dict:
     """Training settings read off the frozen model and the clips' conditioning, unless the user set them: the
     cross-attention width (SVD's context, which is also the first frame's visual features), the instruction's text
-    width and the clip length."""
+    width, the clip length, and whether the clips come with state prompts."""
     from ..nodes.attach import ADAPTER_COND_PREFIX
 
     out = dict(config)
@@ -367,16 +367,18 @@ def configure(config: dict, host, conditions, frames: int, given: set) -> dict:
     ctx = next((b.context_dim for b in blocks if b.context_dim), None)
     if ctx is None:
         raise ValueError(f"{host.model_config} has no cross-attention; AID injects its tokens there (use SVD)")
-    text = None
+    text, states = None, False
     for _, extras in conditions:
-        c = (extras.get("model_conds") or {}).get(ADAPTER_COND_PREFIX + TEXT_COND)
-        if c is not None:
+        own = extras.get("model_conds") or {}
+        states = states or (ADAPTER_COND_PREFIX + STATES_COND) in own
+        c = own.get(ADAPTER_COND_PREFIX + TEXT_COND)
+        if c is not None and text is None:
             text = c.cond
-            break
     if text is None:
         raise ValueError("positive carries no instruction: connect the clips' conditioning through AID Conditioning "
                          "(it adds each clip's instruction and state prompts)")
-    defaults = {"context_dim": int(ctx), "vision_dim": int(ctx), "text_dim": int(text.shape[-1]), "frames": int(frames)}
+    defaults = {"context_dim": int(ctx), "vision_dim": int(ctx), "text_dim": int(text.shape[-1]), "frames": int(frames),
+                "state_prompts": bool(states)}  # clips without state prompts: the decomposed branch reads the text
     out.update({k: v for k, v in defaults.items() if k not in given})
     return out
 

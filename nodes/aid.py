@@ -67,10 +67,11 @@ def zero_instruction(conditioning):
     return out
 
 
-def instruction_conds(clip, instructions: list[str], schedules: list[str], entries: int, frames: int):
-    """Per conditioning entry ``{aid_text: [1, L, D], aid_states: [frames, L, D]}`` (no states when no schedule)."""
+def instruction_conds(clip, instructions: list, schedules: list[str], entries: int, frames: int):
+    """Per conditioning entry ``{aid_text: [1, L, D], aid_states: [frames, L, D]}`` (no states when no schedule).
+    ``instructions``: texts, or already encoded features ``[L, D]``."""
     if len(instructions) not in (1, entries):
-        raise VideoAdapterError(f"instruction: {len(instructions)} lines for {entries} conditioning entries; give one "
+        raise VideoAdapterError(f"instruction: {len(instructions)} instructions for {entries} conditioning entries; give one "
                                 "instruction for all, or one line per entry (per training clip, in clip order)")
     if schedules and len(schedules) not in (1, entries):
         raise VideoAdapterError(f"states: {len(schedules)} schedules for {entries} conditioning entries; give one, or "
@@ -78,6 +79,8 @@ def instruction_conds(clip, instructions: list[str], schedules: list[str], entri
     texts = {}
 
     def enc(text):
+        if torch.is_tensor(text):
+            return text.float()
         if text not in texts:
             texts[text] = _encode(clip, text)
         return texts[text]
@@ -130,24 +133,36 @@ class AIDConditioning(io.ComfyNode):
                 io.Model.Input("model", optional=True,
                                tooltip="The SVD with AID adapters (Load Adapters): checks the text encoder and the "
                                        "state prompts against what the adapters were trained with."),
+                io.Conditioning.Input("instructions", optional=True,
+                                      tooltip="Instructions already encoded, one entry per positive entry (Load "
+                                              "Training Clips' captions: each clip's caption is its instruction). "
+                                              "Replaces the instruction text when connected."),
             ],
-            outputs=[io.Conditioning.Output(display_name="positive"),
+            outputs=[io.Conditioning.Output(display_name="positive",
+                                            tooltip="SVD's positive with the instruction and state features."),
                      io.Conditioning.Output(display_name="negative",
                                             tooltip="SVD's negative with zero instruction features (AID's no-text)."),
-                     io.String.Output(display_name="summary")],
+                     io.String.Output(display_name="summary", tooltip="What was added, per entry.")],
         )
 
     @classmethod
-    def execute(cls, positive, negative, clip, instruction, states, video_frames, model=None) -> io.NodeOutput:
+    def execute(cls, positive, negative, clip, instruction, states, video_frames, model=None,
+                instructions=None) -> io.NodeOutput:
         if model is not None:
             host = describe(model, "model")
             if host.family != "svd":
                 raise VideoAdapterError(f"model is {host.model_config}; AID Conditioning is for SVD with AID adapters")
         if not positive:
             raise VideoAdapterError("positive is empty: connect SVD_img2vid_Conditioning's positive")
-        instructions = _split(instruction, None) if len(positive) > 1 else [instruction.strip()]
-        if not instructions or not instructions[0]:
-            raise VideoAdapterError("instruction is empty")
+        if instructions:
+            given = [t[row] for t, _ in instructions for row in range(t.shape[0])]
+            instructions, label = given, f"{len(given)} encoded instruction(s)"
+        else:
+            instructions = _split(instruction, None) if len(positive) > 1 else [instruction.strip()]
+            if not instructions or not instructions[0]:
+                raise VideoAdapterError("instruction is empty")
+            label = f"instruction {instructions[0]!r}" + (f" (+{len(instructions) - 1} more)" if len(instructions) > 1
+                                                          else "")
         schedules = _split(states, SEPARATOR)
         frames = int(video_frames)
         conds = instruction_conds(clip, instructions, schedules, len(positive), frames)
@@ -155,20 +170,70 @@ class AIDConditioning(io.ComfyNode):
         adapters = aid_adapters(model) if model is not None else None
         if model is not None and adapters is None:
             raise VideoAdapterError("model has no AID adapters: load them with Load Adapters first")
+        note = ""
         if adapters is not None:
             c = adapters.config
             if width != c.text_dim:
                 raise VideoAdapterError(f"clip gives text features of width {width}; these AID adapters were trained "
                                         f"with a text encoder of width {c.text_dim}: connect that encoder")
+            if schedules and not c.state_prompts:
+                note = "; these adapters were trained without state prompts, so the states are not used"
         out = []
         for entry, extra in zip(positive, conds):
             out.extend(add_adapter_conds([entry], extra))
         zero = {k: torch.zeros_like(v) for k, v in conds[0].items()}
         neg = add_adapter_conds(negative, zero)
-        summary = (f"{len(out)} entr{'y' if len(out) == 1 else 'ies'}: instruction {instructions[0]!r}"
-                   + (f" (+{len(instructions) - 1} more)" if len(instructions) > 1 else "")
-                   + (f"; {len(schedules)} state schedule(s) over {frames} frames" if schedules else "; no state prompts"))
+        summary = (f"{len(out)} entr{'y' if len(out) == 1 else 'ies'}: {label}"
+                   + (f"; {len(schedules)} state schedule(s) over {frames} frames" if schedules else "; no state prompts")
+                   + note)
         return io.NodeOutput(out, neg, summary)
 
 
-NODES = [AIDConditioning]
+class SVDClipConditioning(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VA_SVDClipConditioning",
+            display_name="SVD Conditioning per Clip",
+            category=f"{CATEGORY}/aid",
+            description=(
+                "SVD's image-to-video conditioning for every image of a batch, one entry each: what training on a "
+                "folder of clips needs (each clip sees its own first frame). The same conditions as "
+                "SVD_img2vid_Conditioning makes for one image: the CLIP-vision image embedding, the VAE latent of "
+                "the frame, fps, motion bucket and augmentation."),
+            inputs=[
+                io.ClipVision.Input("clip_vision", tooltip="SVD's image encoder (the checkpoint's CLIP_VISION)."),
+                io.Vae.Input("vae", tooltip="SVD's VAE."),
+                io.Image.Input("first_frames", tooltip="One first frame per clip (Load Training Clips' first_frames)."),
+                io.Int.Input("width", default=1024, min=16, max=8192, step=8),
+                io.Int.Input("height", default=576, min=16, max=8192, step=8),
+                io.Int.Input("motion_bucket_id", default=127, min=1, max=1023),
+                io.Int.Input("fps", default=6, min=1, max=1024),
+                io.Float.Input("augmentation_level", default=0.0, min=0.0, max=10.0, step=0.01),
+            ],
+            outputs=[io.Conditioning.Output(display_name="positive", tooltip="One entry per first frame."),
+                     io.Conditioning.Output(display_name="negative", tooltip="SVD's no-image condition per frame.")],
+        )
+
+    @classmethod
+    def execute(cls, clip_vision, vae, first_frames, width, height, motion_bucket_id, fps,
+                augmentation_level) -> io.NodeOutput:
+        import comfy.utils
+
+        positive, negative = [], []
+        values = {"motion_bucket_id": int(motion_bucket_id), "fps": int(fps),
+                  "augmentation_level": float(augmentation_level)}
+        for i in range(first_frames.shape[0]):
+            image = first_frames[i:i + 1]
+            embed = clip_vision.encode_image(image).image_embeds.unsqueeze(0)
+            pixels = comfy.utils.common_upscale(image.movedim(-1, 1), int(width), int(height), "bilinear",
+                                                "center").movedim(1, -1)[:, :, :, :3]
+            if augmentation_level > 0:
+                pixels = pixels + torch.randn_like(pixels) * float(augmentation_level)
+            latent = vae.encode(pixels)
+            positive.append([embed, {**values, "concat_latent_image": latent}])
+            negative.append([torch.zeros_like(embed), {**values, "concat_latent_image": torch.zeros_like(latent)}])
+        return io.NodeOutput(positive, negative)
+
+
+NODES = [AIDConditioning, SVDClipConditioning]

@@ -309,3 +309,32 @@ def test_wrong_inputs_are_refused_with_what_to_fix(host):
     clips = {"samples": torch.randn(FRAMES, 4, 4, 4, generator=g)}
     with pytest.raises(Exception, match="no instruction.*AID Conditioning"):
         host.call("VA_TrainAdapter", model, clips, pos, "aid", FRAMES, 2, 1e-3, 1, 0, "none", 0, "test/aid_bad")
+
+
+def test_svd_conditioning_per_clip_equals_the_native_node_per_image(host):
+    from tiny_models import ToyClipVision, ToyVAE
+
+    frames = torch.rand(3, 32, 32, 3, generator=torch.Generator().manual_seed(2))
+    cv, vae = ToyClipVision(SVD_CONTEXT), ToyVAE()
+    pos, neg = host.call("VA_SVDClipConditioning", cv, vae, frames, 32, 32, 100, 8, 0.0)
+    assert len(pos) == len(neg) == 3
+    for i in range(3):
+        want_pos, want_neg, _ = host.call("SVD_img2vid_Conditioning", cv, frames[i:i + 1], vae, 32, 32, FRAMES, 100, 8,
+                                          0.0)
+        for got, want in ((pos[i], want_pos[0]), (neg[i], want_neg[0])):
+            torch.testing.assert_close(got[0], want[0])
+            assert set(got[1]) == set(want[1])
+            for k, v in want[1].items():
+                assert torch.equal(got[1][k], v) if torch.is_tensor(v) else got[1][k] == v
+
+
+def test_encoded_instructions_replace_the_text(host):
+    pos = svd_conds(0)[0] + svd_conds(1)[0]
+    neg = svd_conds(0)[1] + svd_conds(1)[1]
+    enc = [[toy_text_embedding("a", TEXT), {}], [toy_text_embedding("b", TEXT), {}]]
+    out = host.call("VA_AIDConditioning", pos, neg, ToyTextEncoder(TEXT), "", "", FRAMES, instructions=enc)[0]
+    key = host.pack_module("nodes.attach").ADAPTER_COND_PREFIX + "aid_text"
+    for entry, (t, _) in zip(out, enc):
+        torch.testing.assert_close(entry[1]["model_conds"][key].cond, t)
+    with pytest.raises(Exception, match="3 conditioning entries"):
+        host.call("VA_AIDConditioning", pos + pos[:1], neg, ToyTextEncoder(TEXT), "", "", FRAMES, instructions=enc)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from headless import DYNAMIC_COMBO, dynamic_combo_keys, ui_to_api, widget_prefix, widget_slots, UI_ONLY_NODES
-from tiny_models import write_video
+from tiny_models import SVD_CONTEXT, tiny_svd, write_video
 
 WF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "workflows")
 WORKFLOWS = sorted(glob.glob(os.path.join(WF_DIR, "*.json")))
@@ -23,6 +23,7 @@ TINY_FOR = {  # real model file -> tiny stand-in
 
 
 CLIP_FOLDER = "training_clips_test"
+SVD_FILE = "svd_xt.safetensors"  # SVD workflows run on tiny_models.tiny_svd()
 
 
 def load(path):
@@ -111,6 +112,7 @@ def tiny_prompt(wf, host):
     """API prompt of ``wf`` with models, text encoders and VAEs replaced by tiny stand-ins."""
     prompt = ui_to_api(wf, host.node_info)
     sd = any(v["class_type"] == "CheckpointLoaderSimple" for v in prompt.values())
+    svd = any(v["class_type"] == "ImageOnlyCheckpointLoader" for v in prompt.values())
     for nid, node in list(prompt.items()):
         t, inp = node["class_type"], node["inputs"]
         for key in ("unet_name", "model_name"):
@@ -150,10 +152,14 @@ def tiny_prompt(wf, host):
             prompt[nid] = {"class_type": "VATest_TinySVDCheckpoint", "inputs": {}}
         elif t == "SVD_img2vid_Conditioning":
             inp.update(width=32, height=32, video_frames=4)
+        elif t == "VA_SVDClipConditioning":
+            inp.update(width=32, height=32)
+        elif t == "VA_AIDConditioning":  # the tiny clips' length (training) or SVD's tiny video_frames
+            inp.update(video_frames=9 if "instructions" in inp else 4)
         elif t == "VA_MLLMEndpoint":
             prompt[nid] = {"class_type": "VATest_ScriptedMLLM", "inputs": {}}
         elif t == "VA_MLLMStatePrompt":
-            inp.update(frames=9, states=3)
+            inp.update(frames=4 if svd else 9, states=2 if svd else 3)
         elif t == "VA_FramewisePrompts":
             inp.update(frames=9)
         elif t == "VAELoader":
@@ -164,8 +170,9 @@ def tiny_prompt(wf, host):
 def _model_file(prompt, src):
     """The diffusion-model file behind the MODEL link ``src`` (through model patches such as ModelSamplingSD3)."""
     node = prompt[src[0]]
-    if "unet_name" in node["inputs"]:
-        return node["inputs"]["unet_name"]
+    for key in ("unet_name", "ckpt_name"):
+        if key in node["inputs"]:
+            return node["inputs"][key]
     return _model_file(prompt, node["inputs"]["model"])
 
 
@@ -187,9 +194,12 @@ def shipped_adapter_files(host, tiny):
                 continue
             name = n["inputs"]["adapter_name"]
             assert name in trained, f"Load Adapters names {name}, which no shipped training workflow writes"
-            model = tiny.load(TINY_FOR[_model_file(pr, n["inputs"]["model"])])
+            file = _model_file(pr, n["inputs"]["model"])
+            model = tiny_svd() if file == SVD_FILE else tiny.load(TINY_FOR[file])
             kind = trained[name]["kind"]
             config = simda.kind_config(kind, trained[name].get("settings", ""), host_mod.describe(model).family)
+            if kind == "aid":  # what Train Adapters reads off the tiny SVD and the toy text encoder
+                config.update(context_dim=SVD_CONTEXT, vision_dim=SVD_CONTEXT, text_dim=4096, frames=4)
             torch.manual_seed(0)
             os.makedirs(os.path.dirname(os.path.join(folder, name)), exist_ok=True)
             attach.new_adapters(kind, model, config).save(os.path.join(folder, name))

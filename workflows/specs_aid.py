@@ -1,0 +1,101 @@
+"""AID workflows (instruction-guided video prediction on a frozen SVD): train AID adapters on a folder of clips
+whose captions are instructions, and predict a video from a first frame and an instruction (MLLM state prompts ->
+AID Conditioning -> Dual CFG Guider)."""
+
+from __future__ import annotations
+
+from build_workflows import N
+from specs_simda import SVD, svd_tail
+
+TEXT_ENCODER = "clip_l.safetensors"
+MODELS = {TEXT_ENCODER: ("text_encoders", "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/"
+                                          "clip_l.safetensors")}
+ADAPTERS = "aid/my_predictor"  # what the training workflow writes and the prediction workflow loads
+WIDTH, HEIGHT, FRAMES = 512, 320, 14
+INSTRUCTION = "put the corn in the pot"
+
+
+def train_on_clips():
+    """Load Training Clips (captions = instructions) -> SVD Conditioning per Clip -> AID Conditioning -> Train
+    Adapters (kind aid)."""
+    nodes = [
+        N(1, "ImageOnlyCheckpointLoader", 0, 0, {"ckpt_name": SVD}, title="SVD (frozen)"),
+        N(2, "CLIPLoader", 0, 2, {"clip_name": TEXT_ENCODER, "type": "stable_diffusion", "device": "default"},
+          title="Text encoder for the instructions"),
+        N(3, "VA_LoadClipFolder", 1, 0, {"folder": "training_clips", "frames": FRAMES, "width": WIDTH,
+                                         "height": HEIGHT, "frame_stride": 1, "clips_per_video": 1, "max_clips": 0,
+                                         "default_caption": ""},
+          {"vae": (1, 2), "clip": (2, 0)}, title="Load Training Clips (caption = instruction)"),
+        N(4, "VA_SVDClipConditioning", 2, 0, {"width": WIDTH, "height": HEIGHT, "motion_bucket_id": 127, "fps": 6,
+                                              "augmentation_level": 0.0},
+          {"clip_vision": (1, 1), "vae": (1, 2), "first_frames": (3, 3)}),
+        N(5, "VA_AIDConditioning", 3, 0, {"instruction": "", "states": "", "video_frames": FRAMES},
+          {"positive": (4, 0), "negative": (4, 1), "clip": (2, 0), "instructions": (3, 1)},
+          title="AID Conditioning (one state schedule per clip)"),
+        N(6, "VA_TrainAdapter", 4, 0, {"kind": "aid", "frames": 0, "steps": 3000, "learning_rate": 1e-4,
+                                       "batch_size": 1, "seed": 0, "latent_shift": "none", "checkpoint_every": 250,
+                                       "file_name": ADAPTERS, "resume_from": "none", "text_dropout": 0.05,
+                                       "image_dropout": 0.05, "both_dropout": 0.05, "settings": ""},
+          {"model": (1, 0), "clips": (3, 0), "positive": (5, 0)}, title="Train Adapters (aid)"),
+        N(7, "PreviewImage", 5, 0, links={"images": (6, 2)}, title="Loss curve"),
+        N(8, "PreviewAny", 5, 2, links={"source": (6, 3)}, title="Summary"),
+        N(9, "PreviewAny", 2, 3, links={"source": (3, 2)}, title="Clips in order (for the state schedules)"),
+    ]
+    notes = [("## Train AID on your clips (instruction-guided video prediction)\nPut your clips in "
+              "ComfyUI/input/training_clips, each with its instruction in <video name>.txt (\"put the corn in the "
+              "pot\"). Load Training Clips cuts 14-frame clips at 512x320 and encodes them with SVD's VAE; the "
+              "instructions are encoded with the text encoder. SVD Conditioning per Clip gives each clip its own "
+              "first frame. In AID Conditioning write one state schedule per clip, in the order the Clips preview "
+              "lists them, separated by lines of ---: what the video shows from which frame on, e.g. \"0\": \"a hand "
+              "holds the corn\", \"7\": \"the corn is in the pot\" (MLLM State Prompt writes them for one image). "
+              "Left empty, AID trains on the instructions alone. Train "
+              "Adapters (kind aid) keeps SVD frozen and trains the Dual-Query Transformer, the cross-attention "
+              "deltas and the spatial / short-term / long-term temporal adapters, with 5 % text, image and both "
+              "dropout for the Dual CFG Guider.", 0, 3)]
+    return nodes, notes
+
+
+def predict_from_first_frame():
+    """First frame + instruction -> MLLM State Prompt -> AID Conditioning -> Dual CFG Guider -> sampler."""
+    nodes = [
+        N(1, "ImageOnlyCheckpointLoader", 0, 0, {"ckpt_name": SVD}, title="SVD (frozen)"),
+        N(2, "LoadImage", 0, 2, {"image": "example.png"}, title="First frame"),
+        N(3, "SVD_img2vid_Conditioning", 1, 0, {"width": WIDTH, "height": HEIGHT, "video_frames": FRAMES,
+                                                "motion_bucket_id": 127, "fps": 6, "augmentation_level": 0.0},
+          {"clip_vision": (1, 1), "init_image": (2, 0), "vae": (1, 2)}),
+        N(4, "CLIPLoader", 0, 4, {"clip_name": TEXT_ENCODER, "type": "stable_diffusion", "device": "default"},
+          title="Text encoder (the one AID was trained with)"),
+        N(5, "VA_LoadAdapter", 1, 3, {"adapter_name": ADAPTERS + ".safetensors", "strength": 1.0, "frames": 0},
+          {"model": (1, 0)}, title="Load Adapters (your AID file)"),
+        N(6, "VA_MLLMEndpoint", 1, 5, {"base_url": "http://127.0.0.1:11434/v1", "model": "qwen2.5vl:7b",
+                                       "api_key_env": "", "timeout": 120, "keep_alive": "0",
+                                       "structured_output": True}, title="MLLM (Ollama; or Load MLLM)"),
+        N(7, "VA_MLLMStatePrompt", 2, 4, {"instruction": INSTRUCTION, "states": 3, "frames": FRAMES, "seed": 0,
+                                          "max_tokens": 512, "temporal_stride": 1, "system_prompt": ""},
+          {"image": (2, 0), "mllm": (6, 0)}),
+        N(8, "VA_AIDConditioning", 3, 0, {"instruction": INSTRUCTION, "video_frames": FRAMES},
+          {"positive": (3, 0), "negative": (3, 1), "clip": (4, 0), "states": (7, 1), "model": (5, 0)}),
+        N(9, "VA_DualCFGGuider", 4, 0, {"image_cfg": 1.5, "text_cfg": 4.0, "image_cfg_ramp": "constant",
+                                        "image_cfg_first_frame": 1.0, "clip_vision_in_no_image": "keep"},
+          {"model": (5, 0), "positive": (8, 0), "negative": (8, 1)}),
+        N(10, "BasicScheduler", 4, 2, {"scheduler": "karras", "steps": 25, "denoise": 1.0}, {"model": (5, 0)}),
+        N(11, "KSamplerSelect", 4, 3, {"sampler_name": "euler"}),
+        N(12, "RandomNoise", 4, 4, {"noise_seed": 7}),
+        N(13, "SamplerCustomAdvanced", 5, 0, links={"noise": (12, 0), "guider": (9, 0), "sampler": (11, 0),
+                                                    "sigmas": (10, 0), "latent_image": (3, 2)}),
+    ] + svd_tail(14, 6, (13, 0), "aid_prediction")
+    notes = [("## Predict a video from a first frame and an instruction (AID on SVD)\n1. A multimodal LLM (here "
+              "through Ollama's OpenAI-compatible endpoint; or Load MLLM) splits the instruction into successive "
+              "states of the video. 2. AID Conditioning encodes the instruction and the states with the text encoder "
+              "the adapters were trained with and adds them to SVD's conditioning; every frame sees its own state. "
+              "3. The Dual CFG Guider guides the start image (image_cfg) and the instruction (text_cfg) separately. "
+              "Load Adapters reads the file the training workflow wrote (models/video_adapters/" + ADAPTERS +
+              ".safetensors). Put svd_xt.safetensors in models/checkpoints and clip_l.safetensors in "
+              "models/text_encoders.", 0, 6)]
+    return nodes, notes
+
+
+WORKFLOWS = {
+    "AID - train on your clips with instructions (SVD)": train_on_clips,
+    "AID - predict a video from a first frame and an instruction (SVD)": predict_from_first_frame,
+}
