@@ -352,6 +352,9 @@ class TrainAdapter(io.ComfyNode):
         model = static_clone(model, "model")  # training replaces the frozen weights' inference tensors
         if frames <= 0 and host.frame_layout == "batch":  # clips from Load Training Clips say how long they are
             frames = int(clips.get(FRAMES_PER_CLIP_KEY, 0))
+        if kind != "simda" and latent_shift != "none" and arch != "wan":
+            raise VideoAdapterError(f"latent_shift={latent_shift}: latent-shift attention belongs to simda adapters; "
+                                    f"set latent_shift to none to train {kind} adapters")
         if arch == "wan" and latent_shift != "none":
             raise VideoAdapterError(
                 f"latent_shift={latent_shift}: Wan's self-attention already spans all frames; set latent_shift to "

@@ -338,3 +338,10 @@ def test_encoded_instructions_replace_the_text(host):
         torch.testing.assert_close(entry[1]["model_conds"][key].cond, t)
     with pytest.raises(Exception, match="3 conditioning entries"):
         host.call("VA_AIDConditioning", pos + pos[:1], neg, ToyTextEncoder(TEXT), "", "", FRAMES, instructions=enc)
+
+
+def test_latent_shift_with_aid_is_refused(host):
+    model = tiny_svd()
+    with pytest.raises(Exception, match="latent_shift=simda.*set latent_shift to none"):
+        host.call("VA_TrainAdapter", model, {"samples": training_clips()}, training_conditioning(host), "aid", FRAMES,
+                  2, 1e-3, 1, 0, "simda", 0, "test/aid_bad_shift")
