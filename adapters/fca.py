@@ -27,12 +27,17 @@ Runtime (the attach table's ``conditions``, ``block_parallel`` and ``capture`` p
   once with the branches off and the captures on, and puts the per-block states into ``transformer_options``.
   States are cached by content within one sampling run (ComfyUI's ``sample_sigmas`` object identifies the run)
   and, outside sampling (training), for as long as the same clips come back: the frozen model does not change.
+  The cache holds at most ``cache_size`` entries (cond and uncond of a run are two) and is freed when the run
+  ends: it holds only a weak reference to the run's ``sample_sigmas`` and is cleared when ComfyUI frees them
+  (KSampler: right after sampling; SamplerCustomAdvanced: when the scheduler's output leaves ComfyUI's cache,
+  at the latest when the next run starts); ``FCAAdapterSet.release()`` frees them at once.
 * :class:`FCABranchHook` (``block_parallel``) and :class:`StateCapture` (``capture``) per block.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
@@ -290,7 +295,28 @@ class InitialFrameStates:
     def __init__(self, owner: "FCAAdapterSet", cache_size: int = 4):
         self.owner, self.cache_size = owner, int(cache_size)
         self.cache: OrderedDict = OrderedDict()
-        self._run = None
+        self._run = None  # a weak reference to the current run's sample_sigmas (None: outside sampling)
+        owner._runtimes.add(self)
+
+    def _same_run(self, run_id) -> bool:
+        if run_id is None or self._run is None:
+            return run_id is None and self._run is None
+        return self._run() is run_id
+
+    def _start_run(self, run_id) -> None:
+        self.cache.clear()
+        if run_id is None:
+            self._run = None
+            return
+        self._run = weakref.ref(run_id)
+        weakref.finalize(run_id, InitialFrameStates._run_ended, weakref.ref(self))
+
+    @staticmethod
+    def _run_ended(ref) -> None:
+        """The sigmas of a run were freed: drop its states unless a newer run (still alive) owns the cache."""
+        self = ref()
+        if self is not None and self._run is not None and self._run() is None:
+            self.cache.clear()
 
     def __call__(self, conds: dict, x: torch.Tensor, context, site, run) -> None:
         to = site.transformer_options
@@ -305,9 +331,8 @@ class InitialFrameStates:
         timestep = conds.get(TIMESTEP_COND)
         timestep = (torch.zeros(x.shape[0]) if timestep is None else timestep.reshape(x.shape[0], -1)[:, 0])
         run_id = to.get("sample_sigmas")
-        if run_id is not self._run:  # a new sampling run (or training): the model may have changed since
-            self.cache.clear()
-            self._run = run_id
+        if not self._same_run(run_id):  # a new sampling run (or training): the model may have changed since
+            self._start_run(run_id)
         key = repr(_checksum([frames, timestep, context]))
         entry = self.cache.get(key)
         if entry is None:
@@ -389,6 +414,16 @@ class FCAAdapterSet(BlockAdapterSet):
     def __init__(self, config=None, family: str = "wan21"):
         super().__init__(config, family)
         self.initial_frame_passes = 0
+        self._runtimes = weakref.WeakSet()  # the InitialFrameStates of every attach of this set
+
+    def cached_initial_states(self) -> int:
+        """Initial-frame state entries held now, over every model this set is attached to."""
+        return sum(len(r.cache) for r in list(self._runtimes))
+
+    def release(self) -> None:
+        """Free the cached initial-frame states now (they are recomputed when needed)."""
+        for r in list(self._runtimes):
+            r.cache.clear()
 
     def make_block(self, dim: int, parts: Iterable[str] | None) -> FCABlockAdapters:
         return FCABlockAdapters(dim, self.config, parts)

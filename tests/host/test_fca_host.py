@@ -4,6 +4,7 @@ the captured states equal a forward instrumented by hand, the initial-frames pas
 with KSampler and SamplerCustomAdvanced, the negative keeps the initial frames, and training through Train
 Adapters lowers the loss and round-trips through Load Adapters."""
 
+import gc
 import math
 import os
 
@@ -182,12 +183,20 @@ def test_initial_frames_once_per_run_with_ksampler_and_sampler_custom_advanced(h
     assert (out - base).abs().max() > 1e-4              # the branches take part
     host.call("KSampler", model, 0, 3, 4.0, "euler", "simple", pos, neg, latent, 1.0)
     assert ad.initial_frame_passes == before + 2      # a new run computes them again
+    gc.collect()
+    assert ad.cached_initial_states() == 0            # and frees them when it ends
     guider = host.call("CFGGuider", model, pos, neg, 4.0)[0]
     sigmas = host.call("BasicScheduler", model, "simple", 3, 1.0)[0]
     again = host.call("SamplerCustomAdvanced", host.call("RandomNoise", 0)[0], guider,
                       comfy.samplers.sampler_object("euler"), sigmas, latent)[0]["samples"]
     assert ad.initial_frame_passes == before + 3
     torch.testing.assert_close(again, out, rtol=1e-4, atol=1e-4)  # the same sampling, the other sampler node
+    # the states live as long as the run's sigmas (here held by the test, as ComfyUI's cache holds a scheduler's
+    # output), at most cond + uncond, and go with them
+    assert 0 < ad.cached_initial_states() <= 2
+    del sigmas, guider
+    gc.collect()
+    assert ad.cached_initial_states() == 0
 
 
 def test_initial_frames_conditioning_checks_its_inputs(host):
