@@ -1,0 +1,508 @@
+"""FCA in miniature: text-video prediction on a frozen tiny Wan, with the paper's ablations and a param-matched LoRA.
+
+    COMFYUI_PATH=/path/to/ComfyUI python benchmarks/fca_tvp.py            # full run (CPU, about 25 minutes)
+    COMFYUI_PATH=/path/to/ComfyUI python benchmarks/fca_tvp.py --quick    # about two minutes, one seed
+
+Everything runs on CPU inside a real ComfyUI (its Wan 2.1 DiT class, ``comfy.ldm.wan.model.WanModel``, built with
+``WAN21_T2V``), through the pack's own code paths: the attach table, the FCA adapter set, Train Adapters' forward
+(``nodes/simda.AdapterForward``), the one trainer (``adapters/training.py``) with FCA's training recipe from the
+adapter registry.
+
+Task and metrics: ``benchmarks/tvp_task.py``, and the latent code and metrics of ``benchmarks/aid_tvp.py`` (the
+lossless 4 x 4 pixel-patch code, 48 channels on an 8 x 8 grid per frame, no temporal compression), so the numbers
+sit next to AID's.
+
+1. The frozen base: a tiny Wan-architecture text-to-video DiT (4 blocks of width 128, 2 heads, patch (1, 2, 2):
+   16 tokens per frame, 128 per clip; text width 32) pretrained text-to-video on the broad set of instruction-free
+   object motions. The broad clips carry no instruction: each gets a caption written from its plan in the
+   instruction grammar (``tvp_task.instruction_text``): every object that moves more than 1.5 pixels in a half of
+   the clip is named with the dominant direction of each half ("move the red square left, then up and move the
+   blue circle down"); text dropout 0.1 (the unconditional branch of CFG). It learns what colours, shapes and
+   motions look like, but it starts every clip from its own first frame.
+2. Adapters trained on the small instruction set with the paper's recipe (AdamW lr 1e-3, betas 0.9/0.95, cosine
+   after a warm-up of min(200, steps/10), clipping 1.0, no dropout of text or initial frames); the initial frame
+   is the clip's first latent frame, given one noise step (sigma 0.001):
+   * LoRA (the paper's FT-strategy baseline): low-rank deltas on every linear layer of every block (self- and
+     cross-attention q, k, v, o and both FFN layers), rank chosen so the parameter count matches full FCA; the
+     initial frame's latent is prepended to the token sequence as an extra latent frame (as the paper appends it),
+     its output dropped. Added with forward hooks on the frozen linears inside this script (removed after the
+     row); the pack has no LoRA kind of its own (ComfyUI's LoRA loaders cover that);
+   * FCA without frame-wise text; uniform (one frame-wise text module for all layers, no mask); layer-wise without
+     the frame-wise mask; full (layer-wise, mask, pre-norm).
+3. Prediction of the held-out clips from their first frame and instruction: Euler on the flow schedule (shift 3),
+   CFG on the text (the negative keeps the initial frame, as Initial Frames Conditioning does).
+
+Rows also hold two baselines: the first frame repeated, and the frozen base alone (text-to-video from the
+instruction, no first frame). Mean ± spread over adapter-training seeds (the base is pretrained once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import aid_tvp  # noqa: E402  (the shared latent code and metrics; puts workflows/ and tests/host on sys.path)
+import tvp_task as tvp  # noqa: E402
+from aid_tvp import SCALE, decode, encode  # noqa: E402
+
+TEXT_DIM = 32
+TEXT_LEN = 24
+DIM, HEADS, LAYERS, FFN = 128, 2, 4, 512
+SHIFT = 3.0
+CFG = 2.0
+LR = 1e-3
+VERBOSE = False
+
+FCA_BASE = dict(head_dim=DIM // HEADS, queries_per_frame=4, text_width=64, text_heads=2, text_layers=1,
+                initial_frames=1, noise_step=1)
+ROWS = {
+    "LoRA (params matched)": None,
+    "FCA without frame-wise text": dict(text_module="none"),
+    "FCA uniform (one module), no mask": dict(text_module="uniform", mask=False),
+    "FCA layer-wise, no mask": dict(text_module="layerwise", mask=False),
+    "FCA full (layer-wise, mask)": dict(text_module="layerwise", mask=True),
+}
+FULL = "FCA full (layer-wise, mask)"
+
+_PACK: dict = {}
+
+
+def _pack():
+    if not _PACK:
+        from harness import get_host
+
+        host = get_host()
+        _PACK.update(host=host, attach=host.pack_module("nodes.attach"), fca=host.pack_module("adapters.fca"),
+                     simda=host.pack_module("nodes.simda"), training=host.pack_module("adapters.training"),
+                     host_mod=host.pack_module("nodes.host"), registry=host.pack_module("adapters.registry"),
+                     param=host.pack_module("samplers.parameterisation"))
+    return _PACK
+
+
+# ----------------------------------------------------------------------------------------------------
+# latents, captions, text
+
+
+NORM: dict = {}  # the latent format's per-channel mean and std (set from the broad set in main)
+
+
+def set_latent_format(videos: torch.Tensor) -> None:
+    """Per-channel mean and std of aid_tvp's code over ``videos``, applied as a latent format is (Wan's own
+    latent formats normalise per channel the same way): the clips are mostly grey background, so the raw code
+    sits far from zero mean."""
+    z = encode(videos) * SCALE
+    NORM["mean"] = z.mean(dim=(0, 1, 3, 4)).reshape(1, -1, 1, 1, 1)
+    NORM["std"] = z.std(dim=(0, 1, 3, 4)).clamp_min(1e-3).reshape(1, -1, 1, 1, 1)
+
+
+def to_model(videos: torch.Tensor) -> torch.Tensor:
+    """``[N, T, 3, H, W]`` -> the model's latents ``[N, 48, T, H/4, W/4]``: aid_tvp's code times SCALE (what AID's
+    SVD sees after its latent format), normalised per channel (:func:`set_latent_format`)."""
+    z = (encode(videos) * SCALE).permute(0, 2, 1, 3, 4)
+    return ((z - NORM["mean"]) / NORM["std"]).contiguous()
+
+
+def from_model(latents: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`to_model`: aid_tvp's code ``[N, T, 48, h, w]`` (for ``aid_tvp.evaluate``)."""
+    return ((latents * NORM["std"] + NORM["mean"]) / SCALE).permute(0, 2, 1, 3, 4)
+
+
+def _direction(dx: float, dy: float, min_move: float = 1.5):
+    if math.hypot(dx, dy) < min_move:
+        return None
+    if abs(dx) >= abs(dy):
+        return "right" if dx > 0 else "left"
+    return "down" if dy > 0 else "up"
+
+
+def broad_caption(plan: tvp.ClipPlan) -> str:
+    """A caption of an instruction-free clip in the instruction grammar, from its plan (module docstring)."""
+    t = plan.frames
+    mid = tvp.phase_boundaries(2, t)[1] if t >= 4 else t - 1
+    parts = []
+    for k, obj in enumerate(plan.objects):
+        p = plan.positions[k]
+        dirs = []
+        for a, b in ((0, mid), (mid, t - 1)):
+            d = _direction(float(p[b, 0] - p[a, 0]), float(p[b, 1] - p[a, 1]))
+            if d is not None and (not dirs or dirs[-1] != d):
+                dirs.append(d)
+        if dirs:
+            parts.append(tvp.instruction_text(obj, dirs))
+    return " and ".join(parts)
+
+
+def text_conditions(texts, extras=None) -> list:
+    """One ``(context [1, TEXT_LEN, TEXT_DIM], extras)`` per text, as Train Adapters reads a CONDITIONING."""
+    feats, _ = tvp.text_batch(list(texts), TEXT_DIM, TEXT_LEN)
+    return [(feats[i:i + 1], dict(extras[i]) if extras else {}) for i in range(len(texts))]
+
+
+def initial_frame_extras(x: torch.Tensor, noise_step: int = 1) -> list:
+    """Per clip, the FCA initial-frame conditions of its first latent frame, as Initial Frames Conditioning puts
+    them on a CONDITIONING (adapter conditions in ``model_conds``)."""
+    import comfy.conds
+
+    pk = _pack()
+    out = []
+    for i in range(x.shape[0]):
+        conds = pk["fca"].initial_frame_conds(x[i:i + 1, :, :1], noise_step, seed=i)
+        out.append({"model_conds": {pk["attach"].ADAPTER_COND_PREFIX + k: comfy.conds.CONDRegular(v)
+                                    for k, v in conds.items()}})
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# the base model
+
+
+def tiny_wan(seed: int):
+    """A Wan 2.1 text-to-video DiT of ComfyUI's own class for the 48-channel code, initialised (ComfyUI builds
+    models without initialising them: they are loaded from files)."""
+    import comfy.latent_formats
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    cfg = {"image_model": "wan2.1", "model_type": "t2v", "patch_size": (1, 2, 2), "in_dim": 48, "dim": DIM,
+           "ffn_dim": FFN, "freq_dim": 256, "text_dim": TEXT_DIM, "out_dim": 48, "num_heads": HEADS,
+           "num_layers": LAYERS, "window_size": (-1, -1), "qk_norm": True, "cross_attn_norm": True, "eps": 1e-6}
+    mc = comfy.supported_models.WAN21_T2V(cfg)
+    mc.latent_format = comfy.latent_formats.Wan22  # 48 channels, as the code (never applied: no VAE here)
+    mc.set_inference_dtype(torch.float32, None)
+    base = mc.get_model({})
+    g = torch.Generator().manual_seed(seed)
+    net = base.diffusion_model
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if "modulation" in name:
+                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(DIM))
+            elif p.ndim == 1:
+                p.fill_(1.0 if ("norm" in name and name.endswith("weight")) else 0.0)
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(p[0].numel()))
+        for p in net.head.head.parameters():
+            p.zero_()
+    base.requires_grad_(False)
+    return comfy.model_patcher.ModelPatcher(base, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
+
+
+def train(params, forward, x0: torch.Tensor, steps: int, batch: int, seed: int, recipe: dict, lr: float = LR,
+          drop: float = 0.0, clean: bool = False):
+    """The pack's trainer on clips ``x0`` (flow matching, shifted logit-normal noise levels)."""
+    tr = _pack()["training"]
+    cfg = tr.TrainConfig(steps=steps, lr=lr, batch_size=batch, seed=seed, cond_dropout=drop,
+                         sigma_sampling="flow_shift", flow_shift=SHIFT, **recipe)
+
+    def batch_fn(step, generator, bs):
+        idx = torch.randint(0, x0.shape[0], (bs,), generator=generator)
+        out = {"x0": x0[idx], "clip": idx}
+        if clean:
+            out["clean"] = x0[idx]  # FCA reads the initial frames of the clean clips
+        return out
+
+    t0 = time.time()
+
+    def on_step(step, loss):
+        if VERBOSE and (step % 100 == 0 or step == steps):
+            print(f"    step {step}/{steps}, loss {loss:.4f}, {time.time() - t0:.0f} s", flush=True)
+
+    return tr.Trainer(cfg).run(params, forward, batch_fn, "flow", on_step=on_step)
+
+
+def flow_sigmas(steps: int, shift: float = SHIFT) -> torch.Tensor:
+    t = torch.linspace(1.0, 0.0, steps + 1)
+    return shift * t / (1.0 + (shift - 1.0) * t)
+
+
+@torch.no_grad()
+def sample(forward, n: int, shape, steps: int, cfg: float, seed: int, batch: int = 16, timer=None) -> torch.Tensor:
+    """Euler on the flow schedule; CFG between the text and the dropped text (both keep the initial frames)."""
+    param = _pack()["param"]
+    sig = flow_sigmas(steps)
+    noise = torch.randn(n, *shape, generator=torch.Generator().manual_seed(seed))
+    out = []
+    for start in range(0, n, batch):
+        idx = torch.arange(start, min(n, start + batch))
+        b = len(idx)
+        x = noise[idx] * sig[0]
+        for i in range(steps):
+            t0 = time.process_time()
+            s = sig[i].expand(b)
+
+            def denoised(drop):
+                v = forward(x, s, None, clip=idx, drop_text=torch.full((b,), drop), drop_image=torch.zeros(b, dtype=torch.bool))
+                return param.prediction_to_denoised(x, v, s, "flow")
+
+            d = denoised(False)
+            if cfg != 1.0:
+                u = denoised(True)
+                d = u + cfg * (d - u)
+            x = x + (x - d) / sig[i] * (sig[i + 1] - sig[i])
+            if timer is not None:
+                timer.append(time.process_time() - t0)
+        out.append(x)
+    return torch.cat(out)
+
+
+# ----------------------------------------------------------------------------------------------------
+# LoRA on the frozen linears (the baseline), with the initial frame prepended to the tokens
+
+
+class LoRA(torch.nn.Module):
+    """Low-rank deltas ``B A x * (alpha / r)`` for the given linear layers (B zero at init)."""
+
+    def __init__(self, linears: dict, rank: int, alpha: float | None = None):
+        super().__init__()
+        self.rank, self.scale = rank, (alpha or rank) / rank
+        self.down = torch.nn.ModuleDict()
+        self.up = torch.nn.ModuleDict()
+        for name, lin in linears.items():
+            key = name.replace(".", "_")
+            self.down[key] = torch.nn.Linear(lin.in_features, rank, bias=False)
+            self.up[key] = torch.nn.Linear(rank, lin.out_features, bias=False)
+            torch.nn.init.kaiming_uniform_(self.down[key].weight, a=math.sqrt(5))
+            torch.nn.init.zeros_(self.up[key].weight)
+        self.handles = []
+
+    def hook(self, linears: dict):
+        for name, lin in linears.items():
+            key = name.replace(".", "_")
+            self.handles.append(lin.register_forward_hook(
+                lambda mod, inp, out, key=key: out + self.scale * self.up[key](self.down[key](inp[0]))))
+
+    def unhook(self):
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+
+def lora_linears(net) -> dict:
+    found = {}
+    for i, blk in enumerate(net.blocks):
+        for part in ("self_attn", "cross_attn"):
+            for p in ("q", "k", "v", "o"):
+                found[f"blocks.{i}.{part}.{p}"] = getattr(getattr(blk, part), p)
+        found[f"blocks.{i}.ffn.0"] = blk.ffn[0]
+        found[f"blocks.{i}.ffn.2"] = blk.ffn[2]
+    return found
+
+
+def lora_rank_for(params: int, linears: dict) -> int:
+    per_rank = sum(lin.in_features + lin.out_features for lin in linears.values())
+    return max(1, round(params / per_rank))
+
+
+class PrependInitialFrame:
+    """``model_fn`` for the LoRA baseline: the clip's initial latent frame (one noise step, as FCA gets it) is put
+    before the video frames, the model runs on ``T + 1`` frames, and the prediction of that extra frame is dropped."""
+
+    accepts_drop_flags = True
+
+    def __init__(self, inner, initial: torch.Tensor):
+        self.inner, self.initial = inner, initial  # initial [N, C, 1, H, W]
+
+    def __call__(self, x_t, sigma, context=None, clip=None, **kw):
+        kw.pop("clean", None)
+        x = torch.cat([self.initial[clip].to(x_t), x_t], dim=2)
+        return self.inner(x, sigma, context, clip=clip, **kw)[:, :, 1:]
+
+
+def noised_initial(x: torch.Tensor, seed_offset: int = 0) -> torch.Tensor:
+    fca = _pack()["fca"]
+    first = x[:, :, :1]
+    noise = torch.stack([torch.randn(first.shape[1:], generator=torch.Generator().manual_seed(seed_offset + i))
+                         for i in range(x.shape[0])])
+    return fca.noised_initial_frames(first, noise, 1)
+
+
+# ----------------------------------------------------------------------------------------------------
+
+
+def _row(name, runs, keys, extra=""):
+    return aid_tvp._row_text(name, runs, keys) + extra
+
+
+def side_by_side(path: str, results: dict, params: dict, keys) -> None:
+    """AID's rows (from aid_tvp's --json) and FCA's in one table: the same task, sets, metrics and noise floor;
+    different frozen bases (AID: an image-to-video SVD; FCA: a text-to-video Wan)."""
+    with open(path) as f:
+        aid = json.load(f)
+    print("\nAID (frozen tiny SVD, image-to-video) and FCA (frozen tiny Wan, text-to-video), same data and metrics "
+          f"(AID's noise floor {aid.get('noise_floor', float('nan')):.1f}):")
+    print(f"| {'method':<34} | {'FD (lower better)':>15} | {'instruction acc.':>15} | {'all phases right':>15} | "
+          f"{'first-frame PSNR':>15} | {'future MSE':>15} | {'params':>9} |")
+    print("|" + "---|" * 7)
+    rows = [(f"AID: {k}", v, aid.get("params", {}).get(k)) for k, v in aid["rows"].items()]
+    rows += [(f"FCA: {k}", v, params.get(k)) for k, v in results.items() if k not in ("repeat the first frame",)]
+    for name, runs, n in rows:
+        count = "" if n is None else f"{int(n):,}"
+        print(aid_tvp._row_text(f"{name:<34}"[:34], runs, keys) + f" {count:>9} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smaller sets, fewer steps, one seed (about two minutes)")
+    ap.add_argument("--seeds", type=int, default=None)
+    ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--aid-json", default=None, help="the --json output of benchmarks/aid_tvp.py (same sizes): "
+                    "print AID's rows and FCA's in one table")
+    ap.add_argument("--verbose", action="store_true", help="print training progress")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: several threads on a shared CPU are "
+                    "much slower)")
+    ap.add_argument("--base-cache", default=None, help="a folder to keep the pretrained base in (safetensors) and "
+                    "reuse on the next run with the same settings")
+    args = ap.parse_args()
+    global VERBOSE
+    VERBOSE = args.verbose
+    torch.set_num_threads(args.threads)
+    t_start = time.time()
+    quick = args.quick
+    seeds = args.seeds or (1 if quick else 3)
+    sizes = dict(broad=128, train=24, heldout=32) if quick else dict(broad=512, train=48, heldout=64)
+    base_steps, ad_steps, sample_steps = (150, 60, 6) if quick else (1200, 250, 10)
+    bench = tvp.make_benchmark(seed=0, **sizes)
+    pk = _pack()
+    simda, attach, host_mod, registry = pk["simda"], pk["attach"], pk["host_mod"], pk["registry"]
+    frames = bench.train.videos.shape[1]
+
+    # 1. the frozen base: text-to-video on the broad set, captions from the plans
+    model = tiny_wan(seed=0)
+    host = host_mod.describe(model)
+    net = model.model.diffusion_model
+    set_latent_format(bench.broad.videos)
+    x_broad = to_model(bench.broad.videos)
+    shape = x_broad.shape[1:]
+    captions = [broad_caption(p) for p in bench.broad.plans]
+    fwd = simda.AdapterForward(model, "flow", text_conditions(captions), host)
+    base_params = sum(p.numel() for p in net.parameters())
+    cached = None
+    if args.base_cache:
+        from safetensors.torch import load_file, save_file
+
+        cached = os.path.join(args.base_cache, f"fca_tvp_base_{base_steps}_{len(bench.broad)}_{DIM}x{LAYERS}.safetensors")
+    if cached and os.path.isfile(cached):
+        net.load_state_dict(load_file(cached))
+        print(f"base: loaded {cached}", flush=True)
+    else:
+        net.requires_grad_(True)
+        t0 = time.time()
+        res = train(net, fwd, x_broad, base_steps, 8, 0, dict(warmup_steps=50, grad_clip=1.0), lr=1e-3, drop=0.1)
+        net.requires_grad_(False)
+        print(f"base: Wan {LAYERS} blocks x {DIM}, {base_params:,} parameters, {base_steps} steps in "
+              f"{time.time() - t0:.0f} s, loss {statistics.fmean(res.losses[:20]):.3f} -> "
+              f"{statistics.fmean(res.losses[-20:]):.3f}; e.g. caption {captions[0]!r}", flush=True)
+        if cached:
+            os.makedirs(args.base_cache, exist_ok=True)
+            save_file({k: v.contiguous() for k, v in net.state_dict().items()}, cached)
+
+    held = bench.heldout
+    ref_feats = tvp.clip_features(bench.reference.videos)
+    floor = tvp.noise_floor(tvp.clip_features(held.videos), ref_feats)
+    x_train, x_held = to_model(bench.train.videos), to_model(held.videos)
+    keys = ("fd", "instruction_score", "instruction_all_phases", "first_frame_psnr", "future_mse")
+    results: dict[str, list] = {}
+    params, cost = {}, {}
+
+    def evaluate(lat):
+        return aid_tvp.evaluate(from_model(lat), held, ref_feats)
+
+    results["repeat the first frame"] = [tvp.summary(tvp.repeat_first_frame(held.first_frames, frames), held.plans,
+                                                     held.videos, ref_feats)]
+    held_text = text_conditions(held.instructions)
+    base_fwd = simda.AdapterForward(model, "flow", held_text, host)
+    timer: list = []
+    results["frozen base alone (text only)"] = [evaluate(sample(base_fwd, len(held), shape, sample_steps, CFG, seed=s,
+                                                                timer=timer)) for s in range(seeds)]
+    cost["frozen base alone (text only)"] = [(None, statistics.median(timer))]
+    print(_row("frozen base alone (text only)", results["frozen base alone (text only)"], keys), flush=True)
+
+    recipe = registry.training_recipe("fca", ad_steps)
+    train_text = text_conditions(bench.train.instructions)
+    held_fca = text_conditions(held.instructions, initial_frame_extras(x_held))
+    fca_cfg = lambda over: {**FCA_BASE, "frames": frames, **over}  # noqa: E731
+    full_params = attach.new_adapters("fca", model, fca_cfg(ROWS[FULL])).num_trainable_parameters()
+    linears = lora_linears(net)
+    rank = lora_rank_for(full_params, linears)
+    passes = {}
+    for name, over in ROWS.items():
+        runs = []
+        for seed in range(seeds):
+            torch.manual_seed(seed)
+            if over is None:  # LoRA
+                lora = LoRA(linears, rank)
+                lora.hook(linears)
+                adapters, patched = lora, model
+                fwd = PrependInitialFrame(simda.AdapterForward(model, "flow", train_text, host), noised_initial(x_train))
+                hfwd = PrependInitialFrame(simda.AdapterForward(model, "flow", held_text, host),
+                                           noised_initial(x_held, seed_offset=0))
+            else:
+                adapters = attach.new_adapters("fca", model, fca_cfg(over))
+                patched = attach.attach_adapters(model, adapters)
+                fwd = simda.AdapterForward(patched, "flow", train_text, host, adapters=adapters)
+                hfwd = simda.AdapterForward(patched, "flow", held_fca, host, adapters=adapters)
+            t0 = time.process_time()
+            train(adapters, fwd, x_train, ad_steps, 4, seed, recipe, clean=over is not None)
+            train_s = (time.process_time() - t0) / ad_steps
+            adapters.requires_grad_(False)
+            before = getattr(adapters, "initial_frame_passes", 0)
+            timer = []
+            lat = sample(hfwd, len(held), shape, sample_steps, CFG, seed=seed, timer=timer)
+            passes[name] = getattr(adapters, "initial_frame_passes", 0) - before
+            runs.append(evaluate(lat))
+            params[name] = sum(p.numel() for p in adapters.parameters())
+            cost.setdefault(name, []).append((train_s, statistics.median(timer)))
+            if over is None:
+                lora.unhook()
+        results[name] = runs
+        print(_row(name, runs, keys), f"({time.time() - t_start:.0f} s)", flush=True)
+
+    print()
+    print(f"FCA on the miniature TVP task: {len(bench.train)} training clips, {len(held)} held-out, {frames} frames "
+          f"of 32x32 (latent 48 x {frames} x 8 x 8); frozen tiny Wan ({LAYERS} blocks x {DIM}, {base_params:,} "
+          f"parameters) pretrained {base_steps} steps on {len(bench.broad)} broad clips; adapters {ad_steps} steps "
+          f"(lr {LR:g}, {recipe['lr_schedule']}, warm-up {recipe['warmup_steps']}, betas {recipe['betas'][0]:g}/"
+          f"{recipe['betas'][1]:g}, clip {recipe['grad_clip']:g}, batch 4); Euler {sample_steps} steps, CFG {CFG:g}; "
+          f"{seeds} seed(s) (mean ± spread over adapter-training seeds and sampling noise)")
+    print(f"FD noise floor (held-out vs second held-out set): {floor:.1f}")
+    print()
+    print(f"| {'method':<34} | {'FD (lower better)':>15} | {'instruction acc.':>15} | {'all phases right':>15} | "
+          f"{'first-frame PSNR':>15} | {'future MSE':>15} | {'params':>9} |")
+    print("|" + "---|" * 7)
+    for name, runs in results.items():
+        n = params.get(name)
+        count = "" if n is None else f"{n:,}"
+        print(aid_tvp._row_text(f"{name:<34}"[:34], runs, keys) + f" {count:>9} |")
+    print()
+    print("Cost (CPU process time, this run; one sampling step = cond + uncond on a batch of 16 clips):")
+    base_step = cost["frozen base alone (text only)"][0][1]
+    print(f"  {'frozen base alone (text only)':<34} {'':>10}            {1000 * base_step:6.1f} ms per sampling step (1.00)")
+    for name in ROWS:
+        tr_s = statistics.fmean(c[0] for c in cost[name])
+        st = statistics.fmean(c[1] for c in cost[name])
+        extra = f", {passes[name]} initial-frame passes per sampling run" if name != "LoRA (params matched)" else \
+            f", rank {rank}, {frames + 1} latent frames per pass"
+        print(f"  {name:<34} {params[name]:>10,} params, {1000 * tr_s:6.0f} ms per training step, "
+              f"{1000 * st:6.1f} ms per sampling step ({st / base_step:.2f}){extra}")
+    if args.aid_json:
+        side_by_side(args.aid_json, results, params, keys)
+    print(f"\ntotal {time.time() - t_start:.0f} s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rows": results, "noise_floor": floor, "params": params, "cost": cost, "lora_rank": rank,
+                       "settings": dict(quick=quick, seeds=seeds, base_steps=base_steps, adapter_steps=ad_steps,
+                                        sample_steps=sample_steps, cfg=CFG, **sizes)}, f, indent=1, default=float)
+
+
+if __name__ == "__main__":
+    main()
