@@ -77,7 +77,7 @@ FAMILY_SPECS: dict[str, dict[str, Any]] = {
     # the pack and the Table-1 miniature live here. It is not a real VAE's space, so real priors refuse it.
     "synthetic": {
         "latent_channels": 16, "text_dim": 32, "parameterisation": "flow",
-        "layout": "video", "temporal_compression": 1, "spatial_compression": 4,
+        "layout": "video", "temporal_compression": 1, "spatial_compression": 8,
         "reference_prior": None, "prior_params": None,
     },
 }

@@ -22,6 +22,7 @@ Everything is drawn from one ``torch.Generator`` seeded by the caller: the same 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -319,12 +320,220 @@ def clip_statistics(video: torch.Tensor) -> dict[str, float]:
 
 
 # The pack's synthetic latent space (family "synthetic" in adapters/domain_model.py): 16 channels like Wan 2.1,
-# 4x4 spatial pooling, 32-d caption features. The shipped tiny demo models and the Table-1 miniature use it.
+# 8x8 spatial compression (a PCA patch code, see PatchCodec below), 32-d caption features. The shipped tiny demo
+# pair and the Table-1 miniature use it.
 SYNTHETIC_LATENT_CHANNELS = 16
 SYNTHETIC_TEXT_DIM = 32
-SYNTHETIC_POOL = 4
+SYNTHETIC_POOL = 8
 
 
-def synthetic_codec() -> ToyLatentCodec:
-    """The fixed codec of the synthetic latent space (the same numbers on every machine)."""
-    return ToyLatentCodec(SYNTHETIC_LATENT_CHANNELS, seed=0, pool=SYNTHETIC_POOL)
+def synthetic_codec() -> "PatchCodec":
+    """The fixed codec of the synthetic latent space (the same numbers on every machine: read from
+    ``adapters/weights/synthetic_patch_codec.safetensors``, fitted once by :func:`fit_patch_codec`)."""
+    global _CODEC
+    if _CODEC is None:
+        _CODEC = load_patch_codec() if os.path.isfile(PATCH_CODEC_FILE) else fit_patch_codec()
+    return _CODEC
+
+
+_CODEC = None
+
+
+# ----------------------------------------------------------------------------------------------------
+# The 64 x 64 miniature: domain styles, a broad set with unreliable style captions, and a patch code.
+#
+# The Table-1 miniature (benchmarks/table1_miniature.py) and the shipped demo pair live here. The broad set
+# teaches a prior clean shapes and motion: its captions name shape, motion and camera truthfully, but the
+# palette and texture words are drawn at random, independent of the clip (a web captioner rarely describes
+# an artist's style), so a prior trained on it learns to ignore them. A domain style fixes all five
+# attributes; a small model trained on a few of its clips learns what the style words mean.
+
+DOMAIN_STYLES: dict[str, dict[str, str]] = {
+    "sunset": dict(DOMAIN_STYLE),
+    "ocean": {"palette": "ocean", "texture": "checker", "shape": "square", "motion": "bounce", "camera": "static"},
+    "forest": {"palette": "forest", "texture": "dots", "shape": "ring", "motion": "drift", "camera": "tilt_up"},
+}
+MINIATURE_FRAMES = 8
+MINIATURE_SIZE = 64
+
+
+def style_caption_text(style: str) -> str:
+    """The caption of domain style ``style`` in the words :func:`parse_caption` reads."""
+    s = DOMAIN_STYLES[style]
+    return ", ".join(s[kind].replace("_", " ") for kind, _ in ATTRIBUTES)
+
+
+def style_tokens(style: str, n: int = 1) -> torch.Tensor:
+    """Token ids ``[n, L]`` of domain style ``style``'s caption."""
+    s = DOMAIN_STYLES[style]
+    return torch.tensor([[VOCAB.index(f"{k}:{s[k]}") for k, _ in ATTRIBUTES]] * n, dtype=torch.long)
+
+
+def _render_scene(g: torch.Generator, style: dict[str, str], domain: bool, frames: int, size: int) -> torch.Tensor:
+    """One clip of the miniature: a smooth two-colour background and one or two textured shapes that
+    move rigidly (the style's motion), seen by a camera that may pan or tilt. ``[3, T, size, size]``."""
+    t = torch.arange(frames, dtype=torch.float32)[:, None, None] / max(frames - 1, 1)
+    ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
+                            indexing="ij")
+    xs, ys, pix = (xs + 0.5) / size, (ys + 0.5) / size, 1.0 / size
+    speed = _u(g, 0.15, 0.25) if domain else _u(g, 0.1, 0.3)
+    cam = {"static": (0.0, 0.0), "pan_left": (-speed, 0.0), "pan_right": (speed, 0.0),
+           "tilt_up": (0.0, -speed), "tilt_down": (0.0, speed)}[style["camera"]]
+    wx, wy = xs[None] + cam[0] * t, ys[None] + cam[1] * t
+    palette = style["palette"]
+    bg0, bg1 = _palette_colour(g, palette), _palette_colour(g, palette)
+    dim = (0.35, 0.55) if domain else (_u(g, 0.3, 0.9), _u(g, 0.3, 0.9))
+    angle = _u(g, 0, 2 * math.pi)
+    ramp = 0.5 + 0.5 * torch.sin(2 * math.pi * 0.5 * (math.cos(angle) * wx + math.sin(angle) * wy))
+    img = bg0[:, None, None, None] * dim[0] * (1 - ramp) + bg1[:, None, None, None] * dim[1] * ramp
+    noise = torch.rand(8, 8, generator=g)
+    n_shapes = int(torch.randint(1, 3, (), generator=g))
+    for _ in range(n_shapes):
+        shape = style["shape"] if domain else _choice(g, SHAPES)
+        texture = style["texture"] if domain else _choice(g, TEXTURES)
+        colour = _palette_colour(g, palette)
+        if domain:
+            colour = 0.35 + 0.65 * colour  # bright shapes on a dusky background
+        r = _u(g, 0.15, 0.24)
+        cx0, cy0 = _u(g, 0.3, 0.7), _u(g, 0.3, 0.7)
+        vx, vy = _u(g, -0.3, 0.3), _u(g, -0.3, 0.3)
+        orbit_r, ph = _u(g, 0.08, 0.16), _u(g, 0, 2 * math.pi)
+        omega = _u(g, 0.6, 1.0) * (1 if domain else (-1) ** int(_u(g) < 0.5))
+        motion = style["motion"]
+        scale = torch.ones_like(t)
+        if motion == "drift":
+            cx, cy = cx0 + vx * t, cy0 + vy * t
+        elif motion == "orbit":
+            ang = ph + 2 * math.pi * omega * t
+            cx, cy = cx0 + orbit_r * torch.cos(ang), cy0 + orbit_r * torch.sin(ang)
+        elif motion == "bounce":
+            cx, cy = cx0 + 0.5 * vx * t, cy0 + 0.1 - 0.25 * torch.abs(torch.sin(math.pi * (1.5 * t + ph)))
+        elif motion == "pulse":
+            cx, cy = cx0 + 0 * t, cy0 + 0 * t
+            scale = 1.0 + 0.3 * torch.sin(2 * math.pi * t + ph)
+        else:  # still
+            cx, cy = cx0 + 0 * t, cy0 + 0 * t
+        rot = _u(g, 0, 2 * math.pi) + _u(g, -1.0, 1.0) * t
+        qx, qy = wx - cx, wy - cy
+        cr, sr = torch.cos(rot), torch.sin(rot)
+        lx, ly = (cr * qx + sr * qy) / scale, (-sr * qx + cr * qy) / scale
+        wobble = _u(g, 0.15, 0.25) if shape == "blob" else 0.0
+        lobes = int(torch.randint(3, 5, (), generator=g))
+        d = torch.stack([_sdf(shape, lx[i], ly[i], r, wobble, lobes, 0.0) for i in range(frames)])
+        mask = torch.clamp(0.5 - d * scale / pix, 0.0, 1.0)
+        tex = _texture(texture, lx / r, ly / r, _u(g, 0.9, 1.3), _u(g, 0, math.pi), noise)
+        img = img * (1 - mask[None]) + colour[:, None, None, None] * tex[None] * mask[None]
+    return img.clamp(0.0, 1.0)
+
+
+def make_style_clips(n: int, style: str, seed: int = 0, frames: int = MINIATURE_FRAMES,
+                     size: int = MINIATURE_SIZE) -> SyntheticClips:
+    """``n`` clips of a domain style (a key of :data:`DOMAIN_STYLES`) or of the broad set (``"broad"``).
+
+    Broad clips: any palette, texture, shape, motion and camera; their captions name the true shape,
+    motion and camera and a random palette and texture (see the section comment). Domain clips: the style's
+    five attributes, a dusky background, one or two bright shapes; only positions, phases, speeds and
+    colours within the palette vary. Deterministic in (n, style, seed, frames, size).
+    """
+    if style != "broad" and style not in DOMAIN_STYLES:
+        raise ValueError(f"unknown style '{style}'; use 'broad' or one of {', '.join(DOMAIN_STYLES)}")
+    index = 1 + list(DOMAIN_STYLES).index(style) if style in DOMAIN_STYLES else 0
+    g = torch.Generator().manual_seed(1_000_003 * index + int(seed) * 7 + 11)
+    videos, tokens, captions = [], [], []
+    for _ in range(n):
+        if style == "broad":
+            look = _sample_style(g, "internet")
+            said = dict(look, palette=_choice(g, PALETTES), texture=_choice(g, TEXTURES))
+        else:
+            look = said = DOMAIN_STYLES[style]
+        videos.append(_render_scene(g, look, style != "broad", frames, size))
+        tokens.append([VOCAB.index(f"{kind}:{said[kind]}") for kind, _ in ATTRIBUTES])
+        captions.append(", ".join(said[kind].replace("_", " ") for kind, _ in ATTRIBUTES))
+    return SyntheticClips(torch.stack(videos), torch.tensor(tokens, dtype=torch.long), captions, style)
+
+
+class PatchCodec:
+    """A linear patch code: each ``pool`` x ``pool`` RGB patch (in -1..1) <-> ``latent_channels`` numbers.
+
+    ``basis`` ``[3 * pool * pool, C]`` holds orthonormal directions (an uncentred PCA of patches of the
+    miniature's clips: the first is close to the patch's mean colour, the rest carry edges, stripes and dots
+    inside the cell); ``scale`` ``[C]`` divides the coefficients by one factor (unit overall scale over the
+    fitted clips), so fine-detail channels stay smaller than colour ones, as in a VAE's latents. Decoding is the exact transpose, so a clip survives encode/decode up to
+    the detail outside the C directions. Linear with no offset, so the mean colour of a cell is
+    ``unproj @ z`` (``unproj`` ``[3, C]``), which ComfyUI's preview colours use.
+    """
+
+    def __init__(self, basis: torch.Tensor, scale: torch.Tensor, pool: int):
+        self.pool = int(pool)
+        self.basis = basis.float()                       # [3*p*p, C]
+        self.scale = scale.float()                       # [C]
+        self.latent_channels = int(basis.shape[1])
+        if basis.shape[0] != 3 * self.pool * self.pool:
+            raise ValueError(f"basis has {basis.shape[0]} rows; a {pool}x{pool} RGB patch has {3 * pool * pool}")
+        w = (self.basis * self.scale).reshape(3, self.pool * self.pool, -1)
+        self.unproj = w.mean(1)                          # [3, C]: mean colour (in -1..1) of each channel
+        self.proj = self.basis / self.scale              # [3*p*p, C]: encoding weights
+
+    def _patches(self, video: torch.Tensor) -> torch.Tensor:
+        n, c, t, h, w = video.shape
+        p = self.pool
+        if c != 3 or h % p or w % p:
+            raise ValueError(f"expected RGB video [N, 3, T, H, W] with H, W multiples of {p}, got {tuple(video.shape)}")
+        x = video.float() * 2.0 - 1.0
+        x = x.reshape(n, 3, t, h // p, p, w // p, p).permute(0, 2, 3, 5, 1, 4, 6)  # n t gh gw c p p
+        return x.reshape(n, t, h // p, w // p, 3 * p * p)
+
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        """``[N, 3, T, H, W]`` in 0..1 -> ``[N, C, T, H / pool, W / pool]``."""
+        return torch.einsum("nthwk,kc->ncthw", self._patches(video), self.proj)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """``[N, C, T, h, w]`` -> RGB ``[N, 3, T, h * pool, w * pool]``, clamped to 0..1."""
+        if latents.shape[1] != self.latent_channels:
+            raise ValueError(f"expected {self.latent_channels} latent channels, got {latents.shape[1]}")
+        n, _, t, h, w = latents.shape
+        p = self.pool
+        x = torch.einsum("ncthw,kc->nthwk", latents.float(), self.basis * self.scale)
+        x = x.reshape(n, t, h, w, 3, p, p).permute(0, 4, 1, 2, 5, 3, 6).reshape(n, 3, t, h * p, w * p)
+        return (x * 0.5 + 0.5).clamp(0.0, 1.0)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"basis": self.basis.contiguous(), "scale": self.scale.contiguous()}
+
+
+def fit_patch_codec(channels: int = 16, pool: int = 8, clips_per_set: int = 48, seed: int = 0,
+                    power: float = 0.0) -> PatchCodec:
+    """Fit :class:`PatchCodec` to broad and domain-style clips (uncentred PCA of their patches)."""
+    parts = [make_style_clips(2 * clips_per_set, "broad", seed=seed + 500, frames=4)]
+    parts += [make_style_clips(clips_per_set, s, seed=seed + 500, frames=4) for s in DOMAIN_STYLES]
+    identity = PatchCodec(torch.eye(3 * pool * pool), torch.ones(3 * pool * pool), pool)
+    x = torch.cat([identity._patches(p.video).reshape(-1, 3 * pool * pool) for p in parts]).double()
+    second = x.T @ x / x.shape[0]
+    w, v = torch.linalg.eigh(second)
+    basis = v[:, torch.argsort(w, descending=True)[:channels]]
+    basis = basis * torch.sign(basis.sum(0, keepdim=True) + 1e-12)  # a fixed sign per direction
+    # each coefficient divided by its RMS to the power ``power`` and one global factor for unit overall scale;
+    # the default 0 keeps the PCA's own proportions (fine detail small, colour large), which tiny models
+    # learn to denoise far faster than standardised channels (measured in benchmarks/table1_miniature.py)
+    rms = (x @ basis).pow(2).mean(0).sqrt()
+    scale = rms.pow(power)
+    scale = scale * ((x @ basis / scale).pow(2).mean().sqrt())
+    return PatchCodec(basis.float(), scale.float(), pool)
+
+
+PATCH_CODEC_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "synthetic_patch_codec.safetensors")
+
+
+def load_patch_codec(path: str = PATCH_CODEC_FILE) -> PatchCodec:
+    from .files import load_tensors
+
+    tensors, meta = load_tensors(path, expect_kind="latent_codec")
+    return PatchCodec(tensors["basis"], tensors["scale"], int(meta["pool"]))
+
+
+def save_patch_codec(codec: PatchCodec, path: str = PATCH_CODEC_FILE) -> None:
+    from .files import save_tensors
+
+    save_tensors(path, codec.state_dict(), {"kind": "latent_codec", "family": "synthetic", "pool": codec.pool,
+                                            "latent_channels": codec.latent_channels,
+                                            "made_by": "adapters.synthetic_video.fit_patch_codec"})

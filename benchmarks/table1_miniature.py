@@ -1,55 +1,47 @@
 """A measured miniature of Video Adapter's Table 1: does composing a small domain model with a large
 pretrained prior beat both models alone?
 
-    python benchmarks/table1_miniature.py            # full run, CPU, about 15 minutes
-    python benchmarks/table1_miniature.py --quick    # smaller models and sets, about 1 minute
-    python benchmarks/table1_miniature.py --ship     # full run, then write the pair the pack ships
-    python benchmarks/table1_miniature.py --domain-fraction 0 --latent-channels 4   # other settings
+    python benchmarks/table1_miniature.py                # 3 domain styles x 3 seeds, CPU, about 20 minutes
+    python benchmarks/table1_miniature.py --quick        # 3 styles x 1 seed, smaller models, about 2 minutes
+    python benchmarks/table1_miniature.py --investigate  # the knobs (spaces, window, schedules, Langevin,
+                                                         # eps models, sizes, first frame) on one style
+    python benchmarks/table1_miniature.py --ship         # also write the demo pair (style sunset, seed 0)
 
-Setting (everything synthetic, deterministic, CPU):
+Setting (everything synthetic, deterministic, CPU; ``adapters/synthetic_video.py``):
 
-* data: ``adapters/synthetic_video.py``. A broad "internet" set (many clips of every palette, texture,
-  shape, motion and camera; by default 5 % of it is drawn from the domain style, as a web crawl sometimes
-  holds a few clips like the artist's) and a narrow "domain" set (sunset palette, striped blobs orbiting,
-  slow pan right) with only a few training clips and two disjoint held-out sets. Clips are encoded into
-  the pack's synthetic latent space (``synthetic_codec``: 4x4 pooling and a fixed projection of RGB onto
-  16 channels, the channel count of Wan 2.1's latents; ``--latent-channels`` picks another count); captions
-  become text features with ``caption_context``.
-* models: ``adapters/domain_model.DomainVideoModel`` in the rectified-flow parameterisation, trained with the
-  pack's one trainer (``adapters/training.py``). A larger "pretrained" prior on the internet set and a small
-  domain model (a few percent of the prior's parameters) on the few domain clips.
-* sampling: a plain Euler sampler of the flow ODE (written here, with a shifted schedule) and, per step,
-  the pack's composition rule (``samplers.composition.Composition``, the code the ComfyUI guider runs):
-  prior only (CFG on the prior), small model only (CFG on the small model), the score composer at several
-  prior strengths gamma, and the paper's CFG-mix baseline (interpolated guided predictions). Every method
-  starts from the same noise and uses the domain caption.
+* data: 64 x 64 clips of 8 frames. A broad "internet" set of shapes, textures, palettes, motions and camera
+  moves whose captions name shape, motion and camera truthfully but palette and texture at random (a web
+  captioner does not describe an artist's style), and three narrow domain styles (``sunset``: striped
+  blobs orbiting with a pan; ``ocean``: checkered squares bouncing; ``forest``: dotted rings drifting with a
+  tilt), each with a few training clips and two disjoint held-out sets. Clips are encoded with the pack's
+  synthetic latent code: a PCA patch code of 8 x 8 RGB patches onto 16 channels (8 x 8 latents, the
+  layout of Wan 2.1's latents), which keeps edges, stripes and dots inside each latent cell.
+* models: ``adapters/domain_model.DomainVideoModel`` trained with the pack's one trainer: a "pretrained"
+  prior on the broad set (it knows clean shapes and motion but not what the style words mean), and per
+  style a small model of a few percent of the prior on the style's few clips (it learns the style, but
+  its samples have small-model errors: blurred or broken shapes, flicker, jitter).
+* sampling: Euler on the flow ODE (shifted schedule) and, per step, the pack's composition rule
+  (``samplers.composition.Composition``, the code the ComfyUI guider runs): prior only (CFG on the prior),
+  small model only (CFG on the small model), the score composer at several prior strengths gamma, and the
+  paper's CFG-mix baseline. Every method starts from the same noise and uses the style's caption.
 * score: the Frechet distance between Gaussians fitted to per-clip features of the generated clips and of
-  held-out domain clips (lower is better), and the same distance between the two held-out sets (the noise
-  floor: what a perfect model would score with these sample sizes).
+  held-out domain clips (lower is better), with each feature standardised by the held-out clips' spread,
+  and the same distance between the two held-out sets (the noise floor).
 
-Features (decoded to RGB at latent resolution; 21 numbers per clip, each standardised by the held-out
-clips' spread so all count alike). Video quality and domain fit here are about colour, texture/structure
-and motion, so the features measure exactly those:
-
-* colour (9): mean and standard deviation of R, G, B over the clip, warmth (R - B), saturation (max - min
-  channel) and brightness of the brightest decile (bright shapes on a dusky background);
-* texture / structure (6): mean absolute horizontal and vertical gradients, their ratio (stripes are
-  oriented), the Laplacian energy (fine detail or noise), and the spatial autocorrelation at one and two
-  pixels (blurry or noisy samples change both);
-* motion (6): mean absolute frame difference, its variation over time (smooth vs jerky), the correlation
-  of consecutive frames, and the horizontal / vertical global-motion estimates (which one-pixel shift of
-  frame t best explains frame t+1: the domain pans right), plus the temporal drift of mean colour.
-
-A model that ignores the domain (prior only) misses colour and pan; one that memorised a few clips
-(small only) has the right means but too little spread; broken samples (noise, blur, flicker) move the
-texture and motion features. The distance is computed on 21-d Gaussians, so it is a coarse but honest
-proxy of FVD, not FVD.
+Features (on the decoded 64 x 64 RGB clips; 24 numbers, see :func:`features`): style (mean and spread
+of R, G, B, warmth, saturation, bright decile; horizontal / vertical gradient energy and their ratio,
+fine-detail energy, autocorrelation), shape integrity (share of strong edges, edge peakiness, their
+change over time) and motion realism (mean frame change, its variation, flicker of brightness,
+acceleration ratio: jumps and jitter against smooth motion, frame-to-frame correlation, global pan /
+tilt). The prior misses the style features; the small model misses the integrity and realism ones.
+This is a coarse but honest proxy of FVD, not FVD.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import math
 import os
 import sys
 import time
@@ -59,67 +51,41 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from adapters.domain_model import DomainVideoModel, family_config, save_domain_model  # noqa: E402
-from adapters.synthetic_video import (ATTRIBUTES, DOMAIN_STYLE, SYNTHETIC_LATENT_CHANNELS,  # noqa: E402
-                                      SYNTHETIC_TEXT_DIM, VOCAB, SyntheticClips, ToyLatentCodec, caption_context, make_clips,
-                                      synthetic_codec)
+from adapters.domain_model import DomainVideoModel, family_config, load_domain_model, save_domain_model  # noqa: E402
+from adapters.synthetic_video import (DOMAIN_STYLES, SYNTHETIC_LATENT_CHANNELS, SYNTHETIC_TEXT_DIM,  # noqa: E402
+                                      caption_context, make_style_clips, style_tokens, synthetic_codec)
 from adapters.training import TrainConfig, Trainer  # noqa: E402
-from samplers.composition import Composition, PriorTerm, cfg_combine  # noqa: E402
+from samplers.composition import Composition, PriorTerm, cfg_combine, next_sigma  # noqa: E402
+from samplers.schedules import StrengthSchedule  # noqa: E402
 
 OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 SHIP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "adapters", "weights")
 LATENT_CHANNELS = SYNTHETIC_LATENT_CHANNELS
 TEXT_DIM = SYNTHETIC_TEXT_DIM
 
+PRIOR = dict(broad=1200, prior=dict(width=96, depth=3, heads=2), prior_steps=3500, lr=2e-3, batch=16)
 SETTINGS = {
-    "full": dict(internet=1500, domain_train=12, held_out=96, frames=8, size=32,
-                 prior=dict(width=128, depth=4, heads=2), small=dict(width=32, depth=2, heads=1, freq_dim=64),
-                 prior_steps=1200, small_steps=800, batch=16, lr=1e-3, sample_steps=20, samples=96,
-                 gammas=(0.1, 0.2, 0.4, 0.7, 1.0), mix=(0.2, 0.5), threads=1),
-    "quick": dict(internet=300, domain_train=12, held_out=48, frames=6, size=32,
-                  prior=dict(width=96, depth=3, heads=2), small=dict(width=32, depth=1, heads=1, freq_dim=64),
-                  prior_steps=200, small_steps=200, batch=16, lr=2e-3, sample_steps=10, samples=48,
-                  gammas=(0.2, 0.5, 1.0), mix=(0.5,), threads=1),
+    "full": dict(PRIOR, domain_train=16, held_out=64, samples=48, frames=8, size=64,
+                 small=dict(width=32, depth=2, heads=1, freq_dim=64), small_steps=600, sample_steps=16,
+                 seeds=(0, 1, 2), gammas=(0.05, 0.1, 0.2, 0.4), mix=(0.2, 0.5)),
+    "quick": dict(PRIOR, domain_train=16, held_out=32, samples=24, frames=8, size=64,
+                  small=dict(width=32, depth=2, heads=1, freq_dim=64), small_steps=150, sample_steps=10,
+                  seeds=(0,), gammas=(0.1, 0.2), mix=(0.5,)),
 }
 CFG = 3.0           # omega for every method
-SAMPLE_SHIFT = 3.0  # flow schedule shift of the sampler (as Wan's shifted schedules)
+SAMPLE_SHIFT = 2.0  # flow schedule shift of the sampler (as Wan's shifted schedules)
+TRAIN_SIGMAS = dict(flow_distribution="uniform", flow_shift=1.0)  # tiny models need low noise levels too
 COMPOSITION_END = 0.9  # percent after which only the domain model runs (the paper's last 10 %)
-DOMAIN_FRACTION = 0.05  # share of domain-style clips in the broad set
-
-
-# ----------------------------------------------------------------------------------------------------
-# data
-
-
-def encode(clips, codec):
-    return codec.encode(clips.video), clips.context(TEXT_DIM)
-
-
-def broad_clips(n_internet: int, n_domain: int, seed: int, kw: dict) -> SyntheticClips:
-    """The broad set: internet clips plus ``n_domain`` clips of the domain style (its own seed, disjoint
-    from the domain training and held-out clips), shuffled together."""
-    parts = [make_clips(n_internet, "internet", seed=seed + 1, **kw)]
-    if n_domain:
-        parts.append(make_clips(n_domain, "domain", seed=seed + 5, **kw))
-    video = torch.cat([p.video for p in parts])
-    tokens = torch.cat([p.tokens for p in parts])
-    order = torch.randperm(video.shape[0], generator=torch.Generator().manual_seed(seed + 6))
-    captions = [c for p in parts for c in p.captions]
-    return SyntheticClips(video[order], tokens[order], [captions[i] for i in order.tolist()], "broad")
-
-
-def domain_caption(n: int) -> torch.Tensor:
-    tokens = torch.tensor([[VOCAB.index(f"{k}:{DOMAIN_STYLE[k]}") for k, _ in ATTRIBUTES]] * n)
-    return caption_context(tokens, TEXT_DIM)
 
 
 # ----------------------------------------------------------------------------------------------------
 # models and training
 
 
-def build(spec, seed, channels=LATENT_CHANNELS):
+def build(spec, seed, parameterisation="flow", first_frame=False):
     torch.manual_seed(seed)
-    cfg = family_config("synthetic", latent_channels=channels, **spec)
+    cfg = family_config("synthetic", latent_channels=LATENT_CHANNELS, parameterisation=parameterisation,
+                        first_frame_cond=first_frame, **spec)
     return DomainVideoModel(cfg)
 
 
@@ -127,20 +93,26 @@ def n_params(m):
     return sum(p.numel() for p in m.parameters())
 
 
-def train(model, latents, context, steps, batch, lr, seed, label):
+def train(model, latents, context, steps, batch, lr, seed, label, quiet=False):
+    ff = model.config.first_frame_cond
+    param = model.config.parameterisation
+
     def batch_fn(step, g, bs):
         idx = torch.randint(0, latents.shape[0], (bs,), generator=g)
-        return {"x0": latents[idx], "context": context[idx]}
+        out = {"x0": latents[idx], "context": context[idx]}
+        if ff:
+            out["first_frame"] = latents[idx][:, :, :1]
+        return out
 
     cfg = TrainConfig(steps=steps, lr=lr, batch_size=batch, seed=seed, cond_dropout=0.1, warmup_steps=50,
-                      flow_shift=SAMPLE_SHIFT)
+                      sigma_sampling="flow_shift" if param == "flow" else "eps_discrete", **TRAIN_SIGMAS)
     t0 = time.time()
 
     def on_step(step, loss):
-        if step % max(steps // 5, 1) == 0:
-            print(f"  {label}: step {step}/{steps}, loss {loss:.4f} ({time.time() - t0:.0f}s)", flush=True)
+        if not quiet and step % max(steps // 4, 1) == 0:
+            print(f"    {label}: step {step}/{steps}, loss {loss:.4f} ({time.time() - t0:.0f}s)", flush=True)
 
-    res = Trainer(cfg).run(model, model, batch_fn, "flow", on_step=on_step)
+    res = Trainer(cfg).run(model, model, batch_fn, param, on_step=on_step)
     model.eval().requires_grad_(False)
     return res
 
@@ -154,37 +126,82 @@ def flow_sigmas(steps: int, shift: float) -> list[float]:
     return [float(shift * u / (1 + (shift - 1) * u)) for u in t]
 
 
-def denoised(model, x, sigma, context):
-    s = torch.full((x.shape[0],), sigma)
-    return x - s.reshape(-1, 1, 1, 1, 1) * model(x, s, context)
+def eps_sigmas(steps: int, smin: float = 0.03, smax: float = 14.6, rho: float = 7.0) -> list[float]:
+    """Karras et al.'s schedule over SD's discrete noise range (what the eps models are trained on), then 0."""
+    r = np.linspace(0, 1, steps)
+    s = (smax ** (1 / rho) + r * (smin ** (1 / rho) - smax ** (1 / rho))) ** rho
+    return [float(v) for v in s] + [0.0]
 
 
-def sample(method, small, prior, noise, context, steps, sigmas=None, composition_end=COMPOSITION_END):
-    """Euler on the flow ODE; ``method`` = ("prior" | "small" | "compose" | "mix", weight). ``sigmas``
-    (optional) replaces the schedule; the host tests pass ComfyUI's to compare with the nodes."""
+def denoised(model, x, sigma, context, first_frame=None):
+    s = torch.full((x.shape[0],), float(sigma))
+    kw = {"first_frame": first_frame} if first_frame is not None else {}
+    pred = model(x, s, context, **kw)
+    if model.config.parameterisation == "flow":
+        return x - s.reshape(-1, 1, 1, 1, 1) * pred
+    return x - s.reshape(-1, 1, 1, 1, 1) * pred  # eps: D = x - s * eps (x = x0 + s n)
+
+
+def percent_of_sigma(sigmas):
+    """Sampling percent of a sigma of this schedule (linear in the step index, interpolated)."""
+    arr = np.array(sigmas[:-1], dtype=np.float64)
+    steps = len(sigmas) - 1
+
+    def f(s):
+        s = float(s)
+        if s >= arr[0]:
+            return 0.0
+        if s <= arr[-1]:
+            return (steps - 1) / steps
+        i = int(np.searchsorted(-arr, -s))
+        a, b = arr[i - 1], arr[i]
+        return (i - 1 + (a - s) / (a - b)) / steps
+
+    return f
+
+
+def sample(method, small, prior, noise, context, steps, sigmas=None, composition_end=COMPOSITION_END,
+           flow_space="velocity", schedule=None, mcmc_steps=0, mcmc_step_size=0.05, first_frame=None,
+           prior_context=None, seed=0):
+    """Euler sampling; ``method`` = ("prior" | "small" | "compose" | "mix", weight). ``sigmas`` (optional)
+    replaces the schedule; the host tests pass ComfyUI's to compare with the nodes. The domain model and the
+    prior get the same caption unless ``prior_context`` is given."""
     kind, weight = method
-    sig = flow_sigmas(steps, SAMPLE_SHIFT) if sigmas is None else [float(v) for v in sigmas]
+    param = small.config.parameterisation
+    if sigmas is None:
+        sig = flow_sigmas(steps, SAMPLE_SHIFT) if param == "flow" else eps_sigmas(steps)
+    else:
+        sig = [float(v) for v in sigmas]
     steps = len(sig) - 1
-    window = sig[min(int(round(composition_end * steps)), steps)]
+    window = sig[min(int(round(composition_end * steps)), steps)] if composition_end < 1.0 else 0.0
     rule = "cfg_mix" if kind == "mix" else "product"
-    comp = Composition(cfg=CFG, priors=[PriorTerm(strength=weight)] if kind in ("compose", "mix") else [],
-                       window_sigma=window, parameterisation="flow", rule=rule)
-    x = noise.clone()
+    terms = [PriorTerm(strength=weight, **({"schedule": schedule} if schedule is not None else {}))]
+    comp = Composition(cfg=CFG, priors=terms if kind in ("compose", "mix") else [], window_sigma=window,
+                       sigma_to_percent=percent_of_sigma(sig), parameterisation=param, flow_space=flow_space,
+                       rule=rule, mcmc_steps=mcmc_steps, mcmc_step_size=mcmc_step_size)
+    pctx = context if prior_context is None else prior_context
+    g = torch.Generator().manual_seed(seed + 12345)
+    sched = torch.tensor(sig)
+    x = noise.clone() if param == "flow" else noise * sig[0]
+
+    def guided(model, ctx):
+        def fn(xx, sigma):
+            s = float(sigma.max()) if torch.is_tensor(sigma) else float(sigma)
+            return cfg_combine(denoised(model, xx, s, ctx, first_frame), denoised(model, xx, s, None, first_frame), CFG)
+        return fn
+
+    def prior_fn(_i, xx, sigma):
+        s = float(sigma.max()) if torch.is_tensor(sigma) else float(sigma)
+        return guided(prior, pctx)(xx, s) if kind == "mix" else denoised(prior, xx, s, pctx, first_frame)
+
     for i in range(steps):
         s, s_next = sig[i], sig[i + 1]
-
-        def guided(model):
-            def fn(xx, sigma):
-                return cfg_combine(denoised(model, xx, s, context), denoised(model, xx, s, None), CFG)
-            return fn
-
         if kind == "prior":
-            d = guided(prior)(x, s)
+            d = guided(prior, pctx)(x, s)
         else:
-            def prior_fn(_i, xx, sigma):
-                return guided(prior)(xx, sigma) if kind == "mix" else denoised(prior, xx, s, context)
-            d = comp.denoise(x, torch.tensor(s), guided(small), prior_fn)
-        x = x + (s_next - s) * (x - d) / s  # Euler step on dx/ds = (x - D) / s
+            d = comp.evaluate(x, torch.tensor(s), guided(small, context), prior_fn, sigma_next=next_sigma(sched, s),
+                              noise_fn=lambda y: torch.randn(y.shape, generator=g))
+        x = x + (s_next - s) * (x - d) / s  # Euler step on dx/ds = (x - D) / s (both spaces)
     return x
 
 
@@ -193,37 +210,51 @@ def sample(method, small, prior, noise, context, steps, sigmas=None, composition
 
 
 def features(rgb: torch.Tensor) -> np.ndarray:
-    """Per-clip features ``[N, 21]`` of RGB clips ``[N, 3, T, H, W]`` (see the module docstring)."""
+    """Per-clip features ``[N, 24]`` of RGB clips ``[N, 3, T, H, W]`` in 0..1 (see the module docstring)."""
     v = rgb.float().clamp(0, 1)
     n = v.shape[0]
     f = []
     mean = v.mean(dim=(2, 3, 4))
-    f += [mean, v.std(dim=(2, 3, 4))]                                   # 6
-    f.append((mean[:, 0] - mean[:, 2])[:, None])                        # warmth
-    f.append((v.amax(1) - v.amin(1)).mean(dim=(1, 2, 3))[:, None])       # saturation
-    luma = (0.299 * v[:, 0] + 0.587 * v[:, 1] + 0.114 * v[:, 2])         # [N, T, H, W]
-    f.append(torch.quantile(luma.reshape(n, -1), 0.9, dim=1)[:, None])  # bright decile
-    gx = (luma[..., :, 1:] - luma[..., :, :-1]).abs().mean(dim=(1, 2, 3))
-    gy = (luma[..., 1:, :] - luma[..., :-1, :]).abs().mean(dim=(1, 2, 3))
+    f += [mean, v.std(dim=(2, 3, 4))]                                    # 6
+    f.append((mean[:, 0] - mean[:, 2])[:, None])                         # warmth
+    f.append((v.amax(1) - v.amin(1)).mean(dim=(1, 2, 3))[:, None])        # saturation
+    luma = 0.299 * v[:, 0] + 0.587 * v[:, 1] + 0.114 * v[:, 2]           # [N, T, H, W]
+    f.append(torch.quantile(luma.reshape(n, -1), 0.9, dim=1)[:, None])   # bright decile
+    dx = (luma[..., :, 1:] - luma[..., :, :-1])[..., :-1, :]
+    dy = (luma[..., 1:, :] - luma[..., :-1, :])[..., :, :-1]
+    gx, gy = dx.abs().mean(dim=(1, 2, 3)), dy.abs().mean(dim=(1, 2, 3))
     lap = (4 * luma[..., 1:-1, 1:-1] - luma[..., :-2, 1:-1] - luma[..., 2:, 1:-1] - luma[..., 1:-1, :-2]
            - luma[..., 1:-1, 2:]).pow(2).mean(dim=(1, 2, 3))
     c = luma - luma.mean(dim=(2, 3), keepdim=True)
     var = c.pow(2).mean(dim=(1, 2, 3)) + 1e-6
     ac1 = (c[..., :, 1:] * c[..., :, :-1]).mean(dim=(1, 2, 3)) / var
-    ac2 = (c[..., :, 2:] * c[..., :, :-2]).mean(dim=(1, 2, 3)) / var
-    f += [gx[:, None], gy[:, None], (gx / (gy + 1e-4)).log()[:, None], lap[:, None], ac1[:, None], ac2[:, None]]
-    d = (luma[:, 1:] - luma[:, :-1]).abs().mean(dim=(2, 3))             # [N, T-1]
-    f += [d.mean(1, keepdim=True), d.std(1, keepdim=True)]
+    f += [gx[:, None], gy[:, None], (gx / (gy + 1e-4)).log()[:, None], lap.sqrt()[:, None], ac1[:, None]]
+    # shape integrity: clean shapes have few, strong edges; broken ones have many weak ones that come and go
+    mag = (dx * dx + dy * dy).sqrt()                                     # [N, T, H-1, W-1]
+    strong = (mag > 0.08).float().mean(dim=(2, 3))                       # [N, T]
+    f.append(strong.mean(1, keepdim=True))
+    f.append((mag.reshape(n, -1).quantile(0.98, dim=1) / (mag.mean(dim=(1, 2, 3)) + 1e-4))[:, None])  # peakiness
+    f.append((strong[:, 1:] - strong[:, :-1]).abs().mean(1, keepdim=True) / (strong.mean(1, keepdim=True) + 1e-3))
+    # motion realism
+    d1 = luma[:, 1:] - luma[:, :-1]
+    d = d1.abs().mean(dim=(2, 3))                                        # [N, T-1]
+    f += [d.mean(1, keepdim=True), (d.std(1) / (d.mean(1) + 1e-4))[:, None]]
+    bright = luma.mean(dim=(2, 3))
+    f.append((bright[:, 1:] - bright[:, :-1]).abs().mean(1, keepdim=True))  # flicker
+    d2 = (luma[:, 2:] - 2 * luma[:, 1:-1] + luma[:, :-2]).abs().mean(dim=(1, 2, 3))
+    f.append((d2 / (d.mean(1) + 1e-4))[:, None])                          # acceleration ratio
     a, b = c[:, :-1], c[:, 1:]
     f.append(((a * b).mean(dim=(1, 2, 3)) / var)[:, None])
-    # global motion: which one-pixel shift of frame t explains frame t+1 best (positive = right / down)
-    def err(dx, dy):
-        sa = torch.roll(a, shifts=(dy, dx), dims=(2, 3))[..., 1:-1, 1:-1]
-        return (b[..., 1:-1, 1:-1] - sa).pow(2).mean(dim=(1, 2, 3))
+
+    def err(sx, sy):
+        sa = torch.roll(a, shifts=(sy, sx), dims=(2, 3))[..., 2:-2, 2:-2]
+        return (b[..., 2:-2, 2:-2] - sa).pow(2).mean(dim=(1, 2, 3))
     f.append((err(-1, 0) - err(1, 0))[:, None])
     f.append((err(0, -1) - err(0, 1))[:, None])
-    f.append((mean_t := v.mean(dim=(3, 4)))[:, :, -1].sub(mean_t[:, :, 0]).abs().mean(1, keepdim=True))
     return torch.cat(f, dim=1).double().numpy()
+
+
+N_FEATURES = 24
 
 
 def _sqrtm_psd(m: np.ndarray) -> np.ndarray:
@@ -240,125 +271,276 @@ def frechet(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(cross))
 
 
+class Scorer:
+    """FD of generated latents against one style's held-out clips (features standardised by their spread)."""
+
+    def __init__(self, codec, held_a, held_b):
+        self.codec = codec
+        ref = features(held_a)
+        self.scale = ref.std(0) + 1e-6
+        self.ref = ref / self.scale
+        self.floor = frechet(features(held_b) / self.scale, self.ref)
+
+    def __call__(self, latents) -> float:
+        feats = features(self.codec.decode(latents)) / self.scale
+        if not np.isfinite(feats).all():
+            return float("inf")
+        return frechet(feats, self.ref)
+
+
+# ----------------------------------------------------------------------------------------------------
+# one experiment
+
+
+class Lab:
+    """Data and trained models of one seed, cached per configuration, so many settings share the work."""
+
+    def __init__(self, S, seed, codec, quiet=False, pretrained=True, prior_seed=0):
+        self.S, self.seed, self.codec, self.quiet = S, seed, codec, quiet
+        self.pretrained, self.prior_seed = pretrained, prior_seed
+        self.kw = dict(frames=S["frames"], size=S["size"])
+        self._priors, self._smalls, self._data = {}, {}, {}
+
+    def data(self, style):
+        if style not in self._data:
+            s = self.seed
+            train = make_style_clips(self.S["domain_train"], style, seed=100 + s, **self.kw)
+            held_a = make_style_clips(self.S["held_out"], style, seed=200 + s, **self.kw)
+            held_b = make_style_clips(self.S["held_out"], style, seed=300 + s, **self.kw)
+            self._data[style] = (self.codec.encode(train.video), train.context(TEXT_DIM),
+                                 Scorer(self.codec, self.codec.decode(self.codec.encode(held_a.video)),
+                                        self.codec.decode(self.codec.encode(held_b.video))),
+                                 self.codec.encode(held_a.video))
+        return self._data[style]
+
+    def prior(self, param="flow", first_frame=False, spec=None, steps=None):
+        """The frozen prior: the shipped pretrained one for the table's default (as the paper takes a given
+        pretrained model), or one trained here (other parameterisations, sizes, first-frame, --train-prior)."""
+        key = (param, first_frame, str(spec), steps)
+        if key not in self._priors:
+            S = self.S
+            default = (param, first_frame, spec, steps) == ("flow", False, None, None)
+            path = os.path.join(SHIP_DIR, "tiny_synthetic_prior.safetensors")
+            if default and self.pretrained and os.path.isfile(path) and _is_pretrained_prior(path, S):
+                self._priors[key] = load_domain_model(path, dtype=torch.float32)[0].requires_grad_(False)
+                return self._priors[key]
+            broad = make_style_clips(S["broad"], "broad", seed=self.prior_seed, **self.kw)
+            x, ctx = self.codec.encode(broad.video), broad.context(TEXT_DIM)
+            m = build(spec or S["prior"], self.prior_seed + 10, param, first_frame)
+            t0 = time.time()
+            train(m, x, ctx, steps or S["prior_steps"], S["batch"], S["lr"], self.prior_seed, f"prior ({param})",
+                  self.quiet)
+            self._priors[key] = m
+            if not self.quiet:
+                print(f"  prior ({param}{', first frame' if first_frame else ''}): {n_params(m):,} parameters, "
+                      f"{time.time() - t0:.0f}s", flush=True)
+        return self._priors[key]
+
+    def small(self, style, param="flow", first_frame=False, spec=None, steps=None):
+        key = (style, param, first_frame, str(spec), steps)
+        if key not in self._smalls:
+            S = self.S
+            x, ctx, _, _ = self.data(style)
+            m = build(spec or S["small"], self.seed + 11, param, first_frame)
+            train(m, x, ctx, steps or S["small_steps"], S["batch"], S["lr"], self.seed + 1, f"small ({style})", True)
+            self._smalls[key] = m
+        return self._smalls[key]
+
+    def noise(self):
+        S = self.S
+        g = torch.Generator().manual_seed(self.seed + 99)
+        h = S["size"] // self.codec.pool
+        return torch.randn((S["samples"], LATENT_CHANNELS, S["frames"], h, h), generator=g)
+
+    def run(self, style, methods, param="flow", first_frame=False, small_spec=None, prior_steps=None, **kw):
+        """FD of every method ``(label, (kind, weight), extra sample kwargs)`` for one style."""
+        S = self.S
+        prior = self.prior(param, first_frame, steps=prior_steps)
+        small = self.small(style, param, first_frame, small_spec)
+        _, _, scorer, held = self.data(style)
+        n = S["samples"]
+        ctx = caption_context(style_tokens(style, n), TEXT_DIM)
+        ff = held[:n, :, :1] if first_frame else None
+        out = {}
+        with torch.no_grad():
+            for label, m, extra in methods:
+                lat = sample(m, small, prior, self.noise(), ctx, S["sample_steps"], first_frame=ff, seed=self.seed,
+                             **{**kw, **extra})
+                out[label] = scorer(lat)
+        out["noise floor"] = scorer.floor
+        return out
+
+
+def _is_pretrained_prior(path, S) -> bool:
+    """Whether the shipped prior is the one this benchmark's settings train (same size, data and steps)."""
+    from adapters.files import read_metadata
+
+    t = read_metadata(path).get("training", {})
+    return t.get("prior_recipe") == prior_recipe(S)
+
+
+def prior_recipe(S) -> str:
+    return f"broad={S['broad']} spec={S['prior']} steps={S['prior_steps']} lr={S['lr']} batch={S['batch']}"
+
+
+def table_methods(S):
+    m = [("prior only", ("prior", 0.0), {}), ("small only", ("small", 0.0), {})]
+    m += [(f"composer, gamma = {g:g}", ("compose", g), {}) for g in S["gammas"]]
+    m += [(f"CFG mix, lambda = {lm:g}", ("mix", lm), {}) for lm in S["mix"]]
+    return m
+
+
+def summarise(results: list[dict]) -> list[tuple[str, float, float, float]]:
+    """(label, mean, std, median) over runs; runs are dicts label -> FD."""
+    rows = []
+    for label in results[0]:
+        v = np.array([r[label] for r in results], dtype=np.float64)
+        rows.append((label, float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, float(np.median(v))))
+    return rows
+
+
+def wins(results: list[dict]) -> dict[str, int]:
+    """How many runs each composer / mix setting beat both single models in."""
+    out = {}
+    for label in results[0]:
+        if label.startswith(("composer", "CFG mix")):
+            out[label] = sum(r[label] < min(r["prior only"], r["small only"]) for r in results)
+    return out
+
+
+def print_table(title, results, extra_cols=None):
+    print(f"\n{title}\n")
+    rows = summarise(results)
+    w = wins(results)
+    print("| method | FD mean +- std | median | runs beating both single models |")
+    print("|---|---|---|---|")
+    for label, mu, sd, med in rows:
+        print(f"| {label} | {mu:.1f} +- {sd:.1f} | {med:.1f} | {w.get(label, '') if label in w else ''}"
+              f"{'/' + str(len(results)) if label in w else ''} |")
+    print(flush=True)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the knobs
+
+
+INVESTIGATE_PRIOR_STEPS = 600  # the priors trained for the eps / first-frame comparison (each against a flow
+                               # prior trained the same way, so the comparison is fair)
+SIZES = (dict(width=16, depth=1, heads=1, freq_dim=32), dict(width=32, depth=1, heads=1, freq_dim=64),
+         dict(width=64, depth=2, heads=1, freq_dim=64), dict(width=64, depth=3, heads=2))
+
+
+def investigate(S, codec, style="sunset", seeds=(0,)):
+    """Each knob on its own, the rest at the table's settings; FD averaged over ``seeds``."""
+    labs = [Lab(S, s, codec) for s in seeds]
+    gl = S["gammas"]
+
+    def over_seeds(fn):
+        res = [fn(lab) for lab in labs]
+        return {k: float(np.mean([r[k] for r in res])) for k in res[0] if k != "noise floor"}
+
+    def line(title, res):
+        print(f"  {title}: " + ", ".join(f"{k} {v:.1f}" for k, v in res.items()), flush=True)
+
+    base = [("prior", ("prior", 0.0), {}), ("small", ("small", 0.0), {})]
+    comp = [(f"g{g:g}", ("compose", g), {}) for g in gl]
+    print(f"\n== knobs on style '{style}', seeds {list(seeds)} (FD, lower is better; g = prior strength) ==")
+    line("table setting (velocity space, window 0.9, constant)", over_seeds(lambda L: L.run(style, base + comp)))
+    line("flow_space noise", over_seeds(lambda L: L.run(style, comp, flow_space="noise")))
+    for end in (0.5, 0.7, 1.0):
+        line(f"composition_end {end:g}", over_seeds(lambda L: L.run(style, comp, composition_end=end)))
+    for name, sch in (("linear 1 -> 0", StrengthSchedule("linear", 1.0, 0.0)),
+                      ("linear 0 -> 2", StrengthSchedule("linear", 0.0, 2.0)),
+                      ("cosine 2 -> 0", StrengthSchedule("cosine", 2.0, 0.0))):
+        line(f"schedule {name}", over_seeds(lambda L: L.run(style, comp, schedule=sch)))
+    for k, h in ((1, 0.05), (2, 0.05), (2, 0.15)):
+        line(f"Langevin {k} x {h:g}", over_seeds(lambda L: L.run(style, comp, mcmc_steps=k, mcmc_step_size=h)))
+    for spec in SIZES:
+        p = n_params(build(spec, 0)) / n_params(labs[0].prior())
+        line(f"small {spec['width']}x{spec['depth']} ({100 * p:.1f} % of the prior)",
+             over_seeds(lambda L: L.run(style, base[1:] + comp, small_spec=spec)))
+    st = INVESTIGATE_PRIOR_STEPS
+    print(f"  -- priors trained here for {st} steps (flow, eps, first-frame), same data and budget --")
+    for title, kw in (("flow pair", {}), ("eps-parameterised pair", {"param": "eps"}),
+                      ("first-frame conditioned flow pair", {"first_frame": True})):
+        line(title, over_seeds(lambda L: L.run(style, base + comp, prior_steps=st, **kw)))
+
+
 # ----------------------------------------------------------------------------------------------------
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="smaller models and sets (about 2 minutes)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=OUT_DIR, help="where the trained prior/domain pair is saved")
-    ap.add_argument("--domain-fraction", type=float, default=DOMAIN_FRACTION,
-                    help="share of the broad 'internet' set drawn from the domain style (default %(default)s)")
-    ap.add_argument("--latent-channels", type=int, default=LATENT_CHANNELS,
-                    help="channels of the toy latent code (default: the synthetic family's %(default)s)")
+    ap.add_argument("--quick", action="store_true", help="smaller models and sets, one seed (about 2 minutes)")
+    ap.add_argument("--seeds", type=int, nargs="*", default=None, help="seeds (default: 0 1 2, quick: 0)")
+    ap.add_argument("--styles", nargs="*", default=list(DOMAIN_STYLES), choices=list(DOMAIN_STYLES))
+    ap.add_argument("--investigate", action="store_true", help="the knob study instead of the table")
+    ap.add_argument("--first-frame", action="store_true", help="first-frame conditioned prior and small models")
+    ap.add_argument("--out", default=OUT_DIR, help="where the trained pair of the first style and seed is saved")
     ap.add_argument("--ship", action="store_true",
-                    help="also write the pair (fp16) as the pack's embedded demo models in adapters/weights/")
+                    help="also write the sunset pair of seed 0 (fp16) as the pack's demo models in adapters/weights/")
+    ap.add_argument("--train-prior", action="store_true",
+                    help="train the prior here (about 8 minutes) instead of loading the shipped pretrained one")
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     mode = "quick" if args.quick else "full"
     S = SETTINGS[mode]
-    torch.set_num_threads(S["threads"])
+    torch.set_num_threads(args.threads)
     t_start = time.time()
-    if args.ship and args.latent_channels != LATENT_CHANNELS:
-        ap.error(f"--ship needs the synthetic family's {LATENT_CHANNELS} latent channels")
-    codec = synthetic_codec() if args.latent_channels == LATENT_CHANNELS else ToyLatentCodec(args.latent_channels)
+    codec = synthetic_codec()
+    seeds = tuple(args.seeds) if args.seeds else S["seeds"]
+    if args.investigate:
+        investigate(S, codec, args.styles[0], seeds)
+        print(f"total time {time.time() - t_start:.0f}s")
+        return
 
-    print(f"[{mode}] rendering synthetic clips ...", flush=True)
-    kw = dict(frames=S["frames"], size=S["size"])
-    n_dom = int(round(args.domain_fraction * S["internet"]))
-    net_x, net_c = encode(broad_clips(S["internet"] - n_dom, n_dom, args.seed, kw), codec)
-    dom_x, dom_c = encode(make_clips(S["domain_train"], "domain", seed=args.seed + 2, **kw), codec)
-    held_a = make_clips(S["held_out"], "domain", seed=args.seed + 3, **kw)
-    held_b = make_clips(S["held_out"], "domain", seed=args.seed + 4, **kw)
-
-    prior = build(S["prior"], args.seed + 10, args.latent_channels)
-    small = build(S["small"], args.seed + 11, args.latent_channels)
-    ratio = n_params(small) / n_params(prior)
-    print(f"prior {n_params(prior):,} parameters, small {n_params(small):,} ({100 * ratio:.1f} % of the prior)")
-    train(prior, net_x, net_c, S["prior_steps"], S["batch"], S["lr"], args.seed, "prior (internet)")
-    train(small, dom_x, dom_c, S["small_steps"], S["batch"], S["lr"], args.seed + 1, "small (domain)")
-
-    # held-out references, decoded the way samples are (latent resolution RGB)
-    def rgb_of_latents(lat):
-        return codec.decode(lat)[..., :: codec.pool, :: codec.pool]
-
-    ref = features(rgb_of_latents(codec.encode(held_a.video)))
-    other = features(rgb_of_latents(codec.encode(held_b.video)))
-    scale = ref.std(0) + 1e-8
-    ref_z, other_z = ref / scale, other / scale
-
-    n = S["samples"]
-    g = torch.Generator().manual_seed(args.seed + 99)
-    shape = (n, args.latent_channels, S["frames"], S["size"] // codec.pool, S["size"] // codec.pool)
-    noise = torch.randn(shape, generator=g)
-    ctx = domain_caption(n)
-    methods = [("prior only", ("prior", 0.0)), ("small only", ("small", 0.0))]
-    methods += [(f"composer, gamma = {gm:g}", ("compose", gm)) for gm in S["gammas"]]
-    methods += [(f"CFG mix, lambda = {lm:g}", ("mix", lm)) for lm in S["mix"]]
-    rows = []
-    with torch.no_grad():
-        for label, m in methods:
+    methods = table_methods(S)
+    results, per_style = [], {s: [] for s in args.styles}
+    first_pair = None
+    for seed in seeds:
+        lab = Lab(S, seed, codec, pretrained=not args.train_prior)
+        for style in args.styles:
             t0 = time.time()
-            lat = sample(m, small, prior, noise, ctx, S["sample_steps"])
-            feats = features(rgb_of_latents(lat)) / scale
-            bad = int((~np.isfinite(feats).all(1)).sum())
-            # diverged samples (inf / nan) make the distance undefined: report it as infinite
-            fd = frechet(feats, ref_z) if bad == 0 else float("inf")
-            rows.append((label, fd))
-            print(f"  sampled {label}: FD {fd:.2f} ({time.time() - t0:.0f}s)"
-                  + (f", {bad} of {n} samples diverged" if bad else ""), flush=True)
-    floor = frechet(other_z, ref_z)
-
-    print()
-    print(f"Table 1 miniature ({mode}; {S['domain_train']} domain training clips, {n} samples per method, "
-          f"{S['held_out']} held-out clips, Euler {S['sample_steps']} steps, cfg {CFG:g}, "
-          f"composition_end {COMPOSITION_END:g}; small model = {100 * ratio:.1f} % of the prior)")
-    print()
-    print("| method | Frechet distance to held-out domain clips (lower is better) |")
-    print("|---|---|")
-    for label, fd in rows:
-        print(f"| {label} | {fd:.2f} |")
-    print(f"| noise floor (held-out vs other held-out) | {floor:.2f} |")
-    print()
-    fd = dict(rows)
-    best_single = min(fd["prior only"], fd["small only"])
-    comp = [(lab, v) for lab, v in rows if lab.startswith("composer")]
-    best_c = min(comp, key=lambda r: r[1])
-    wins = [lab.split("= ")[1] for lab, v in comp if v < best_single]
-    if wins:
-        print(f"Composition beats both models alone at gamma = {', '.join(wins)} (best: {best_c[0]}, "
-              f"{best_c[1]:.2f} vs {best_single:.2f} for the better single model).")
-    else:
-        print(f"Composition does NOT beat both models alone here (best composer {best_c[1]:.2f} at "
-              f"{best_c[0]}, better single model {best_single:.2f}).")
-    mix = [(lab, v) for lab, v in rows if lab.startswith("CFG mix")]
-    if mix:
-        bm = min(mix, key=lambda r: r[1])
-        print(f"Best CFG mix: {bm[1]:.2f} ({bm[0]}); best composer: {best_c[1]:.2f}.")
+            r = lab.run(style, methods, first_frame=args.first_frame)
+            results.append(r)
+            per_style[style].append(r)
+            print(f"  seed {seed}, {style}: " + ", ".join(f"{k} {v:.1f}" for k, v in r.items())
+                  + f" ({time.time() - t0:.0f}s)", flush=True)
+            if first_pair is None or (args.ship and style == "sunset" and seed == 0):
+                first_pair = (lab.prior("flow", args.first_frame), lab.small(style, "flow", args.first_frame), style, seed)
+    prior, small = first_pair[0], first_pair[1]
+    ratio = n_params(small) / n_params(prior)
+    print(f"\nTable 1 miniature ({mode}{', first-frame conditioned' if args.first_frame else ''}; styles "
+          f"{', '.join(args.styles)}; seeds {', '.join(map(str, seeds))}; prior {n_params(prior):,} parameters on "
+          f"{S['broad']} broad clips, small model {100 * ratio:.1f} % of it on {S['domain_train']} clips; "
+          f"{S['samples']} samples per method against {S['held_out']} held-out clips; Euler {S['sample_steps']} "
+          f"steps, cfg {CFG:g}, composition_end {COMPOSITION_END:g})")
+    print_table(f"All {len(results)} runs (styles x seeds): Frechet distance to held-out domain clips", results)
+    for style, rs in per_style.items():
+        if len(seeds) > 1:
+            print_table(f"style {style} ({len(rs)} seeds)", rs)
 
     os.makedirs(args.out, exist_ok=True)
     pp = os.path.join(args.out, f"table1_{mode}_prior.safetensors")
     dp = os.path.join(args.out, f"table1_{mode}_domain.safetensors")
-    save_domain_model(pp, prior, {"data": "synthetic internet clips", "steps": S["prior_steps"]})
-    save_domain_model(dp, small, {"data": "synthetic domain clips", "steps": S["small_steps"]})
-    print(f"\nsaved the tiny prior/domain pair: {pp} ({os.path.getsize(pp) / 1e6:.1f} MB), "
-          f"{dp} ({os.path.getsize(dp) / 1e6:.1f} MB)")
+    save_domain_model(pp, prior, {"data": "synthetic broad clips", "steps": S["prior_steps"],
+                                  "prior_recipe": prior_recipe(S)})
+    save_domain_model(dp, small, {"data": f"synthetic '{first_pair[2]}' clips", "steps": S["small_steps"]})
+    print(f"saved the pair of style {first_pair[2]}, seed {first_pair[3]}: {pp}, {dp}")
     if args.ship:
-        table = {label: round(v, 2) for label, v in rows}
-        table["noise floor"] = round(floor, 2)
-        os.makedirs(SHIP_DIR, exist_ok=True)
+        rows = summarise(results)
+        table = {label: [round(mu, 2), round(sd, 2)] for label, mu, sd, _ in rows}
         for model, role, data, steps in ((prior, "prior", "broad synthetic clips", S["prior_steps"]),
-                                         (small, "domain", "12 synthetic domain-style clips", S["small_steps"])):
+                                         (small, "domain", f"{S['domain_train']} clips of the '{first_pair[2]}' style",
+                                          S["small_steps"])):
             path = os.path.join(SHIP_DIR, f"tiny_synthetic_{role}.safetensors")
             save_domain_model(path, copy.deepcopy(model).half(), {
-                "data": data, "steps": steps, "role": role, "domain_fraction": args.domain_fraction,
-                "sample_shift": SAMPLE_SHIFT, "cfg": CFG, "composition_end": COMPOSITION_END,
-                "made_by": f"python benchmarks/table1_miniature.py{' --quick' if args.quick else ''} "
-                           f"--seed {args.seed} --domain-fraction {args.domain_fraction:g} --ship",
-                "table1_miniature": table})
+                "data": data, "steps": steps, "role": role, "style": first_pair[2], "sample_shift": SAMPLE_SHIFT,
+                **({"prior_recipe": prior_recipe(S)} if role == "prior" else {}),
+                "cfg": CFG, "composition_end": COMPOSITION_END,
+                "made_by": f"python benchmarks/table1_miniature.py{' --quick' if args.quick else ''} --ship",
+                "table1_miniature_mean_std": table})
             print(f"shipped {path} ({os.path.getsize(path) / 1e6:.2f} MB)")
-    print(f"rerun: python benchmarks/table1_miniature.py{' --quick' if args.quick else ''} --seed {args.seed} "
-          f"--domain-fraction {args.domain_fraction:g} --latent-channels {args.latent_channels}")
     print(f"total time {time.time() - t_start:.0f}s")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..samplers.composition import FLOW_SPACES, Composition, PriorTerm
+from ..samplers.composition import FLOW_SPACES, Composition, CompositionSettingsError, PriorTerm, check_settings
 from ..samplers.guiders import ComposedGuider, PriorModel
 from ..samplers.schedules import (CONSTANT_ONE, SCHEDULE_KINDS, SigmaPercentMap, StrengthSchedule, parse_points,
                                   sigma_window)
@@ -36,12 +36,17 @@ def _build_priors_and_terms(domain_model, positive, negative, entries):
 def _composition(domain_model, terms, cfg, composition_end, rule="product", mcmc_steps=0, mcmc_step_size=0.05,
                  flow_space="velocity"):
     ms = domain_model.get_model_object("model_sampling")
-    return Composition(
+    comp = Composition(
         cfg=float(cfg), priors=terms,
         window_sigma=sigma_window(ms.percent_to_sigma, float(composition_end)),
         sigma_to_percent=SigmaPercentMap(ms.percent_to_sigma).percent,
         parameterisation=describe(domain_model, "domain_model").require_space(), flow_space=flow_space,
         mcmc_steps=int(mcmc_steps), mcmc_step_size=float(mcmc_step_size), rule=rule)
+    try:
+        check_settings(comp)  # refused before sampling, in the user's words (limits: composer_stability_sweep.py)
+    except CompositionSettingsError as e:
+        raise VideoAdapterError(f"Score Composer: {e}") from None
+    return comp
 
 
 class ScoreComposer(io.ComfyNode):

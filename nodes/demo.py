@@ -166,16 +166,17 @@ class TinyTrainedPair(io.ComfyNode):
             category=CAT_DEMO,
             description=(
                 "A trained tiny prior/domain pair that ships with the pack (no download): the prior learned a broad "
-                "set of synthetic videos (shapes, textures, colours, motions, camera moves), the domain model, 4 % "
-                "of its size, learned 12 clips of one 'sunset' style. Compose them with the Score Composer and "
-                "decode with Latent Preview Decode. Made by benchmarks/table1_miniature.py."),
+                "set of synthetic 64 x 64 videos (clean shapes and motion; their captions never say the colours or "
+                "textures), the domain model, a few percent of its size, learned 16 clips of one 'sunset' style. "
+                "Compose them with the Score Composer and decode with Synthetic Latent Decode. Made by "
+                "benchmarks/table1_miniature.py --ship."),
             inputs=[
                 io.String.Input("prompt", default=domain_caption_text(),
                                 tooltip="Name one word per attribute (any order). " + words),
             ],
             outputs=[
                 io.Model.Output(display_name="domain_model", tooltip="The small model of the 'sunset' style."),
-                io.Model.Output(display_name="prior_model", tooltip="The broad prior (25x the domain model)."),
+                io.Model.Output(display_name="prior_model", tooltip="The broad prior (many times the domain model's size)."),
                 io.Conditioning.Output(display_name="positive", tooltip="The prompt's caption features."),
                 io.Conditioning.Output(display_name="negative", tooltip="Empty caption features: these models use "
                                        "their learned 'no caption' embedding for the unconditional branch."),
@@ -196,4 +197,32 @@ class TinyTrainedPair(io.ComfyNode):
         return io.NodeOutput(models["domain"], models["prior"], positive, negative)
 
 
-NODES = [TinyDemoModels, TinyTrainedPair, LatentPreviewDecode]
+class SyntheticLatentDecode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VA_SyntheticLatentDecode",
+            display_name="Synthetic Latent Decode",
+            category=CAT_DEMO,
+            description=("Decodes latents of the pack's synthetic space (the Tiny Trained Demo Pair) into frames with "
+                         "its exact decoder, a PCA patch code: every 8 x 8 latent cell becomes an 8 x 8 RGB patch "
+                         "with its edges and textures, so 8 x 8 latents give 64 x 64 frames."),
+            inputs=[io.Latent.Input("samples", tooltip="Synthetic-space video latents [B, 16, T, H, W].")],
+            outputs=[io.Image.Output(tooltip="Frames [B*T, 8H, 8W, 3] in 0..1, for Create Video or Preview Image.")],
+        )
+
+    @classmethod
+    def execute(cls, samples) -> io.NodeOutput:
+        from ..adapters.synthetic_video import synthetic_codec
+
+        codec = synthetic_codec()
+        x = samples["samples"].float().cpu()
+        if x.ndim != 5 or x.shape[1] != codec.latent_channels:
+            raise VideoAdapterError(
+                f"Synthetic Latent Decode needs synthetic-space video latents [B, {codec.latent_channels}, T, H, W], "
+                f"got shape {tuple(x.shape)}; decode other latents with VAE Decode or Latent Preview Decode")
+        rgb = codec.decode(x)  # [B, 3, T, H, W]
+        return io.NodeOutput(rgb.permute(0, 2, 3, 4, 1).reshape(-1, rgb.shape[3], rgb.shape[4], 3).contiguous())
+
+
+NODES = [TinyDemoModels, TinyTrainedPair, LatentPreviewDecode, SyntheticLatentDecode]

@@ -56,6 +56,21 @@ FLOW_SPACES = ("velocity", "noise")
 FLOW_NOISE_FLOOR = 0.1
 
 
+class CompositionSettingsError(ValueError):
+    """Settings refused before sampling (see :func:`check_settings`); the message names them and what works."""
+
+
+# Limits of the composed prior weight w = cfg * sum_i strength_i * schedule_i (its peak inside the window) and
+# of the Langevin step mcmc_step_size * (1 + w), measured on the shipped tiny pair by
+# benchmarks/composer_stability_sweep.py: within them every combination of the composer's allowed settings
+# samples to the end with every estimate finite and within DIVERGENCE_LIMIT. Measured there: velocity space
+# peaks at about 5.6 * w (5.6e3 at w = 1000, diverges at 2000); noise space reaches 3.3e3 at w = 6 and
+# diverges from 8; noise-space Langevin diverges from mcmc_step_size * (1 + w) = 3 (h 0.3 at w 10, h 1 at w 4).
+# eps / v models use the velocity formula in D (see the module docstring) and its limits.
+MAX_PRIOR_WEIGHT = {"velocity": 1000.0, "noise": 6.0, "eps": 1000.0}
+MAX_LANGEVIN_STEP = {"velocity": float("inf"), "noise": 2.0, "eps": float("inf")}
+
+
 _bcast = parameterisation.bcast
 
 
@@ -268,3 +283,50 @@ def euler_handoff(x: torch.Tensor, x_corrected: torch.Tensor, d_corrected: torch
     s = _bcast(sigma, x)
     sn = _bcast(sigma_next, x)
     return d_corrected + (x_corrected - x) * (sn / (s - sn))
+
+
+def prior_weight(comp: "Composition", percents: int = 201) -> float:
+    """The largest composed prior weight ``cfg * sum_i gamma_i(p)`` over the composition window (0 when the
+    window is empty). Schedules are read at ``percents`` evenly spaced percents and at their own points."""
+    if not comp.priors:
+        return 0.0
+    end = 1.0 if comp.window_sigma <= 0.0 else float(comp.sigma_to_percent(comp.window_sigma))
+    if end <= 0.0:
+        return 0.0
+    grid = [end * i / (percents - 1) for i in range(percents - 1)]
+    for t in comp.priors:
+        grid += [p for p, _ in t.schedule.points if p < end]
+    peak = max(sum(t.gamma(p) for t in comp.priors) for p in grid)
+    return abs(comp.cfg) * peak
+
+
+def check_settings(comp: "Composition") -> None:
+    """Refuse, before sampling, settings that make the composed sampler diverge (limits measured on the
+    shipped tiny pair, see ``MAX_PRIOR_WEIGHT``): raises :class:`CompositionSettingsError` naming the
+    settings and what would work. The CFG-mix rule interpolates (weights sum to one) and is never refused."""
+    if comp.rule == "cfg_mix":
+        return
+    space = comp.flow_space if comp.parameterisation == "flow" else "eps"
+    w = prior_weight(comp)
+    limit = MAX_PRIOR_WEIGHT[space]
+    strengths = ", ".join(f"{t.strength:g}" for t in comp.priors) or "none"
+    where = f'flow_space "{space}"' if space != "eps" else "an eps / v model"
+    if w > limit:
+        peak = w / max(abs(comp.cfg), 1e-12)
+        hint = (f"use a smaller cfg (now {comp.cfg:g}) or prior_strength (now {strengths}): cfg x prior_strength x "
+                f"schedule peak <= {limit:g}")
+        if comp.cfg:
+            hint += f", so prior_strength x schedule peak <= {limit / abs(comp.cfg):.3g} at this cfg"
+        if space == "noise" and MAX_PRIOR_WEIGHT["velocity"] > limit:
+            hint += f'; or flow_space "velocity", which allows up to {MAX_PRIOR_WEIGHT["velocity"]:g}'
+        raise CompositionSettingsError(
+            f"these settings make sampling diverge: the prior weight cfg x prior_strength x schedule peak = "
+            f"{comp.cfg:g} x {peak:.3g} = {w:.3g} is above {limit:g} for {where}. To fix it, {hint}")
+    lmax = MAX_LANGEVIN_STEP[space]
+    if comp.mcmc_steps > 0 and w > 0.0 and comp.mcmc_step_size * (1.0 + w) > lmax:
+        ok = lmax / (1.0 + w)
+        raise CompositionSettingsError(
+            f"these settings make the Langevin corrections diverge: mcmc_step_size (now {comp.mcmc_step_size:g}) x "
+            f"(1 + prior weight {w:.3g}) is above {lmax:g} for {where} (prior weight = cfg (now {comp.cfg:g}) x "
+            f"prior_strength (now {strengths}) x schedule peak). To fix it, use mcmc_step_size <= {ok:.3g} at these "
+            f"settings, a smaller prior weight, mcmc_steps 0" + (', or flow_space "velocity"' if space == "noise" else ""))

@@ -113,16 +113,53 @@ def test_parse_caption_errors_name_the_attribute():
 
 def test_synthetic_codec_is_the_synthetic_family_space():
     from adapters.domain_model import FAMILY_SPECS, family_config, preset_config
-    from adapters.synthetic_video import synthetic_codec
+    from adapters.synthetic_video import make_style_clips, synthetic_codec
 
     codec = synthetic_codec()
     spec = FAMILY_SPECS["synthetic"]
     assert codec.latent_channels == spec["latent_channels"] and codec.pool == spec["spatial_compression"]
-    video = make_clips(2, "domain", seed=1, frames=3, size=16).video
+    video = make_style_clips(2, "sunset", seed=1, frames=3).video
     lat = codec.encode(video)
-    pooled = torch.nn.functional.avg_pool3d(video, (1, 4, 4))
-    assert torch.allclose(codec.decode(lat)[..., ::4, ::4], pooled, atol=1e-5)
-    assert torch.equal(synthetic_codec().proj, codec.proj)  # the same numbers every time
+    assert lat.shape == (2, 16, 3, 8, 8)
+    # the mean colour of every cell is the linear map the ComfyUI preview uses (no offset)
+    cell_mean = F.avg_pool3d(video, (1, 8, 8)) * 2 - 1
+    assert torch.allclose(torch.einsum("ck,nk...->nc...", codec.unproj, lat), cell_mean, atol=0.03)
+    assert torch.equal(synthetic_codec().basis, codec.basis)  # the same numbers every time
     assert family_config("synthetic").text_dim == spec["text_dim"]
     with pytest.raises(ValueError, match="no reference prior"):
         preset_config("xs", "synthetic")
+
+
+def test_patch_codec_keeps_detail_inside_a_cell():
+    """The PCA patch code keeps shapes and textures (an 8 x 8 mean pool does not)."""
+    from adapters.synthetic_video import DOMAIN_STYLES, fit_patch_codec, make_style_clips, synthetic_codec
+
+    codec = synthetic_codec()
+    for style in ("broad",) + tuple(DOMAIN_STYLES):
+        v = make_style_clips(6, style, seed=9).video
+        err = (codec.decode(codec.encode(v)) - v).pow(2).mean().sqrt()
+        pooled = F.interpolate(F.avg_pool3d(v, (1, 8, 8)), scale_factor=(1, 8, 8), mode="nearest")
+        assert err < 0.05 and err < 0.5 * (pooled - v).pow(2).mean().sqrt(), style
+    refit = fit_patch_codec()
+    assert torch.allclose(refit.basis, codec.basis, atol=1e-4)  # the shipped file is what the fit gives
+    with pytest.raises(ValueError, match="multiples of 8"):
+        codec.encode(torch.zeros(1, 3, 2, 12, 12))
+
+
+def test_style_clips():
+    from adapters.synthetic_video import (DOMAIN_STYLES, PALETTES, TEXTURES, make_style_clips, parse_caption,
+                                          style_caption_text, style_tokens)
+
+    a = make_style_clips(3, "ocean", seed=2)
+    assert a.video.shape == (3, 3, 8, 64, 64) and 0 <= float(a.video.min()) and float(a.video.max()) <= 1
+    assert torch.equal(make_style_clips(3, "ocean", seed=2).video, a.video)
+    assert not torch.equal(make_style_clips(3, "ocean", seed=3).video, a.video)
+    for style in DOMAIN_STYLES:
+        assert parse_caption(style_caption_text(style)).tolist() == style_tokens(style).tolist()
+    # broad captions: shape / motion / camera words are true, palette and texture words are random
+    broad = make_style_clips(200, "broad", seed=0, frames=2, size=16)
+    pal = [c.split(", ")[0] for c in broad.captions]
+    tex = [c.split(", ")[1] for c in broad.captions]
+    assert len(set(pal)) == len(PALETTES) and len(set(tex)) == len(TEXTURES)
+    with pytest.raises(ValueError, match="unknown style"):
+        make_style_clips(1, "cartoon")

@@ -125,6 +125,7 @@ def sampler_chain(first_id, model_id, guider_id, latent_id, col, row, steps, see
 
 
 DEMO_GAMMA = 0.2  # the demo's prior strength (see the Table-1 miniature in the README)
+DEMO_STEPS = 16    # the miniature's sampler steps
 
 
 def demo_tiny():
@@ -132,7 +133,7 @@ def demo_tiny():
     nodes = [
         N(1, "VA_TinyTrainedPair", 0, 0, {"prompt": "sunset, stripes, blob, orbit, pan right"}),
         N(2, "EmptyHunyuanLatentVideo", 0, 2, {"width": 64, "height": 64, "length": 29, "batch_size": 1},
-          title="8 frames of 8x8 latents"),
+          title="8 frames of 8x8 latents (64x64 px)"),
         N(3, "VA_ScoreComposer", 1, 8, {"prior_strength": DEMO_GAMMA, "cfg": 3.0, "composition_end": 0.9},
           {"domain_model": (1, 0), "prior_model": (1, 1), "positive": (1, 2), "negative": (1, 3)},
           title="C: score composer"),
@@ -142,18 +143,18 @@ def demo_tiny():
           title="B: prior only"),
     ]
 
-    def preview(i, c, r, src):
-        return N(i, "VA_LatentPreviewDecode", c, r, {"upscale": 8}, {"model": (1, 0), "samples": src})
+    def decode(i, c, r, src):
+        return N(i, "VA_SyntheticLatentDecode", c, r, links={"samples": src})
 
-    # each row reads guider -> sampler -> preview -> video -> save, top to bottom A, B, C
+    # each row reads guider -> sampler -> decode -> video -> save, top to bottom A, B, C
     for k, (gid, name) in enumerate(((4, "A_domain_only"), (5, "B_prior_only"), (3, "C_composer"))):
-        nodes += sampler_chain(10 + 10 * k, 1, gid, 2, 2, 4 * k, steps=20, seed=0,
-                               save_prefix=f"video_adapters_demo/{name}", decode=preview, fps=8.0)
+        nodes += sampler_chain(10 + 10 * k, 1, gid, 2, 2, 4 * k, steps=DEMO_STEPS, seed=0,
+                               save_prefix=f"video_adapters_demo/{name}", decode=decode, fps=8.0)
     notes = [("## Video Adapters demo (no downloads, CPU)\nA trained tiny pair ships with the pack: a broad "
-              "prior that knows many synthetic shapes, colours and motions, and a domain model (4 % of its size) "
-              "trained on 12 clips of one 'sunset' style. A samples the domain model alone, B the prior alone, "
-              "C composes them with the Score Composer, all from the same noise. Change the prompt to ask for "
-              "another palette, shape or motion: the prior knows it, the small model alone does not.", 0, 5)]
+              "prior that knows clean synthetic shapes and motion (its captions never named colours or textures), "
+              "and a domain model, a few percent of its size, trained on 16 clips of one 'sunset' style. A samples "
+              "the domain model alone, B the prior alone, C composes them with the Score Composer, all from the "
+              "same noise. Change the prompt's shape, motion or camera words: the prior knows them.", 0, 5)]
     return nodes, notes
 
 

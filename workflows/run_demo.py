@@ -3,6 +3,7 @@
     python workflows/run_demo.py                      # the tiny demo: no downloads, about a minute on a CPU
     python workflows/run_demo.py path/to/workflow.json --output out/
     python workflows/run_demo.py --contact-sheet frames.jpg   # also one image (in the output folder): a row of frames per video
+    python workflows/run_demo.py --preview demo.gif           # also an animated GIF: the videos side by side
 
 Run it with the Python that runs ComfyUI, from a pack installed in ComfyUI/custom_nodes (or with
 COMFYUI_PATH pointing at ComfyUI).
@@ -34,32 +35,63 @@ def saved_files(ui_results: dict, output_dir: str) -> list[str]:
     return paths
 
 
-def domain_reference_frames(seed: int = 4, upscale: int = 8):
-    """A held-out clip of the demo pair's domain style, seen the way the demo shows its samples (the synthetic
-    latent code decoded at latent resolution, upscaled like Latent Preview Decode): what the style looks like."""
+def domain_reference_frames(seed: int = 4, style: str = "sunset"):
+    """A held-out clip of the demo pair's domain style, seen the way the demo shows its samples (encoded and
+    decoded with the synthetic latent code, 64 x 64): what the style looks like."""
     from PIL import Image
 
     sys.path.insert(0, os.path.dirname(HERE))
-    from adapters.synthetic_video import make_clips, synthetic_codec
+    from adapters.synthetic_video import make_style_clips, synthetic_codec
 
     codec = synthetic_codec()
-    clip = make_clips(1, "domain", seed=seed).video
-    rgb = codec.decode(codec.encode(clip))[0, :, :, :: codec.pool, :: codec.pool]  # [3, T, h, w]
-    frames = rgb.permute(1, 2, 3, 0).repeat_interleave(upscale, 1).repeat_interleave(upscale, 2)
-    return [Image.fromarray((f.clamp(0, 1) * 255).round().byte().numpy()) for f in frames]
+    clip = make_style_clips(1, style, seed=seed).video
+    rgb = codec.decode(codec.encode(clip))[0]  # [3, T, H, W]
+    return [Image.fromarray((f.clamp(0, 1) * 255).round().byte().numpy()) for f in rgb.permute(1, 2, 3, 0)]
+
+
+def _video_frames(path: str) -> list:
+    import av
+
+    with av.open(path) as c:
+        return [f.to_image() for f in c.decode(video=0)]
+
+
+def animated_preview(paths: list[str], out_path: str, labels: dict | None = None, extra_rows: list | None = None,
+                     scale: int = 2, fps: float = 4.0) -> str:
+    """An animated GIF (or WebP, by the file name) with the videos side by side, each under its label."""
+    from PIL import Image, ImageDraw
+
+    cols = [(labels.get(os.path.basename(p), _name(p)) if labels else _name(p), _video_frames(p)) for p in paths]
+    cols += list(extra_rows or [])
+    w, h = cols[0][1][0].size
+    w, h, gap, top = w * scale, h * scale, 6, 18
+    n = min(len(f) for _, f in cols)
+    frames = []
+    for t in range(n):
+        im = Image.new("RGB", (len(cols) * (w + gap) - gap, h + top), "white")
+        draw = ImageDraw.Draw(im)
+        for k, (label, fr) in enumerate(cols):
+            draw.text((k * (w + gap) + 2, 3), label, fill="black")
+            im.paste(fr[t].resize((w, h), Image.NEAREST), (k * (w + gap), top))
+        frames.append(im.convert("P", palette=Image.ADAPTIVE, colors=255))
+    frames[0].save(out_path, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0,
+                   optimize=True)
+    return out_path
+
+
+def _name(path: str) -> str:
+    return re.sub(r"_\d+_?$", "", os.path.splitext(os.path.basename(path))[0])  # drop SaveVideo's counter
 
 
 def contact_sheet(paths: list[str], out_path: str, scale: int = 2, max_frames: int = 8,
                   extra_rows: list | None = None) -> str:
     """One image with a row per video (its file name on the left) and up to ``max_frames`` frames per row;
     ``extra_rows``: more ``(label, [PIL images])`` rows at the bottom."""
-    import av
     from PIL import Image, ImageDraw
 
     rows = []
     for p in paths:
-        with av.open(p) as c:
-            frames = [f.to_image() for f in c.decode(video=0)]
+        frames = _video_frames(p)
         step = max(1, len(frames) // max_frames)
         rows.append((os.path.splitext(os.path.basename(p))[0], frames[::step][:max_frames]))
     rows += [(label, frames[:max_frames]) for label, frames in (extra_rows or [])]
@@ -84,6 +116,9 @@ def main(argv=None) -> int:
     ap.add_argument("--contact-sheet", default=None, metavar="IMAGE",
                     help="also write one image with a row of frames per saved video (jpg or png); a bare file name "
                          "goes into the output folder, a path (./x.jpg, dir/x.jpg) is taken as given")
+    ap.add_argument("--preview", default=None, metavar="GIF",
+                    help="also write an animated GIF (or .webp) with the saved videos side by side; a bare file name "
+                         "goes into the output folder, a path is taken as given")
     args = ap.parse_args(argv)
     root = find_comfyui()
     if root is None:
@@ -94,6 +129,9 @@ def main(argv=None) -> int:
     sheet = args.contact_sheet
     if sheet and os.path.dirname(sheet):
         sheet = os.path.abspath(sheet)  # before ComfyUI changes the cwd
+    preview = args.preview
+    if preview and os.path.dirname(preview):
+        preview = os.path.abspath(preview)
     with open(workflow_path) as f:
         workflow = json.load(f)
     host = Host(root, output_dir=output)
@@ -104,16 +142,26 @@ def main(argv=None) -> int:
     files = saved_files(result["ui"], folder_paths.get_output_directory())
     if sheet and not os.path.dirname(sheet):  # a bare name: next to the outputs, never into the pack's checkout
         sheet = os.path.join(folder_paths.get_output_directory(), sheet)
+    if preview and not os.path.dirname(preview):
+        preview = os.path.join(folder_paths.get_output_directory(), preview)
     if not files:
         print("the workflow ran but saved no files", file=sys.stderr)
         return 1
     for p in files:
         print(p)
     videos = sorted(p for p in files if p.lower().endswith((".mp4", ".webm", ".mov", ".gif")))
+    demo = workflow_path == DEFAULT
     if sheet and videos:
-        extra = [("D_real_domain_clip", domain_reference_frames())] if workflow_path == DEFAULT else []
+        extra = [("D_real_domain_clip", domain_reference_frames())] if demo else []
         print(contact_sheet(videos, sheet, extra_rows=extra))
+    if preview and videos:
+        extra = [("D: a real clip", domain_reference_frames())] if demo else []
+        labels = {os.path.basename(p): lab for p in videos for key, lab in DEMO_LABELS.items() if key in p} if demo else None
+        print(animated_preview(videos, preview, labels=labels, extra_rows=extra))
     return 0
+
+
+DEMO_LABELS = {"A_domain_only": "A: small only", "B_prior_only": "B: prior only", "C_composer": "C: composer"}
 
 
 if __name__ == "__main__":
