@@ -155,7 +155,7 @@ class DQFormer(nn.Module):
         mm = text
         q = self.frame_queries(frames)[None].expand(b, -1, -1, -1).reshape(b * frames, c.queries_per_frame, c.width)
         for (self_attn, to_vision, ff_u), (to_text, to_state, ff_l) in zip(self.upper, self.lower):
-            mm = ff_u(to_vision(self_attn(mm, None, None), vision))
+            mm = ff_u(to_vision(self_attn(mm, None, t1_mask), vision))
             q = to_text(q, text_per_frame, text_mask_per_frame)
             if states is not None:
                 q = to_state(q, states, states_mask)

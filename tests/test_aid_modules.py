@@ -118,3 +118,38 @@ def test_low_rank_deltas_start_at_zero_and_learn():
     assert sum(p.numel() for p in d.parameters()) == 2 * (2 * 8 + 8 * 2) + 2 * (2 * 6 + 8 * 2)
     d.k_up.data.normal_()
     torch.testing.assert_close(d("k", torch.eye(6)), (d.k_up @ d.k_down).T)
+
+
+def _attend(block, x, ctx=None, mask=None):
+    """One ``_Attention`` written out: x + MHA(LN(x), LN(ctx)) with a key mask, for one sequence."""
+    q = block.norm_q(x)[None]
+    kv = q if ctx is None else block.norm_kv(ctx)[None]
+    pad = None if mask is None else ~mask[None]
+    return x + block.attn(q, kv, kv, key_padding_mask=pad, need_weights=False)[0][0]
+
+
+def test_dqformer_equals_a_frame_by_frame_reference():
+    """Each video and each frame on its own: the multimodal branch over the instruction, then the image; frame f's
+    queries over the instruction, then frame f's state tokens (masked); the batched module must equal it."""
+    torch.manual_seed(0)
+    q = DQFormer(AIDConfig(**CFG)).eval()
+    g = torch.Generator().manual_seed(3)
+    t1, v, t2 = torch.randn(2, 5, 24, generator=g), torch.randn(2, 7, 20, generator=g), torch.randn(2, 3, 4, 24, generator=g)
+    m1 = torch.ones(2, 5, dtype=torch.bool)
+    m1[1, 3:] = False
+    m2 = torch.ones(2, 3, 4, dtype=torch.bool)
+    m2[0, 1, 2:] = False
+    with torch.no_grad():
+        mm, dec = q(t1, v, t2, t1_mask=m1, t2_mask=m2)
+        for b in range(2):
+            text, vision = q.proj_text(t1[b]), q.proj_vision(v[b])
+            u = text
+            for self_attn, to_vision, ff in q.upper:
+                u = ff(_attend(to_vision, _attend(self_attn, u, None, m1[b]), vision))
+            torch.testing.assert_close(mm[b], q.out_multimodal(u), rtol=1e-5, atol=1e-5)
+            for f in range(3):
+                z = q.queries[f]
+                states = q.proj_text(t2[b, f])
+                for to_text, to_state, ff in q.lower:
+                    z = ff(_attend(to_state, _attend(to_text, z, text, m1[b]), states, m2[b, f]))
+                torch.testing.assert_close(dec[b, f], q.out_decomposed(z), rtol=1e-5, atol=1e-5)
