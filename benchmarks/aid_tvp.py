@@ -1,0 +1,440 @@
+"""AID in miniature: instruction-guided video prediction on a frozen tiny SVD, with the paper's ablations.
+
+    COMFYUI_PATH=/path/to/ComfyUI python benchmarks/aid_tvp.py            # full run (CPU, about 20 minutes)
+    COMFYUI_PATH=/path/to/ComfyUI python benchmarks/aid_tvp.py --quick    # about two minutes, one seed
+
+Everything runs on CPU inside a real ComfyUI (its SVD UNet class and model sampling), through the pack's own
+code paths: the attach table, the AID adapter set, Train Adapters' forward (``nodes/simda.AdapterForward``) and
+the one trainer (``adapters/training.py``), the dual-CFG rule (``samplers/dual_cfg.py``).
+
+Task (``benchmarks/tvp_task.py``): 32 x 32 clips of 8 frames with one to three coloured objects; an instruction
+names one object and a one- or two-phase motion; a rule-based decomposer gives the state prompts (it stands in
+for the MLLM). Latents: a lossless 4 x 4 pixel-patch code (48 channels on an 8 x 8 grid).
+
+1. The frozen base: a tiny SVD-architecture UNet (ComfyUI's ``SVD_img2vid`` model class, two levels, 64/128
+   channels) pretrained as image-to-video on the broad set of instruction-free object motions (no text): it
+   learns to continue a first frame with plausible motion, but cannot know which object should move where.
+2. AID: the DQFormer, cross-attention deltas and spatial / short-term / long-term temporal adapters are trained
+   on the small instruction set (48 clips), with text / image / both dropout 0.05 each for dual guidance.
+3. Prediction of the held-out clips from their first frame and instruction (and states), Euler on SVD's Karras
+   schedule, dual CFG (s_V, s_T).
+
+Metrics (``tvp_task.summary``): FD, a Frechet distance on per-clip features against a second held-out set (the
+FVD stand-in; its noise floor is the same distance between the two held-out sets); instruction accuracy (the
+named object tracked by its colour: did it move as instructed, phase by phase; FD cannot see this); first-frame
+PSNR; per-frame MSE against the ground-truth future.
+
+Rows (the paper's ablation tables): repeat the first frame; the frozen base alone; AID full; no adapters (the
+DQFormer and cross-attention only); no spatial; no short-term; no long-term; multimodal branch only; decomposed
+branch only; without state prompts. Then a small grid of (s_V, s_T) for the full model. Mean and spread over
+training seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "workflows"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "host"))
+
+import tvp_task as tvp  # noqa: E402
+
+PATCH = 4
+CTX = 64
+TEXT_DIM = 32
+TEXT_LEN = 12
+SCALE = 0.18215  # SD/SVD latent format: the model sees latent * SCALE
+GAIN = 5.0       # pixels in [-1, 1] (mostly grey) -> about unit variance where the model sees them
+VERBOSE = False
+WIDTH = 32  # base UNet channels (two levels: WIDTH, 2 WIDTH)
+
+
+ROWS = {
+    "full": {},
+    "no adapters (DQFormer only)": dict(spatial_adapter=False, short_term_adapter=False, long_term_adapter=False),
+    "no spatial": dict(spatial_adapter=False),
+    "no short-term": dict(short_term_adapter=False),
+    "no long-term": dict(long_term_adapter=False),
+    "multimodal branch only": dict(decomposed_branch=False),
+    "decomposed branch only": dict(multimodal_branch=False),
+    "without state prompts": dict(state_prompts=False),
+}
+
+
+# ----------------------------------------------------------------------------------------------------
+# codec, image embedding, base model
+
+
+def encode(videos: torch.Tensor) -> torch.Tensor:
+    """``[N, T, 3, H, W]`` in [0, 1] -> latents ``[N, T, 48, H/4, W/4]`` (pixel patches, centred and scaled so
+    the model sees about unit variance)."""
+    n, t = videos.shape[:2]
+    z = F.pixel_unshuffle(videos.flatten(0, 1) * 2 - 1, PATCH)
+    return (z * GAIN / SCALE).reshape(n, t, *z.shape[1:])
+
+
+def decode(latents: torch.Tensor) -> torch.Tensor:
+    n, t = latents.shape[:2]
+    v = F.pixel_shuffle(latents.flatten(0, 1) * (SCALE / GAIN), PATCH)
+    return ((v + 1) / 2).clamp(0, 1).reshape(n, t, *v.shape[1:])
+
+
+_EMBED = None
+
+
+def image_embedding(first_frames: torch.Tensor) -> torch.Tensor:
+    """A fixed stand-in for SVD's CLIP image embedding: a random projection of the 8 x 8 pooled first frame,
+    ``[N, 1, CTX]``."""
+    global _EMBED
+    if _EMBED is None:
+        _EMBED = torch.randn(3 * 64, CTX, generator=torch.Generator().manual_seed(1234)) / math.sqrt(3 * 64)
+    pooled = F.adaptive_avg_pool2d(first_frames * 2 - 1, 8).flatten(1)
+    return (pooled @ _EMBED)[:, None]
+
+
+def tiny_svd(channels: int, seed: int):
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    cfg = {"model_channels": WIDTH, "in_channels": 2 * channels, "out_channels": channels,
+           "use_linear_in_transformer": True, "transformer_depth": [1, 1], "transformer_depth_output": [1, 1, 1, 1],
+           "channel_mult": [1, 2], "num_res_blocks": [1, 1], "context_dim": CTX, "adm_in_channels": 768,
+           "use_temporal_attention": True, "use_temporal_resblock": True, "image_size": 32,
+           "transformer_depth_middle": 1, "use_spatial_transformer": True, "extra_ff_mix_layer": True,
+           "use_spatial_context": True, "merge_strategy": "learned_with_images", "merge_factor": 0.0,
+           "video_kernel_size": [3, 1, 1], "disable_temporal_crossattention": False, "num_classes": "sequential",
+           "num_head_channels": 16, "dtype": torch.float32}
+    mc = comfy.supported_models.SVD_img2vid(cfg)
+    mc.unet_config["num_head_channels"] = cfg["num_head_channels"]  # the class pins 64 (SVD's own)
+    mc.set_inference_dtype(torch.float32, None)
+    base = mc.get_model({})
+    _initialise(base.diffusion_model, seed)
+    return comfy.model_patcher.ModelPatcher(base, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
+
+
+def _initialise(net: torch.nn.Module, seed: int) -> None:
+    """ComfyUI builds models without initialising their weights (they are loaded from files): the usual fan-in
+    initialisation, norms at one, biases at zero, and the output convolution at zero."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        for m in net.modules():
+            if isinstance(m, (torch.nn.GroupNorm, torch.nn.LayerNorm)) and m.weight is not None:
+                m.weight.fill_(1.0)
+            elif isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / math.sqrt(m.weight[0].numel()))
+        for p in net.out[-1].parameters():  # the last convolution (not its norm: that would stop every gradient)
+            p.zero_()
+
+
+def svd_conditions(clips: tvp.TVPClips, aid: bool) -> list:
+    """One ``(context, extras)`` per clip, as Train Adapters reads a CONDITIONING: SVD's image condition (the
+    first frame's latent and image embedding, fps / motion / augmentation) and, with ``aid``, the instruction and
+    per-frame state features as adapter conditions."""
+    import comfy.conds
+
+    from_pack = _pack()
+    attach, aid_mod = from_pack["attach"], from_pack["aid"]
+    first = encode(clips.videos[:, :1])[:, 0]
+    embed = image_embedding(clips.first_frames)
+    out = []
+    schedules = clips.schedules() if aid else [None] * len(clips)
+    for i in range(len(clips)):
+        extras = dict(concat_latent_image=first[i:i + 1], fps=6, motion_bucket_id=127, augmentation_level=0.0)
+        if aid:
+            t1 = tvp.text_features(clips.instructions[i], TEXT_DIM, TEXT_LEN)
+            entries = from_pack["sp"].parse_schedule(schedules[i])
+            states = [tvp.text_features(t, TEXT_DIM, TEXT_LEN) for _, t in entries]
+            t2 = aid_mod.per_frame_states(states, [f for f, _ in entries], clips.videos.shape[1])
+            extras["model_conds"] = {attach.ADAPTER_COND_PREFIX + aid_mod.TEXT_COND: comfy.conds.CONDRegular(t1[None]),
+                                     attach.ADAPTER_COND_PREFIX + aid_mod.STATES_COND: comfy.conds.CONDRegular(t2)}
+        out.append((embed[i:i + 1], extras))
+    return out
+
+
+_PACK = {}
+
+
+def _pack():
+    if not _PACK:
+        from harness import get_host
+
+        host = get_host()
+        _PACK.update(host=host, attach=host.pack_module("nodes.attach"), aid=host.pack_module("adapters.aid"),
+                     simda=host.pack_module("nodes.simda"), training=host.pack_module("adapters.training"),
+                     host_mod=host.pack_module("nodes.host"), sp=host.pack_module("adapters.state_prompts"),
+                     dual=host.pack_module("samplers.dual_cfg"), param=host.pack_module("samplers.parameterisation"))
+    return _PACK
+
+
+def train(module_params, forward, x0: torch.Tensor, steps: int, lr: float, batch: int, seed: int, sigma_table,
+          drop: float = 0.0, warmup: int = 0):
+    tr = _pack()["training"]
+    cfg = tr.TrainConfig(steps=steps, lr=lr, batch_size=batch, seed=seed, cond_dropout=drop, image_dropout=drop,
+                         both_dropout=drop, sigma_sampling="schedule", sigma_table=tuple(sigma_table),
+                         warmup_steps=warmup, grad_clip=1.0)
+
+    def batch_fn(step, generator, bs):
+        idx = torch.randint(0, x0.shape[0], (bs,), generator=generator)
+        return {"x0": x0[idx], "clip": idx}
+
+    t0 = time.time()
+
+    def on_step(step, loss):
+        if VERBOSE and (step % 20 == 0 or step == steps):
+            print(f"    step {step}/{steps}, loss {loss:.4f}, {time.time() - t0:.0f} s", flush=True)
+
+    return tr.Trainer(cfg).run(module_params, forward, batch_fn, "v", on_step=on_step)
+
+
+def karras(n: int, lo: float = 0.002, hi: float = 80.0, rho: float = 7.0) -> torch.Tensor:
+    ramp = torch.linspace(0, 1, n)
+    s = (hi ** (1 / rho) + ramp * (lo ** (1 / rho) - hi ** (1 / rho))) ** rho
+    return torch.cat([s, torch.zeros(1)])
+
+
+@torch.no_grad()
+def sample(forward, n_clips: int, frames: int, shape, steps: int, s_v: float, s_t: float | None, seed: int,
+           batch: int = 16) -> torch.Tensor:
+    """Euler on SVD's Karras schedule; dual CFG when ``s_t`` is given (three predictions: full, without text,
+    without text and image), else image CFG on the base (two)."""
+    pk = _pack()
+    sig = karras(steps)
+    out = []
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(n_clips, frames, *shape, generator=g)
+    for start in range(0, n_clips, batch):
+        idx = torch.arange(start, min(n_clips, start + batch))
+        x = noise[idx] * sig[0]
+        b = len(idx)
+        for i in range(steps):
+            # the three predictions (no image and no text; image; image and instruction) in one batched call
+            branches = [(True, True), (True, False)] + ([(False, False)] if s_t is not None else [])
+            k = len(branches)
+            dt = torch.tensor([t for t, _ in branches]).repeat_interleave(b)
+            di = torch.tensor([m for _, m in branches]).repeat_interleave(b)
+            xs = x.repeat(k, 1, 1, 1, 1)
+            s = sig[i].expand(k * b)
+            v = forward(xs, s, None, clip=idx.repeat(k), drop_text=dt, drop_image=di)
+            d = pk["param"].prediction_to_denoised(xs.flatten(0, 1), v.flatten(0, 1), s.repeat_interleave(frames),
+                                                   "v").reshape(xs.shape).chunk(k)
+            if s_t is None:
+                guided = d[0] + s_v * (d[1] - d[0])
+            else:
+                guided = pk["dual"].dual_cfg(d[0], d[1], d[2], s_v, s_t)
+            x = x + (x - guided) / sig[i] * (sig[i + 1] - sig[i])
+        out.append(x)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def one_step(forward, model, clips: tvp.TVPClips, sigmas=(0.5, 1.0, 2.0, 4.0), seed: int = 123, batch: int = 16) -> dict:
+    """Cheap, sensitive measures from single model calls on the held-out clips (fixed noise): the denoising loss
+    (the training objective, an ELBO stand-in; lower is better), and at sigma 2 the instruction accuracy of the
+    one-step prediction of the clean video (at that noise the objects' later positions are hidden, so only a model
+    that reads the instruction puts the named object where it goes)."""
+    pk = _pack()
+    x0 = model.model.process_latent_in(encode(clips.videos))
+    g = torch.Generator().manual_seed(seed)
+    losses, preds = [], None
+    for sigma in sigmas:
+        noise = torch.randn(x0.shape, generator=g)
+        total, outs = 0.0, []
+        for start in range(0, len(clips), batch):
+            idx = torch.arange(start, min(len(clips), start + batch))
+            s = torch.full((len(idx),), float(sigma))
+            xt = x0[idx] + sigma * noise[idx]
+            v = forward(xt, s, None, clip=idx)
+            target = pk["param"].target(x0[idx].flatten(0, 1), noise[idx].flatten(0, 1), s.repeat_interleave(x0.shape[1]),
+                                        "v")
+            total += float(((v.flatten(0, 1) - target) ** 2).mean()) * len(idx)
+            if sigma == 2.0:
+                d = pk["param"].prediction_to_denoised(xt.flatten(0, 1), v.flatten(0, 1),
+                                                       s.repeat_interleave(x0.shape[1]), "v")
+                outs.append(d.reshape(xt.shape))
+        losses.append(total / len(clips))
+        if outs:
+            preds = torch.cat(outs)
+    acc = tvp.instruction_accuracy(decode(model.model.process_latent_out(preds)), clips.plans)
+    return {"denoise_loss": statistics.fmean(losses), "one_step_instruction": acc["score"]}
+
+
+def evaluate(latents: torch.Tensor, clips: tvp.TVPClips, reference_feats) -> dict:
+    videos = decode(latents)
+    return tvp.summary(videos, clips.plans, clips.videos, reference_feats)
+
+
+def _row_text(name, runs, keys):
+    cells = []
+    for k in keys:
+        vals = [r[k] for r in runs]
+        m = statistics.fmean(vals)
+        sd = statistics.pstdev(vals) if len(vals) > 1 else 0.0
+        cells.append(f"{m:7.3f} ± {sd:5.3f}" if k != "fd" else f"{m:7.1f} ± {sd:5.1f}")
+    return f"| {name:<28} | " + " | ".join(cells) + " |"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smaller sets, fewer steps, one seed (about two minutes)")
+    ap.add_argument("--seeds", type=int, default=None)
+    ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--base-cache", default=None,
+                    help="keep the pretrained base in PATH.<quick|full>.safetensors and reuse it on the next run")
+    ap.add_argument("--base-steps", type=int, default=None)
+    ap.add_argument("--aid-steps", type=int, default=None)
+    ap.add_argument("--rows", default=None, help="comma-separated subset of rows (default: all)")
+    ap.add_argument("--verbose", action="store_true", help="print training progress")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine)")
+    args = ap.parse_args()
+    global VERBOSE
+    VERBOSE = args.verbose
+    torch.set_num_threads(args.threads)
+    t_start = time.time()
+    quick = args.quick
+    seeds = args.seeds or (1 if quick else 2)
+    sizes = dict(broad=96, train=24, heldout=16) if quick else dict(broad=384, train=48, heldout=32)
+    base_steps, aid_steps, sample_steps = (150, 60, 6) if quick else (800, 250, 8)
+    base_steps, aid_steps = args.base_steps or base_steps, args.aid_steps or aid_steps
+    bench = tvp.make_benchmark(seed=0, **sizes)
+    pk = _pack()
+    simda, attach, host_mod = pk["simda"], pk["attach"], pk["host_mod"]
+    frames = bench.train.videos.shape[1]
+    shape = encode(bench.train.videos[:1]).shape[2:]
+
+    # 1. the frozen base: image-to-video on the broad set
+    model = tiny_svd(shape[0], seed=0)
+    host = host_mod.describe(model)
+    sigma_table = host_mod.training_sigmas(model).tolist()
+    net = model.model.diffusion_model
+    cache = args.base_cache and f"{args.base_cache}.{'quick' if quick else 'full'}.safetensors"
+    if cache and os.path.exists(cache):
+        from safetensors.torch import load_file
+
+        net.load_state_dict(load_file(cache))
+        print(f"base: loaded {cache}", flush=True)
+    else:
+        x_broad = model.model.process_latent_in(encode(bench.broad.videos))
+        fwd = simda.AdapterForward(model, "v", svd_conditions(bench.broad, aid=False), host)
+        net.requires_grad_(True)
+        t0 = time.time()
+        res = train(net, fwd, x_broad, base_steps, 1e-3, 4, 0, sigma_table, warmup=50)
+        base_time = time.time() - t0
+        print(f"base: {sum(p.numel() for p in net.parameters()):,} parameters, {base_steps} steps in {base_time:.0f} s, "
+              f"loss {statistics.fmean(res.losses[:20]):.3f} -> {statistics.fmean(res.losses[-20:]):.3f}", flush=True)
+        if cache:
+            from safetensors.torch import save_file
+
+            save_file({k: v.contiguous() for k, v in net.state_dict().items()}, cache)
+    net.requires_grad_(False)
+
+    ref_feats = tvp.clip_features(bench.reference.videos)
+    floor = tvp.noise_floor(tvp.clip_features(bench.heldout.videos), ref_feats)
+    held = bench.heldout
+    x_train = model.model.process_latent_in(encode(bench.train.videos))
+    train_conds = svd_conditions(bench.train, aid=True)
+    held_conds = svd_conditions(held, aid=True)
+    keys = ("denoise_loss", "one_step_instruction", "fd", "instruction_score", "first_frame_psnr", "future_mse")
+    results: dict[str, list] = {}
+
+    def unprocess(lat):
+        return model.model.process_latent_out(lat)
+
+    # baselines
+    repeat = tvp.repeat_first_frame(held.first_frames, frames)
+    rep = tvp.summary(repeat, held.plans, held.videos, ref_feats)
+    rep.update(denoise_loss=float("nan"), one_step_instruction=rep["instruction_score"])
+    results["repeat the first frame"] = [rep]
+    base_fwd = simda.AdapterForward(model, "v", svd_conditions(held, aid=False), host)
+    base_one = one_step(base_fwd, model, held)
+    results["frozen base alone"] = [{**evaluate(unprocess(sample(base_fwd, len(held), frames, shape, sample_steps, 1.5,
+                                                                  None, seed=s)), held, ref_feats), **base_one}
+                                    for s in range(seeds)]
+    print("baselines done", flush=True)
+
+    s_v, s_t = 1.5, 2.0
+    grid = [(1.0, 1.0), (1.5, 2.0), (1.5, 5.0), (3.0, 2.0)] if not quick else [(1.0, 1.0), (1.5, 2.0)]
+    grid_results: dict[tuple, list] = {g: [] for g in grid}
+    params_per_row = {}
+    cost = {}
+    rows = ROWS if not args.rows else {k: v for k, v in ROWS.items() if k in args.rows.split(",")}
+    for name, overrides in rows.items():
+        runs = []
+        for seed in range(seeds):
+            config = dict(width=64, heads=4, depth=1, queries_per_frame=4, frames=frames, text_dim=TEXT_DIM,
+                          vision_dim=CTX, context_dim=CTX, **overrides)
+            torch.manual_seed(seed)
+            adapters = attach.new_adapters("aid", model, config)
+            patched = attach.attach_adapters(model, adapters)
+            fwd = simda.AdapterForward(patched, "v", train_conds, host, text_conds=adapters.text_conds)
+            t0 = time.time()
+            train(adapters, fwd, x_train, aid_steps, 1e-3, 4, seed, sigma_table, drop=0.05, warmup=20)
+            train_s = time.time() - t0
+            adapters.requires_grad_(False)
+            hfwd = simda.AdapterForward(patched, "v", held_conds, host, text_conds=adapters.text_conds)
+            t0 = time.time()
+            lat = sample(hfwd, len(held), frames, shape, sample_steps, s_v, s_t, seed=seed)
+            sample_s = time.time() - t0
+            runs.append({**evaluate(unprocess(lat), held, ref_feats), **one_step(hfwd, model, held)})
+            params_per_row[name] = adapters.num_trainable_parameters() or sum(p.numel() for p in adapters.parameters())
+            cost.setdefault(name, []).append((train_s / aid_steps, sample_s))
+            if name == "full":
+                for gv in grid:
+                    if seed > 0:
+                    continue  # the grid on the first seed only
+                if gv == (s_v, s_t):
+                        grid_results[gv].append(runs[-1])
+                    else:
+                        lat = sample(hfwd, len(held), frames, shape, sample_steps, gv[0], gv[1], seed=seed)
+                        grid_results[gv].append({**evaluate(unprocess(lat), held, ref_feats), **runs[-1]})
+        results[name] = runs
+        print(_row_text(name, runs, keys), f"({time.time() - t_start:.0f} s)", flush=True)
+
+    print()
+    print(f"AID on the miniature TVP task: {len(bench.train)} training clips, {len(held)} held-out, {frames} frames "
+          f"of 32x32; base {base_steps} steps, AID {aid_steps} steps, {sample_steps} sampling steps, dual CFG "
+          f"s_V={s_v} s_T={s_t}; {seeds} seed(s) (mean ± spread over AID training seeds and sampling noise)")
+    print(f"FD noise floor (held-out vs second held-out set): {floor:.1f}")
+    print()
+    head = (f"| {{:<28}} | {'held-out loss':>15} | {'1-step instr.':>15} | {'FD':>15} | {'instruction acc.':>15} | "
+            f"{'first-frame PSNR':>15} | {'future MSE':>15} |")
+    print(head.format("method"))
+    print("|" + "---|" * 7)
+    for name, runs in results.items():
+        print(_row_text(name, runs, keys))
+    print()
+    print("Dual CFG grid (full AID):")
+    print(head.format("s_V, s_T (first seed)"))
+    print("|" + "---|" * 7)
+    for gv, runs in grid_results.items():
+        print(_row_text(f"{gv[0]:g}, {gv[1]:g}", runs, keys))
+    print()
+    print("Trainable parameters and cost per row (CPU, this run):")
+    for name in rows:
+        per_step = statistics.fmean(c[0] for c in cost[name])
+        samp = statistics.fmean(c[1] for c in cost[name])
+        print(f"  {name:<28} {params_per_row[name]:>10,} parameters, {1000 * per_step:6.0f} ms per training step, "
+              f"{samp:5.1f} s to sample {len(held)} clips")
+    print(f"\ntotal {time.time() - t_start:.0f} s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rows": {k: v for k, v in results.items()},
+                       "grid": {f"{a},{b}": v for (a, b), v in grid_results.items()},
+                       "noise_floor": floor, "params": params_per_row}, f, indent=1, default=float)
+
+
+if __name__ == "__main__":
+    main()
