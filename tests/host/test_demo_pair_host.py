@@ -94,3 +94,29 @@ def test_pair_is_refused_by_a_real_prior(host, tiny):
                                                               "prior_model": ["1", 0]}}}
     with pytest.raises(RuntimeError, match="'synthetic' latents.*'wan21'"):
         host.run(p, ["2"])
+
+
+def test_synthetic_latent_decode_gives_64px_frames(host):
+    """Synthetic Latent Decode is the benchmark's decoder: 8x8 latents -> 64x64 frames with detail in each cell."""
+    p = graph(cfg_guider(1), steps=4)
+    p["8"] = {"class_type": "VA_SyntheticLatentDecode", "inputs": {"samples": ["7", 0]}}
+    out = host.run(p, ["8", "7"])
+    frames, latent = out["8"][0], out["7"][0]["samples"]
+    assert frames.shape == (8, 64, 64, 3)
+    codec = host.pack_module("adapters.synthetic_video").synthetic_codec()
+    ref = codec.decode(latent)[0].permute(1, 2, 3, 0)
+    assert torch.allclose(frames, ref, atol=1e-5)
+    assert float(frames[:, :8, :8].std()) > 0  # not one colour per cell
+    with pytest.raises(Exception, match=r"synthetic-space video latents \[B, 16, T, H, W\]"):
+        host.call("VA_SyntheticLatentDecode", {"samples": torch.zeros(2, 4, 8, 8)})
+
+
+def test_composer_refuses_diverging_settings_before_sampling(host):
+    """The sweep's limits at the node: noise space above the measured prior weight is refused with the fix."""
+    g = composer(3.0, cfg=3.0, end=1.0)
+    g["inputs"]["flow_space"] = "noise"
+    with pytest.raises(RuntimeError, match=r"diverge.*cfg \(now 3\).*prior_strength \(now 3\).*flow_space \"velocity\""):
+        host.run(graph(g, steps=3), ["7"])
+    g["inputs"]["flow_space"] = "velocity"
+    out = host.run(graph(g, steps=3), ["7"])["7"][0]["samples"]
+    assert torch.isfinite(out).all()
