@@ -479,8 +479,14 @@ def main(argv=None):
     ap.add_argument("--out", default=OUT_DIR, help="where the trained pair of the first style and seed is saved")
     ap.add_argument("--ship", action="store_true",
                     help="also write the sunset pair of seed 0 (fp16) as the pack's demo models in adapters/weights/")
+    ap.add_argument("--flow-space", choices=("velocity", "noise"), default="velocity",
+                    help="the composer's flow space (default %(default)s; the knob study compares both)")
+    ap.add_argument("--gammas", type=float, nargs="*", default=None, help="prior strengths of the composer rows")
+    ap.add_argument("--mix", type=float, nargs="*", default=None, help="CFG-mix weights (none: no CFG-mix rows)")
+    ap.add_argument("--small", default=None, metavar="WIDTHxDEPTH",
+                    help="size of the small models (default 32x2, 8.9 %% of the prior; 64x2 is 32.8 %%)")
     ap.add_argument("--train-prior", action="store_true",
-                    help="train the prior here (about 8 minutes) instead of loading the shipped pretrained one")
+                    help="train the prior here (about 16 minutes) instead of loading the shipped pretrained one")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     mode = "quick" if args.quick else "full"
@@ -494,6 +500,13 @@ def main(argv=None):
         print(f"total time {time.time() - t_start:.0f}s")
         return
 
+    if args.gammas is not None:
+        S = dict(S, gammas=tuple(args.gammas))
+    if args.mix is not None:
+        S = dict(S, mix=tuple(args.mix))
+    if args.small:
+        w, d = (int(v) for v in args.small.lower().split("x"))
+        S = dict(S, small=dict(width=w, depth=d, heads=max(1, w // 64), freq_dim=64))
     methods = table_methods(S)
     results, per_style = [], {s: [] for s in args.styles}
     first_pair = None
@@ -501,7 +514,7 @@ def main(argv=None):
         lab = Lab(S, seed, codec, pretrained=not args.train_prior)
         for style in args.styles:
             t0 = time.time()
-            r = lab.run(style, methods, first_frame=args.first_frame)
+            r = lab.run(style, methods, first_frame=args.first_frame, flow_space=args.flow_space)
             results.append(r)
             per_style[style].append(r)
             print(f"  seed {seed}, {style}: " + ", ".join(f"{k} {v:.1f}" for k, v in r.items())
@@ -510,7 +523,8 @@ def main(argv=None):
                 first_pair = (lab.prior("flow", args.first_frame), lab.small(style, "flow", args.first_frame), style, seed)
     prior, small = first_pair[0], first_pair[1]
     ratio = n_params(small) / n_params(prior)
-    print(f"\nTable 1 miniature ({mode}{', first-frame conditioned' if args.first_frame else ''}; styles "
+    print(f"\nTable 1 miniature ({mode}{', first-frame conditioned' if args.first_frame else ''}; flow space "
+          f"{args.flow_space}; styles "
           f"{', '.join(args.styles)}; seeds {', '.join(map(str, seeds))}; prior {n_params(prior):,} parameters on "
           f"{S['broad']} broad clips, small model {100 * ratio:.1f} % of it on {S['domain_train']} clips; "
           f"{S['samples']} samples per method against {S['held_out']} held-out clips; Euler {S['sample_steps']} "
