@@ -124,7 +124,7 @@ def sampler_chain(first_id, model_id, guider_id, latent_id, col, row, steps, see
     return nodes
 
 
-DEMO_GAMMA = 0.2  # the demo's prior strength (see the Table-1 miniature in the README)
+DEMO_GAMMA = 0.1  # the demo's prior strength (the best one of the Table-1 miniature with this pair, see the README)
 DEMO_STEPS = 16    # the miniature's sampler steps
 
 
