@@ -167,7 +167,7 @@ class TinyTrainedPair(io.ComfyNode):
             description=(
                 "A trained tiny prior/domain pair that ships with the pack (no download): the prior learned a broad "
                 "set of synthetic 64 x 64 videos (clean shapes and motion; their captions never say the colours or "
-                "textures), the domain model, a few percent of its size, learned 16 clips of one 'sunset' style. "
+                "textures), the domain model, a third of its size, learned 16 clips of one 'sunset' style. "
                 "Compose them with the Score Composer and decode with Synthetic Latent Decode. Made by "
                 "benchmarks/table1_miniature.py --ship."),
             inputs=[
@@ -176,7 +176,7 @@ class TinyTrainedPair(io.ComfyNode):
             ],
             outputs=[
                 io.Model.Output(display_name="domain_model", tooltip="The small model of the 'sunset' style."),
-                io.Model.Output(display_name="prior_model", tooltip="The broad prior (many times the domain model's size)."),
+                io.Model.Output(display_name="prior_model", tooltip="The broad prior (three times the domain model's size)."),
                 io.Conditioning.Output(display_name="positive", tooltip="The prompt's caption features."),
                 io.Conditioning.Output(display_name="negative", tooltip="Empty caption features: these models use "
                                        "their learned 'no caption' embedding for the unconditional branch."),

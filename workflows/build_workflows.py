@@ -152,7 +152,7 @@ def demo_tiny():
                                save_prefix=f"video_adapters_demo/{name}", decode=decode, fps=8.0)
     notes = [("## Video Adapters demo (no downloads, CPU)\nA trained tiny pair ships with the pack: a broad "
               "prior that knows clean synthetic shapes and motion (its captions never named colours or textures), "
-              "and a domain model, a few percent of its size, trained on 16 clips of one 'sunset' style. A samples "
+              "and a domain model, a third of its size, trained on 16 clips of one 'sunset' style. A samples "
               "the domain model alone, B the prior alone, C composes them with the Score Composer, all from the "
               "same noise. Change the prompt's shape, motion or camera words: the prior knows them.", 0, 5)]
     return nodes, notes
