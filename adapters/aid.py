@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from .adapter_set import BlockAdapterSet, JsonConfig
+from .layers import ResidualFeedForward
 from .simda import SpatialAdapter, TemporalAdapter, _bottleneck
 
 KIND = "aid"
@@ -96,15 +97,6 @@ class _Attention(nn.Module):
         return x + self.attn(q, kv, kv, key_padding_mask=pad, need_weights=False)[0]
 
 
-class _FeedForward(nn.Module):
-    def __init__(self, width: int):
-        super().__init__()
-        self.net = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
-
-    def forward(self, x):
-        return x + self.net(x)
-
-
 class DQFormer(nn.Module):
     """Dual-Query Transformer (see the module docstring).
 
@@ -122,9 +114,9 @@ class DQFormer(nn.Module):
         self.lower = nn.ModuleList()
         for _ in range(c.depth):
             self.upper.append(nn.ModuleList([_Attention(c.width, c.heads), _Attention(c.width, c.heads),
-                                             _FeedForward(c.width)]))
+                                             ResidualFeedForward(c.width)]))
             self.lower.append(nn.ModuleList([_Attention(c.width, c.heads), _Attention(c.width, c.heads),
-                                             _FeedForward(c.width)]))
+                                             ResidualFeedForward(c.width)]))
         self.queries = nn.Parameter(0.02 * torch.randn(c.frames, c.queries_per_frame, c.width))
         self.out_multimodal = nn.Sequential(nn.LayerNorm(c.width), nn.Linear(c.width, c.context_dim))
         self.out_decomposed = nn.Sequential(nn.LayerNorm(c.width), nn.Linear(c.width, c.context_dim))

@@ -47,6 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .adapter_set import BlockAdapterSet, JsonConfig
+from .layers import ResidualFeedForward
 
 KIND = "fca"
 PARTS = ("branch", "text")
@@ -150,15 +151,6 @@ class _Attention(nn.Module):
         return x + self.o(attention(self.q(h), self.k(c), self.v(c), self.heads))
 
 
-class _FeedForward(nn.Module):
-    def __init__(self, width: int):
-        super().__init__()
-        self.net = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
-
-    def forward(self, x):
-        return x + self.net(x)
-
-
 class FrameTextModule(nn.Module):
     """Frame-wise text of one block (Q-Former-like): learnable queries ``[frames, n, W]`` are concatenated with the
     projected text tokens; self-attention over both, then the queries cross-attend to the projected image
@@ -175,7 +167,7 @@ class FrameTextModule(nn.Module):
         self.image_in = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, w))
         self.queries = nn.Parameter(0.02 * torch.randn(c.frames, c.queries_per_frame, w))
         self.layers = nn.ModuleList(nn.ModuleList([_Attention(w, c.text_heads), _Attention(w, c.text_heads),
-                                                   _FeedForward(w)]) for _ in range(c.text_layers))
+                                                   ResidualFeedForward(w)]) for _ in range(c.text_layers))
         self.out = nn.Sequential(nn.LayerNorm(w), nn.Linear(w, dim))
 
     def frame_queries(self, frames: int) -> torch.Tensor:

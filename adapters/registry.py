@@ -80,44 +80,39 @@ def kinds() -> list[str]:
 # built-in kinds
 
 
-def _build_simda(blocks: dict[str, int], config: dict[str, Any], family: str) -> nn.Module:
-    from .simda import SimDAAdapterSet
+class _Lazy:
+    """``build``, ``load`` and ``configure`` of a kind whose module is imported on first use (the registry is
+    imported by every node; the kinds' torch modules only when a kind is used)."""
 
-    return SimDAAdapterSet.build(blocks, config, family)
+    def __init__(self, module: str, set_class: str):
+        self.module, self.set_class = module, set_class
+
+    def _get(self, name: str):
+        import importlib
+
+        return getattr(importlib.import_module(f".{self.module}", __package__), name)
+
+    def build(self, blocks: dict[str, int], config: dict[str, Any], family: str) -> nn.Module:
+        return self._get(self.set_class).build(blocks, config, family)
+
+    def load(self, path: str, device="cpu") -> nn.Module:
+        return self._get(self.set_class).load(path, device=device)
+
+    def configure(self, config, host, conditions, frames, given):
+        return self._get("configure")(config, host, conditions, frames, given)
 
 
-def _load_simda(path: str, device="cpu") -> nn.Module:
-    from .simda import SimDAAdapterSet
-
-    return SimDAAdapterSet.load(path, device=device)
+_SIMDA, _AID, _FCA = _Lazy("simda", "SimDAAdapterSet"), _Lazy("aid", "AIDAdapterSet"), _Lazy("fca", "FCAAdapterSet")
 
 
 register(AdapterKind(
     kind="simda",
     description="SimDA: attention/FFN spatial adapters and a temporal adapter per transformer block, "
                 "trained with latent-shift self-attention",
-    build=_build_simda,
-    load=_load_simda,
+    build=_SIMDA.build,
+    load=_SIMDA.load,
     default_config={},
 ))
-
-
-def _build_aid(blocks: dict[str, int], config: dict[str, Any], family: str) -> nn.Module:
-    from .aid import AIDAdapterSet
-
-    return AIDAdapterSet.build(blocks, config, family)
-
-
-def _load_aid(path: str, device="cpu") -> nn.Module:
-    from .aid import AIDAdapterSet
-
-    return AIDAdapterSet.load(path, device=device)
-
-
-def _configure_aid(config, host, conditions, frames, given):
-    from .aid import configure
-
-    return configure(config, host, conditions, frames, given)
 
 
 register(AdapterKind(
@@ -125,30 +120,12 @@ register(AdapterKind(
     description="AID: a Dual-Query Transformer whose instruction / state-prompt tokens join the cross-attention, "
                 "cross-attention weight deltas, and spatial, short-term and long-term temporal adapters in every "
                 "spatial block of a frozen SVD",
-    build=_build_aid,
-    load=_load_aid,
+    build=_AID.build,
+    load=_AID.load,
     default_config={},
     block_kinds=("spatial",),
-    configure=_configure_aid,
+    configure=_AID.configure,
 ))
-
-
-def _build_fca(blocks: dict[str, int], config: dict[str, Any], family: str) -> nn.Module:
-    from .fca import FCAAdapterSet
-
-    return FCAAdapterSet.build(blocks, config, family)
-
-
-def _load_fca(path: str, device="cpu") -> nn.Module:
-    from .fca import FCAAdapterSet
-
-    return FCAAdapterSet.load(path, device=device)
-
-
-def _configure_fca(config, host, conditions, frames, given):
-    from .fca import configure
-
-    return configure(config, host, conditions, frames, given)
 
 
 register(AdapterKind(
@@ -156,11 +133,11 @@ register(AdapterKind(
     description="FCA: a parallel cross-attention branch beside every DiT block (scale 0.1 at init) over the text, "
                 "the initial frames' hidden states from the frozen model and per-layer frame-wise text, for "
                 "text-video prediction on a frozen text-to-video Wan",
-    build=_build_fca,
-    load=_load_fca,
+    build=_FCA.build,
+    load=_FCA.load,
     default_config={},
     block_kinds=("dit",),
-    configure=_configure_fca,
+    configure=_FCA.configure,
     # the FCA paper's fine-tuning table: cosine schedule after a 200-step warm-up, AdamW betas (0.9, 0.95),
     # gradient clipping at 1.0 (warm-up capped at a tenth of the run for short runs)
     train_recipe={"lr_schedule": "cosine", "warmup_steps": 200, "warmup_fraction": 0.1, "betas": (0.9, 0.95),

@@ -174,10 +174,32 @@ def _pack():
 
         host = get_host()
         _PACK.update(host=host, attach=host.pack_module("nodes.attach"), aid=host.pack_module("adapters.aid"),
+                     fca=host.pack_module("adapters.fca"), registry=host.pack_module("adapters.registry"),
                      simda=host.pack_module("nodes.simda"), training=host.pack_module("adapters.training"),
                      host_mod=host.pack_module("nodes.host"), sp=host.pack_module("adapters.state_prompts"),
                      dual=host.pack_module("samplers.dual_cfg"), param=host.pack_module("samplers.parameterisation"))
     return _PACK
+
+
+def run_trainer(cfg, params, forward, x0: torch.Tensor, parameterisation: str, clean: bool = False, every: int = 20):
+    """The pack's one trainer on clips ``x0`` with random clips per step (``clean``: also hand the clean clips to
+    the model, as FCA reads its initial frames from them); prints progress with ``--verbose``."""
+    tr = _pack()["training"]
+
+    def batch_fn(step, generator, bs):
+        idx = torch.randint(0, x0.shape[0], (bs,), generator=generator)
+        out = {"x0": x0[idx], "clip": idx}
+        if clean:
+            out["clean"] = x0[idx]
+        return out
+
+    t0 = time.time()
+
+    def on_step(step, loss):
+        if VERBOSE and (step % every == 0 or step == cfg.steps):
+            print(f"    step {step}/{cfg.steps}, loss {loss:.4f}, {time.time() - t0:.0f} s", flush=True)
+
+    return tr.Trainer(cfg).run(params, forward, batch_fn, parameterisation, on_step=on_step)
 
 
 def train(module_params, forward, x0: torch.Tensor, steps: int, lr: float, batch: int, seed: int, sigma_table,
@@ -186,18 +208,7 @@ def train(module_params, forward, x0: torch.Tensor, steps: int, lr: float, batch
     cfg = tr.TrainConfig(steps=steps, lr=lr, batch_size=batch, seed=seed, cond_dropout=drop, image_dropout=drop,
                          both_dropout=drop, sigma_sampling="schedule", sigma_table=tuple(sigma_table),
                          warmup_steps=warmup, grad_clip=1.0)
-
-    def batch_fn(step, generator, bs):
-        idx = torch.randint(0, x0.shape[0], (bs,), generator=generator)
-        return {"x0": x0[idx], "clip": idx}
-
-    t0 = time.time()
-
-    def on_step(step, loss):
-        if VERBOSE and (step % 20 == 0 or step == steps):
-            print(f"    step {step}/{steps}, loss {loss:.4f}, {time.time() - t0:.0f} s", flush=True)
-
-    return tr.Trainer(cfg).run(module_params, forward, batch_fn, "v", on_step=on_step)
+    return run_trainer(cfg, module_params, forward, x0, "v")
 
 
 def karras(n: int, lo: float = 0.002, hi: float = 80.0, rho: float = 7.0) -> torch.Tensor:

@@ -62,7 +62,6 @@ DIM, HEADS, LAYERS, FFN = 128, 2, 4, 512
 SHIFT = 3.0
 CFG = 2.0
 LR = 1e-3
-VERBOSE = False
 
 FCA_BASE = dict(head_dim=DIM // HEADS, queries_per_frame=4, text_width=64, text_heads=2, text_layers=1,
                 initial_frames=1, noise_step=1)
@@ -75,19 +74,7 @@ ROWS = {
 }
 FULL = "FCA full (layer-wise, mask)"
 
-_PACK: dict = {}
-
-
-def _pack():
-    if not _PACK:
-        from harness import get_host
-
-        host = get_host()
-        _PACK.update(host=host, attach=host.pack_module("nodes.attach"), fca=host.pack_module("adapters.fca"),
-                     simda=host.pack_module("nodes.simda"), training=host.pack_module("adapters.training"),
-                     host_mod=host.pack_module("nodes.host"), registry=host.pack_module("adapters.registry"),
-                     param=host.pack_module("samplers.parameterisation"))
-    return _PACK
+_pack = aid_tvp._pack  # one in-process host and the pack modules both benchmarks use
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -203,21 +190,7 @@ def train(params, forward, x0: torch.Tensor, steps: int, batch: int, seed: int, 
     tr = _pack()["training"]
     cfg = tr.TrainConfig(steps=steps, lr=lr, batch_size=batch, seed=seed, cond_dropout=drop,
                          sigma_sampling="flow_shift", flow_shift=SHIFT, **recipe)
-
-    def batch_fn(step, generator, bs):
-        idx = torch.randint(0, x0.shape[0], (bs,), generator=generator)
-        out = {"x0": x0[idx], "clip": idx}
-        if clean:
-            out["clean"] = x0[idx]  # FCA reads the initial frames of the clean clips
-        return out
-
-    t0 = time.time()
-
-    def on_step(step, loss):
-        if VERBOSE and (step % 100 == 0 or step == steps):
-            print(f"    step {step}/{steps}, loss {loss:.4f}, {time.time() - t0:.0f} s", flush=True)
-
-    return tr.Trainer(cfg).run(params, forward, batch_fn, "flow", on_step=on_step)
+    return aid_tvp.run_trainer(cfg, params, forward, x0, "flow", clean=clean, every=100)
 
 
 def flow_sigmas(steps: int, shift: float = SHIFT) -> torch.Tensor:
@@ -363,8 +336,7 @@ def main() -> None:
     ap.add_argument("--base-cache", default=None, help="a folder to keep the pretrained base in (safetensors) and "
                     "reuse on the next run with the same settings")
     args = ap.parse_args()
-    global VERBOSE
-    VERBOSE = args.verbose
+    aid_tvp.VERBOSE = args.verbose
     torch.set_num_threads(args.threads)
     t_start = time.time()
     quick = args.quick
