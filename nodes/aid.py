@@ -71,8 +71,8 @@ def instruction_conds(clip, instructions: list, schedules: list[str], entries: i
     """Per conditioning entry ``{aid_text: [1, L, D], aid_states: [frames, L, D]}`` (no states when no schedule).
     ``instructions``: texts, or already encoded features ``[L, D]``."""
     if len(instructions) not in (1, entries):
-        raise VideoAdapterError(f"instruction: {len(instructions)} instructions for {entries} conditioning entries; give one "
-                                "instruction for all, or one line per entry (per training clip, in clip order)")
+        raise VideoAdapterError(f"instruction: {len(instructions)} instructions for {entries} conditioning entries; "
+                                "give one instruction for all, or one line per entry (per training clip, in clip order)")
     if schedules and len(schedules) not in (1, entries):
         raise VideoAdapterError(f"states: {len(schedules)} schedules for {entries} conditioning entries; give one, or "
                                 f"one per entry separated by lines of {SEPARATOR}")
@@ -184,7 +184,8 @@ class AIDConditioning(io.ComfyNode):
         zero = {k: torch.zeros_like(v) for k, v in conds[0].items()}
         neg = add_adapter_conds(negative, zero)
         summary = (f"{len(out)} entr{'y' if len(out) == 1 else 'ies'}: {label}"
-                   + (f"; {len(schedules)} state schedule(s) over {frames} frames" if schedules else "; no state prompts")
+                   + (f"; {len(schedules)} state schedule(s) over {frames} frames" if schedules
+                      else "; no state prompts")
                    + note)
         return io.NodeOutput(out, neg, summary)
 

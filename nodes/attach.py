@@ -383,19 +383,6 @@ def add_adapter_conds(conditioning, tensors: dict[str, torch.Tensor]):
     return out
 
 
-def without_adapter_conds(conditioning, names=None):
-    """A copy of ``conditioning`` without the adapter conditions ``names`` (all when None)."""
-    out = []
-    for t, extras in conditioning:
-        extras = dict(extras)
-        conds = {k: v for k, v in extras.get("model_conds", {}).items()
-                 if not (k.startswith(ADAPTER_COND_PREFIX)
-                         and (names is None or k[len(ADAPTER_COND_PREFIX):] in names))}
-        extras["model_conds"] = conds
-        out.append([t, extras])
-    return out
-
-
 def adapter_conds(extras: dict) -> dict:
     """The adapter conditions of one CONDITIONING entry: ``{prefixed name: CONDRegular}`` (what the sampler
     passes to the model)."""
