@@ -145,10 +145,17 @@ def state_frames(n: int, frames: int, temporal_stride: int = 1) -> list[int]:
     return [first_pixel(int(i * slots / n + 0.5), temporal_stride) for i in range(n)]
 
 
+SCHEDULE_SEPARATOR = "---"  # a line of its own between the schedules of several videos (one per training clip)
+
+
+def format_schedule(entries: list[tuple[int, str]]) -> str:
+    """``[(frame, prompt)]`` in the format prompt-schedule nodes read: ``"0": "...",`` one per line."""
+    return ",\n".join(f"{json.dumps(str(f))}: {json.dumps(s)}" for f, s in entries)
+
+
 def schedule(states: list[str], frames: int, temporal_stride: int = 1) -> str:
     """Frame-indexed prompts in the format prompt-schedule nodes read: ``"0": "...",`` one per line."""
-    starts = state_frames(len(states), frames, temporal_stride)
-    return ",\n".join(f"{json.dumps(str(f))}: {json.dumps(s)}" for f, s in zip(starts, states))
+    return format_schedule(list(zip(state_frames(len(states), frames, temporal_stride), states)))
 
 
 def parse_schedule(text: str) -> list[tuple[int, str]]:

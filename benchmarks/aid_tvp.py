@@ -1,7 +1,10 @@
 """AID in miniature: instruction-guided video prediction on a frozen tiny SVD, with the paper's ablations.
 
-    COMFYUI_PATH=/path/to/ComfyUI python benchmarks/aid_tvp.py            # full run (CPU, about 20 minutes)
+    COMFYUI_PATH=/path/to/ComfyUI python benchmarks/aid_tvp.py            # full run (2 CPU cores, about 25 minutes)
     COMFYUI_PATH=/path/to/ComfyUI python benchmarks/aid_tvp.py --quick    # about two minutes, one seed
+
+The ablation rows (one job per row and training seed) run in ``--jobs`` worker processes, one per core by
+default; each job is seeded on its own, so the numbers are the same bit for bit with any number of workers.
 
 Everything runs on CPU inside a real ComfyUI (its SVD UNet class and model sampling), through the pack's own
 code paths: the attach table, the AID adapter set, Train Adapters' forward (``nodes/simda.AdapterForward``) and
@@ -298,6 +301,62 @@ def _row_text(name, runs, keys):
     return f"| {name:<28} | " + " | ".join(cells) + " |"
 
 
+# ----------------------------------------------------------------------------------------------------
+# one ablation row and seed per job, run in worker processes
+
+_JOB: dict = {}  # what every job reads: set by main() before the workers fork, so they share it copy-on-write
+
+
+def _row_job(job) -> dict:
+    """Train one AID variant with one seed on the frozen base, predict the held-out clips, score them (and, for the
+    full model's first seed, the dual-CFG grid). Seeded at the start, so a job's result does not depend on which
+    process runs it or what ran before it."""
+    name, overrides, seed = job
+    c = _JOB
+    pk = _pack()
+    simda, attach = pk["simda"], pk["attach"]
+    model, held = c["model"], c["held"]
+    config = dict(width=64, heads=4, depth=1, queries_per_frame=4, frames=c["frames"], text_dim=TEXT_DIM,
+                  vision_dim=CTX, context_dim=CTX, **overrides)
+    torch.manual_seed(seed)
+    adapters = attach.new_adapters("aid", model, config)
+    patched = attach.attach_adapters(model, adapters)
+    fwd = simda.AdapterForward(patched, "v", c["train_conds"], c["host"], text_conds=adapters.text_conds)
+    t0 = time.time()
+    train(adapters, fwd, c["x_train"], c["aid_steps"], 1e-3, 4, seed, c["sigma_table"], drop=0.05, warmup=20)
+    train_s = time.time() - t0
+    adapters.requires_grad_(False)
+    hfwd = simda.AdapterForward(patched, "v", c["held_conds"], c["host"], text_conds=adapters.text_conds)
+
+    def predict(s_v, s_t):
+        lat = sample(hfwd, len(held), c["frames"], c["shape"], c["sample_steps"], s_v, s_t, seed=seed)
+        return evaluate(c["unprocess"](lat), held, c["ref_feats"])
+
+    t0 = time.time()
+    scores = predict(c["s_v"], c["s_t"])
+    sample_s = time.time() - t0
+    run = {**scores, **one_step(hfwd, model, held)}
+    grid = {}
+    if name == "full" and seed == 0:  # the guidance grid on the first seed
+        grid = {gv: run if gv == (c["s_v"], c["s_t"]) else {**run, **predict(*gv)} for gv in c["grid"]}
+    params = adapters.num_trainable_parameters() or sum(p.numel() for p in adapters.parameters())
+    return {"run": run, "params": params, "cost": (train_s / c["aid_steps"], sample_s), "grid": grid}
+
+
+def run_jobs(fn, jobs: list, workers: int):
+    """``fn`` over ``jobs``, results in order: in this process, or in ``workers`` forked processes (one torch
+    thread each) that inherit the loaded host and data. Yields results as they arrive, in order."""
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield fn(job)
+        return
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(min(workers, len(jobs)), initializer=torch.set_num_threads,
+                                                  initargs=(1,)) as pool:
+        yield from pool.imap(fn, jobs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller sets, fewer steps, one seed (about two minutes)")
@@ -310,6 +369,8 @@ def main() -> None:
     ap.add_argument("--rows", default=None, help="comma-separated subset of rows (default: all)")
     ap.add_argument("--verbose", action="store_true", help="print training progress")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine)")
+    ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                    help="worker processes for the ablation rows (default: up to 2, one per core; 1: in this process)")
     args = ap.parse_args()
     global VERBOSE
     VERBOSE = args.verbose
@@ -378,39 +439,24 @@ def main() -> None:
 
     s_v, s_t = 1.5, 2.0
     grid = [(1.0, 1.0), (1.5, 2.0), (1.5, 5.0), (3.0, 2.0)] if not quick else [(1.0, 1.0), (1.5, 2.0)]
-    grid_results: dict[tuple, list] = {g: [] for g in grid}
-    params_per_row = {}
-    cost = {}
     rows = ROWS if not args.rows else {k: v for k, v in ROWS.items() if k in args.rows.split(",")}
-    for name, overrides in rows.items():
-        runs = []
-        for seed in range(seeds):
-            config = dict(width=64, heads=4, depth=1, queries_per_frame=4, frames=frames, text_dim=TEXT_DIM,
-                          vision_dim=CTX, context_dim=CTX, **overrides)
-            torch.manual_seed(seed)
-            adapters = attach.new_adapters("aid", model, config)
-            patched = attach.attach_adapters(model, adapters)
-            fwd = simda.AdapterForward(patched, "v", train_conds, host, text_conds=adapters.text_conds)
-            t0 = time.time()
-            train(adapters, fwd, x_train, aid_steps, 1e-3, 4, seed, sigma_table, drop=0.05, warmup=20)
-            train_s = time.time() - t0
-            adapters.requires_grad_(False)
-            hfwd = simda.AdapterForward(patched, "v", held_conds, host, text_conds=adapters.text_conds)
-            t0 = time.time()
-            lat = sample(hfwd, len(held), frames, shape, sample_steps, s_v, s_t, seed=seed)
-            sample_s = time.time() - t0
-            runs.append({**evaluate(unprocess(lat), held, ref_feats), **one_step(hfwd, model, held)})
-            params_per_row[name] = adapters.num_trainable_parameters() or sum(p.numel() for p in adapters.parameters())
-            cost.setdefault(name, []).append((train_s / aid_steps, sample_s))
-            if name == "full" and seed == 0:  # the guidance grid on the first seed
-                for gv in grid:
-                    if gv == (s_v, s_t):
-                        grid_results[gv].append(runs[-1])
-                    else:
-                        lat = sample(hfwd, len(held), frames, shape, sample_steps, gv[0], gv[1], seed=seed)
-                        grid_results[gv].append({**runs[-1], **evaluate(unprocess(lat), held, ref_feats)})
-        results[name] = runs
-        print(_row_text(name, runs, keys), f"({time.time() - t_start:.0f} s)", flush=True)
+    _JOB.clear()
+    _JOB.update(model=model, host=host, frames=frames, shape=shape, sample_steps=sample_steps, aid_steps=aid_steps,
+                sigma_table=sigma_table, x_train=x_train, train_conds=train_conds, held=held, held_conds=held_conds,
+                ref_feats=ref_feats, s_v=s_v, s_t=s_t, grid=grid, unprocess=unprocess)
+    grid_results: dict[tuple, list] = {g: [] for g in grid}
+    params_per_row, cost = {}, {}
+    jobs = [(name, overrides, seed) for name, overrides in rows.items() for seed in range(seeds)]
+    runs: list = []
+    for (name, _, seed), out in zip(jobs, run_jobs(_row_job, jobs, args.jobs)):
+        runs.append(out["run"])
+        params_per_row[name] = out["params"]
+        cost.setdefault(name, []).append(out["cost"])
+        for gv, r in out["grid"].items():
+            grid_results[gv].append(r)
+        if seed == seeds - 1:
+            results[name], runs = runs, []
+            print(_row_text(name, results[name], keys), f"({time.time() - t_start:.0f} s)", flush=True)
 
     print()
     print(f"AID on the miniature TVP task: {len(bench.train)} training clips, {len(held)} held-out, {frames} frames "

@@ -5,7 +5,7 @@ pretrained prior beat both models alone?
     python benchmarks/table1_miniature.py --quick        # 3 styles x 1 seed, smaller models, about 2 minutes
     python benchmarks/table1_miniature.py --investigate  # the knobs (spaces, window, schedules, Langevin,
                                                          # eps models, sizes, first frame) on one style
-    python benchmarks/table1_miniature.py --ship         # also write the demo pair (style sunset, seed 0)
+    python benchmarks/table1_miniature.py --small 64x2 --ship   # also write the shipped demo pair (sunset, seed 0)
 
 Setting (everything synthetic, deterministic, CPU; ``adapters/synthetic_video.py``):
 
@@ -478,7 +478,8 @@ def main(argv=None):
     ap.add_argument("--first-frame", action="store_true", help="first-frame conditioned prior and small models")
     ap.add_argument("--out", default=OUT_DIR, help="where the trained pair of the first style and seed is saved")
     ap.add_argument("--ship", action="store_true",
-                    help="also write the sunset pair of seed 0 (fp16) as the pack's demo models in adapters/weights/")
+                    help="also write the sunset pair of seed 0 (fp16) as the pack's demo models in adapters/weights/ (the "
+                         "shipped pair was made with --small 64x2 --ship)")
     ap.add_argument("--flow-space", choices=("velocity", "noise"), default="velocity",
                     help="the composer's flow space (default %(default)s; the knob study compares both)")
     ap.add_argument("--gammas", type=float, nargs="*", default=None, help="prior strengths of the composer rows")
@@ -552,7 +553,7 @@ def main(argv=None):
                 "data": data, "steps": steps, "role": role, "style": first_pair[2], "sample_shift": SAMPLE_SHIFT,
                 **({"prior_recipe": prior_recipe(S)} if role == "prior" else {}),
                 "cfg": CFG, "composition_end": COMPOSITION_END,
-                "made_by": f"python benchmarks/table1_miniature.py{' --quick' if args.quick else ''} --ship",
+                "made_by": " ".join(["python", "benchmarks/table1_miniature.py", *(sys.argv[1:] if argv is None else argv)]),
                 "table1_miniature_mean_std": table})
             print(f"shipped {path} ({os.path.getsize(path) / 1e6:.2f} MB)")
     print(f"total time {time.time() - t_start:.0f}s")

@@ -20,7 +20,7 @@ from .attach import ADAPTER_COND_PREFIX, ADDITIONAL_MODELS_KEY, add_adapter_cond
 from .common import CATEGORY, VideoAdapterError
 from .host import describe
 
-SEPARATOR = "---"
+SEPARATOR = sp.SCHEDULE_SEPARATOR
 
 
 def _encode(clip, text: str) -> torch.Tensor:

@@ -6,8 +6,9 @@ prior's VAE and each caption with the prior's text encoder, and returns what the
 LATENT batch of clips ``[clips, C, T, H, W]`` and a CONDITIONING with one entry per clip, in clip order.
 
 Captions: ``<video name>.txt`` next to the video (the convention of most LoRA training sets); videos without
-one use ``default_caption``. Frames are decoded with PyAV (a ComfyUI dependency) and only as far as needed,
-so long videos do not fill memory.
+one use ``default_caption``. State prompts (for AID): ``<video name>.states.txt``, cut to each clip's frames
+and returned as one schedule per clip for AID Conditioning. Frames are decoded with PyAV (a ComfyUI
+dependency) and only as far as needed, so long videos do not fill memory.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import comfy.utils
 import folder_paths
 from comfy_api.latest import io, ui
 
-from ..adapters.clip_folder import VIDEO_EXTENSIONS, caption_for, clip_windows
+from ..adapters.clip_folder import STATES_SUFFIX, VIDEO_EXTENSIONS, caption_for, clip_states, clip_windows, states_for
+from ..adapters.state_prompts import SCHEDULE_SEPARATOR
 from ..adapters.domain_model import FAMILY_SPECS, SIZES
 from .common import CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, safe_name, training_noise
 from .domain import clip_latents, prior_family, prior_parameterisation, text_batch
@@ -206,6 +208,11 @@ class LoadClipFolder(io.ComfyNode):
                 io.String.Output(display_name="caption_text", tooltip="One line per clip: file, start frame and "
                                  "caption, to check what was read."),
                 io.Image.Output(display_name="first_frames", tooltip="The first frame of every clip, as read."),
+                io.String.Output(display_name="states", tooltip=(
+                    "State prompts for AID Conditioning: one schedule per clip, in clip order, separated by lines of "
+                    f"{SCHEDULE_SEPARATOR}, from <video name>{STATES_SUFFIX} next to each video (a schedule in the "
+                    "video's frame numbers as MLLM State Prompt writes it, or one state per line, spread over each "
+                    "clip). Empty when no video has one.")),
             ],
         )
 
@@ -254,7 +261,7 @@ class LoadClipFolder(io.ComfyNode):
                 f"no video in {path} has {(frames - 1) * frame_stride + 1} frames ({frames} frames at stride "
                 f"{frame_stride}); lower frames or frame_stride. Too short: {', '.join(skipped)}")
 
-        latents, conds, lines, firsts = [], [], [], []
+        latents, conds, lines, firsts, schedules = [], [], [], [], []
         encoded: dict[str, list] = {}
         bar = comfy.utils.ProgressBar(len(plan))
         by_video: dict[str, list[int]] = {}
@@ -277,15 +284,38 @@ class LoadClipFolder(io.ComfyNode):
                 conds.extend(encoded[text][:1])  # one entry per clip
                 lines.append(f"{os.path.basename(video)} @ {start}: {text}")
                 firsts.append(pixels[0])
+                schedules.append((video, _clip_states(video, start, frames, frame_stride)))
         if not latents:
             raise VideoAdapterError(f"no clip could be read from {path}")
+        missing = sorted({os.path.basename(v) for v, s in schedules if s is None})
+        if all(s is None for _, s in schedules):
+            states = ""
+        elif missing:
+            raise VideoAdapterError(
+                f"state prompts: some videos have a <video name>{STATES_SUFFIX} and these do not: "
+                f"{', '.join(missing)}. Give every video one (AID trains each clip with its states), or none")
+        else:
+            states = f"\n{SCHEDULE_SEPARATOR}\n".join(s for _, s in schedules)
         shapes = {tuple(x.shape[1:]) for x in latents}
         if len(shapes) > 1:
             raise VideoAdapterError(f"the VAE returned clips of different shapes {sorted(shapes)}")
         latent = {"samples": torch.cat(latents)}
         if latents[0].ndim == 4:  # image VAE: frames in the batch, as ComfyUI lays out SD-style video
             latent[FRAMES_PER_CLIP_KEY] = int(latents[0].shape[0])
-        return io.NodeOutput(latent, conds, "\n".join(lines), torch.stack(firsts))
+        return io.NodeOutput(latent, conds, "\n".join(lines), torch.stack(firsts), states)
+
+
+def _clip_states(video: str, start: int, frames: int, stride: int) -> str | None:
+    """The clip's state schedule from the video's states file; None when the video has none."""
+    text = states_for(video)
+    if text is None:
+        return None
+    try:
+        return clip_states(text, start, frames, stride)
+    except ValueError as e:
+        name = os.path.splitext(os.path.basename(video))[0] + STATES_SUFFIX
+        raise VideoAdapterError(f"{name}: {e}. Write one state per line, or a schedule of lines like "
+                                '"0": "a hand holds the corn",') from None
 
 
 class SaveTrainingData(io.ComfyNode):

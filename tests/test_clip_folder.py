@@ -32,3 +32,53 @@ def test_caption_sidecar_and_default(tmp_path):
     assert caption_for(str(tmp_path / "a.mp4"), "x") == "a watercolor fox running"
     assert caption_for(str(tmp_path / "b.mp4"), "default") == "default"
     assert caption_for(str(tmp_path / "c.mp4"), "default") == "default"  # empty caption file
+
+
+def _schedule(text):
+    from adapters.state_prompts import parse_schedule
+
+    return parse_schedule(text)
+
+
+def test_states_sidecar(tmp_path):
+    from adapters.clip_folder import states_for
+
+    (tmp_path / "a.mp4").write_bytes(b"")
+    (tmp_path / "a.states.txt").write_text("\n hand holds corn \n", encoding="utf-8")
+    (tmp_path / "b.mp4").write_bytes(b"")
+    (tmp_path / "b.states.txt").write_text(" \n", encoding="utf-8")
+    assert states_for(str(tmp_path / "a.mp4")) == "hand holds corn"
+    assert states_for(str(tmp_path / "b.mp4")) is None  # empty file: no states
+    assert states_for(str(tmp_path / "c.mp4")) is None
+
+
+def test_plain_state_lines_spread_over_each_clip():
+    from adapters.clip_folder import clip_states
+
+    text = "a hand holds the corn\n\n  the corn   is above the pot\nthe corn is in the pot\n"
+    # 3 states over 9 frames: starts at 0, 3, 6 (as MLLM State Prompt places them), whatever the window
+    want = [(0, "a hand holds the corn"), (3, "the corn is above the pot"), (6, "the corn is in the pot")]
+    assert _schedule(clip_states(text, 0, 9, 1)) == want
+    assert _schedule(clip_states(text, 40, 9, 2)) == want
+
+
+def test_video_schedule_is_cut_to_the_clip_window():
+    from adapters.clip_folder import clip_states
+
+    video = '"0": "hold",\n"10": "lift",\n"21": "drop",'
+    # clip of 6 frames at stride 2 from frame 6: video frames 6 8 10 12 14 16 -> hold hold lift lift lift lift
+    assert _schedule(clip_states(video, 6, 6, 2)) == [(0, "hold"), (2, "lift")]
+    # from frame 11 at stride 3: 11 14 17 20 23 -> lift lift lift lift drop (frame 21 falls between 20 and 23)
+    assert _schedule(clip_states(video, 11, 5, 3)) == [(0, "lift"), (4, "drop")]
+    # a window before the first entry takes the first state; one past the last keeps the last
+    assert _schedule(clip_states('"5": "a",\n"7": "b"', 0, 4, 1)) == [(0, "a")]
+    assert _schedule(clip_states(video, 30, 3, 1)) == [(0, "drop")]
+
+
+@pytest.mark.parametrize("text,needle", [('"x": "a"', "not a frame number"), ("a\nb\nc", "do not fit"),
+                                         ('"0": "a" "1"', "expected lines")])
+def test_bad_states_files_say_why(text, needle):
+    from adapters.clip_folder import clip_states
+
+    with pytest.raises(ValueError, match=needle):
+        clip_states(text, 0, 2, 1)

@@ -29,9 +29,9 @@ def train_on_clips():
         N(4, "VA_SVDClipConditioning", 2, 0, {"width": WIDTH, "height": HEIGHT, "motion_bucket_id": 127, "fps": 6,
                                               "augmentation_level": 0.0},
           {"clip_vision": (1, 1), "vae": (1, 2), "first_frames": (3, 3)}),
-        N(5, "VA_AIDConditioning", 3, 0, {"instruction": "", "states": "", "video_frames": FRAMES},
-          {"positive": (4, 0), "negative": (4, 1), "clip": (2, 0), "instructions": (3, 1)},
-          title="AID Conditioning (one state schedule per clip)"),
+        N(5, "VA_AIDConditioning", 3, 0, {"instruction": "", "video_frames": FRAMES},
+          {"positive": (4, 0), "negative": (4, 1), "clip": (2, 0), "instructions": (3, 1), "states": (3, 4)},
+          title="AID Conditioning (instructions and states per clip)"),
         N(6, "VA_TrainAdapter", 4, 0, {"kind": "aid", "frames": 0, "steps": 3000, "learning_rate": 1e-4,
                                        "batch_size": 1, "seed": 0, "latent_shift": "none", "checkpoint_every": 250,
                                        "file_name": ADAPTERS, "resume_from": "none", "text_dropout": 0.05,
@@ -45,10 +45,10 @@ def train_on_clips():
               "ComfyUI/input/training_clips, each with its instruction in <video name>.txt (\"put the corn in the "
               "pot\"). Load Training Clips cuts 14-frame clips at 512x320 and encodes them with SVD's VAE; the "
               "instructions are encoded with the text encoder. SVD Conditioning per Clip gives each clip its own "
-              "first frame. In AID Conditioning write one state schedule per clip, in the order the Clips preview "
-              "lists them, separated by lines of ---: what the video shows from which frame on, e.g. \"0\": \"a hand "
-              "holds the corn\", \"7\": \"the corn is in the pot\" (MLLM State Prompt writes them for one image). "
-              "Left empty, AID trains on the instructions alone. Train "
+              "first frame. State prompts come from <video name>.states.txt next to each video: one state per line "
+              "(\"a hand holds the corn\", then \"the corn is in the pot\"), spread over each clip, or a schedule in "
+              "the video's frame numbers as MLLM State Prompt writes it (\"0\": \"a hand holds the corn\", "
+              "\"40\": \"the corn is in the pot\"). Without states files AID trains on the instructions alone. Train "
               "Adapters (kind aid) keeps SVD frozen and trains the Dual-Query Transformer, the cross-attention "
               "deltas and the spatial / short-term / long-term temporal adapters, with 5 % text, image and both "
               "dropout for the Dual CFG Guider.", 0, 3)]

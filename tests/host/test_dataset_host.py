@@ -18,20 +18,22 @@ def decode_all(path):
         return torch.stack([torch.from_numpy(f.to_ndarray(format="rgb24")).float() / 255.0 for f in c.decode(video=0)])
 
 
+def make_folder(host, name, files):
+    """ComfyUI/input/<name> with the videos a (40 frames), b (25) and c (12: too short for 9 frames at stride 2)
+    and the text ``files`` {file name: content}."""
+    d = os.path.join(host.input_dir, name)
+    os.makedirs(d, exist_ok=True)
+    for video, n, seed in (("a.mp4", 40, 1), ("b.mp4", 25, 2), ("c.mp4", 12, 3)):
+        write_video(os.path.join(d, video), n, seed=seed)
+    for file, text in files.items():
+        with open(os.path.join(d, file), "w") as f:
+            f.write(text)
+    return d
+
+
 @pytest.fixture(scope="module")
 def clip_dir(host):
-    d = os.path.join(host.input_dir, "clips_test")
-    os.makedirs(d, exist_ok=True)
-    write_video(os.path.join(d, "a.mp4"), 40, seed=1)
-    write_video(os.path.join(d, "b.mp4"), 25, seed=2)
-    write_video(os.path.join(d, "c.mp4"), 12, seed=3)  # too short for 9 frames at stride 2
-    with open(os.path.join(d, "a.txt"), "w") as f:
-        f.write("alpha  clip\n")
-    with open(os.path.join(d, "b.txt"), "w") as f:
-        f.write("beta clip")
-    with open(os.path.join(d, "notes.md"), "w") as f:
-        f.write("not a video")
-    return d
+    return make_folder(host, "clips_test", {"a.txt": "alpha  clip\n", "b.txt": "beta clip", "notes.md": "not a video"})
 
 
 def prompt(folder="clips_test", vae="video", frames=9, width=32, height=32, stride=2, per_video=2, max_clips=0):
@@ -59,7 +61,8 @@ def reference(clip_dir, file, start, frames=9, stride=2):
 
 def test_clips_captions_and_frames(host, tiny, clip_dir):
     out = host.run(prompt(), ["3"])["3"]
-    latent, conds, text, firsts = out
+    latent, conds, text, firsts, states = out
+    assert states == ""  # no <video>.states.txt in the folder
     assert latent["samples"].shape == (3, 16, 3, 4, 4)
     vae = ToyVAE(video=True)
     for i, (file, start, caption) in enumerate(EXPECTED):
@@ -72,13 +75,43 @@ def test_clips_captions_and_frames(host, tiny, clip_dir):
 
 
 def test_crop_max_clips_and_image_vae(host, tiny, clip_dir):
-    latent, conds, _, firsts = host.run(prompt(vae="image", width=32, height=16, max_clips=2), ["3"])["3"]
+    latent, conds, _, firsts, _ = host.run(prompt(vae="image", width=32, height=16, max_clips=2), ["3"])["3"]
     # cover-scale 64x64 to 32x32, then centre-crop 16 rows: rows 8..24
     want = reference(clip_dir, "a.mp4", 23)[:, 8:24]
     assert torch.allclose(firsts[1], want[0], atol=1e-5)
     # image VAE: frames in the batch, with the clip length recorded for the trainers
     assert latent["samples"].shape == (2 * 9, 4, 2, 4)
     assert latent["va_frames_per_clip"] == 9 and len(conds) == 2
+
+
+@pytest.fixture(scope="module")
+def states_dir(host):
+    """The videos of ``clip_dir`` with state prompts: a's in its own frame numbers, b's one per line (c is too
+    short to give a clip, so it needs none)."""
+    return make_folder(host, "clips_states_test", {"a.states.txt": '"0": "hold",\n"10": "lift",\n"30": "drop",\n',
+                                                    "b.states.txt": "first state\nsecond state\n"})
+
+
+def test_state_prompts_per_clip(host, tiny, states_dir):
+    parse = host.pack_module("adapters.state_prompts").parse_schedule
+    *_, states = host.run(prompt(folder="clips_states_test"), ["3"])["3"]
+    blocks = states.split("\n---\n")
+    # clips a@0, a@23, b@0 (EXPECTED), 9 frames at stride 2. a@0 reaches video frame 10 at clip frame 5; a@23 sees
+    # frames 23, 25, 27, 29, 31: frame 30's state from clip frame 4; b's two lines spread over 9 frames: 0 and 5
+    assert [parse(b) for b in blocks] == [[(0, "hold"), (5, "lift")], [(0, "lift"), (4, "drop")],
+                                          [(0, "first state"), (5, "second state")]]
+    # ... in the format AID Conditioning reads, one schedule per clip
+    enc = host.pack_module("nodes.aid")
+    assert enc._split(states, enc.SEPARATOR) == blocks
+
+
+def test_state_prompts_for_some_videos_only_is_an_error(host, tiny, states_dir):
+    os.rename(os.path.join(states_dir, "b.states.txt"), os.path.join(states_dir, "b.states.off"))
+    try:
+        with pytest.raises(RuntimeError, match="these do not: b.mp4"):
+            host.run(prompt(folder="clips_states_test"), ["3"])
+    finally:
+        os.rename(os.path.join(states_dir, "b.states.off"), os.path.join(states_dir, "b.states.txt"))
 
 
 @pytest.mark.parametrize("kw,needle", [

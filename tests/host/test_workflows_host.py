@@ -207,11 +207,14 @@ def shipped_adapter_files(host, tiny):
 
 @pytest.fixture(scope="module")
 def clip_folder(host):
-    """The folder the training workflows read (ComfyUI/input/<CLIP_FOLDER>): three short real videos."""
+    """The folder the training workflows read (ComfyUI/input/<CLIP_FOLDER>): three short real videos with state
+    prompts."""
     folder = os.path.join(host.input_dir, CLIP_FOLDER)
     os.makedirs(folder, exist_ok=True)
     for i in range(3):
         write_video(os.path.join(folder, f"clip_{i}.mp4"), 20, seed=i)
+        with open(os.path.join(folder, f"clip_{i}.states.txt"), "w") as f:  # AID's training workflow reads them
+            f.write("the object rests\nthe object moves away\n")
     return folder
 
 
