@@ -3,6 +3,7 @@ model folders in a temporary directory where the tests write their tiny models."
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import sys
@@ -25,6 +26,7 @@ def get_host() -> Host:
         if root is None:
             raise RuntimeError("no ComfyUI found")
         base = tempfile.mkdtemp(prefix="va_models_")
+        atexit.register(shutil.rmtree, base, True)  # the tiny models and outputs of one session (~600 MB)
         models_dir = os.path.join(base, "models")
         _HOST = Host(root, model_dirs={k: os.path.join(models_dir, k) for k in MODEL_KINDS},
                      output_dir=os.path.join(base, "output"))

@@ -231,3 +231,29 @@ def test_workflow_executes_on_tiny_models(host, tiny, clip_folder, path):
     finals = host.run(prompt, samplers)
     for nid in samplers:
         assert torch.isfinite(finals[nid][0]["samples"]).all()
+
+
+@pytest.mark.parametrize("with_states", [True, False])
+def test_aid_training_workflow_trains_with_the_clips_state_files(host, tiny, clip_folder, with_states):
+    """The clips' <video>.states.txt reach AID's training through Load Training Clips' states output: the adapters
+    are configured with state prompts exactly when the folder has them."""
+    import folder_paths
+
+    path = next(p for p in WORKFLOWS if os.path.basename(p).startswith("AID - train"))
+    prompt = tiny_prompt(load(path), host)
+    train = next(nid for nid, v in prompt.items() if v["class_type"] == "VA_TrainAdapter")
+    name = f"test/aid_workflow_states_{with_states}"
+    prompt[train]["inputs"]["file_name"] = name
+    states = sorted(glob.glob(os.path.join(clip_folder, "*.states.txt")))
+    if not with_states:
+        for f in states:
+            os.rename(f, f + ".off")
+    try:
+        host.run(prompt, [train])
+    finally:
+        for f in states:
+            if os.path.exists(f + ".off"):
+                os.rename(f + ".off", f)
+    folder = folder_paths.get_folder_paths("video_adapters")[0]
+    meta = host.pack_module("adapters.files").read_metadata(os.path.join(folder, name + ".safetensors"))
+    assert meta["config"]["state_prompts"] is with_states
