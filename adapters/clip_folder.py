@@ -3,7 +3,9 @@ prompts are, and where the training clips are cut."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 
 from .state_prompts import format_schedule, parse_schedule, state_frames
 
@@ -37,40 +39,81 @@ def clip_windows(n_frames: int, frames: int, stride: int, per_video: int) -> lis
 
 
 def states_for(video_path: str) -> str | None:
-    """The text of ``<video name>.states.txt`` next to the video, or None when there is none (or it is empty)."""
+    """The text of ``<video name>.states.txt`` next to the video ("" when the file is empty; a byte-order mark
+    is dropped), or None when there is none."""
     path = os.path.splitext(video_path)[0] + STATES_SUFFIX
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        text = f.read().strip()
-    return text or None
+    with open(path, encoding="utf-8-sig") as f:
+        return f.read().strip()
 
 
-def clip_states(text: str, start: int, frames: int, stride: int) -> str:
-    """The state schedule of one training clip (``frames`` frames taken every ``stride``-th frame from video frame
-    ``start``), in the clip's own frame numbers, from a video's states file. The file holds either
+_ENTRY = re.compile(r'^\s*"?\s*(\d+)\s*"?\s*:\s*(.*?)\s*,?\s*$')
 
-    * a schedule in the video's frame numbers, as MLLM State Prompt writes it (``"0": "a hand holds the corn",``
-      one per line): each clip frame gets the state in force at its video frame, so a clip cut from the middle
-      of the video starts with the state reached by then; or
-    * one state per line, in order: spread evenly over every clip, as MLLM State Prompt places its states.
 
-    Raises ValueError (with the reason) when the file cannot be read either way."""
+def _schedule_lines(body: str) -> list[tuple[int, str]]:
+    """A hand-written schedule, one ``frame: state`` per line, the state quoted (JSON) or not."""
+    out = []
+    for line in body.splitlines():
+        if not line.strip():
+            continue
+        m = _ENTRY.match(line)
+        if not m:
+            raise ValueError(f'the line {line.strip()!r} is not "frame": "state"')
+        value = m.group(2)
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                value = value[1:-1]
+        out.append((int(m.group(1)), " ".join(str(value).split())))
+    return sorted(out)
+
+
+def video_states(text: str, video_frames: int) -> list[tuple[int, str]]:
+    """The states of a video ``[(first frame, state)]`` in its own frame numbers, from its states file, which
+    holds either
+
+    * a schedule, as MLLM State Prompt writes it (``"0": "a hand holds the corn",`` one per line; unquoted
+      ``0: a hand holds the corn`` and JSON braces are read too), starting at frame 0; or
+    * one state per line, in order, spread evenly over the video's ``video_frames`` frames as MLLM State
+      Prompt places its states.
+
+    Raises ValueError saying what is wrong."""
     body = text.strip()
-    if body.startswith('"'):
-        entries = parse_schedule(body)
-        if not entries:
-            raise ValueError("the schedule is empty")
-        out: list[tuple[int, str]] = []
-        for j in range(frames):
-            frame = start + j * stride
-            active = [s for f, s in entries if f <= frame]
-            state = active[-1] if active else entries[0][1]
-            if not out or out[-1][1] != state:
-                out.append((j, state))
-        return format_schedule(out)
-    lines = [" ".join(line.split()) for line in body.splitlines()]
-    lines = [line for line in lines if line]
+    if body.startswith("{") and body.endswith("}"):
+        body = body[1:-1].strip()
+    lines = [line.strip() for line in body.splitlines() if line.strip()]
     if not lines:
-        raise ValueError("no states")
-    return format_schedule(list(zip(state_frames(len(lines), frames), lines)))
+        raise ValueError("the file is empty")
+    if any(_ENTRY.match(line) for line in lines):
+        try:
+            entries = parse_schedule(body)
+        except ValueError:
+            entries = _schedule_lines(body)
+        frames = [f for f, _ in entries]
+        if frames[0] != 0:
+            raise ValueError(f"the schedule starts at frame {frames[0]}; it must start at 0 (the video's first frame)")
+        if len(set(frames)) != len(frames):
+            raise ValueError(f"the schedule gives frame {next(f for f in frames if frames.count(f) > 1)} twice")
+        return entries
+    for line in lines:
+        if line[0] in '"[{':
+            raise ValueError(f"the line {line!r} looks like JSON; write one state per line without quotes, or a "
+                             'schedule of lines like "0": "a hand holds the corn",')
+    states = [" ".join(line.split()) for line in lines]
+    return list(zip(state_frames(len(states), video_frames), states))
+
+
+def clip_schedule(entries: list[tuple[int, str]], start: int, frames: int, stride: int) -> str:
+    """The schedule of one training clip (``frames`` frames, every ``stride``-th frame from video frame
+    ``start``) in the clip's own frame numbers, from the video's :func:`video_states`: each clip frame gets the
+    state in force at its video frame, so a clip cut from the middle of a video starts with the state reached
+    by then."""
+    out: list[tuple[int, str]] = []
+    for j in range(frames):
+        frame = start + j * stride
+        state = [s for f, s in entries if f <= frame][-1]  # entries start at frame 0
+        if not out or out[-1][1] != state:
+            out.append((j, state))
+    return format_schedule(out)

@@ -1,10 +1,12 @@
 """AID in miniature: instruction-guided video prediction on a frozen tiny SVD, with the paper's ablations.
 
-    COMFYUI_PATH=/path/to/ComfyUI python benchmarks/aid_tvp.py            # full run (2 CPU cores, about 25 minutes)
+    COMFYUI_PATH=/path/to/ComfyUI python benchmarks/aid_tvp.py            # full run: 2 CPU cores, about 30 minutes
+                                                                          # (17 with --base-cache DIR after the first)
     COMFYUI_PATH=/path/to/ComfyUI python benchmarks/aid_tvp.py --quick    # about two minutes, one seed
 
 The ablation rows (one job per row and training seed) run in ``--jobs`` worker processes, one per core by
-default; each job is seeded on its own, so the numbers are the same bit for bit with any number of workers.
+default; each job is seeded on its own, so at one torch thread per process the numbers are the same bit for bit
+with any number of workers (measured: ``--jobs 1`` and ``--jobs 2`` give identical tables).
 
 Everything runs on CPU inside a real ComfyUI (its SVD UNet class and model sampling), through the pack's own
 code paths: the attach table, the AID adapter set, Train Adapters' forward (``nodes/simda.AdapterForward``) and
@@ -343,15 +345,20 @@ def _row_job(job) -> dict:
     return {"run": run, "params": params, "cost": (train_s / c["aid_steps"], sample_s), "grid": grid}
 
 
+def default_jobs() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores))
+
+
 def run_jobs(fn, jobs: list, workers: int):
     """``fn`` over ``jobs``, results in order: in this process, or in ``workers`` forked processes (one torch
     thread each) that inherit the loaded host and data. Yields results as they arrive, in order."""
-    if workers <= 1 or len(jobs) <= 1:
+    import multiprocessing
+
+    if workers <= 1 or len(jobs) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         for job in jobs:
             yield fn(job)
         return
-    import multiprocessing
-
     with multiprocessing.get_context("fork").Pool(min(workers, len(jobs)), initializer=torch.set_num_threads,
                                                   initargs=(1,)) as pool:
         yield from pool.imap(fn, jobs)
@@ -369,9 +376,14 @@ def main() -> None:
     ap.add_argument("--rows", default=None, help="comma-separated subset of rows (default: all)")
     ap.add_argument("--verbose", action="store_true", help="print training progress")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine)")
-    ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
-                    help="worker processes for the ablation rows (default: up to 2, one per core; 1: in this process)")
+    ap.add_argument("--jobs", type=int, default=default_jobs(),
+                    help="worker processes for the ablation rows (default: one per core, at most 4; 1: in this "
+                         "process). Workers need fork (Linux, macOS); elsewhere the rows run in this process")
     args = ap.parse_args()
+    if args.jobs > 1 and args.threads > 1:
+        print(f"--threads {args.threads} with --jobs {args.jobs}: one thread per process (threads before a fork "
+              "can hang the workers); --jobs 1 for more threads", flush=True)
+        args.threads = 1
     global VERBOSE
     VERBOSE = args.verbose
     torch.set_num_threads(args.threads)

@@ -43,6 +43,7 @@ import argparse
 import copy
 import math
 import os
+import shlex
 import sys
 import time
 
@@ -431,17 +432,22 @@ SIZES = (dict(width=16, depth=1, heads=1, freq_dim=32), dict(width=64, depth=2, 
 
 
 def investigate(S, codec, style="sunset", seeds=(0,)):
-    """Each knob on its own, the rest at the table's settings (32 samples per method); FD averaged over ``seeds``."""
+    """Each knob on its own, the rest at the table's settings (32 samples per method); FD mean (and standard
+    deviation) over ``seeds``."""
     S = dict(S, samples=min(S["samples"], 32), held_out=min(S["held_out"], 48))
     labs = [Lab(S, s, codec) for s in seeds]
     gl = S["gammas"]
 
     def over_seeds(fn):
         res = [fn(lab) for lab in labs]
-        return {k: float(np.mean([r[k] for r in res])) for k in res[0] if k != "noise floor"}
+        return {k: (float(np.mean([r[k] for r in res])), float(np.std([r[k] for r in res], ddof=1)) if len(res) > 1
+                    else 0.0)
+                for k in res[0] if k != "noise floor"}
 
     def line(title, res):
-        print(f"  {title}: " + ", ".join(f"{k} {v:.1f}" for k, v in res.items()), flush=True)
+        spread = len(labs) > 1
+        print(f"  {title}: " + ", ".join(f"{k} {m:.1f}" + (f" +- {sd:.1f}" if spread else "")
+                                         for k, (m, sd) in res.items()), flush=True)
 
     base = [("prior", ("prior", 0.0), {}), ("small", ("small", 0.0), {})]
     comp = [(f"g{g:g}", ("compose", g), {}) for g in gl]
@@ -553,7 +559,8 @@ def main(argv=None):
                 "data": data, "steps": steps, "role": role, "style": first_pair[2], "sample_shift": SAMPLE_SHIFT,
                 **({"prior_recipe": prior_recipe(S)} if role == "prior" else {}),
                 "cfg": CFG, "composition_end": COMPOSITION_END,
-                "made_by": " ".join(["python", "benchmarks/table1_miniature.py", *(sys.argv[1:] if argv is None else argv)]),
+                "made_by": shlex.join(["python", "benchmarks/table1_miniature.py",
+                                       *(sys.argv[1:] if argv is None else argv)]),
                 "table1_miniature_mean_std": table})
             print(f"shipped {path} ({os.path.getsize(path) / 1e6:.2f} MB)")
     print(f"total time {time.time() - t_start:.0f}s")

@@ -25,7 +25,8 @@ import comfy.utils
 import folder_paths
 from comfy_api.latest import io, ui
 
-from ..adapters.clip_folder import STATES_SUFFIX, VIDEO_EXTENSIONS, caption_for, clip_states, clip_windows, states_for
+from ..adapters.clip_folder import (STATES_SUFFIX, VIDEO_EXTENSIONS, caption_for, clip_schedule, clip_windows,
+                                   states_for, video_states)
 from ..adapters.state_prompts import SCHEDULE_SEPARATOR
 from ..adapters.domain_model import FAMILY_SPECS, SIZES
 from .common import CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, safe_name, training_noise
@@ -211,8 +212,8 @@ class LoadClipFolder(io.ComfyNode):
                 io.String.Output(display_name="states", tooltip=(
                     "State prompts for AID Conditioning: one schedule per clip, in clip order, separated by lines of "
                     f"{SCHEDULE_SEPARATOR}, from <video name>{STATES_SUFFIX} next to each video (a schedule in the "
-                    "video's frame numbers as MLLM State Prompt writes it, or one state per line, spread over each "
-                    "clip). Empty when no video has one.")),
+                    "video's frame numbers as MLLM State Prompt writes it, or one state per line, spread over the "
+                    "video), cut to each clip's frames. Empty when no video has one.")),
             ],
         )
 
@@ -244,9 +245,9 @@ class LoadClipFolder(io.ComfyNode):
         path = resolve_folder(folder)
         videos = list_videos(path)
         check_geometry(vae, frames, width, height)
-        plan, skipped = [], []
+        plan, skipped, lengths = [], [], {}
         for video in videos:
-            n = count_frames(video)
+            n = lengths[video] = count_frames(video)
             starts = clip_windows(n, frames, frame_stride, clips_per_video)
             if not starts:
                 skipped.append(f"{os.path.basename(video)} ({n} frames)")
@@ -261,12 +262,13 @@ class LoadClipFolder(io.ComfyNode):
                 f"no video in {path} has {(frames - 1) * frame_stride + 1} frames ({frames} frames at stride "
                 f"{frame_stride}); lower frames or frame_stride. Too short: {', '.join(skipped)}")
 
-        latents, conds, lines, firsts, schedules = [], [], [], [], []
+        latents, conds, lines, firsts, schedules = [], [], [], [], []  # schedules: one per clip, if any
         encoded: dict[str, list] = {}
         bar = comfy.utils.ProgressBar(len(plan))
         by_video: dict[str, list[int]] = {}
         for video, start in plan:
             by_video.setdefault(video, []).append(start)
+        states = _states_per_video(by_video, lengths)  # before any decoding: a bad file fails at once
         for video, starts in by_video.items():
             windows = read_windows(video, starts, frames, frame_stride, width, height)
             for start in starts:
@@ -284,38 +286,40 @@ class LoadClipFolder(io.ComfyNode):
                 conds.extend(encoded[text][:1])  # one entry per clip
                 lines.append(f"{os.path.basename(video)} @ {start}: {text}")
                 firsts.append(pixels[0])
-                schedules.append((video, _clip_states(video, start, frames, frame_stride)))
+                if states:
+                    schedules.append(clip_schedule(states[video], start, frames, frame_stride))
         if not latents:
             raise VideoAdapterError(f"no clip could be read from {path}")
-        missing = sorted({os.path.basename(v) for v, s in schedules if s is None})
-        if all(s is None for _, s in schedules):
-            states = ""
-        elif missing:
-            raise VideoAdapterError(
-                f"state prompts: some videos have a <video name>{STATES_SUFFIX} and these do not: "
-                f"{', '.join(missing)}. Give every video one (AID trains each clip with its states), or none")
-        else:
-            states = f"\n{SCHEDULE_SEPARATOR}\n".join(s for _, s in schedules)
         shapes = {tuple(x.shape[1:]) for x in latents}
         if len(shapes) > 1:
             raise VideoAdapterError(f"the VAE returned clips of different shapes {sorted(shapes)}")
         latent = {"samples": torch.cat(latents)}
         if latents[0].ndim == 4:  # image VAE: frames in the batch, as ComfyUI lays out SD-style video
             latent[FRAMES_PER_CLIP_KEY] = int(latents[0].shape[0])
-        return io.NodeOutput(latent, conds, "\n".join(lines), torch.stack(firsts), states)
+        return io.NodeOutput(latent, conds, "\n".join(lines), torch.stack(firsts),
+                             f"\n{SCHEDULE_SEPARATOR}\n".join(schedules))
 
 
-def _clip_states(video: str, start: int, frames: int, stride: int) -> str | None:
-    """The clip's state schedule from the video's states file; None when the video has none."""
-    text = states_for(video)
-    if text is None:
-        return None
-    try:
-        return clip_states(text, start, frames, stride)
-    except ValueError as e:
-        name = os.path.splitext(os.path.basename(video))[0] + STATES_SUFFIX
-        raise VideoAdapterError(f"{name}: {e}. Write one state per line, or a schedule of lines like "
-                                '"0": "a hand holds the corn",') from None
+def _states_per_video(by_video: dict, lengths: dict) -> dict:
+    """``{video: [(frame, state)]}`` from the videos' states files; empty when no video has one. Every video
+    needs one once any has, and each must read (see ``video_states``)."""
+    texts = {video: states_for(video) for video in by_video}
+    missing = sorted(os.path.basename(v) for v, t in texts.items() if t is None)
+    if len(missing) == len(texts):
+        return {}
+    if missing:
+        raise VideoAdapterError(
+            f"state prompts: some videos have a <video name>{STATES_SUFFIX} and these do not: {', '.join(missing)}. "
+            "Give every video one (AID trains each clip with its states), or none")
+    out = {}
+    for video, text in texts.items():
+        try:
+            out[video] = video_states(text, lengths[video])
+        except ValueError as e:
+            name = os.path.splitext(os.path.basename(video))[0] + STATES_SUFFIX
+            raise VideoAdapterError(f"{name}: {e}. Write one state per line, or a schedule of lines like "
+                                    '"0": "a hand holds the corn",') from None
+    return out
 
 
 class SaveTrainingData(io.ComfyNode):

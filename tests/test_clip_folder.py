@@ -44,41 +44,60 @@ def test_states_sidecar(tmp_path):
     from adapters.clip_folder import states_for
 
     (tmp_path / "a.mp4").write_bytes(b"")
-    (tmp_path / "a.states.txt").write_text("\n hand holds corn \n", encoding="utf-8")
+    (tmp_path / "a.states.txt").write_bytes("\ufeff\n hand holds corn \n".encode("utf-8"))  # Notepad's BOM
     (tmp_path / "b.mp4").write_bytes(b"")
     (tmp_path / "b.states.txt").write_text(" \n", encoding="utf-8")
     assert states_for(str(tmp_path / "a.mp4")) == "hand holds corn"
-    assert states_for(str(tmp_path / "b.mp4")) is None  # empty file: no states
+    assert states_for(str(tmp_path / "b.mp4")) == ""  # there, but empty: an error for the node to report
     assert states_for(str(tmp_path / "c.mp4")) is None
 
 
-def test_plain_state_lines_spread_over_each_clip():
-    from adapters.clip_folder import clip_states
+def test_plain_state_lines_spread_over_the_video_then_cut_to_each_clip():
+    from adapters.clip_folder import clip_schedule, video_states
 
     text = "a hand holds the corn\n\n  the corn   is above the pot\nthe corn is in the pot\n"
-    # 3 states over 9 frames: starts at 0, 3, 6 (as MLLM State Prompt places them), whatever the window
-    want = [(0, "a hand holds the corn"), (3, "the corn is above the pot"), (6, "the corn is in the pot")]
-    assert _schedule(clip_states(text, 0, 9, 1)) == want
-    assert _schedule(clip_states(text, 40, 9, 2)) == want
+    # 3 states over a 9-frame video: 0, 3, 6 (as MLLM State Prompt places them)
+    entries = video_states(text, 9)
+    assert entries == [(0, "a hand holds the corn"), (3, "the corn is above the pot"), (6, "the corn is in the pot")]
+    assert _schedule(clip_schedule(entries, 0, 9, 1)) == entries
+    # over a 90-frame video: 0, 30, 60; a clip of 5 frames at stride 10 from frame 25 sees 25 35 45 55 65
+    entries = video_states(text, 90)
+    assert [f for f, _ in entries] == [0, 30, 60]
+    assert _schedule(clip_schedule(entries, 25, 5, 10)) == [(0, "a hand holds the corn"),
+                                                              (1, "the corn is above the pot"),
+                                                              (4, "the corn is in the pot")]
 
 
-def test_video_schedule_is_cut_to_the_clip_window():
-    from adapters.clip_folder import clip_states
+@pytest.mark.parametrize("text", [
+    '"0": "hold",\n"10": "lift",\n"21": "drop",',          # what MLLM State Prompt writes
+    '{\n  "0": "hold",\n  "10": "lift",\n  "21": "drop"\n}',  # a JSON object
+    "0: hold\n10: lift\n21: drop",                          # by hand, unquoted
+    '"10": "lift"\n0: hold\n"21": drop',                    # mixed, out of order
+])
+def test_video_schedule_is_read_and_cut_to_the_clip_window(text):
+    from adapters.clip_folder import clip_schedule, video_states
 
-    video = '"0": "hold",\n"10": "lift",\n"21": "drop",'
+    entries = video_states(text, 40)
+    assert entries == [(0, "hold"), (10, "lift"), (21, "drop")]
     # clip of 6 frames at stride 2 from frame 6: video frames 6 8 10 12 14 16 -> hold hold lift lift lift lift
-    assert _schedule(clip_states(video, 6, 6, 2)) == [(0, "hold"), (2, "lift")]
+    assert _schedule(clip_schedule(entries, 6, 6, 2)) == [(0, "hold"), (2, "lift")]
     # from frame 11 at stride 3: 11 14 17 20 23 -> lift lift lift lift drop (frame 21 falls between 20 and 23)
-    assert _schedule(clip_states(video, 11, 5, 3)) == [(0, "lift"), (4, "drop")]
-    # a window before the first entry takes the first state; one past the last keeps the last
-    assert _schedule(clip_states('"5": "a",\n"7": "b"', 0, 4, 1)) == [(0, "a")]
-    assert _schedule(clip_states(video, 30, 3, 1)) == [(0, "drop")]
+    assert _schedule(clip_schedule(entries, 11, 5, 3)) == [(0, "lift"), (4, "drop")]
+    # a window past the last entry keeps the last state
+    assert _schedule(clip_schedule(entries, 30, 3, 1)) == [(0, "drop")]
 
 
-@pytest.mark.parametrize("text,needle", [('"x": "a"', "not a frame number"), ("a\nb\nc", "do not fit"),
-                                         ('"0": "a" "1"', "expected lines")])
+@pytest.mark.parametrize("text,needle", [
+    ('"1": "a",\n"5": "b"', "starts at frame 1; it must start at 0"),
+    ("0: a\n0: b", "frame 0 twice"),
+    ("0: a\nthen b", "is not \"frame\": \"state\""),
+    ("a\nb\nc", "do not fit"),
+    ('["a", "b"]', "looks like JSON"),
+    ('"a hand"\n"the pot"', "looks like JSON"),
+    ("", "empty"),
+])
 def test_bad_states_files_say_why(text, needle):
-    from adapters.clip_folder import clip_states
+    from adapters.clip_folder import video_states
 
     with pytest.raises(ValueError, match=needle):
-        clip_states(text, 0, 2, 1)
+        video_states(text, 2)

@@ -46,7 +46,7 @@ def train_on_clips():
               "pot\"). Load Training Clips cuts 14-frame clips at 512x320 and encodes them with SVD's VAE; the "
               "instructions are encoded with the text encoder. SVD Conditioning per Clip gives each clip its own "
               "first frame. State prompts come from <video name>.states.txt next to each video: one state per line "
-              "(\"a hand holds the corn\", then \"the corn is in the pot\"), spread over each clip, or a schedule in "
+              "(\"a hand holds the corn\", then \"the corn is in the pot\"), spread over the video, or a schedule in "
               "the video's frame numbers as MLLM State Prompt writes it (\"0\": \"a hand holds the corn\", "
               "\"40\": \"the corn is in the pot\"). Without states files AID trains on the instructions alone. Train "
               "Adapters (kind aid) keeps SVD frozen and trains the Dual-Query Transformer, the cross-attention "

@@ -19,6 +19,11 @@ MODEL_KINDS = ("diffusion_models", "video_adapters", "vae", "text_encoders")
 _HOST: Host | None = None
 
 
+def _remove(folder: str, owner: int) -> None:
+    if os.getpid() == owner:  # not from a forked child that exits normally: the folder is its parent's
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def get_host() -> Host:
     global _HOST
     if _HOST is None:
@@ -26,7 +31,7 @@ def get_host() -> Host:
         if root is None:
             raise RuntimeError("no ComfyUI found")
         base = tempfile.mkdtemp(prefix="va_models_")
-        atexit.register(shutil.rmtree, base, True)  # the tiny models and outputs of one session (~600 MB)
+        atexit.register(_remove, base, os.getpid())  # the tiny models and outputs of one session (~600 MB)
         models_dir = os.path.join(base, "models")
         _HOST = Host(root, model_dirs={k: os.path.join(models_dir, k) for k in MODEL_KINDS},
                      output_dir=os.path.join(base, "output"))

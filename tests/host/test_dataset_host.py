@@ -97,21 +97,33 @@ def test_state_prompts_per_clip(host, tiny, states_dir):
     *_, states = host.run(prompt(folder="clips_states_test"), ["3"])["3"]
     blocks = states.split("\n---\n")
     # clips a@0, a@23, b@0 (EXPECTED), 9 frames at stride 2. a@0 reaches video frame 10 at clip frame 5; a@23 sees
-    # frames 23, 25, 27, 29, 31: frame 30's state from clip frame 4; b's two lines spread over 9 frames: 0 and 5
+    # frames 23, 25, 27, 29, 31: frame 30's state from clip frame 4; b's two lines spread over its 25 frames start
+    # at frames 0 and 13, which b@0 (frames 0, 2, ..., 16) reaches at clip frame 7 (frame 14)
     assert [parse(b) for b in blocks] == [[(0, "hold"), (5, "lift")], [(0, "lift"), (4, "drop")],
-                                          [(0, "first state"), (5, "second state")]]
+                                          [(0, "first state"), (7, "second state")]]
     # ... in the format AID Conditioning reads, one schedule per clip
     enc = host.pack_module("nodes.aid")
     assert enc._split(states, enc.SEPARATOR) == blocks
 
 
-def test_state_prompts_for_some_videos_only_is_an_error(host, tiny, states_dir):
-    os.rename(os.path.join(states_dir, "b.states.txt"), os.path.join(states_dir, "b.states.off"))
+@pytest.mark.parametrize("b_states,needle", [
+    (None, "these do not: b.mp4"),                       # a has a states file, b none
+    ("", "b.states.txt: the file is empty"),
+    ('"1": "late start"', "b.states.txt: the schedule starts at frame 1; it must start at 0"),
+])
+def test_bad_state_files_are_errors_that_name_the_file(host, tiny, states_dir, b_states, needle):
+    path = os.path.join(states_dir, "b.states.txt")
+    os.rename(path, path + ".off")
     try:
-        with pytest.raises(RuntimeError, match="these do not: b.mp4"):
+        if b_states is not None:
+            with open(path, "w") as f:
+                f.write(b_states)
+        with pytest.raises(RuntimeError, match=needle):
             host.run(prompt(folder="clips_states_test"), ["3"])
     finally:
-        os.rename(os.path.join(states_dir, "b.states.off"), os.path.join(states_dir, "b.states.txt"))
+        if os.path.exists(path):
+            os.remove(path)
+        os.rename(path + ".off", path)
 
 
 @pytest.mark.parametrize("kw,needle", [
