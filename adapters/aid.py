@@ -85,10 +85,12 @@ class _Attention(nn.Module):
     """Pre-norm multi-head attention with a residual: ``x + Attn(LN(x), LN(ctx))``. Shapes ``[B, N, W]``,
     ``ctx [B, M, W]``, optional ``ctx_mask [B, M]`` (True = valid)."""
 
-    def __init__(self, width: int, heads: int):
+    def __init__(self, width: int, heads: int, self_attention: bool = False):
         super().__init__()
         self.norm_q, self.norm_kv = nn.LayerNorm(width), nn.LayerNorm(width)
         self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
+        if self_attention:  # keys and values are the normalised queries: norm_kv stays in the file, untrained
+            self.norm_kv.requires_grad_(False)
 
     def forward(self, x, ctx=None, ctx_mask: Optional[torch.Tensor] = None):
         q = self.norm_q(x)
@@ -113,13 +115,31 @@ class DQFormer(nn.Module):
         self.upper = nn.ModuleList()
         self.lower = nn.ModuleList()
         for _ in range(c.depth):
-            self.upper.append(nn.ModuleList([_Attention(c.width, c.heads), _Attention(c.width, c.heads),
+            self.upper.append(nn.ModuleList([_Attention(c.width, c.heads, self_attention=True),
+                                             _Attention(c.width, c.heads),
                                              ResidualFeedForward(c.width)]))
             self.lower.append(nn.ModuleList([_Attention(c.width, c.heads), _Attention(c.width, c.heads),
                                              ResidualFeedForward(c.width)]))
         self.queries = nn.Parameter(0.02 * torch.randn(c.frames, c.queries_per_frame, c.width))
         self.out_multimodal = nn.Sequential(nn.LayerNorm(c.width), nn.Linear(c.width, c.context_dim))
         self.out_decomposed = nn.Sequential(nn.LayerNorm(c.width), nn.Linear(c.width, c.context_dim))
+        # the parts an ablation switches off stay in the file (same layout, same initialisation of the rest) but
+        # are not trained and not run
+        for part in self.unused_parts():
+            part.requires_grad_(False)
+        if not c.decomposed_branch:
+            self.queries.requires_grad_(False)
+
+    def unused_parts(self) -> list[nn.Module]:
+        c = self.config
+        out: list[nn.Module] = []
+        if not c.multimodal_branch:
+            out += [self.proj_vision, self.upper, self.out_multimodal]
+        if not c.decomposed_branch:
+            out += [self.lower, self.out_decomposed]
+        elif not c.state_prompts:
+            out += [layer[1] for layer in self.lower]  # the cross-attention to the states
+        return out
 
     def frame_queries(self, frames: int) -> torch.Tensor:
         """The learned queries for a video of ``frames`` frames ``[frames, N_t, W]``: as learned when ``frames``
@@ -147,11 +167,13 @@ class DQFormer(nn.Module):
         mm = text
         q = self.frame_queries(frames)[None].expand(b, -1, -1, -1).reshape(b * frames, c.queries_per_frame, c.width)
         for (self_attn, to_vision, ff_u), (to_text, to_state, ff_l) in zip(self.upper, self.lower):
-            mm = ff_u(to_vision(self_attn(mm, None, t1_mask), vision))
-            q = to_text(q, text_per_frame, text_mask_per_frame)
-            if states is not None:
-                q = to_state(q, states, states_mask)
-            q = ff_l(q)
+            if c.multimodal_branch:  # a branch switched off is not computed (its input passes through)
+                mm = ff_u(to_vision(self_attn(mm, None, t1_mask), vision))
+            if c.decomposed_branch:
+                q = to_text(q, text_per_frame, text_mask_per_frame)
+                if states is not None:
+                    q = to_state(q, states, states_mask)
+                q = ff_l(q)
         decomposed = rearrange(self.out_decomposed(q), "(b f) n c -> b f n c", b=b)
         return self.out_multimodal(mm), decomposed
 

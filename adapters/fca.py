@@ -139,11 +139,13 @@ class _Attention(nn.Module):
     """Pre-norm residual attention ``x + W_o Attn(W_q LN(x), W_k LN(ctx), W_v LN(ctx))`` (self-attention when
     ``ctx`` is None). ``x [B, N, W]``, ``ctx [B, M, W]``."""
 
-    def __init__(self, width: int, heads: int):
+    def __init__(self, width: int, heads: int, self_attention: bool = False):
         super().__init__()
         self.heads = heads
         self.norm, self.norm_ctx = nn.LayerNorm(width), nn.LayerNorm(width)
         self.q, self.k, self.v, self.o = (nn.Linear(width, width) for _ in range(4))
+        if self_attention:  # keys and values come from ``norm``: norm_ctx stays in the file, untrained
+            self.norm_ctx.requires_grad_(False)
 
     def forward(self, x, ctx=None):
         h = self.norm(x)
@@ -166,7 +168,8 @@ class FrameTextModule(nn.Module):
         self.text_in = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, w))
         self.image_in = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, w))
         self.queries = nn.Parameter(0.02 * torch.randn(c.frames, c.queries_per_frame, w))
-        self.layers = nn.ModuleList(nn.ModuleList([_Attention(w, c.text_heads), _Attention(w, c.text_heads),
+        self.layers = nn.ModuleList(nn.ModuleList([_Attention(w, c.text_heads, self_attention=True),
+                                                   _Attention(w, c.text_heads),
                                                    ResidualFeedForward(w)]) for _ in range(c.text_layers))
         self.out = nn.Sequential(nn.LayerNorm(w), nn.Linear(w, dim))
 

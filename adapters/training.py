@@ -241,11 +241,11 @@ def optimizer_to_tensors(optimizer: torch.optim.Optimizer, names: list[str]) -> 
 
 
 def optimizer_from_tensors(optimizer: torch.optim.Optimizer, names: list[str], tensors: Mapping[str, torch.Tensor],
-                           info: Mapping[str, Any]) -> None:
+                           info: Mapping[str, Any], ignore=()) -> None:
     """Restore the per-parameter state written by :func:`optimizer_to_tensors` into ``optimizer``.
 
     The optimizer keeps its own hyperparameters (so a resumed run may change, e.g., the step count);
-    state is matched by parameter name.
+    state is matched by parameter name. State of the names in ``ignore`` (no longer trained) is dropped.
     """
     index = {n: i for i, n in enumerate(names)}
     state: dict[int, dict[str, Any]] = {}
@@ -253,6 +253,8 @@ def optimizer_from_tensors(optimizer: torch.optim.Optimizer, names: list[str], t
         if not key.startswith("optim/"):
             continue
         name, _, sub = key[len("optim/"):].rpartition("/")
+        if name in ignore:
+            continue
         if name not in index:
             raise AdapterFileError(f"checkpoint has optimizer state for '{name}', which is not being trained")
         state.setdefault(index[name], {})[sub] = val.detach().clone()  # never share storage with the source
@@ -520,11 +522,16 @@ class Trainer:
             step = 0
             if resume_from is not None:
                 ck = load_checkpoint(resume_from)
-                if sorted(ck.params) != sorted(names):
+                # a checkpoint may also hold parameters this module keeps but no longer trains (an earlier version
+                # trained a part that an ablation switch leaves unused): their values are restored, not trained
+                frozen = ({n: p for n, p in params.named_parameters() if not p.requires_grad}
+                          if isinstance(params, nn.Module) else {})
+                extra = set(ck.params) - set(names)
+                if set(names) - set(ck.params) or extra - set(frozen):
+                    differ = sorted((set(ck.params) ^ set(names)) - (extra & set(frozen)))
                     raise AdapterFileError(
                         "the checkpoint was written for other parameters: "
-                        f"{len(set(ck.params) ^ set(names))} names differ (e.g. "
-                        f"{sorted(set(ck.params) ^ set(names))[:3]})")
+                        f"{len(differ)} names differ (e.g. {differ[:3]})")
                 if ck.meta.get("parameterisation") not in (None, parameterisation):
                     raise AdapterFileError(
                         f"the checkpoint was trained with '{ck.meta.get('parameterisation')}' parameterisation, "
@@ -535,7 +542,10 @@ class Trainer:
                             raise AdapterFileError(f"'{n}' has shape {tuple(ck.params[n].shape)} in the checkpoint "
                                                    f"but {tuple(p.shape)} here")
                         p.copy_(ck.params[n])
-                optimizer_from_tensors(optimizer, names, ck.optimizer_tensors, ck.meta.get("optimizer", {}))
+                    for n in extra:
+                        frozen[n].copy_(ck.params[n])
+                optimizer_from_tensors(optimizer, names, ck.optimizer_tensors, ck.meta.get("optimizer", {}),
+                                       ignore=extra)
                 generator.set_state(ck.rng_state)
                 losses = list(ck.losses)
                 step = ck.step

@@ -327,6 +327,7 @@ def _row_job(job) -> dict:
     t0 = time.time()
     train(adapters, fwd, c["x_train"], c["aid_steps"], 1e-3, 4, seed, c["sigma_table"], drop=0.05, warmup=20)
     train_s = time.time() - t0
+    params = adapters.num_trainable_parameters()  # what was trained: an ablation's switched-off parts are not
     adapters.requires_grad_(False)
     hfwd = simda.AdapterForward(patched, "v", c["held_conds"], c["host"], text_conds=adapters.text_conds)
 
@@ -341,7 +342,6 @@ def _row_job(job) -> dict:
     grid = {}
     if name == "full" and seed == 0:  # the guidance grid on the first seed
         grid = {gv: run if gv == (c["s_v"], c["s_t"]) else {**run, **predict(*gv)} for gv in c["grid"]}
-    params = adapters.num_trainable_parameters() or sum(p.numel() for p in adapters.parameters())
     return {"run": run, "params": params, "cost": (train_s / c["aid_steps"], sample_s), "grid": grid}
 
 

@@ -407,8 +407,8 @@ class TrainAdapter(io.ComfyNode):
                                  adapters=adapters)
         result = run_training(tcfg, adapters, forward, batch_fn, param,
                               checkpoint_path=ckpt_path, resume_from=resume_path, checkpoint_meta=meta)
+        n_train = adapters.num_trainable_parameters()  # what was trained (parts an ablation switched off are not)
         adapters.requires_grad_(False)
-        n_train = adapters.num_trainable_parameters() or sum(p.numel() for p in adapters.parameters())
         n_base = host.parameters
         summary = result.summary(tcfg)
         summary.update({"trainable_parameters": n_train, "base_parameters": n_base, "base_model": host.model_config,

@@ -153,3 +153,32 @@ def test_dqformer_equals_a_frame_by_frame_reference():
                 for to_text, to_state, ff in q.lower:
                     z = ff(_attend(to_state, _attend(to_text, z, text, m1[b]), states, m2[b, f]))
                 torch.testing.assert_close(dec[b, f], q.out_decomposed(z), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("switch", ["multimodal_branch", "decomposed_branch", "state_prompts"])
+def test_ablation_switches_train_and_run_only_what_is_used(switch):
+    """A branch switched off is neither trained nor run: the remaining tokens equal the full DQFormer's own
+    (same weights), the switched-off parameters get no gradient and are not counted as trainable."""
+    torch.manual_seed(0)
+    full = DQFormer(AIDConfig(**CFG)).eval()
+    torch.manual_seed(0)
+    part = DQFormer(AIDConfig(**CFG, **{switch: False})).eval()
+    for a, b in zip(full.state_dict().values(), part.state_dict().values()):
+        torch.testing.assert_close(a, b)  # the same layout and initialisation: files and seeds stay comparable
+    g = torch.Generator().manual_seed(1)
+    t1, v, t2 = torch.randn(2, 5, 24, generator=g), torch.randn(2, 7, 20, generator=g), torch.randn(2, 3, 4, 24, generator=g)
+    got = part.tokens(t1, v, t2)
+    with torch.no_grad():
+        mm, dec = full(t1, v, t2 if switch != "state_prompts" else None)
+    want = {"multimodal_branch": dec.flatten(0, 1), "decomposed_branch": mm.repeat_interleave(3, 0),
+            "state_prompts": torch.cat([mm.repeat_interleave(3, 0), dec.flatten(0, 1)], 1)}[switch]
+    torch.testing.assert_close(got, want)
+    got.square().sum().backward()
+    frozen = [p for p in part.parameters() if not p.requires_grad]
+    assert frozen and all(p.grad is None for p in frozen)
+    assert all(p.grad is not None for p in part.parameters() if p.requires_grad)
+    n_frozen = sum(p.numel() for p in frozen)
+    full.train().tokens(t1, v, t2).square().sum().backward()  # and the full DQFormer trains every trainable part
+    assert all(p.grad is not None for p in full.parameters() if p.requires_grad)
+    assert sum(p.numel() for p in part.parameters() if p.requires_grad) == \
+        sum(p.numel() for p in full.parameters()) - n_frozen

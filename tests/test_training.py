@@ -102,6 +102,36 @@ def test_resume_equals_uninterrupted_run(data, tmp_path):
     assert load_checkpoint(path).step == 20
 
 
+def test_resume_from_a_checkpoint_that_also_trained_a_part_now_frozen(data, tmp_path):
+    """An earlier version trained a part that is now kept but frozen (an ablation switch): its checkpoint resumes;
+    the frozen part takes the checkpoint's values and drops its optimizer state, the rest resumes exactly."""
+    latents, context = data
+    cfg = TrainConfig(steps=12, lr=1e-3, batch_size=2, seed=5, weight_decay=0.01, checkpoint_every=6)
+    path = str(tmp_path / "ck.safetensors")
+    old = _model()
+    calls.clear()
+    Trainer(cfg).run(old, old, _batch_fn(latents, context), "flow", checkpoint_path=path,
+                     should_stop=lambda: len(calls) >= 6, on_step=lambda s, l: calls.append(s))
+    frozen_name = "final.weight"
+    saved = load_checkpoint(path)
+    assert frozen_name in saved.params and any(k.startswith(f"optim/{frozen_name}/") for k in saved.optimizer_tensors)
+
+    def frozen_model(seed):
+        m = _model(seed)
+        m.get_parameter(frozen_name).requires_grad_(False)
+        return m
+
+    got = frozen_model(123)  # another init: the frozen part too must come from the checkpoint
+    res = Trainer(cfg).run(got, got, _batch_fn(latents, context), "flow", resume_from=path)
+    assert res.steps_done == 12 and res.losses[:6] == saved.losses
+    assert torch.equal(got.get_parameter(frozen_name), saved.params[frozen_name])
+    # a run that trains a parameter the checkpoint does not have is still refused
+    other = _model(0)
+    with pytest.raises(AdapterFileError, match="names differ"):
+        Trainer(cfg).run({"extra": torch.zeros(3, requires_grad=True), **dict(other.named_parameters())}, other,
+                         _batch_fn(latents, context), "flow", resume_from=path)
+
+
 calls: list = []
 
 
