@@ -104,7 +104,7 @@ class DQFormer(nn.Module):
 
     ``forward(t1 [B, L1, text_dim], v [B, Lv, vision_dim], t2 [B, F, L2, text_dim], t1_mask [B, L1],
     t2_mask [B, F, L2])`` -> ``(multimodal [B, L1, context_dim], decomposed [B, F, queries_per_frame,
-    context_dim])``. Masks are optional (True = a real token)."""
+    context_dim])``, None for a branch the config switches off. Masks are optional (True = a real token)."""
 
     def __init__(self, config: AIDConfig):
         super().__init__()
@@ -152,12 +152,12 @@ class DQFormer(nn.Module):
 
     def forward(self, t1, v, t2=None, t1_mask=None, t2_mask=None, frames: int | None = None):
         """``t2`` None (no state prompts): the decomposed queries attend to the instruction only; then ``frames``
-        gives the video length."""
+        gives the video length. A branch the config switches off is not computed: its output is None."""
         c = self.config
         b = t1.shape[0]
         frames = t2.shape[1] if t2 is not None else int(frames or c.frames)
         text = self.proj_text(t1)
-        vision = self.proj_vision(v)
+        vision = self.proj_vision(v) if c.multimodal_branch else None
         states = states_mask = None
         if t2 is not None:
             states = rearrange(self.proj_text(t2), "b f l w -> (b f) l w")
@@ -167,27 +167,29 @@ class DQFormer(nn.Module):
         mm = text
         q = self.frame_queries(frames)[None].expand(b, -1, -1, -1).reshape(b * frames, c.queries_per_frame, c.width)
         for (self_attn, to_vision, ff_u), (to_text, to_state, ff_l) in zip(self.upper, self.lower):
-            if c.multimodal_branch:  # a branch switched off is not computed (its input passes through)
+            if c.multimodal_branch:
                 mm = ff_u(to_vision(self_attn(mm, None, t1_mask), vision))
             if c.decomposed_branch:
                 q = to_text(q, text_per_frame, text_mask_per_frame)
                 if states is not None:
                     q = to_state(q, states, states_mask)
                 q = ff_l(q)
-        decomposed = rearrange(self.out_decomposed(q), "(b f) n c -> b f n c", b=b)
-        return self.out_multimodal(mm), decomposed
+        multimodal = self.out_multimodal(mm) if c.multimodal_branch else None
+        decomposed = rearrange(self.out_decomposed(q), "(b f) n c -> b f n c", b=b) if c.decomposed_branch else None
+        return multimodal, decomposed
 
     def tokens(self, t1, v, t2=None, frames: int | None = None) -> torch.Tensor:
         """The conditioning tokens per frame ``[B*F, M, context_dim]`` (frame-major within each video): the
         multimodal tokens (shared by all frames of a video) then frame f's decomposed tokens, as the config's
         branches say."""
         c = self.config
-        mm, dec = self(t1, v, t2 if c.state_prompts else None, frames=frames)
-        f = dec.shape[1]
+        t2 = t2 if c.state_prompts else None
+        mm, dec = self(t1, v, t2, frames=frames)
+        f = t2.shape[1] if t2 is not None else int(frames or c.frames)  # as forward() counts them
         parts = []
-        if c.multimodal_branch:
+        if mm is not None:
             parts.append(mm.repeat_interleave(f, 0))
-        if c.decomposed_branch:
+        if dec is not None:
             parts.append(rearrange(dec, "b f n c -> (b f) n c"))
         return torch.cat(parts, dim=1)
 

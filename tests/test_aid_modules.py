@@ -167,7 +167,11 @@ def test_ablation_switches_train_and_run_only_what_is_used(switch):
         torch.testing.assert_close(a, b)  # the same layout and initialisation: files and seeds stay comparable
     g = torch.Generator().manual_seed(1)
     t1, v, t2 = torch.randn(2, 5, 24, generator=g), torch.randn(2, 7, 20, generator=g), torch.randn(2, 3, 4, 24, generator=g)
+    ran = []
+    for sub in (s for m in part.unused_parts() for s in m.modules()):
+        sub.register_forward_hook(lambda *_: ran.append(1))
     got = part.tokens(t1, v, t2)
+    assert not ran  # switched-off parts are not computed
     with torch.no_grad():
         mm, dec = full(t1, v, t2 if switch != "state_prompts" else None)
     want = {"multimodal_branch": dec.flatten(0, 1), "decomposed_branch": mm.repeat_interleave(3, 0),
