@@ -1,6 +1,6 @@
 """AID in miniature: instruction-guided video prediction on a frozen tiny SVD, with the paper's ablations.
 
-    COMFYUI_PATH=/path/to/ComfyUI python benchmarks/aid_tvp.py            # full run: 2 CPU cores, about 30 minutes
+    COMFYUI_PATH=/path/to/ComfyUI python benchmarks/aid_tvp.py            # full run: 2 CPU cores, about 23 minutes
                                                                           # (17 with --base-cache DIR after the first)
     COMFYUI_PATH=/path/to/ComfyUI python benchmarks/aid_tvp.py --quick    # about two minutes, one seed
 
