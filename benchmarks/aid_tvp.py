@@ -364,18 +364,33 @@ def run_jobs(fn, jobs: list, workers: int):
         yield from pool.imap(fn, jobs)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def benchmark_arguments(doc: str) -> argparse.ArgumentParser:
+    """The options both text-video-prediction benchmarks take; each adds its own."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller sets, fewer steps, one seed (about two minutes)")
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--verbose", action="store_true", help="print training progress")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine: "
+                    "several threads on a shared CPU are much slower)")
+    return ap
+
+
+def start(args) -> float:
+    """Apply ``--verbose`` and ``--threads``; the start time."""
+    global VERBOSE
+    VERBOSE = args.verbose
+    torch.set_num_threads(args.threads)
+    return time.time()
+
+
+def main() -> None:
+    ap = benchmark_arguments(__doc__)
     ap.add_argument("--base-cache", default=None,
                     help="keep the pretrained base in PATH.<quick|full>.safetensors and reuse it on the next run")
     ap.add_argument("--base-steps", type=int, default=None)
     ap.add_argument("--aid-steps", type=int, default=None)
     ap.add_argument("--rows", default=None, help="comma-separated subset of rows (default: all)")
-    ap.add_argument("--verbose", action="store_true", help="print training progress")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine)")
     ap.add_argument("--jobs", type=int, default=default_jobs(),
                     help="worker processes for the ablation rows (default: one per core, at most 4; 1: in this "
                          "process). Workers need fork (Linux, macOS); elsewhere the rows run in this process")
@@ -384,10 +399,7 @@ def main() -> None:
         print(f"--threads {args.threads} with --jobs {args.jobs}: one thread per process (threads before a fork "
               "can hang the workers); --jobs 1 for more threads", flush=True)
         args.threads = 1
-    global VERBOSE
-    VERBOSE = args.verbose
-    torch.set_num_threads(args.threads)
-    t_start = time.time()
+    t_start = start(args)
     quick = args.quick
     seeds = args.seeds or (1 if quick else 2)
     sizes = dict(broad=64, train=16, heldout=8) if quick else dict(broad=384, train=48, heldout=32)

@@ -38,7 +38,6 @@ instruction, no first frame). Mean ± spread over adapter-training seeds (the ba
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -324,21 +323,13 @@ def side_by_side(path: str, results: dict, params: dict, keys) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="smaller sets, fewer steps, one seed (about two minutes)")
-    ap.add_argument("--seeds", type=int, default=None)
-    ap.add_argument("--json", default=None, help="also write the results here")
+    ap = aid_tvp.benchmark_arguments(__doc__)
     ap.add_argument("--aid-json", default=None, help="the --json output of benchmarks/aid_tvp.py (same sizes): "
                     "print AID's rows and FCA's in one table")
-    ap.add_argument("--verbose", action="store_true", help="print training progress")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: several threads on a shared CPU are "
-                    "much slower)")
     ap.add_argument("--base-cache", default=None, help="a folder to keep the pretrained base in (safetensors) and "
                     "reuse on the next run with the same settings")
     args = ap.parse_args()
-    aid_tvp.VERBOSE = args.verbose
-    torch.set_num_threads(args.threads)
-    t_start = time.time()
+    t_start = aid_tvp.start(args)
     quick = args.quick
     seeds = args.seeds or (1 if quick else 3)
     sizes = dict(broad=128, train=24, heldout=32) if quick else dict(broad=512, train=48, heldout=64)
