@@ -7,7 +7,7 @@ import json
 import os
 import re
 
-from .state_prompts import format_schedule, parse_schedule, state_frames
+from .state_prompts import check_schedule, format_schedule, parse_schedule, state_frames
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v", ".gif", ".webp")
 STATES_SUFFIX = ".states.txt"  # <video name>.states.txt: the video's state prompts (AID)
@@ -85,17 +85,14 @@ def video_states(text: str, video_frames: int) -> list[tuple[int, str]]:
         body = body[1:-1].strip()
     lines = [line.strip() for line in body.splitlines() if line.strip()]
     if not lines:
-        raise ValueError("the file is empty")
+        raise ValueError('the file is empty; write one state per line, or a schedule of lines like "0": "a hand '
+                         'holds the corn",')
     if any(_ENTRY.match(line) for line in lines):
         try:
             entries = parse_schedule(body)
         except ValueError:
             entries = _schedule_lines(body)
-        frames = [f for f, _ in entries]
-        if frames[0] != 0:
-            raise ValueError(f"the schedule starts at frame {frames[0]}; it must start at 0 (the video's first frame)")
-        if len(set(frames)) != len(frames):
-            raise ValueError(f"the schedule gives frame {next(f for f in frames if frames.count(f) > 1)} twice")
+        check_schedule(entries)
         return entries
     for line in lines:
         if line[0] in '"[{':

@@ -160,8 +160,15 @@ def schedule(states: list[str], frames: int, temporal_stride: int = 1) -> str:
 
 def parse_schedule(text: str) -> list[tuple[int, str]]:
     """Inverse of :func:`schedule` (also reads the same format written by hand): ``[(frame, prompt)]`` sorted."""
+    def unique(pairs):
+        keys = [k for k, _ in pairs]
+        for k in keys:
+            if keys.count(k) > 1:
+                raise ValueError(f"the schedule gives frame {k} twice")
+        return dict(pairs)
+
     try:
-        value = json.loads("{" + text.strip().rstrip(",") + "}", strict=False)
+        value = json.loads("{" + text.strip().rstrip(",") + "}", strict=False, object_pairs_hook=unique)
     except json.JSONDecodeError as e:
         raise ValueError(f'schedule: expected lines like "0": "prompt", ({e.msg})') from None
     out = []
@@ -170,6 +177,19 @@ def parse_schedule(text: str) -> list[tuple[int, str]]:
             raise ValueError(f"schedule: {key!r} is not a frame number")
         out.append((int(key), str(prompt)))
     return sorted(out)
+
+
+def check_schedule(entries: list[tuple[int, str]]) -> None:
+    """Raise ValueError unless ``entries`` (sorted ``[(frame, prompt)]``) start at frame 0 and give each frame
+    once."""
+    starts = [f for f, _ in entries]
+    if not starts:
+        raise ValueError("the schedule is empty")
+    if starts[0] != 0:
+        raise ValueError(f"the schedule starts at frame {starts[0]}; it must start at 0 (the first frame)")
+    for f in starts:
+        if starts.count(f) > 1:
+            raise ValueError(f"the schedule gives frame {f} twice")
 
 
 def frame_weights(starts: list[int], latent_frames: int, blend: int = 0):

@@ -417,13 +417,13 @@ def main() -> None:
             t0 = time.process_time()
             train(adapters, fwd, x_train, ad_steps, 4, seed, recipe, clean=over is not None)
             train_s = (time.process_time() - t0) / ad_steps
+            params[name] = sum(p.numel() for p in adapters.parameters() if p.requires_grad)  # what was trained
             adapters.requires_grad_(False)
             before = getattr(adapters, "initial_frame_passes", 0)
             timer = []
             lat = sample(hfwd, len(held), shape, sample_steps, CFG, seed=seed, timer=timer)
             passes[name] = getattr(adapters, "initial_frame_passes", 0) - before
             runs.append(evaluate(lat))
-            params[name] = sum(p.numel() for p in adapters.parameters())
             cost.setdefault(name, []).append((train_s, statistics.median(timer)))
             if over is None:
                 lora.unhook()

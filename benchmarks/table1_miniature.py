@@ -138,9 +138,8 @@ def denoised(model, x, sigma, context, first_frame=None):
     s = torch.full((x.shape[0],), float(sigma))
     kw = {"first_frame": first_frame} if first_frame is not None else {}
     pred = model(x, s, context, **kw)
-    if model.config.parameterisation == "flow":
-        return x - s.reshape(-1, 1, 1, 1, 1) * pred
-    return x - s.reshape(-1, 1, 1, 1, 1) * pred  # eps: D = x - s * eps (x = x0 + s n)
+    # flow: D = x - s v (x = (1 - s) x0 + s n, v = n - x0); eps: D = x - s eps (x = x0 + s n): the same form
+    return x - s.reshape(-1, 1, 1, 1, 1) * pred
 
 
 def percent_of_sigma(sigmas):

@@ -92,14 +92,12 @@ def instruction_conds(clip, instructions: list, schedules: list[str], entries: i
             text = schedules[i if len(schedules) > 1 else 0]
             try:
                 entries_ = sp.parse_schedule(text)
+                sp.check_schedule(entries_)
             except ValueError as e:
                 raise VideoAdapterError(f"states: {e}") from None
-            if not entries_ or entries_[0][0] != 0:
-                raise VideoAdapterError('states: the schedule must start at "0" (the first frame)')
             starts = [f for f, _ in entries_]
-            if len(set(starts)) != len(starts) or starts[-1] >= frames:
-                raise VideoAdapterError(f"states: schedule frames {starts} must be distinct and below video_frames "
-                                        f"({frames})")
+            if starts[-1] >= frames:
+                raise VideoAdapterError(f"states: schedule frames {starts} must be below video_frames ({frames})")
             conds[aid.STATES_COND] = aid.per_frame_states([enc(t) for _, t in entries_], starts, frames)
         out.append(conds)
     return out

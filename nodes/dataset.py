@@ -317,8 +317,7 @@ def _states_per_video(by_video: dict, lengths: dict) -> dict:
             out[video] = video_states(text, lengths[video])
         except ValueError as e:
             name = os.path.splitext(os.path.basename(video))[0] + STATES_SUFFIX
-            raise VideoAdapterError(f"{name}: {e}. Write one state per line, or a schedule of lines like "
-                                    '"0": "a hand holds the corn",') from None
+            raise VideoAdapterError(f"{name}: {e}") from None
     return out
 
 

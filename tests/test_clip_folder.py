@@ -90,6 +90,7 @@ def test_video_schedule_is_read_and_cut_to_the_clip_window(text):
 @pytest.mark.parametrize("text,needle", [
     ('"1": "a",\n"5": "b"', "starts at frame 1; it must start at 0"),
     ("0: a\n0: b", "frame 0 twice"),
+    ('"0": "a",\n"0": "b"', "frame 0 twice"),
     ("0: a\nthen b", "is not \"frame\": \"state\""),
     ("a\nb\nc", "do not fit"),
     ('["a", "b"]', "looks like JSON"),

@@ -61,3 +61,14 @@ def test_messages_and_schema():
     assert "exactly 4" in msgs[1]["content"][1]["text"]
     schema = json_schema(4)
     assert schema["properties"]["states"]["minItems"] == schema["properties"]["states"]["maxItems"] == 4
+
+
+@pytest.mark.parametrize("text,needle", [
+    ('"0": "a",\n"0": "b"', "frame 0 twice"),  # json.loads alone would keep only the last
+    ('"2": "a"', "starts at frame 2; it must start at 0"),
+])
+def test_schedules_are_checked_once_for_every_reader(text, needle):
+    from adapters.state_prompts import check_schedule
+
+    with pytest.raises(ValueError, match=needle):
+        check_schedule(parse_schedule(text))
