@@ -34,8 +34,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
+from . import registry
 from .adapter_set import BlockAdapterSet, JsonConfig
+from .kind import AdapterKind
 from .layers import ResidualFeedForward
+from .protocol import ADAPTER_COND_PREFIX
 from .simda import SpatialAdapter, TemporalAdapter, _bottleneck
 
 KIND = "aid"
@@ -270,10 +273,8 @@ class AIDBlockAdapters(nn.Module):
                            if "cross_attn" in parts else None)
 
 
-# keys of the adapter conditions AID reads (``nodes/attach.add_adapter_conds``) and of the tokens it leaves for
-# the cross-attention of one model call
+# names of the adapter conditions AID reads (the binding's ``add_adapter_conds`` writes them)
 TEXT_COND, STATES_COND = "aid_text", "aid_states"
-TOKENS_KEY = "video_adapters_aid_tokens"
 
 
 class DQFormerTokens:
@@ -281,16 +282,16 @@ class DQFormerTokens:
     ``[rows, L1, D]``), the state prompts (``aid_states``, one row per frame) and the first frame's visual
     features, which on SVD are the cross-attention context itself (its CLIP image embedding: zero where the image
     is dropped, as in SVD's own negative). Rows are frames; each video's first row gives its instruction and
-    image. Entries without an instruction get no tokens (the model's plain context)."""
+    image. Entries without an instruction get no tokens (the model's plain context). The tokens stay in the
+    call scope of this forward, keyed by this object, for :class:`InjectTokens`."""
 
     def __init__(self, dqformer: DQFormer):
         self.dqformer = dqformer
 
     def __call__(self, conds, x, context, site, run):
-        to = site.transformer_options
         text = conds.get(TEXT_COND)
         if text is None or context is None:
-            to[TOKENS_KEY] = None
+            site.call[self] = None
             return
         q = self.dqformer
         p = next(q.parameters())
@@ -305,15 +306,18 @@ class DQFormerTokens:
         v = own(context[::f])
         states = conds.get(STATES_COND)
         t2 = None if states is None else own(states).reshape(videos, f, *states.shape[1:])
-        to[TOKENS_KEY] = q.tokens(t1, v, t2, frames=f)
+        site.call[self] = q.tokens(t1, v, t2, frames=f)
 
 
 class InjectTokens:
-    """``cross_context`` hook: the tokens :class:`DQFormerTokens` left for this model call (none for entries
-    without an instruction)."""
+    """``cross_context`` hook: the tokens ``source`` (the set's :class:`DQFormerTokens`) left for this model call
+    (none for entries without an instruction)."""
+
+    def __init__(self, source: DQFormerTokens):
+        self.source = source
 
     def __call__(self, context, site):
-        tokens = (site.transformer_options or {}).get(TOKENS_KEY)
+        tokens = site.call.get(self.source)
         if tokens is None:
             return context.new_zeros(context.shape[0], 0, context.shape[-1])
         if tokens.shape[0] != context.shape[0]:
@@ -334,7 +338,6 @@ class AIDAdapterSet(BlockAdapterSet):
 
     KIND = KIND
     config_class = AIDConfig
-    text_conds = (TEXT_COND, STATES_COND)  # dropped together when training drops the text
 
     def make_block(self, dim: int, parts: Iterable[str] | None) -> AIDBlockAdapters:
         return AIDBlockAdapters(dim, self.config, parts)
@@ -356,8 +359,9 @@ class AIDAdapterSet(BlockAdapterSet):
 
         if architecture != "unet":
             raise ValueError("AID adapters attach to frame-wise UNets with cross-attention (SVD)")
-        out = [(None, "conditions", DQFormerTokens(self.dqformer))]
-        inject = InjectTokens()
+        source = DQFormerTokens(self.dqformer)
+        out = [(None, "conditions", source)]
+        inject = InjectTokens(source)
         for name in self.block_names():
             blk = self[name]
             out.append((name, "cross_context", inject))
@@ -372,31 +376,42 @@ class AIDAdapterSet(BlockAdapterSet):
         return out
 
 
-def configure(config: dict, host, conditions, frames: int, given: set) -> dict:
-    """Training settings read off the frozen model and the clips' conditioning, unless the user set them: the
-    cross-attention width (SVD's context, which is also the first frame's visual features), the instruction's text
-    width, the clip length, and whether the clips come with state prompts."""
-    from ..nodes.attach import ADAPTER_COND_PREFIX
+@registry.register
+class AID(AdapterKind):
+    name = KIND
+    description = ("AID: a Dual-Query Transformer whose instruction and state-prompt tokens join the "
+                   "cross-attention, cross-attention weight deltas, and spatial, short-term and long-term temporal "
+                   "adapters in every spatial block of a frozen SVD")
+    architectures = ("unet",)
+    families = ("svd",)
+    block_kinds = ("spatial",)
+    adapter_set = AIDAdapterSet
+    example = {"width": 256, "queries_per_frame": 4}
+    text_conds = (TEXT_COND, STATES_COND)  # dropped together when training drops the text
 
-    out = dict(config)
-    blocks = host.blocks_of("spatial")
-    ctx = next((b.context_dim for b in blocks if b.context_dim), None)
-    if ctx is None:
-        raise ValueError(f"{host.model_config} has no cross-attention; AID injects its tokens there (use SVD)")
-    text, states = None, False
-    for _, extras in conditions:
-        own = extras.get("model_conds") or {}
-        states = states or (ADAPTER_COND_PREFIX + STATES_COND) in own
-        c = own.get(ADAPTER_COND_PREFIX + TEXT_COND)
-        if c is not None and text is None:
-            text = c.cond
-    if text is None:
-        raise ValueError("positive carries no instruction: connect the clips' conditioning through AID Conditioning "
-                         "(it adds each clip's instruction and state prompts)")
-    defaults = {"context_dim": int(ctx), "vision_dim": int(ctx), "text_dim": int(text.shape[-1]), "frames": int(frames),
-                "state_prompts": bool(states)}  # clips without state prompts: the decomposed branch reads the text
-    out.update({k: v for k, v in defaults.items() if k not in given})
-    return out
+    def configure(self, config: dict, host, conditions, frames: int, given: set) -> dict:
+        """Training settings read off the frozen model and the clips' conditioning, unless the user set them: the
+        cross-attention width (SVD's context, which is also the first frame's visual features), the
+        instruction's text width, the clip length, and whether the clips come with state prompts."""
+        out = dict(config)
+        blocks = host.blocks_of("spatial")
+        ctx = next((b.context_dim for b in blocks if b.context_dim), None)
+        if ctx is None:
+            raise ValueError(f"{host.model_config} has no cross-attention; AID injects its tokens there (use SVD)")
+        text, states = None, False
+        for _, extras in conditions:
+            own = extras.get("model_conds") or {}
+            states = states or (ADAPTER_COND_PREFIX + STATES_COND) in own
+            c = own.get(ADAPTER_COND_PREFIX + TEXT_COND)
+            if c is not None and text is None:
+                text = c.cond
+        if text is None:
+            raise ValueError("positive carries no instruction: connect the clips' conditioning through AID Conditioning "
+                             "(it adds each clip's instruction and state prompts)")
+        defaults = {"context_dim": int(ctx), "vision_dim": int(ctx), "text_dim": int(text.shape[-1]), "frames": int(frames),
+                    "state_prompts": bool(states)}  # clips without state prompts: the decomposed branch reads the text
+        out.update({k: v for k, v in defaults.items() if k not in given})
+        return out
 
 
 def per_frame_states(embeddings: list[torch.Tensor], starts: list[int], frames: int) -> torch.Tensor:

@@ -24,19 +24,17 @@ Runtime (the attach table's ``conditions``, ``block_parallel`` and ``capture`` p
 
 * :class:`InitialFrameStates` (``conditions``) receives the initial-frame latents the conditioning carries
   (``fca_frames [B, C, k, H, W]``, already noised, and ``fca_timestep [B, 1]``), runs the frozen model on them
-  once with the branches off and the captures on, and puts the per-block states into ``transformer_options``.
-  States are cached by content within one sampling run (ComfyUI's ``sample_sigmas`` object identifies the run)
-  and, outside sampling (training), for as long as the same clips come back: the frozen model does not change.
-  The cache holds at most ``cache_size`` entries (cond and uncond of a run are two) and is freed when the run
-  ends: it holds only a weak reference to the run's ``sample_sigmas`` and is cleared when ComfyUI frees them
-  (KSampler: right after sampling; SamplerCustomAdvanced: when the scheduler's output leaves ComfyUI's cache,
-  at the latest when the next run starts); ``FCAAdapterSet.release()`` frees them at once.
+  once (a nested forward) with the branches off and the captures on, and leaves the per-block states in the
+  forward's call scope (``adapters/protocol.Scopes``). States are cached by content (initial frames, timestep
+  and text) in the run scope, which the binding clears when a sampling run starts and when it ends; outside
+  sampling (training) they stay for as long as the same clips come back: the frozen model does not change. The
+  cache holds at most ``cache_size`` entries (cond and uncond of a run are two); ``FCAAdapterSet.release()``
+  frees them at once.
 * :class:`FCABranchHook` (``block_parallel``) and :class:`StateCapture` (``capture``) per block.
 """
 
 from __future__ import annotations
 
-import math
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -46,7 +44,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import registry
 from .adapter_set import BlockAdapterSet, JsonConfig
+from .kind import AdapterKind
 from .layers import ResidualFeedForward
 
 KIND = "fca"
@@ -54,11 +54,6 @@ PARTS = ("branch", "text")
 TEXT_MODULES = ("layerwise", "uniform", "none")
 INITS = ("scale", "zero")
 
-# transformer_options keys of one diffusion-model forward
-STATES_KEY = "video_adapters_fca_states"    # the cache entry of this forward's initial-frame states
-OFF_KEY = "video_adapters_fca_off"          # set during the initial-frames pass: branches return nothing
-COLLECT_KEY = "video_adapters_fca_collect"  # set during the initial-frames pass: captures write here
-GRID_KEY = "video_adapters_grid"            # the attach table's (t, h, w) token grid (nodes/attach.py GRID_KEY)
 # adapter-condition names (the conditioning node and training_conds write them)
 FRAMES_COND = "fca_frames"
 TIMESTEP_COND = "fca_timestep"
@@ -283,41 +278,24 @@ def _checksum(tensors) -> list:
     return [tuple(tuple(t.shape) for t in tensors), tuple(values)]
 
 
+class _Cache(OrderedDict):
+    """The initial-frame states of one run (a dict subclass, so the adapter set can hold it weakly)."""
+
+    __hash__ = object.__hash__  # by identity, for the adapter set's WeakSet
+
+
 class InitialFrameStates:
-    """``conditions`` callable: the initial-frame states of every block, once per sampling run (see the module
-    docstring). ``passes`` counts the initial-frame passes actually run."""
+    """``conditions`` callable: the initial-frame states of every block, cached in the run scope (see the module
+    docstring). It is also the key of its values in the run and call scopes; the branch and capture hooks of the
+    same attachment read them there. ``owner.initial_frame_passes`` counts the passes actually run."""
 
     def __init__(self, owner: "FCAAdapterSet", cache_size: int = 4):
         self.owner, self.cache_size = owner, int(cache_size)
-        self.cache: OrderedDict = OrderedDict()
-        self._run = None  # a weak reference to the current run's sample_sigmas (None: outside sampling)
-        owner._runtimes.add(self)
-
-    def _same_run(self, run_id) -> bool:
-        if run_id is None or self._run is None:
-            return run_id is None and self._run is None
-        return self._run() is run_id
-
-    def _start_run(self, run_id) -> None:
-        self.cache.clear()
-        if run_id is None:
-            self._run = None
-            return
-        self._run = weakref.ref(run_id)
-        weakref.finalize(run_id, InitialFrameStates._run_ended, weakref.ref(self))
-
-    @staticmethod
-    def _run_ended(ref) -> None:
-        """The sigmas of a run were freed: drop its states unless a newer run (still alive) owns the cache."""
-        self = ref()
-        if self is not None and self._run is not None and self._run() is None:
-            self.cache.clear()
 
     def __call__(self, conds: dict, x: torch.Tensor, context, site, run) -> None:
-        to = site.transformer_options
         frames = conds.get(FRAMES_COND)
         if frames is None:
-            to[STATES_KEY] = None
+            site.call[self] = None
             return
         if frames.ndim != 5 or frames.shape[1] != x.shape[1] or frames.shape[0] != x.shape[0]:
             raise ValueError(
@@ -325,37 +303,29 @@ class InitialFrameStates:
                 "takes text-to-video Wan latents [B, C, T, H, W] with initial frames encoded by the same VAE")
         timestep = conds.get(TIMESTEP_COND)
         timestep = (torch.zeros(x.shape[0]) if timestep is None else timestep.reshape(x.shape[0], -1)[:, 0])
-        run_id = to.get("sample_sigmas")
-        if not self._same_run(run_id):  # a new sampling run (or training): the model may have changed since
-            self._start_run(run_id)
+        cache = site.run.get(self)
+        if cache is None:
+            cache = site.run[self] = _Cache()
+            self.owner._caches.add(cache)
         key = repr(_checksum([frames, timestep, context]))
-        entry = self.cache.get(key)
+        entry = cache.get(key)
         if entry is None:
-            entry = self._compute(frames.to(x), timestep.to(device=x.device, dtype=torch.float32), context, x, to, run)
-            self.cache[key] = entry
-            while len(self.cache) > self.cache_size:
-                self.cache.popitem(last=False)
-        to[STATES_KEY] = entry
+            entry = self._compute(frames.to(x), timestep.to(device=x.device, dtype=torch.float32), context, x,
+                                  site.grid, run)
+            cache[key] = entry
+            while len(cache) > self.cache_size:
+                cache.popitem(last=False)
+        site.call[self] = entry
 
-    def _compute(self, frames, timestep, context, x, to, run) -> dict:
-        grid = tuple(to.get(GRID_KEY) or ())
+    def _compute(self, frames, timestep, context, x, grid, run) -> dict:
         if len(grid) == 3 and grid[1] and grid[2]:
             patch = (x.shape[-2] // grid[1], x.shape[-1] // grid[2])
         else:
             patch = (1, 1)
         init_grid = (frames.shape[2], frames.shape[-2] // patch[0], frames.shape[-1] // patch[1])
         collected: dict[str, torch.Tensor] = {}
-        saved = {k: to.get(k) for k in (OFF_KEY, COLLECT_KEY, GRID_KEY, STATES_KEY)}
-        to[OFF_KEY], to[COLLECT_KEY], to[GRID_KEY], to[STATES_KEY] = True, collected, init_grid, None
-        try:
-            with torch.no_grad():
-                run(frames, timestep, context)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    to.pop(k, None)
-                else:
-                    to[k] = v
+        with torch.no_grad():  # the nested forward: branches off, captures on
+            run(frames, timestep, context, call={self: _InitialPass(collected)})
         self.owner.initial_frame_passes += 1
         missing = [n for n in self.owner.block_names() if n not in collected]
         if missing:
@@ -363,30 +333,37 @@ class InitialFrameStates:
         return {"states": collected, "grid": init_grid, "frame_text": {}}
 
 
+class _InitialPass:
+    """The call-scope value during the initial-frames pass: branches return nothing, captures write here."""
+
+    def __init__(self, collected: dict):
+        self.collected = collected
+
+
 class StateCapture:
     """``capture`` callable of one block: stores the block output during the initial-frames pass."""
 
-    def __init__(self, name: str):
-        self.name = name
+    def __init__(self, states: InitialFrameStates, name: str):
+        self.states, self.name = states, name
 
     def __call__(self, hidden: torch.Tensor, site) -> None:
-        found = site.transformer_options.get(COLLECT_KEY)
-        if found is not None:
-            found[self.name] = hidden.detach()
+        found = site.call.get(self.states)
+        if isinstance(found, _InitialPass):
+            found.collected[self.name] = hidden.detach()
 
 
 class FCABranchHook:
     """``block_parallel`` callable of one block: the branch on the block's input and text, in the adapters' own
     dtype and device; zero during the initial-frames pass."""
 
-    def __init__(self, owner: "FCAAdapterSet", name: str):
-        self.owner, self.name = owner, name
+    def __init__(self, states: InitialFrameStates, name: str):
+        self.states, self.owner, self.name = states, states.owner, name
 
-    def __call__(self, x_in: torch.Tensor, context: torch.Tensor, site) -> torch.Tensor:
-        to = site.transformer_options
-        if to.get(OFF_KEY):
+    def __call__(self, args: dict, site) -> torch.Tensor:
+        x_in, context = args["img"], args["txt"]
+        entry = site.call.get(self.states)
+        if isinstance(entry, _InitialPass):
             return x_in.new_zeros(())
-        entry = to.get(STATES_KEY)
         if entry is None:
             raise ValueError("FCA adapters need the initial frames: add them to both positive and negative with "
                              "Initial Frames Conditioning (FCA)")
@@ -409,16 +386,16 @@ class FCAAdapterSet(BlockAdapterSet):
     def __init__(self, config=None, family: str = "wan21"):
         super().__init__(config, family)
         self.initial_frame_passes = 0
-        self._runtimes = weakref.WeakSet()  # the InitialFrameStates of every attach of this set
+        self._caches = weakref.WeakSet()  # the initial-frame caches of the runs of every attach of this set
 
     def cached_initial_states(self) -> int:
         """Initial-frame state entries held now, over every model this set is attached to."""
-        return sum(len(r.cache) for r in list(self._runtimes))
+        return sum(len(c) for c in list(self._caches))
 
     def release(self) -> None:
         """Free the cached initial-frame states now (they are recomputed when needed)."""
-        for r in list(self._runtimes):
-            r.cache.clear()
+        for c in list(self._caches):
+            c.clear()
 
     def make_block(self, dim: int, parts: Iterable[str] | None) -> FCABlockAdapters:
         return FCABlockAdapters(dim, self.config, parts)
@@ -453,26 +430,12 @@ class FCAAdapterSet(BlockAdapterSet):
         """The initial-frames pass (``conditions``), then per block the parallel branch and the state capture."""
         if architecture != "wan":
             raise ValueError(f"FCA attaches beside DiT blocks (Wan); this model's architecture is {architecture}")
-        out: list[tuple] = [(None, "conditions", InitialFrameStates(self))]
+        states = InitialFrameStates(self)
+        out: list[tuple] = [(None, "conditions", states)]
         for name in self.block_names():
-            out.append((name, "block_parallel", FCABranchHook(self, name)))
-            out.append((name, "capture", StateCapture(name)))
+            out.append((name, "block_parallel", FCABranchHook(states, name)))
+            out.append((name, "capture", StateCapture(states, name)))
         return out
-
-    # -- training ---------------------------------------------------------------------------------------
-    def training_conds(self, x0: torch.Tensor, clip_index) -> dict[str, torch.Tensor]:
-        """The initial frames of training clips ``x0 [B, C, T, H, W]`` (latent frames ``0..initial_frames-1``),
-        noised by ``noise_step`` with noise fixed per clip (``clip_index [B]``), as adapter conditions."""
-        k = self.config.initial_frames
-        if x0.ndim != 5 or x0.shape[2] <= k:
-            raise ValueError(f"FCA trains on clips longer than its {k} initial latent frame(s), got {list(x0.shape)}")
-        first = x0[:, :, :k]
-        idx = torch.as_tensor(clip_index).reshape(-1).tolist() if clip_index is not None else [0] * x0.shape[0]
-        noise = torch.stack([torch.randn(first.shape[1:], generator=torch.Generator().manual_seed(1000 + int(i)))
-                             for i in idx]).to(first)
-        step = float(self.config.noise_step)
-        return {FRAMES_COND: noised_initial_frames(first, noise, step),
-                TIMESTEP_COND: torch.full((x0.shape[0], 1), step, device=x0.device)}
 
 
 def initial_frame_conds(latents: torch.Tensor, noise_step: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -493,19 +456,48 @@ def parameter_count(dim: int, layers: int, config: FCAConfig | None = None) -> i
     return layers * one + shared
 
 
-def configure(config: dict, host, conditions, frames: int, given) -> dict:
-    """Train Adapters' hook: the frame-wise query table is made for the training clips' latent frames, unless
-    ``frames`` was set; refuses models FCA does not fit (image-to-video Wan takes an image already)."""
-    if getattr(host, "architecture", "wan") != "wan":
-        raise ValueError(f"FCA attaches beside DiT blocks; {host.model_config} has none (use Wan 2.1 text-to-video)")
-    if getattr(host, "takes_image", False):
-        raise ValueError(f"{host.model_config} is an image-to-video model; FCA turns a text-to-video Wan into a "
-                         "text-video predictor (use Wan 2.1 T2V 1.3B or 14B)")
-    out = dict(config)
-    if "frames" not in given and frames > 0:
-        out["frames"] = int(frames)
-    k = int(out.get("initial_frames", FCAConfig.initial_frames))
-    if frames and frames <= k:
-        raise ValueError(f"clips of {frames} latent frame(s) leave nothing to predict after {k} initial frame(s); "
-                         "use longer clips (Wan: 5 pixel frames or more per clip)")
-    return out
+@registry.register
+class FCA(AdapterKind):
+    name = KIND
+    description = ("FCA: a parallel cross-attention branch beside every DiT block (scale 0.1 at init) over the text, "
+                   "the initial frames' hidden states from the frozen model and per-layer frame-wise text, for "
+                   "text-video prediction on a frozen text-to-video Wan")
+    architectures = ("wan",)
+    block_kinds = ("dit",)
+    adapter_set = FCAAdapterSet
+    example = {"queries_per_frame": 32, "text_module": "layerwise"}
+    # the FCA paper's fine-tuning table: cosine schedule after a 200-step warm-up, AdamW betas (0.9, 0.95),
+    # gradient clipping at 1.0 (warm-up capped at a tenth of the run for short runs)
+    recipe = {"lr_schedule": "cosine", "warmup_steps": 200, "warmup_fraction": 0.1, "betas": (0.9, 0.95),
+              "grad_clip": 1.0}
+
+    def check_host(self, host) -> None:
+        super().check_host(host)
+        if getattr(host, "takes_image", False):
+            raise ValueError(f"{host.model_config} is an image-to-video model; FCA turns a text-to-video Wan into a "
+                             "text-video predictor (use Wan 2.1 T2V 1.3B or 14B)")
+
+    def configure(self, config: dict, host, conditions, frames: int, given) -> dict:
+        """The frame-wise query table is made for the training clips' latent frames, unless ``frames`` was set."""
+        out = dict(config)
+        if "frames" not in given and frames > 0:
+            out["frames"] = int(frames)
+        k = int(out.get("initial_frames", FCAConfig.initial_frames))
+        if frames and frames <= k:
+            raise ValueError(f"clips of {frames} latent frame(s) leave nothing to predict after {k} initial frame(s); "
+                             "use longer clips (Wan: 5 pixel frames or more per clip)")
+        return out
+
+    def training_conds(self, adapters, x0: torch.Tensor, clip_index) -> dict[str, torch.Tensor]:
+        """The initial frames of training clips ``x0 [B, C, T, H, W]`` (latent frames ``0..initial_frames-1``),
+        noised by ``noise_step`` with noise fixed per clip (``clip_index [B]``), as adapter conditions."""
+        k = adapters.config.initial_frames
+        if x0.ndim != 5 or x0.shape[2] <= k:
+            raise ValueError(f"FCA trains on clips longer than its {k} initial latent frame(s), got {list(x0.shape)}")
+        first = x0[:, :, :k]
+        idx = torch.as_tensor(clip_index).reshape(-1).tolist() if clip_index is not None else [0] * x0.shape[0]
+        noise = torch.stack([torch.randn(first.shape[1:], generator=torch.Generator().manual_seed(1000 + int(i)))
+                             for i in idx]).to(first)
+        step = float(adapters.config.noise_step)
+        return {FRAMES_COND: noised_initial_frames(first, noise, step),
+                TIMESTEP_COND: torch.full((x0.shape[0], 1), step, device=x0.device)}

@@ -27,7 +27,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
+from . import registry
 from .adapter_set import BlockAdapterSet, JsonConfig
+from .kind import AdapterKind
 from .latent_shift import latent_shift_kv
 
 KIND = "simda"
@@ -242,3 +244,26 @@ class LatentShiftKV:
 
 # Short alias: the container is the pack's "adapter set" for SimDA.
 AdapterSet = SimDAAdapterSet
+
+
+@registry.register
+class SimDA(AdapterKind):
+    name = KIND
+    description = ("SimDA: attention and FFN adapters plus a temporal adapter (depthwise 3D convolution) in every "
+                   "transformer block, trained with latent-shift self-attention on frame-wise models")
+    architectures = ("unet", "wan")
+    block_kinds = ("spatial", "dit")
+    adapter_set = SimDAAdapterSet
+    example = {"spatial_ratio": 0.25, "temporal_kernel": 3}
+    trainer_options = ("latent_shift",)
+
+    def apply_trainer_options(self, config, options, defaults, host):
+        """``latent_shift``: the self-attention the adapters train with and keep (SD 1.5, SDXL, SVD); Wan's
+        self-attention already spans all frames, so there it must be none."""
+        mode = options.get("latent_shift", "none")
+        if host.architecture == "wan" and mode != "none":
+            raise ValueError(f"latent_shift={mode}: Wan's self-attention already spans all frames; set latent_shift "
+                             "to none to train simda adapters on Wan")
+        out = dict(config)
+        out["shift_mode"] = mode
+        return out

@@ -178,10 +178,10 @@ def _pack():
         from harness import get_host
 
         host = get_host()
-        _PACK.update(host=host, attach=host.pack_module("nodes.attach"), aid=host.pack_module("adapters.aid"),
+        _PACK.update(host=host, attach=host.pack_module("nodes.binding.attach"), aid=host.pack_module("adapters.aid"),
                      fca=host.pack_module("adapters.fca"), registry=host.pack_module("adapters.registry"),
-                     simda=host.pack_module("nodes.simda"), training=host.pack_module("adapters.training"),
-                     host_mod=host.pack_module("nodes.host"), sp=host.pack_module("adapters.state_prompts"),
+                     simda=host.pack_module("nodes.binding.training"), training=host.pack_module("adapters.training"),
+                     host_mod=host.pack_module("nodes.binding.host"), sp=host.pack_module("adapters.state_prompts"),
                      dual=host.pack_module("samplers.dual_cfg"), param=host.pack_module("samplers.parameterisation"))
     return _PACK
 
@@ -323,13 +323,13 @@ def _row_job(job) -> dict:
     torch.manual_seed(seed)
     adapters = attach.new_adapters("aid", model, config)
     patched = attach.attach_adapters(model, adapters)
-    fwd = simda.AdapterForward(patched, "v", c["train_conds"], c["host"], text_conds=adapters.text_conds)
+    fwd = simda.AdapterForward(patched, "v", c["train_conds"], c["host"], kind=pk["registry"].get("aid"), adapters=adapters)
     t0 = time.time()
     train(adapters, fwd, c["x_train"], c["aid_steps"], 1e-3, 4, seed, c["sigma_table"], drop=0.05, warmup=20)
     train_s = time.time() - t0
     params = adapters.num_trainable_parameters()  # what was trained: an ablation's switched-off parts are not
     adapters.requires_grad_(False)
-    hfwd = simda.AdapterForward(patched, "v", c["held_conds"], c["host"], text_conds=adapters.text_conds)
+    hfwd = simda.AdapterForward(patched, "v", c["held_conds"], c["host"], kind=pk["registry"].get("aid"), adapters=adapters)
 
     def predict(s_v, s_t):
         lat = sample(hfwd, len(held), c["frames"], c["shape"], c["sample_steps"], s_v, s_t, seed=seed)

@@ -40,7 +40,7 @@ def text(seed, tokens=16):
 
 
 def cost(host, args):
-    attach = host.pack_module("nodes.attach")
+    attach = host.pack_module("nodes.binding.attach")
     fca = host.pack_module("adapters.fca")
     model = tiny_wan(host, 1, args.dim, args.layers)
     frames = (args.frames - 1) // 4 + 1
@@ -81,7 +81,7 @@ def init_study(host, args):
     x0 = model.model.process_latent_in(clips["samples"])
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(9))
     ctx = torch.cat([positive[0][0], positive[1][0]])
-    fwd = host.pack_module("nodes.attach")
+    fwd = host.pack_module("nodes.binding.attach")
     import comfy.model_management
     import comfy.patcher_extension
 
@@ -109,7 +109,7 @@ def init_study(host, args):
             out = host.call("VA_TrainAdapter", model, clips, positive, "fca", 0, args.train_steps, 3e-3, 2, seed,
                             "none", 0, f"bench/fca_init_{init}_{seed}", settings=settings)
             ad = out[0].get_additional_models_with_key("video_adapters")[-1].model
-            conds = ad.training_conds(x0, torch.tensor([0, 1]))
+            conds = host.pack_module("adapters.registry").get("fca").training_conds(ad, x0, torch.tensor([0, 1]))
             if base_err is None:
                 base_err = error(model, conds)
             scores.append(error(out[0], conds) / base_err)

@@ -412,8 +412,8 @@ def main() -> None:
             else:
                 adapters = attach.new_adapters("fca", model, fca_cfg(over))
                 patched = attach.attach_adapters(model, adapters)
-                fwd = simda.AdapterForward(patched, "flow", train_text, host, adapters=adapters)
-                hfwd = simda.AdapterForward(patched, "flow", held_fca, host, adapters=adapters)
+                fwd = simda.AdapterForward(patched, "flow", train_text, host, kind=registry.get("fca"), adapters=adapters)
+                hfwd = simda.AdapterForward(patched, "flow", held_fca, host, kind=registry.get("fca"), adapters=adapters)
             t0 = time.process_time()
             train(adapters, fwd, x_train, ad_steps, 4, seed, recipe, clean=over is not None)
             train_s = (time.process_time() - t0) / ad_steps

@@ -16,9 +16,9 @@ from comfy_api.latest import io
 
 from ..adapters import aid
 from ..adapters import state_prompts as sp
-from .attach import ADAPTER_COND_PREFIX, ADDITIONAL_MODELS_KEY, add_adapter_conds, adapter_conds
+from .binding.attach import ADDITIONAL_MODELS_KEY, add_adapter_conds
 from .common import CATEGORY, VideoAdapterError
-from .host import describe
+from .binding.host import describe
 
 SEPARATOR = sp.SCHEDULE_SEPARATOR
 
@@ -50,21 +50,6 @@ def aid_adapters(model):
         if isinstance(p.model, aid.AIDAdapterSet):
             return p.model
     return None
-
-
-def has_instruction(conditioning) -> bool:
-    return any(ADAPTER_COND_PREFIX + aid.TEXT_COND in adapter_conds(e) for _, e in conditioning)
-
-
-def zero_instruction(conditioning):
-    """``conditioning`` with its AID instruction and state features zeroed (AID's "no text")."""
-    out = []
-    for t, extras in conditioning:
-        own = adapter_conds(extras)
-        zeros = {name: torch.zeros_like(own[ADAPTER_COND_PREFIX + name].cond)
-                 for name in aid.AIDAdapterSet.text_conds if ADAPTER_COND_PREFIX + name in own}
-        out.extend(add_adapter_conds([[t, extras]], zeros))
-    return out
 
 
 def instruction_conds(clip, instructions: list, schedules: list[str], entries: int, frames: int):

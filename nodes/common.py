@@ -3,7 +3,6 @@ compatibility checks every multi-model node runs before it builds anything."""
 
 from __future__ import annotations
 
-import os
 import re
 
 import folder_paths
@@ -21,13 +20,13 @@ Priors = io.Custom("VA_PRIORS")
 PriorSchedule = io.Custom("VA_PRIOR_SCHEDULE")
 
 
-class VideoAdapterError(ValueError):
-    """An input the user can fix; the message says what and how."""
+# the error every node raises for an input the user can fix (host-free, so the core can raise it too)
+from ..adapters.protocol import VideoAdapterError  # noqa: E402,F401
 
 
 def check_compatible(domain, prior, domain_label: str = "domain_model", prior_label: str = "prior_model"):
     """Refuse model pairs whose scores cannot be added: the error names both models and what differs."""
-    from .host import describe
+    from .binding.host import describe
 
     a, b = describe(domain, domain_label), describe(prior, prior_label)
     a.require_space(), b.require_space()
@@ -37,7 +36,7 @@ def check_compatible(domain, prior, domain_label: str = "domain_model", prior_la
         problems.append(
             f"latent spaces differ: {a.label} uses {a.latent_format} ({a.latent_channels} ch, {a.latent_dimensions}D), "
             f"{b.label} uses {b.latent_format} ({b.latent_channels} ch, {b.latent_dimensions}D)")
-    if a.parameterisation != b.parameterisation:
+    if a.sampler_space != b.sampler_space:
         problems.append(
             f"sampling families differ: {a.label} is a {a.sampler_space} model ({a.model_type}), "
             f"{b.label} is a {b.sampler_space} model ({b.model_type})")
@@ -83,7 +82,7 @@ def without_image(extras: dict, clip_vision: str = "keep") -> dict:
 def check_conditioning(model, conditioning, input_name: str, model_label: str) -> None:
     """Refuse a CONDITIONING whose text features the model cannot take (another text encoder's width), naming
     the input and the model, before any sampling starts."""
-    from .host import describe
+    from .binding.host import describe
 
     if conditioning is None:
         return
@@ -104,15 +103,6 @@ def check_conditioning(model, conditioning, input_name: str, model_label: str) -
             raise VideoAdapterError(
                 f"{input_name}: its features are {tensor.shape[-1]} wide, but {model_label} ({host.model_config}) takes "
                 f"{host.text_width}: encode the prompt with {model_label}'s own text encoder")
-
-
-def check_latent_shape(info, shape) -> None:
-    """Refuse a latent whose rank or channel count the model cannot take, naming both."""
-    want_rank = info.latent_dimensions + 2
-    if len(shape) != want_rank or (info.latent_channels and shape[1] != info.latent_channels):
-        raise VideoAdapterError(
-            f"{info.label} ({info.model_config}) expects latents [batch, {info.latent_channels}, "
-            f"{'frames, ' if info.latent_dimensions == 3 else ''}height, width], got {list(shape)}")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -154,121 +144,3 @@ def safe_name(prefix: str) -> str:
         raise VideoAdapterError(f"file name '{prefix[:40]}...' is too long ({len(name)} characters); use at most "
                                 f"{MAX_NAME} in all and {MAX_NAME_PART} per folder or file name")
     return name
-
-
-def training_outputs(file_name: str) -> tuple[str, str, str]:
-    """``(folder, model file, checkpoint file)`` of a training run named ``file_name`` in models/video_adapters."""
-    from . import MODEL_FOLDER
-
-    name = safe_name(file_name)
-    folder = folder_paths.get_folder_paths(MODEL_FOLDER)[0]
-    model, ckpt = os.path.join(folder, name + ".safetensors"), os.path.join(folder, name + "_checkpoint.safetensors")
-    try:  # before any training: a folder that cannot be made is reported now, not after the run
-        os.makedirs(os.path.dirname(model), exist_ok=True)
-    except OSError as e:
-        raise VideoAdapterError(f"file_name '{file_name}': the folder {os.path.dirname(model)} cannot be created "
-                                f"({e.strerror}); pick another name") from None
-    for path in (model, ckpt):
-        if os.path.isdir(path):
-            raise VideoAdapterError(f"file_name '{file_name}': {path} is a folder; pick another name")
-    return folder, model, ckpt
-
-
-def save_result(save, path: str, folder: str) -> str:
-    """``save(path)``, then the saved file relative to ``folder``. If the file system still refuses the path (a
-    name that passed every check, a full disk, permissions), the trained result is written to a fallback name in
-    ``folder/recovered/`` instead of being lost, and a warning says where."""
-    import logging
-    import time
-
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        save(path)
-        final = path
-    except OSError as e:
-        final = os.path.join(folder, "recovered", time.strftime("%Y%m%d-%H%M%S") + ".safetensors")
-        os.makedirs(os.path.dirname(final), exist_ok=True)
-        save(final)
-        logging.warning("video_adapters: could not write %s (%s); the trained result was saved as %s instead",
-                        path, e, final)
-    return os.path.relpath(final, folder).replace(os.sep, "/")
-
-
-def resume_checkpoint(resume_from: str, what: str, family: str, **expect) -> tuple[str | None, dict]:
-    """``(path, metadata)`` of the training checkpoint picked in a ``resume_from`` widget (``(None, {})`` for
-    "none"). Refuses files that are not ``what`` checkpoints (every ``expect`` key must be present and, unless
-    its value is None, equal) or that were trained for another ``family``."""
-    from ..adapters.files import read_metadata
-    from . import MODEL_FOLDER
-
-    if not resume_from or resume_from == "none":
-        return None, {}
-    path = folder_paths.get_full_path_or_raise(MODEL_FOLDER, resume_from)
-    meta = read_metadata(path)
-    if meta.get("kind") != "checkpoint":
-        raise VideoAdapterError(f"resume_from: {resume_from} is not a training checkpoint (it holds "
-                                f"'{meta.get('kind')}'); pick a *_checkpoint.safetensors file of a {what}")
-    if any(k not in meta or (v is not None and meta[k] != v) for k, v in expect.items()):
-        if "adapter_kind" in meta:
-            holds = f"a checkpoint of '{meta['adapter_kind']}' adapters (Train Adapters)"
-        elif "model_config" in meta:
-            holds = "a checkpoint of a domain model (Train Domain Model)"
-        else:
-            holds = "a checkpoint of another trainer"
-        raise VideoAdapterError(f"resume_from: {resume_from} is {holds}, not of a {what}; pick a checkpoint this "
-                                "node wrote, or 'none' to start anew")
-    if meta.get("family") != family:
-        raise VideoAdapterError(f"resume_from: {resume_from} was trained for '{meta.get('family')}', but the "
-                                f"connected model is '{family}'")
-    return path, meta
-
-
-def training_noise(model) -> dict:
-    """TrainConfig fields for the noise levels training draws on ``model``: rectified-flow models use the
-    shifted logit-normal recipe of their papers with the model's own shift; every other model draws from its
-    own ``model_sampling`` sigmas (so SVD trains on its 0.002-700 EDM range, SD on its discrete schedule)."""
-    from .host import describe, training_sigmas
-
-    info = describe(model)
-    if info.sampler_space == "flow":
-        return {"sigma_sampling": "flow_shift", "flow_shift": float(info.shift or 1.0)}
-    return {"sigma_sampling": "schedule", "sigma_table": tuple(training_sigmas(model).tolist())}
-
-
-def run_training(config, params, model_fn, batch_fn, parameterisation, **kwargs):
-    """``adapters.training.Trainer.run`` wired to ComfyUI: the node's progress bar advances every step, and
-    Cancel makes the trainer write its checkpoint and stop, after which the run is reported as interrupted
-    (so an interrupted training never looks like a finished one)."""
-    import comfy.model_management
-    import comfy.utils
-
-    from ..adapters.training import Trainer
-
-    pbar = comfy.utils.ProgressBar(int(config.steps))
-    cancelled = [False]
-
-    def on_step(step, loss):
-        try:
-            pbar.update_absolute(step, int(config.steps))
-        except comfy.model_management.InterruptProcessingException:
-            cancelled[0] = True  # the progress hook raises on Cancel: stop after the checkpoint is written
-
-    def should_stop():
-        return cancelled[0] or comfy.model_management.processing_interrupted()
-
-    # newer ComfyUI runs some ops (Wan's RoPE) through kernels without a backward unless core's training flag
-    # is set, as core's own trainer sets it
-    flag = hasattr(comfy.model_management, "in_training")
-    before = getattr(comfy.model_management, "in_training", False)
-    if flag:
-        comfy.model_management.in_training = True
-    try:
-        result = Trainer(config).run(params, model_fn, batch_fn, parameterisation, on_step=on_step,
-                                     should_stop=should_stop, **kwargs)
-    finally:
-        if flag:
-            comfy.model_management.in_training = before
-    if result.stopped:
-        comfy.model_management.interrupt_current_processing(False)
-        raise comfy.model_management.InterruptProcessingException()
-    return result

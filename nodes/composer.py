@@ -10,7 +10,7 @@ from ..samplers.guiders import ComposedGuider, PriorModel
 from ..samplers.schedules import (CONSTANT_ONE, SCHEDULE_KINDS, SigmaPercentMap, StrengthSchedule, parse_points,
                                   sigma_window)
 from .common import CAT_COMPOSE, Priors, PriorSchedule, VideoAdapterError, check_compatible, check_conditioning
-from .host import describe
+from .binding.host import describe
 
 _T_END = ("Sampling percent (0 = first step, 1 = last) after which the prior is no longer composed; "
           "the last steps then use the domain model alone. Converted to a noise level with the domain "

@@ -29,9 +29,10 @@ from ..adapters.clip_folder import (STATES_SUFFIX, VIDEO_EXTENSIONS, caption_for
                                    states_for, video_states)
 from ..adapters.state_prompts import SCHEDULE_SEPARATOR
 from ..adapters.domain_model import FAMILY_SPECS, SIZES
-from .common import CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, safe_name, training_noise
-from .domain import clip_latents, prior_family, prior_parameterisation, text_batch
-from .host import describe
+from .binding.training import training_noise
+from .common import CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, safe_name
+from .binding.domain import clip_latents, prior_family, prior_parameterisation, text_batch
+from .binding.host import describe
 
 CAT_DATA = f"{CATEGORY}/data"
 log = logging.getLogger("video_adapters")

@@ -137,7 +137,7 @@ TRAINED_FILES = {"domain": "tiny_synthetic_domain.safetensors", "prior": "tiny_s
 def trained_pair_models() -> dict:
     """The shipped trained pair as MODELs (``{"domain": ..., "prior": ...}``) in the synthetic latent space."""
     from ..adapters.domain_model import load_domain_model
-    from .domain import DomainModelFamily, VideoAdaptersSynthetic, domain_patcher
+    from .binding.domain import DomainModelFamily, VideoAdaptersSynthetic, domain_patcher
 
     out = {}
     for role, name in TRAINED_FILES.items():

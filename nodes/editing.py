@@ -19,7 +19,7 @@ import comfy.samplers
 from comfy_api.latest import io
 
 from .common import CATEGORY, VideoAdapterError
-from .host import describe
+from .binding.host import describe
 
 CAT_EDIT = f"{CATEGORY}/editing"
 

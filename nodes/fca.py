@@ -76,7 +76,7 @@ class InitialFramesConditioning(io.ComfyNode):
 
     @classmethod
     def execute(cls, positive, negative, vae, image, initial_frames, noise_step, seed=0) -> io.NodeOutput:
-        from .attach import add_adapter_conds
+        from .binding.attach import add_adapter_conds
 
         latent = encode_initial_frames(vae, image, int(initial_frames))
         conds = fca.initial_frame_conds(latent, int(noise_step), int(seed))

@@ -13,9 +13,9 @@ import torch
 from comfy_api.latest import io
 
 from ..adapters import state_prompts as sp
-from .attach import Attachment, FrameTokens, attach
+from .binding.attach import Attachment, FrameTokens, attach
 from .common import CATEGORY, VideoAdapterError
-from .host import describe
+from .binding.host import describe
 
 
 class StateTokens:

@@ -12,8 +12,8 @@ from comfy_api.latest import io
 from ..samplers.guiders import DualCFGGuider
 from .common import CATEGORY, CLIP_VISION_CHOICES, VideoAdapterError, check_conditioning, has_image
 from .common import without_image as without_image_extras
-from .aid import has_instruction, zero_instruction
-from .host import describe
+from .binding.attach import has_adapter_text, without_adapter_text
+from .binding.host import describe
 
 CAT_GUIDANCE = f"{CATEGORY}/guidance"
 RAMPS = ("constant", "linear")
@@ -32,9 +32,9 @@ def dual_conditionings(model, positive, negative, clip_vision: str = "keep"):
     """``(full, image, none, image_only, summary)`` for a model and the positive / negative its native
     image-to-video node made."""
     host = describe(model, "model")
-    if host.family == "svd" and has_instruction(positive):
+    if host.family == "svd" and has_adapter_text(positive):
         # SVD with AID adapters: the text is the AID instruction and states (zero features: AID's "no text")
-        return positive, zero_instruction(positive), negative, False, (
+        return positive, without_adapter_text(positive), negative, False, (
             "SVD with AID: full = positive (image + instruction), image = positive with zero instruction features, "
             "none = negative (no image, no instruction)")
     if host.family == "svd":

@@ -9,7 +9,7 @@ import folder_paths
 from comfy_api.latest import io
 
 from .common import CAT_LOADERS
-from .host import describe
+from .binding.host import describe
 
 WEIGHT_DTYPES = ["default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"]
 

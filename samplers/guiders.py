@@ -29,8 +29,12 @@ import comfy.samplers
 from .composition import Composition, next_sigma
 from .dual_cfg import dual_cfg, frame_scales
 
+try:  # inside ComfyUI the pack is one package; host-free tests import the core packages directly
+    from ..adapters.protocol import TEXT_CONDS_KEY
+except ImportError:
+    from adapters.protocol import TEXT_CONDS_KEY
+
 PRIORS_KEY = "video_adapters_priors"
-TEXT_CONDS_KEY = "video_adapters_text_conds"  # the same key as nodes/attach.py reads (kept in step by a host test)
 
 
 @dataclass

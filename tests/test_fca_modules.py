@@ -3,13 +3,13 @@ and zero inits, the frame-wise text module, the initial-frames runtime (capture 
 forward, one pass per run), training lowers the loss, resume is exact, and the file round trip."""
 
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn as nn
 
-from adapters import fca
+from adapters import fca, registry
+from adapters.protocol import SCOPES_KEY, Scopes, Site
 from adapters.fca import FCAAdapterSet, FCABranch, FCAConfig, FrameTextModule
 from adapters.training import TrainConfig, Trainer
 
@@ -150,14 +150,15 @@ class ToyDiT(nn.Module):
         appended to (the hand-instrumented forward)."""
         b, c, t, h, w = x.shape
         p = self.patch
-        to["video_adapters_grid"] = (t, h // p, w // p)
+        scopes = to.setdefault(SCOPES_KEY, Scopes())
+        scopes.grid = (t, h // p, w // p)
         z = self.tokens(x) + self.t_embed(timestep.reshape(-1, 1, 1).float() / 1000.0)
         for i, blk in enumerate(self.blocks):
             out = z + blk(z + context.mean(1, keepdim=True))
             if hooks and i in hooks:
                 branch, capture, s = hooks[i]
-                site = SimpleNamespace(grid=to["video_adapters_grid"], transformer_options=to)
-                out = out + s * branch(z, context, site)
+                site = Site(None, scopes.grid[0], scopes.grid, [0], None, to)
+                out = out + s * branch({"img": z, "txt": context}, site)
                 capture(out, site)
             if record is not None:
                 record.append(out.clone())
@@ -167,10 +168,13 @@ class ToyDiT(nn.Module):
 
 
 class Patched:
-    """The toy DiT with an adapter set's attachments installed (conditions wrapper + per-block hooks)."""
+    """The toy DiT with an adapter set's attachments installed (conditions wrapper + per-block hooks), with the
+    binding's scopes: a run scope cleared when ``run_id`` changes (as the pre-run callback does), a call scope per
+    forward and per nested forward."""
 
     def __init__(self, dit, adapters, strength=1.0):
         self.dit, self.adapters, self.strength = dit, adapters, strength
+        self.run_scope, self.last_run = {}, None
         plan = adapters.attachments("wan")
         self.conditions = [fn for b, pt, fn in plan if pt == "conditions"]
         names = adapters.block_names()
@@ -178,13 +182,20 @@ class Patched:
         self.hooks = {i: (fns[(n, "block_parallel")], fns[(n, "capture")], strength) for i, n in enumerate(names)}
 
     def __call__(self, x, timestep, context, conds, run_id=None):
-        to = {"sample_sigmas": run_id} if run_id is not None else {}
+        if run_id is not self.last_run:  # a new sampling run
+            self.run_scope.clear()
+            self.last_run = run_id
         p = self.dit.patch
-        to["video_adapters_grid"] = (x.shape[2], x.shape[3] // p, x.shape[4] // p)
-        site = SimpleNamespace(transformer_options=to, grid=to["video_adapters_grid"])
+        scopes = Scopes(run=self.run_scope, grid=(x.shape[2], x.shape[3] // p, x.shape[4] // p))
+        to = {SCOPES_KEY: scopes}
+        site = Site(None, scopes.grid[0], scopes.grid, [0], None, to)
 
-        def run(x2, t2=None, c2=None):
-            return self.dit(x2, timestep if t2 is None else t2, context if c2 is None else c2, to, self.hooks)
+        def run(x2, t2=None, c2=None, call=None):
+            to[SCOPES_KEY] = Scopes(run=self.run_scope, call=dict(call or {}), nested=True)
+            try:
+                return self.dit(x2, timestep if t2 is None else t2, context if c2 is None else c2, to, self.hooks)
+            finally:
+                to[SCOPES_KEY] = scopes
 
         for fn in self.conditions:
             fn(conds, x, context, site, run)
@@ -276,18 +287,18 @@ def test_zero_init_set_leaves_the_model_unchanged_and_the_paper_init_does_not():
 def test_training_conds_are_the_noised_initial_frames_of_each_clip():
     ad = _toy_set(initial_frames=2, noise_step=10)
     x0, _ = _toy_batch(b=3, t=4)
-    c = ad.training_conds(x0, torch.tensor([2, 0, 2]))
+    c = registry.get("fca").training_conds(ad, x0, torch.tensor([2, 0, 2]))
     f = c[fca.FRAMES_COND]
     assert f.shape == (3, 4, 2, 4, 4) and c[fca.TIMESTEP_COND].flatten().tolist() == [10.0] * 3
     torch.testing.assert_close(f, x0[:, :, :2], atol=0.05, rtol=0)      # a small noise (sigma 0.01)
     assert not torch.equal(f, x0[:, :, :2])
-    again = ad.training_conds(x0, torch.tensor([2, 0, 2]))[fca.FRAMES_COND]
+    again = registry.get("fca").training_conds(ad, x0, torch.tensor([2, 0, 2]))[fca.FRAMES_COND]
     noise = (f - 0.99 * x0[:, :, :2]) / 0.01
     assert torch.equal(f, again)
     torch.testing.assert_close(noise[0], noise[2], rtol=0, atol=1e-3)  # the noise is fixed per clip
     assert (noise[0] - noise[1]).abs().max() > 0.1
     with pytest.raises(ValueError, match="longer"):
-        ad.training_conds(x0[:, :, :2], torch.tensor([0, 1, 2]))
+        registry.get("fca").training_conds(ad, x0[:, :, :2], torch.tensor([0, 1, 2]))
 
 
 def _train(ad, dit, steps, ckpt=None, resume=None, seed=0, stop_at=None):
@@ -299,7 +310,7 @@ def _train(ad, dit, steps, ckpt=None, resume=None, seed=0, stop_at=None):
         return {"x0": x0[idx], "clip": idx}
 
     def model_fn(x_t, sigma, context=None, clip=None, **_):
-        conds = ad.training_conds(x_t * 0 + x0[clip], clip)
+        conds = registry.get("fca").training_conds(ad, x_t * 0 + x0[clip], clip)
         return Patched(dit, ad)(x_t, sigma * 1000.0, ctx[clip], conds)
 
     cfg = TrainConfig(steps=steps, lr=3e-3, batch_size=2, seed=seed, cond_dropout=0.0, warmup_steps=2,

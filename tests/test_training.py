@@ -6,9 +6,10 @@ import torch
 from adapters.domain_model import DomainVideoModel, family_config, prediction_to_denoised
 from adapters.files import AdapterFileError, read_metadata
 from adapters.synthetic_video import ToyLatentCodec, make_clips
+from adapters.plots import loss_curve_image
 from adapters.training import (
     TrainConfig, Trainer, add_noise, diffusion_loss, discrete_sigmas, load_checkpoint, load_checkpoint_params,
-    loss_curve_image, optimizer_from_tensors, optimizer_to_tensors, sample_sigmas, training_target)
+    optimizer_from_tensors, optimizer_to_tensors, sample_sigmas, training_target)
 
 TEXT_DIM = 32
 

@@ -41,7 +41,7 @@ def perturb(module, seed, std=0.05):
 
 
 def aid_model(host, model, seed=3, **config):
-    attach = host.pack_module("nodes.attach")
+    attach = host.pack_module("nodes.binding.attach")
     adapters = attach.new_adapters("aid", model, {**CFG, **config})
     perturb(adapters, seed)
     return attach.attach_adapters(model, adapters), adapters
@@ -75,7 +75,7 @@ class RefCrossAttention(torch.nn.Module):
 
 def reference_model(host, model, adapters, tokens):
     ref = model.clone()
-    for b in host.pack_module("nodes.host").describe(model).blocks_of("spatial"):
+    for b in host.pack_module("nodes.binding.host").describe(model).blocks_of("spatial"):
         key = f"diffusion_model.{b.name}.attn2"
         deltas = adapters[b.name].cross_attn if adapters is not None else None
         ref.add_object_patch(key, RefCrossAttention(ref.get_model_object(key), tokens, deltas))
@@ -106,7 +106,7 @@ def test_tokens_and_deltas_equal_hand_written_cross_attention(host):
     want = probe(host, host.call("CFGGuider", ref, pos, neg, 1.0)[0], ref, latent)
     torch.testing.assert_close(got["d"], want["d"], rtol=1e-4, atol=1e-5)
     # the uncond entries carry zero instruction features: the same rule with zero texts
-    z = host.pack_module("nodes.aid").zero_instruction(apos)
+    z = host.pack_module("nodes.binding.attach").without_adapter_text(apos)
     got0 = probe(host, host.call("CFGGuider", patched, z, aneg, 1.0)[0], patched, latent)
     with torch.no_grad():
         t0 = adapters.dqformer.tokens(torch.zeros(1, 6, TEXT), pos[0][0], torch.zeros(1, FRAMES, 6, TEXT))
@@ -133,7 +133,7 @@ def test_ablations_change_the_tokens_as_named(host, ablation):
 
 def test_adapters_are_the_identity_at_init(host):
     model = tiny_svd()
-    attach = host.pack_module("nodes.attach")
+    attach = host.pack_module("nodes.binding.attach")
     adapters = attach.new_adapters("aid", model, CFG)
     perturb(adapters.dqformer, 1)  # the DQFormer is not zero; everything added to the UNet is
     patched = attach.attach_adapters(model, adapters)
@@ -157,7 +157,7 @@ def test_adapters_in_a_block_equal_hand_written_block(host):
 
     model = tiny_svd()
     patched, adapters = aid_model(host, model, seed=5)
-    name = host.pack_module("nodes.host").describe(model).blocks_of("spatial")[0].name
+    name = host.pack_module("nodes.binding.host").describe(model).blocks_of("spatial")[0].name
     for part in ("spatial", "short_term", "long_term"):
         with torch.no_grad():
             getattr(adapters[name], part).up.weight.normal_(0, 0.2)
@@ -168,7 +168,7 @@ def test_adapters_in_a_block_equal_hand_written_block(host):
     x = torch.randn(FRAMES, 4, c, generator=g)  # 4 frames of 2x2 tokens
     ctx = torch.randn(FRAMES, 1, SVD_CONTEXT, generator=g)
     tokens = torch.randn(FRAMES, 3, SVD_CONTEXT, generator=g)
-    key = next(b.key for b in host.pack_module("nodes.host").describe(model).blocks if b.name == name)
+    key = next(b.key for b in host.pack_module("nodes.binding.host").describe(model).blocks if b.name == name)
     to = dict(patched.model_options["transformer_options"])
     to.update(block=key[:2], block_index=key[2], activations_shape=[FRAMES, c, 2, 2], cond_or_uncond=[0],
               n_heads=blk.attn1.heads, dim_head=c // blk.attn1.heads)
@@ -209,9 +209,9 @@ def training_conditioning(host):
 def objective(host, model, trained):
     """The denoising loss of AID on the two training clips at sigma 0.3, 1, 3 and 30 with fixed noise; ``trained``
     None: the adapters as Train Adapters creates them (same seed)."""
-    simda, attach = host.pack_module("nodes.simda"), host.pack_module("nodes.attach")
+    simda, attach = host.pack_module("nodes.binding.training"), host.pack_module("nodes.binding.attach")
     training = host.pack_module("adapters.training")
-    describe = host.pack_module("nodes.host").describe
+    describe = host.pack_module("nodes.binding.host").describe
     if trained is None:
         torch.manual_seed(0)
         config = {**CFG, "width": 32, "heads": 4, "queries_per_frame": 2}
@@ -282,7 +282,7 @@ def test_dual_cfg_with_an_instruction_is_three_native_predictions(host):
     guider, summary = host.call("VA_DualCFGGuider", patched, apos, aneg, 2.0, 4.0)
     assert "AID" in summary
     latent = torch.zeros(FRAMES, 4, 4, 4)
-    z = host.pack_module("nodes.aid").zero_instruction(apos)
+    z = host.pack_module("nodes.binding.attach").without_adapter_text(apos)
 
     def single(c):
         return probe(host, host.call("CFGGuider", patched, c, c, 1.0)[0], patched, latent)["d"]
@@ -333,7 +333,7 @@ def test_encoded_instructions_replace_the_text(host):
     neg = svd_conds(0)[1] + svd_conds(1)[1]
     enc = [[toy_text_embedding("a", TEXT), {}], [toy_text_embedding("b", TEXT), {}]]
     out = host.call("VA_AIDConditioning", pos, neg, ToyTextEncoder(TEXT), "", "", FRAMES, instructions=enc)[0]
-    key = host.pack_module("nodes.attach").ADAPTER_COND_PREFIX + "aid_text"
+    key = host.pack_module("nodes.binding.attach").ADAPTER_COND_PREFIX + "aid_text"
     for entry, (t, _) in zip(out, enc):
         torch.testing.assert_close(entry[1]["model_conds"][key].cond, t)
     with pytest.raises(Exception, match="3 conditioning entries"):

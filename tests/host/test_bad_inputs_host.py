@@ -248,7 +248,7 @@ def test_ramp_with_a_custom_cfg_function_is_refused(host):
 
 
 def test_one_start_image_for_many_clips_is_refused(host):
-    simda = host.pack_module("nodes.simda")
+    simda = host.pack_module("nodes.binding.training")
     pos = [[torch.randn(1, 8, WAN_TEXT_DIM), {"concat_latent_image": torch.zeros(1, 16, 2, 4, 4)}]]
     with pytest.raises(Exception, match="one start image for 3 clips"):
         simda.clip_conditions(pos, 3)

@@ -77,7 +77,7 @@ def test_training_through_the_executor(host, trained):
     # progress reached the UI's bar once per step
     assert host.progress[-1] == (20, 20)
     # a native MODEL in the prior's latent space and sampling
-    info = host.pack_module("nodes.host").describe(model, "domain")
+    info = host.pack_module("nodes.binding.host").describe(model, "domain")
     assert info.latent_format == "Wan21" and info.sampler_space == "flow" and info.shift == 8.0
     assert info.architecture == "domain" and info.latent_space == "wan21" and info.prediction == "flow"
 

@@ -16,7 +16,7 @@ def clip_vision(seed=0):
 @pytest.fixture(scope="module")
 def wan_i2v(host, tiny):
     model = tiny.load("tiny_wan_i2v.safetensors")
-    assert host.pack_module("nodes.host").describe(model).family == "wan21_i2v"
+    assert host.pack_module("nodes.binding.host").describe(model).family == "wan21_i2v"
     start = torch.rand(1, 32, 32, 3, generator=torch.Generator().manual_seed(1))
     pos, neg, latent = host.call("WanImageToVideo", cond(WAN_TEXT_DIM, 0), cond(WAN_TEXT_DIM, 1), ToyVAE(), 32, 32,
                                  9, 1, start_image=start, clip_vision_output=clip_vision())

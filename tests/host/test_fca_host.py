@@ -23,7 +23,7 @@ def cond(seed, tokens=8):
 
 
 def fca_set(host, model, seed=0, **cfg):
-    attach = host.pack_module("nodes.attach")
+    attach = host.pack_module("nodes.binding.attach")
     torch.manual_seed(seed)
     ad = attach.new_adapters("fca", model, {**SETTINGS, **cfg})
     g = torch.Generator().manual_seed(seed + 1)
@@ -97,7 +97,7 @@ def _inputs(host, seed=3, batch=1):
 def test_capture_returns_the_frozen_models_hidden_states(host, wan):
     fca = host.pack_module("adapters.fca")
     ad = fca_set(host, wan)
-    patched = host.pack_module("nodes.attach").attach_adapters(wan, ad, 0.8)
+    patched = host.pack_module("nodes.binding.attach").attach_adapters(wan, ad, 0.8)
     x, ctx, conds = _inputs(host)
     computed = []
     original = fca.InitialFrameStates._compute
@@ -121,7 +121,7 @@ def test_capture_returns_the_frozen_models_hidden_states(host, wan):
 def test_fca_model_equals_hand_written_model(host, wan):
     """Wan with FCA attached (strength 0.7), against the frozen Wan patched by hand: each block's output plus
     0.7 times the explicit masked attention over [text; that block's initial-frame states; its frame-wise text]."""
-    attach = host.pack_module("nodes.attach")
+    attach = host.pack_module("nodes.binding.attach")
     fca = host.pack_module("adapters.fca")
     ad = fca_set(host, wan, seed=4)
     patched = attach.attach_adapters(wan, ad, 0.7)
@@ -276,7 +276,7 @@ def test_training_lowers_the_loss_resumes_exactly_and_loads(host, wan, clips_nod
     # the denoising error on the training clips at fixed noise and levels: trained FCA vs the frozen base
     ad = out[0].get_additional_models_with_key("video_adapters")[-1].model
     x0 = wan.model.process_latent_in(_clips()["samples"])
-    conds = ad.training_conds(x0, torch.tensor([0, 1]))
+    conds = host.pack_module("adapters.registry").get("fca").training_conds(ad, x0, torch.tensor([0, 1]))
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(9))
     ctx = torch.cat([cond(0)[0][0], cond(1)[0][0]])
 

@@ -17,7 +17,7 @@ def wan(host, tiny):
 
 
 def run_cross_attention(host, patched, block=0, seed=0):
-    attach = host.pack_module("nodes.attach")
+    attach = host.pack_module("nodes.binding.attach")
     wrapped = patched.get_model_object(f"diffusion_model.blocks.{block}.cross_attn")
     dim = patched.get_model_object("diffusion_model").dim
     g = torch.Generator().manual_seed(seed)
@@ -89,7 +89,7 @@ def test_context_windows_get_their_frames_states(host, wan):
     ["context_window"].index_list); the states follow the window's frames."""
     import types
 
-    attach = host.pack_module("nodes.attach")
+    attach = host.pack_module("nodes.binding.attach")
     patched = host.call("VA_FramewisePrompts", wan, ToyTextEncoder(WAN_TEXT_DIM), SCHEDULE, 9, 0, 4)[0]
     wrapped = patched.get_model_object("diffusion_model.blocks.0.cross_attn")
     fn = wrapped._fns[0]
@@ -102,7 +102,7 @@ def test_context_windows_get_their_frames_states(host, wan):
 def test_states_go_only_to_the_text_conditional_branch_of_dual_cfg(host, wan):
     """Dual CFG batches [no image, image, image + text]: only the last carries the prompt, so only it gets the
     states (cond_or_uncond holds list positions, not a cond/uncond flag)."""
-    attach = host.pack_module("nodes.attach")
+    attach = host.pack_module("nodes.binding.attach")
     patched = host.call("VA_FramewisePrompts", wan, ToyTextEncoder(WAN_TEXT_DIM), SCHEDULE, 9, 0, 4)[0]
     wrapped = patched.get_model_object("diffusion_model.blocks.0.cross_attn")
     dim = patched.get_model_object("diffusion_model").dim
@@ -135,7 +135,7 @@ def test_state_tokens_follow_the_compute_dtype(host, tiny):
     here, whose ops cast on the fly), one cached set per dtype."""
     import nodes as comfy_nodes
 
-    attach = host.pack_module("nodes.attach")
+    attach = host.pack_module("nodes.binding.attach")
     fp8 = comfy_nodes.UNETLoader().load_unet("tiny_wan_domain.safetensors", "fp8_e4m3fn")[0]
     patched = host.call("VA_FramewisePrompts", fp8, ToyTextEncoder(WAN_TEXT_DIM), SCHEDULE, 9, 0, 4)[0]
     fn = patched.get_model_object("diffusion_model.blocks.0.cross_attn")._fns[0]

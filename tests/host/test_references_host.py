@@ -152,7 +152,7 @@ def test_prior_conds_take_the_native_path(host, wan_pair):
 
 
 def _perturbed_simda(host, model, seed=0):
-    adapters = host.pack_module("nodes.attach").new_adapters("simda", model, {"shift_mode": "none"})
+    adapters = host.pack_module("nodes.binding.attach").new_adapters("simda", model, {"shift_mode": "none"})
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in adapters.parameters():
@@ -166,7 +166,7 @@ def test_sd_block_equals_hand_written_block(host, tiny):
 
     model = tiny.load("tiny_sd15_prior.safetensors")
     adapters = _perturbed_simda(host, model)
-    patched = host.pack_module("nodes.attach").attach_adapters(model, adapters, 1.0)
+    patched = host.pack_module("nodes.binding.attach").attach_adapters(model, adapters, 1.0)
     comfy.model_management.load_models_gpu([patched])
     name = "input_blocks.1.1.transformer_blocks.0"
     blk = patched.model.diffusion_model.get_submodule(name)
@@ -197,7 +197,7 @@ def test_wan_model_equals_hand_written_blocks(host, tiny):
 
     model = tiny.load("tiny_wan_domain.safetensors")
     adapters = _perturbed_simda(host, model, seed=1)
-    patched = host.pack_module("nodes.attach").attach_adapters(model, adapters, 0.7)
+    patched = host.pack_module("nodes.binding.attach").attach_adapters(model, adapters, 0.7)
     s = 0.7
     ref = model.clone()
     dm = model.get_model_object("diffusion_model")
@@ -285,7 +285,7 @@ def test_wan_parallel_branch_capture_and_cross_context_equal_hand_written(host, 
     import comfy.model_management
     import comfy.patcher_extension
 
-    attach = host.pack_module("nodes.attach")
+    attach = host.pack_module("nodes.binding.attach")
     model = tiny.load("tiny_wan_prior.safetensors")
     dm = model.get_model_object("diffusion_model")
     dim = dm.dim
@@ -334,7 +334,7 @@ def test_wan_parallel_branch_capture_and_cross_context_equal_hand_written(host, 
 def test_unet_cross_context_equals_hand_written(host, tiny):
     import comfy.model_management
 
-    attach = host.pack_module("nodes.attach")
+    attach = host.pack_module("nodes.binding.attach")
     model = tiny.load("tiny_sd15_prior.safetensors")
     name = "input_blocks.1.1.transformer_blocks.0"
     g = torch.Generator().manual_seed(3)
@@ -360,8 +360,8 @@ def test_unet_cross_context_equals_hand_written(host, tiny):
 
 def test_temporal_layers_see_frame_by_frame_tokens(host):
     """SVD's temporal layers hold [videos*H*W, F, C]; temporal hooks get [videos*F, H*W, C] and the result goes back."""
-    attach = host.pack_module("nodes.attach")
-    blk = host.pack_module("nodes.host").Block("x.time_stack.0", "temporal", 3, 1, None, ("input", 1, 0))
+    attach = host.pack_module("nodes.binding.attach")
+    blk = host.pack_module("nodes.binding.host").Block("x.time_stack.0", "temporal", 3, 1, None, ("input", 1, 0))
     site = attach.Site(blk, 4, (4, 2, 3), [0], None, {})
     x = torch.randn(2 * 6, 4, 3)  # 2 videos, 2x3 positions, 4 frames
     seen = []
@@ -381,8 +381,8 @@ def test_temporal_layers_see_frame_by_frame_tokens(host):
 
 
 def test_adapter_forward_uses_each_clips_caption_and_null_text(host, tiny):
-    simda = host.pack_module("nodes.simda")
-    describe = host.pack_module("nodes.host").describe
+    simda = host.pack_module("nodes.binding.training")
+    describe = host.pack_module("nodes.binding.host").describe
     model = tiny.load("tiny_sd15_prior.safetensors")
     g = torch.Generator().manual_seed(2)
     ctx = [torch.randn(1, 8, SD_TEXT_DIM, generator=g) for _ in range(2)]
@@ -404,12 +404,12 @@ def test_adapter_forward_uses_each_clips_caption_and_null_text(host, tiny):
 
 
 def test_train_adapters_settings_are_checked(host, tiny):
-    simda = host.pack_module("nodes.simda")
+    simda = host.pack_module("nodes.binding.training")
     with pytest.raises(Exception, match="known settings"):
-        simda.kind_config("simda", '{"spatial_ratoi": 0.5}', "sd15")
+        simda.kind_settings(host.pack_module("adapters.registry").get("simda"), '{"spatial_ratoi": 0.5}')[0]
     with pytest.raises(Exception, match="JSON"):
-        simda.kind_config("simda", "{spatial_ratio: 0.5}", "sd15")
-    assert simda.kind_config("simda", '{"spatial_ratio": 0.5}', "sd15")["spatial_ratio"] == 0.5
+        simda.kind_settings(host.pack_module("adapters.registry").get("simda"), "{spatial_ratio: 0.5}")[0]
+    assert simda.kind_settings(host.pack_module("adapters.registry").get("simda"), '{"spatial_ratio": 0.5}')[0]["spatial_ratio"] == 0.5
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -441,7 +441,7 @@ def test_prior_with_its_own_wrappers_and_patches(host, wan_pair):
     """A prior carrying adapters (object patches, a replace patch and a DIFFUSION_MODEL wrapper) is evaluated
     inside the composer exactly as the native CFGGuider evaluates it."""
     domain, prior = wan_pair
-    adapted = host.pack_module("nodes.attach").attach_adapters(prior, _perturbed_simda(host, prior, seed=3), 1.0)
+    adapted = host.pack_module("nodes.binding.attach").attach_adapters(prior, _perturbed_simda(host, prior, seed=3), 1.0)
     latent = torch.zeros(1, 16, 2, 4, 4)
     pos, neg, prior_pos = cond(WAN_TEXT_DIM, 0), cond(WAN_TEXT_DIM, 1), cond(WAN_TEXT_DIM, 2)
     composed = host.call("VA_ScoreComposer", domain, adapted, pos, neg, prior_strength=0.5, cfg=2.0,

@@ -65,7 +65,7 @@ def reference_model(host, model, mode, frames, spatial_only=False):
     """The model with every spatial self-attention replaced by attention over explicitly shifted, already
     projected keys/values (``latent_shift_attention``), with a fixed frame count."""
     ls = host.pack_module("adapters.latent_shift")
-    hostdesc = host.pack_module("nodes.host")
+    hostdesc = host.pack_module("nodes.binding.host")
     m = model.clone()
 
     def attn(q, k, v, extra):
@@ -150,7 +150,7 @@ def test_wan_is_refused(host, wan):
 
 
 def _fresh(host, model):
-    return host.pack_module("nodes.attach").new_adapters("simda", model, {"shift_mode": "none"})
+    return host.pack_module("nodes.binding.attach").new_adapters("simda", model, {"shift_mode": "none"})
 
 
 def _perturb(adapters, seed=0):
@@ -175,7 +175,7 @@ def _cases(host, request, family):
 @pytest.mark.parametrize("family", ["sd", "svd", "wan"])
 def test_zero_init_adapters_are_identity_and_unpatched_clone_restores(host, request, family):
     model, pos, neg, x = _cases(host, request, family)
-    patch = host.pack_module("nodes.attach")
+    patch = host.pack_module("nodes.binding.attach")
     base = sample(host, model, pos, neg, x, cfg=2.0)
     adapters = _fresh(host, model)
     injected = patch.attach_adapters(model, adapters, 1.0)
@@ -227,10 +227,10 @@ def eval_loss(host, model, x0, context, seed=0, n=6):
     """Loss of ``model`` on fixed noise levels and noise (eps parameterisation, frames as one video)."""
     import comfy.model_management
 
-    simda = host.pack_module("nodes.simda")
+    simda = host.pack_module("nodes.binding.training")
     training = host.pack_module("adapters.training")
     comfy.model_management.load_models_gpu([model])
-    fwd = simda.AdapterForward(model, "eps", [(context[:1], {})], host.pack_module("nodes.host").describe(model))
+    fwd = simda.AdapterForward(model, "eps", [(context[:1], {})], host.pack_module("nodes.binding.host").describe(model))
     g = torch.Generator().manual_seed(seed)
     sig = training.discrete_sigmas(training.TrainConfig())[torch.linspace(50, 950, n).long()].float()
     total = 0.0
@@ -332,7 +332,7 @@ def test_inversion_round_trip(host, request, family):
 
 def test_host_description_and_training_noise(host, sd, svd, wan):
     """One description per model; training noise levels come from each model's own schedule."""
-    describe = host.pack_module("nodes.host").describe
+    describe = host.pack_module("nodes.binding.host").describe
     common = host.pack_module("nodes.common")
     d = describe(sd)
     assert (d.family, d.architecture, d.prediction, d.sampler_space, d.frame_layout, d.text_width) == \
@@ -345,12 +345,12 @@ def test_host_description_and_training_noise(host, sd, svd, wan):
     assert (w.family, w.architecture, w.prediction, w.frame_layout, w.text_width, w.patch_size) == \
         ("wan21", "wan", "flow", "time", WAN_TEXT_DIM, (1, 2, 2))
     assert [b.name for b in w.blocks] == [f"blocks.{i}" for i in range(len(w.blocks))]
-    noise = common.training_noise(svd)
+    noise = host.pack_module("nodes.binding.training").training_noise(svd)
     assert noise["sigma_sampling"] == "schedule"
     assert min(noise["sigma_table"]) == pytest.approx(0.002, rel=1e-3) and max(noise["sigma_table"]) == pytest.approx(700, rel=1e-3)
-    noise = common.training_noise(sd)
+    noise = host.pack_module("nodes.binding.training").training_noise(sd)
     assert min(noise["sigma_table"]) == pytest.approx(0.0292, rel=1e-2) and max(noise["sigma_table"]) == pytest.approx(14.61, rel=1e-2)
-    assert common.training_noise(wan) == {"sigma_sampling": "flow_shift", "flow_shift": 8.0}
+    assert host.pack_module("nodes.binding.training").training_noise(wan) == {"sigma_sampling": "flow_shift", "flow_shift": 8.0}
 
 
 @pytest.mark.parametrize("family", ["sd15", "wan21"])

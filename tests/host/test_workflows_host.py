@@ -197,7 +197,7 @@ def shipped_adapter_files(host, tiny):
             file = _model_file(pr, n["inputs"]["model"])
             model = tiny_svd() if file == SVD_FILE else tiny.load(TINY_FOR[file])
             kind = trained[name]["kind"]
-            config = simda.kind_config(kind, trained[name].get("settings", ""), host_mod.describe(model).family)
+            config = simda.kind_settings(host.pack_module("adapters.registry").get(kind), trained[name].get("settings", ""))[0]
             if kind == "aid":  # what Train Adapters reads off the tiny SVD and the toy text encoder
                 config.update(context_dim=SVD_CONTEXT, vision_dim=SVD_CONTEXT, text_dim=4096, frames=4)
             torch.manual_seed(0)

@@ -19,12 +19,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import comfy.model_base
 import comfy.model_sampling
 
-from .common import VideoAdapterError
+from ...adapters.protocol import Block, VideoAdapterError
 
 # ComfyUI model config class -> the pack's family name (stored in adapter files: never change a value).
 FAMILIES = {"SD15": "sd15", "SD20": "sd20", "SD21UnclipL": "sd21", "SDXL": "sdxl", "SDXLRefiner": "sdxl_refiner",
@@ -34,18 +33,6 @@ FAMILIES = {"SD15": "sd15", "SD20": "sd20", "SD21UnclipL": "sd21", "SDXL": "sdxl
 LATENT_SPACES = {"Wan21": "wan21", "Wan22": "wan22_5b", "SD15": "sd15", "VideoAdaptersSynthetic": "synthetic"}
 
 _PREDICTIONS = {"EPS": "eps", "V_PREDICTION": "v", "V_PREDICTION_EDM": "v", "FLOW": "flow"}
-
-
-@dataclass(frozen=True)
-class Block:
-    """One transformer block of the host model an adapter can attach to."""
-
-    name: str                # module path inside diffusion_model ("blocks.3", "input_blocks.1.1.transformer_blocks.0")
-    kind: str                # "spatial" (UNet spatial block), "temporal" (SVD time-mixing block), "dit" (Wan block)
-    dim: int                 # token width
-    heads: int
-    context_dim: int | None  # width of the cross-attention context (text), None without cross-attention
-    key: Any                 # UNet: (block kind, block id, block index) as in extra_options; Wan: block index
 
 
 @dataclass(frozen=True)
@@ -110,10 +97,6 @@ class HostModel:
                 f"latent {self.latent_format} with {self.latent_channels} channels "
                 f"({self.latent_dimensions}D), {self.parameters / 1e6:,.1f}M parameters")
 
-    # names kept from the earlier ModelInfo
-    @property
-    def parameterisation(self) -> str | None:
-        return self.sampler_space
 
 
 def _architecture(base) -> str:

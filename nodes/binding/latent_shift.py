@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import torch
 
-from ..adapters.latent_shift import MODES
-from ..adapters.simda import LatentShiftKV
-from .attach import Site, frames_per_video, unet_layout
-from .common import VideoAdapterError
+from ...adapters.latent_shift import MODES
+from ...adapters.simda import LatentShiftKV
+from ...adapters.protocol import Site, VideoAdapterError
+from .attach import frames_per_video, unet_layout
 from .host import describe
 
 UNET_BLOCK_KINDS = ("input", "middle", "output")

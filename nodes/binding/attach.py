@@ -7,37 +7,15 @@ patch API on a clone of the MODEL. Nothing of ComfyUI or of the base weights is 
 live in their own ``ModelPatcher``, registered as an additional model so ComfyUI loads and offloads them with
 the base model.
 
-Hook points (``fn`` receives the tensors named, plus a :class:`Site` saying where and for what it runs):
+The hook points, what each callable receives and how strength applies are the protocol of
+``adapters/protocol.py``.
 
-====================  =====================================================  ====================================
-point                 callable                                               strength ``s`` applies as
-====================  =====================================================  ====================================
-``self_attn_kv``      ``fn(q_in, k_in, v_in, site) -> (q_in, k_in, v_in)``:  (not scaled)
-                      the self-attention's inputs before the projections
-``self_attn_out``     ``fn(h, site) -> h'`` on the self-attention output     ``h + s (h' - h)``
-``ffn_parallel``      ``fn(u, site) -> delta``, ``u`` = the FFN's input      ``ffn(u) + s delta``
-``temporal``          ``fn(tokens [B*F, N, C], site) -> tokens'``: the       ``x + s (x' - x)``
-                      block's video tokens frame by frame (UNet: after the
-                      self-attention residual; Wan: the block output)
-``block_parallel``    ``fn(x_in [B, L, C], context, site) -> delta``: a      ``out + s delta``
-                      branch beside a DiT block (its input and text)
-``cross_context``     ``fn(context, site) -> tokens [B, M, C_ctx]`` appended  (not scaled)
-                      to the cross-attention context
-``capture``           ``fn(hidden, site) -> None``: reads hidden states      (nothing is changed)
-                      (UNet: after self-attention; Wan: the block output)
-``cross_attn_delta``  ``fn(proj, u, site) -> delta or None``: added to the   ``proj(u) + s delta``
-                      output of the cross-attention projection ``proj``
-                      (``"q"``, ``"k"``, ``"v"``, ``"out"``) on input ``u``:
-                      trainable weight deltas on top of the frozen weights
-``conditions``        ``fn(conds, x, context, site, run) -> None``, once per  (nothing is changed)
-                      diffusion-model forward, before it runs: the adapter
-                      conditions the CONDITIONING carries (see
-                      :func:`add_adapter_conds`); ``run(x, timestep,
-                      context)`` calls the same forward again
-====================  =====================================================  ====================================
+``Site`` carries the block, frames per video, the token grid ``(frames, height, width)``, the cond/uncond layout
+of the batch, the sigmas, ComfyUI's ``transformer_options`` and the forward's :class:`Scopes`.
 
-``Site`` carries the block (its :class:`~.host.Block`), frames per video, the token grid ``(frames, height,
-width)``, the cond/uncond layout of the batch, the sigmas and ComfyUI's ``transformer_options``.
+State: every attached model gets one ``DIFFUSION_MODEL`` wrapper (by key) that opens the call scope of each
+forward (and computes Wan's token grid), and pre-run / cleanup callbacks (by key) that clear the run scope, so a
+cache never outlives a sampling run.
 
 UNet (SD 1.5, SDXL, SVD): patches are model-wide; each call is routed to the block's attachments by the key
 ComfyUI reports (``block``, ``block_index``) and by the token layout, which tells SVD's spatial blocks
@@ -45,13 +23,12 @@ ComfyUI reports (``block``, ``block_index``) and by the token layout, which tell
 Frames per video: ``frames`` if given, else one cond/uncond chunk of the batch.
 Wan: object patches on ``blocks.i.self_attn`` / ``.ffn`` / ``.cross_attn``, and one ``dit`` ``double_block``
 replace patch per block (chained with any earlier one) for the temporal, parallel and capture points. The
-grid ``(t, h, w)`` comes from a ``DIFFUSION_MODEL`` wrapper.
+grid ``(t, h, w)`` comes from the same ``DIFFUSION_MODEL`` wrapper.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -60,69 +37,9 @@ import torch.nn as nn
 import comfy.model_patcher
 import comfy.patcher_extension
 
-from .common import VideoAdapterError
-from .host import Block, HostModel, describe
-
-POINTS = ("self_attn_kv", "self_attn_out", "ffn_parallel", "temporal", "block_parallel", "cross_context", "capture",
-          "cross_attn_delta", "conditions")
-GRID_KEY = "video_adapters_grid"
-ADDITIONAL_MODELS_KEY = "video_adapters"
-UNCOND = 1  # ComfyUI's sampling_function batches [positive, negative]: index 1 of cond_or_uncond is the negative
-# Guiders that batch other lists (dual CFG: [none, image, image + text]) name the entries that carry the text
-# prompt under this transformer_options key; without it, entry 0 (sampling_function's positive) does.
-TEXT_CONDS_KEY = "video_adapters_text_conds"
-
-
-def text_conditional(transformer_options, cond_or_uncond) -> list[bool]:
-    """Per entry of ``cond_or_uncond``: does it carry the text prompt (so frame-wise text applies, and a domain
-    model's null text does not)?"""
-    roles = (transformer_options or {}).get(TEXT_CONDS_KEY)
-    chunks = cond_or_uncond or [0]
-    if roles is None:
-        return [c != UNCOND for c in chunks]
-    return [c in roles for c in chunks]
-
-
-@dataclass
-class Attachment:
-    """One callable of an adapter set at one hook point of one block (``block`` None: every block)."""
-
-    block: str | None
-    point: str
-    fn: Callable[..., Any]
-
-
-@dataclass
-class FrameTokens:
-    """What a ``cross_context`` callable may return instead of one token tensor: token sets ``tokens[s]``
-    (``[M_s, C_ctx]`` or ``[1, M_s, C_ctx]``) and per-latent-frame weights ``weights [T, S]``. The video tokens of
-    latent frame p then attend to ``[context ; tokens[s]]`` for every s with ``weights[p, s] > 0``, and the
-    cross-attention outputs are mixed with those weights (a frame-wise mask: frame p sees its own tokens and the
-    shared context, never another frame's). ``uncond``: also for the unconditional batch entries (default: those
-    keep the plain context, so CFG does not cancel the extra tokens; which entries carry text is read with
-    :func:`text_conditional`)."""
-
-    tokens: list
-    weights: torch.Tensor
-    uncond: bool = False
-
-
-@dataclass
-class Site:
-    block: Block | None  # None at the ``conditions`` point (the whole model)
-    frames: int
-    grid: tuple[int, int, int]
-    cond_or_uncond: list
-    sigmas: Any
-    transformer_options: dict = field(default_factory=dict)
-
-    @property
-    def height(self) -> int:
-        return self.grid[1]
-
-    @property
-    def width(self) -> int:
-        return self.grid[2]
+from ...adapters.protocol import (ADAPTER_COND_PREFIX, ADDITIONAL_MODELS_KEY, POINTS, SCOPES_KEY, Attachment,
+                                  Block, FrameTokens, Scopes, Site, VideoAdapterError, text_conditional)
+from .host import HostModel, describe
 
 
 def frames_per_video(batch: int, extra_options: dict, frames: int) -> int:
@@ -326,7 +243,7 @@ class _WanBlockPatch:
             y = fn(img.reshape(b * t, h * w, c), site).reshape(b, length, c)
             img = _mix(img, y, self.strength)
         for fn in self.found.get("block_parallel", []):
-            img = img + self.strength * fn(args["img"], args["txt"], site)
+            img = img + self.strength * fn(args, site)  # the block's full input: img, txt, vec, pe, ...
         for fn in self.found.get("capture", []):
             fn(img, site)
         if "img" in out and out["img"] is not img:
@@ -334,19 +251,15 @@ class _WanBlockPatch:
         return out
 
 
+def _scopes(to: dict | None) -> Scopes:
+    found = (to or {}).get(SCOPES_KEY)
+    return found if found is not None else Scopes()
+
+
 def _wan_site(block: Block, to: dict | None) -> Site:
     to = to if to is not None else {}
-    grid = to.get(GRID_KEY) or (0, 0, 0)
+    grid = _scopes(to).grid
     return Site(block, int(grid[0]), tuple(grid), list(to.get("cond_or_uncond") or [0]), to.get("sigmas"), to)
-
-
-def _grid_wrapper(patch_size):
-    def wrapper(executor, x, *args, **kwargs):
-        to = _transformer_options(args, kwargs)
-        if to is not None and x.ndim == 5:
-            to[GRID_KEY] = tuple(math.ceil(d / p) for d, p in zip(x.shape[2:], patch_size))
-        return executor(x, *args, **kwargs)
-    return wrapper
 
 
 def _transformer_options(args, kwargs) -> dict | None:
@@ -361,8 +274,6 @@ def _transformer_options(args, kwargs) -> dict | None:
 # ----------------------------------------------------------------------------------------------------
 # adapter conditions: tensors a CONDITIONING carries to the adapters (AID's instruction and states, FCA's
 # initial frames)
-
-ADAPTER_COND_PREFIX = "video_adapters_"
 
 
 def add_adapter_conds(conditioning, tensors: dict[str, torch.Tensor]):
@@ -389,21 +300,87 @@ def adapter_conds(extras: dict) -> dict:
     return {k: v for k, v in (extras.get("model_conds") or {}).items() if k.startswith(ADAPTER_COND_PREFIX)}
 
 
-def _conditions_wrapper(fns, frames: int, architecture: str):
-    def wrapper(executor, x, *args, **kwargs):
+def _text_cond_names() -> set[str]:
+    """Adapter conditions that any registered kind counts as text (AID's instruction and state prompts)."""
+    from ...adapters import registry
+
+    return {ADAPTER_COND_PREFIX + n for k in registry.all_kinds() for n in k.text_conds}
+
+
+def has_adapter_text(conditioning) -> bool:
+    """Whether ``conditioning`` carries adapter text (a kind's instruction features) on any entry."""
+    names = _text_cond_names()
+    return any(names & set(adapter_conds(e)) for _, e in conditioning)
+
+
+def without_adapter_text(conditioning):
+    """``conditioning`` with every adapter text condition zeroed: the kinds' own "no text" (what text dropout trains
+    and what a guider's text-free branch must give)."""
+    import comfy.conds
+
+    names = _text_cond_names()
+    out = []
+    for t, extras in conditioning:
+        extras = dict(extras)
+        conds = dict(extras.get("model_conds", {}))
+        for k in names & set(conds):
+            conds[k] = comfy.conds.CONDRegular(torch.zeros_like(conds[k].cond))
+        extras["model_conds"] = conds
+        out.append([t, extras])
+    return out
+
+
+class _ForwardScopes:
+    """The ``DIFFUSION_MODEL`` wrapper (by key) of one attached model: opens the :class:`Scopes` of each forward
+    (the run scope it owns, a fresh call scope, the token grid), runs the ``conditions`` callables, then the
+    forward. When an enclosing attached model already opened this forward's scopes, they are shared. Its
+    :meth:`clear_run` is installed as the model's pre-run and cleanup callbacks."""
+
+    def __init__(self, host: HostModel, fns: list, frames: int):
+        self.architecture, self.patch_size = host.architecture, tuple(host.patch_size)
+        self.fns, self.frames = list(fns), int(frames)
+        self.run: dict = {}
+
+    def clear_run(self, *_):
+        self.run.clear()
+
+    def grid(self, x, to) -> tuple[int, int, int]:
+        if self.architecture == "wan":
+            if x.ndim != 5:
+                return (0, 0, 0)
+            return tuple(math.ceil(d / p) for d, p in zip(x.shape[2:], self.patch_size))
+        if not self.fns:  # UNet blocks read their layout off each call; only the conditions point needs this
+            return (0, 0, 0)
+        per = frames_per_video(x.shape[0], to, self.frames)
+        return (per, x.shape[-2], x.shape[-1])
+
+    def __call__(self, executor, x, *args, **kwargs):
         to = _transformer_options(args, kwargs)
-        to = to if to is not None else {}
+        if to is None:
+            return executor(x, *args, **kwargs)
+        outer = to.get(SCOPES_KEY)
+        if outer is not None:  # an enclosing attached model opened the scopes of this forward
+            if not outer.nested:
+                self._conditions(outer, executor, x, args, kwargs, to)
+            return executor(x, *args, **kwargs)
+        scopes = Scopes(run=self.run, grid=self.grid(x, to))
+        to[SCOPES_KEY] = scopes
+        try:
+            self._conditions(scopes, executor, x, args, kwargs, to)
+            return executor(x, *args, **kwargs)
+        finally:
+            to.pop(SCOPES_KEY, None)
+
+    def _conditions(self, scopes: Scopes, executor, x, args, kwargs, to):
+        if not self.fns:
+            return
         conds = {k[len(ADAPTER_COND_PREFIX):]: v for k, v in kwargs.items() if k.startswith(ADAPTER_COND_PREFIX)}
         context = args[1] if len(args) > 1 else kwargs.get("context")
-        if architecture == "wan":
-            grid = tuple(to.get(GRID_KEY) or (0, 0, 0))
-            per = grid[0]
-        else:
-            per = frames_per_video(x.shape[0], to, frames)
-            grid = (per, x.shape[-2], x.shape[-1])
-        site = Site(None, per, grid, list(to.get("cond_or_uncond") or [0]), to.get("sigmas"), to)
+        grid = scopes.grid if self.architecture == "wan" else self.grid(x, to)
+        site = Site(None, int(grid[0]), tuple(grid), list(to.get("cond_or_uncond") or [0]), to.get("sigmas"), to)
 
-        def run(x2, timestep=None, context2=None):
+        def run(x2, timestep=None, context2=None, call: dict | None = None):
+            """The same forward on ``x2`` as a nested call with its own call scope (``call``: its values)."""
             a = list(args)
             if timestep is not None:
                 a[0] = timestep
@@ -413,12 +390,14 @@ def _conditions_wrapper(fns, frames: int, architecture: str):
                     a[1] = context2
                 else:
                     kw["context"] = context2
-            return executor(x2, *a, **kw)
+            to[SCOPES_KEY] = Scopes(run=scopes.run, call=dict(call or {}), grid=self.grid(x2, to), nested=True)
+            try:
+                return executor(x2, *a, **kw)
+            finally:
+                to[SCOPES_KEY] = scopes
 
-        for fn in fns:
+        for fn in self.fns:
             fn(conds, x, context, site, run)
-        return executor(x, *args, **kwargs)
-    return wrapper
 
 
 class _Proxy:
@@ -484,7 +463,7 @@ def _install_unet(m, host: HostModel, plan: list[Attachment], strength: float, f
         m.set_model_patch(router.middle, "middle_patch")
     if "cross_context" in points:
         m.set_model_attn2_patch(router.attn2)
-    _install_conditions(m, plan, frames, "unet")
+    _install_scopes(m, host, plan, frames)
     by_name = {b.name: b for b in host.blocks}
     per_block: dict[tuple[str, str], list] = {}
     for a in plan:
@@ -506,11 +485,11 @@ def _install_unet(m, host: HostModel, plan: list[Attachment], strength: float, f
                                                     strength))
 
 
-def _install_conditions(m, plan: list[Attachment], frames: int, architecture: str):
-    fns = [a.fn for a in plan if a.point == "conditions"]
-    if fns:
-        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, ADDITIONAL_MODELS_KEY,
-                               _conditions_wrapper(fns, frames, architecture))
+def _install_scopes(m, host: HostModel, plan: list[Attachment], frames: int):
+    forward = _ForwardScopes(host, [a.fn for a in plan if a.point == "conditions"], frames)
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, ADDITIONAL_MODELS_KEY, forward)
+    for when in (comfy.patcher_extension.CallbacksMP.ON_PRE_RUN, comfy.patcher_extension.CallbacksMP.ON_CLEANUP):
+        m.add_callback_with_key(when, ADDITIONAL_MODELS_KEY, forward.clear_run)
 
 
 def _unet_ffn_site(blk: Block, to) -> Site:
@@ -521,8 +500,7 @@ def _install_wan(m, host: HostModel, plan: list[Attachment], strength: float, fr
     if any(a.point == "self_attn_kv" for a in plan):
         raise VideoAdapterError("Wan's self-attention already spans all frames; key/value patches (latent shift) "
                                 "are for frame-wise models")
-    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, GRID_KEY, _grid_wrapper(host.patch_size))
-    _install_conditions(m, plan, frames, "wan")
+    _install_scopes(m, host, plan, frames)
     by_name = {b.name: b for b in host.blocks}
     objects = {"self_attn_out": "self_attn", "ffn_parallel": "ffn", "cross_context": "cross_attn"}
     per_block: dict[str, dict[str, list]] = {}
@@ -566,10 +544,10 @@ def supported(host: HostModel, label: str = "model") -> None:
 
 
 def attach(model, adapters: nn.Module | None, plan: list[Attachment], strength: float = 1.0, frames: int = 0,
-           label: str = "model"):
+           label: str = "model", host: HostModel | None = None):
     """A clone of ``model`` with ``plan`` installed and ``adapters`` (the modules behind it) registered as an
     additional model."""
-    host = describe(model, label)
+    host = host if host is not None else describe(model, label)
     supported(host, label)
     points, install = HOOK_POINTS[host.architecture]
     names = {b.name for b in host.blocks}
@@ -592,26 +570,41 @@ def attach(model, adapters: nn.Module | None, plan: list[Attachment], strength: 
 # adapter sets of any kind: build, check, attach
 
 
-def adapter_blocks(model, kind: str, label: str = "model") -> dict[str, int]:
-    """``{block name: width}`` of the blocks adapters of ``kind`` get on ``model``."""
-    from ..adapters import registry
+def _kind(kind):
+    from ...adapters import registry
 
-    host = describe(model, label)
+    return registry.get(kind) if isinstance(kind, str) else kind
+
+
+def _checked_host(model, kind, label: str, host: HostModel | None) -> HostModel:
+    host = host if host is not None else describe(model, label)
     supported(host, label)
-    return {b.name: b.dim for b in host.blocks_of(*registry.get(kind).block_kinds)}
+    try:
+        kind.check_host(host)
+    except ValueError as e:
+        raise VideoAdapterError(f"{label}: {e}") from None
+    return host
 
 
-def new_adapters(kind: str, model, config: dict[str, Any], label: str = "model"):
+def adapter_blocks(model, kind, label: str = "model", host: HostModel | None = None) -> dict[str, int]:
+    """``{block name: width}`` of the blocks adapters of ``kind`` (a name or an ``AdapterKind``) get on ``model``."""
+    kind = _kind(kind)
+    host = _checked_host(model, kind, label, host)
+    return {b.name: b.dim for b in host.blocks_of(*kind.block_kinds)}
+
+
+def new_adapters(kind, model, config: dict[str, Any], label: str = "model", host: HostModel | None = None):
     """Fresh (identity at init) adapters of ``kind`` for ``model``."""
-    from ..adapters import registry
+    kind = _kind(kind)
+    host = _checked_host(model, kind, label, host)
+    return kind.build(adapter_blocks(model, kind, label, host), config, host.family)
 
-    return registry.get(kind).build(adapter_blocks(model, kind, label), config, describe(model, label).family)
 
-
-def check_adapters_fit(adapters, model, label: str = "model", file_label: str = "the adapters") -> None:
+def check_adapters_fit(adapters, model, label: str = "model", file_label: str = "the adapters",
+                       host: HostModel | None = None) -> None:
     """Refuse adapters made for another family or another model size, naming both."""
     meta = adapters.metadata()
-    host = describe(model, label)
+    host = host if host is not None else describe(model, label)
     fam = host.family
     if meta["family"] != fam:
         raise VideoAdapterError(
@@ -630,9 +623,11 @@ def check_adapters_fit(adapters, model, label: str = "model", file_label: str = 
 
 
 def attach_adapters(model, adapters, strength: float = 1.0, frames: int = 0, options: dict | None = None,
-                    label: str = "model", file_label: str = "the adapters"):
-    """A clone of ``model`` with an adapter set of any kind attached where the set declares."""
-    check_adapters_fit(adapters, model, label, file_label)
-    host = describe(model, label)
-    plan = [Attachment(b, p, fn) for b, p, fn in adapters.attachments(host.architecture, options or {})]
-    return attach(model, adapters, plan, strength, frames, label)
+                    label: str = "model", file_label: str = "the adapters", host: HostModel | None = None,
+                    kind=None):
+    """A clone of ``model`` with an adapter set of any kind attached where its kind declares."""
+    kind = _kind(kind if kind is not None else adapters.metadata()["kind"])
+    host = _checked_host(model, kind, label, host)
+    check_adapters_fit(adapters, model, label, file_label, host)
+    plan = [Attachment(b, p, fn) for b, p, fn in kind.attachments(adapters, host.architecture, options or {})]
+    return attach(model, adapters, plan, strength, frames, label, host)
