@@ -38,7 +38,7 @@ class VideoAdaptersSynthetic(comfy.latent_formats.LatentFormat):
     scale_factor = 1.0
 
     def __init__(self):
-        from ..adapters.synthetic_video import synthetic_codec
+        from ...adapters.synthetic_video import synthetic_codec
 
         self.latent_rgb_factors = synthetic_codec().unproj.t().tolist()  # [16, 3]
         self.latent_rgb_factors_bias = [0.0, 0.0, 0.0]

@@ -172,7 +172,13 @@ def test_adapters_in_a_block_equal_hand_written_block(host):
     to = dict(patched.model_options["transformer_options"])
     to.update(block=key[:2], block_index=key[2], activations_shape=[FRAMES, c, 2, 2], cond_or_uncond=[0],
               n_heads=blk.attn1.heads, dim_head=c // blk.attn1.heads)
-    to[host.pack_module("adapters.aid").TOKENS_KEY] = tokens
+    protocol = host.pack_module("adapters.protocol")
+
+    class Left(dict):  # the call scope as the DQFormer leaves it: these tokens for the cross-attention
+        def get(self, key, default=None):
+            return tokens
+
+    to[protocol.SCOPES_KEY] = protocol.Scopes(call=Left())
     a = adapters[name]
     with torch.no_grad():
         got = blk(x, context=ctx, transformer_options=to)
@@ -341,7 +347,8 @@ def test_encoded_instructions_replace_the_text(host):
 
 
 def test_latent_shift_with_aid_is_refused(host):
+    """latent_shift is SimDA's option: other kinds take it at its default or none, and refuse another mode."""
     model = tiny_svd()
-    with pytest.raises(Exception, match="latent_shift=simda.*set latent_shift to none"):
+    with pytest.raises(Exception, match="latent_shift=previous_frame.*set latent_shift to none"):
         host.call("VA_TrainAdapter", model, {"samples": training_clips()}, training_conditioning(host), "aid", FRAMES,
-                  2, 1e-3, 1, 0, "simda", 0, "test/aid_bad_shift")
+                  2, 1e-3, 1, 0, "previous_frame", 0, "test/aid_bad_shift")

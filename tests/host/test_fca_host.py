@@ -191,12 +191,10 @@ def test_initial_frames_once_per_run_with_ksampler_and_sampler_custom_advanced(h
                       comfy.samplers.sampler_object("euler"), sigmas, latent)[0]["samples"]
     assert ad.initial_frame_passes == before + 3
     torch.testing.assert_close(again, out, rtol=1e-4, atol=1e-4)  # the same sampling, the other sampler node
-    # the states live as long as the run's sigmas (here held by the test, as ComfyUI's cache holds a scheduler's
-    # output), at most cond + uncond, and go with them
-    assert 0 < ad.cached_initial_states() <= 2
-    del sigmas, guider
-    gc.collect()
+    # the run scope is cleared by the model's cleanup callback when sampling ends, although the sigmas and the
+    # guider are still held (as ComfyUI's cache holds a scheduler's output)
     assert ad.cached_initial_states() == 0
+    del sigmas, guider
 
 
 def test_initial_frames_conditioning_checks_its_inputs(host):

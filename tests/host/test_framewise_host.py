@@ -22,7 +22,7 @@ def run_cross_attention(host, patched, block=0, seed=0):
     dim = patched.get_model_object("diffusion_model").dim
     g = torch.Generator().manual_seed(seed)
     x, ctx = torch.randn(2, 3 * 2 * 2, dim, generator=g), torch.randn(2, 8, dim, generator=g)
-    to = {attach.GRID_KEY: (3, 2, 2), "cond_or_uncond": [0, 1]}
+    to = {attach.SCOPES_KEY: attach.Scopes(grid=(3, 2, 2)), "cond_or_uncond": [0, 1]}
     with torch.no_grad():
         return wrapped(x, ctx, transformer_options=to), wrapped._original[0], x, ctx, to
 
@@ -108,15 +108,13 @@ def test_states_go_only_to_the_text_conditional_branch_of_dual_cfg(host, wan):
     dim = patched.get_model_object("diffusion_model").dim
     g = torch.Generator().manual_seed(4)
     x, ctx = torch.randn(3, 12, dim, generator=g), torch.randn(3, 8, dim, generator=g)
-    to = {attach.GRID_KEY: (3, 2, 2), "cond_or_uncond": [0, 1, 2], attach.TEXT_CONDS_KEY: (2,)}
+    protocol = host.pack_module("adapters.protocol")
+    to = {protocol.SCOPES_KEY: protocol.Scopes(grid=(3, 2, 2)), "cond_or_uncond": [0, 1, 2], protocol.TEXT_CONDS_KEY: (2,)}
     with torch.no_grad():
         got = wrapped(x, ctx, transformer_options=to)
         plain = wrapped._original[0](x, ctx, transformer_options=to)
     torch.testing.assert_close(got[:2], plain[:2])
     assert (got[2] - plain[2]).abs().max() > 1e-4
-    # and the guider publishes that role under the same key
-    guiders = host.pack_module("samplers.guiders")
-    assert guiders.TEXT_CONDS_KEY == attach.TEXT_CONDS_KEY
 
 
 def test_stride_one_schedules(host, wan):

@@ -244,7 +244,7 @@ def test_wan_model_equals_hand_written_blocks(host, tiny):
 def test_domain_model_native_forward_equals_network(host, tiny, param):
     import comfy.model_base
 
-    domain = host.pack_module("nodes.domain")
+    domain = host.pack_module("nodes.binding.domain")
     dm_core = host.pack_module("adapters.domain_model")
     prior = tiny.load("tiny_sd15_prior.safetensors")
     config = dm_core.size_config("xs", "sd15", prior_params=2.6e7, parameterisation=param, first_frame_cond=True)
@@ -295,7 +295,7 @@ def test_wan_parallel_branch_capture_and_cross_context_equal_hand_written(host, 
         branch.weight.copy_(0.05 * torch.randn(dim, dim, generator=g))
     extra_tokens = torch.randn(1, 3, dim, generator=g)
     captured, sites = [], []
-    plan = [attach.Attachment("blocks.0", "block_parallel", lambda x, txt, site: branch(x)),
+    plan = [attach.Attachment("blocks.0", "block_parallel", lambda args, site: branch(args["img"])),
             attach.Attachment("blocks.1", "capture", lambda h, site: (captured.append(h.clone()), sites.append(site))),
             attach.Attachment("blocks.1", "cross_context", lambda ctx, site: extra_tokens.expand(ctx.shape[0], -1, -1))]
     patched = attach.attach(model, torch.nn.ModuleList([branch]), plan, strength=0.5)

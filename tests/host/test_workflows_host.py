@@ -183,7 +183,7 @@ def shipped_adapter_files(host, tiny):
     on, so the loading workflows check and run before (or without) the training ones."""
     import folder_paths
 
-    attach, simda, host_mod = (host.pack_module(m) for m in ("nodes.attach", "nodes.simda", "nodes.host"))
+    attach, simda, host_mod = (host.pack_module(m) for m in ("nodes.binding.attach", "nodes.binding.training", "nodes.binding.host"))
     prompts = [ui_to_api(load(p), host.node_info) for p in WORKFLOWS]
     trained = {n["inputs"]["file_name"] + ".safetensors": n["inputs"] for pr in prompts for n in pr.values()
                if n["class_type"] == "VA_TrainAdapter"}
