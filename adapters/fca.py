@@ -419,7 +419,7 @@ class FCAAdapterSet(BlockAdapterSet):
         if cache is not None and not torch.is_grad_enabled() and key in cache:
             return cache[key]
         grid = entry["grid"]
-        first = cast(entry["states"][source])
+        first = cast(entry["states"][source][:, : grid[1] * grid[2]])
         out = module(text, first, frames)
         if cache is not None and not torch.is_grad_enabled():
             cache[key] = out

@@ -12,7 +12,7 @@ Everything runs on CPU inside a real ComfyUI (its SVD UNet class and model sampl
 code paths: the attach table, the AID adapter set, Train Adapters' forward (``nodes/simda.AdapterForward``) and
 the one trainer (``adapters/training.py``), the dual-CFG rule (``samplers/dual_cfg.py``).
 
-Task (``benchmarks/tvp_task.py``): 32 x 32 clips of 8 frames with one to three coloured objects; an instruction
+Task (``devtools/tvp_task.py``): 32 x 32 clips of 8 frames with one to three coloured objects; an instruction
 names one object and a one- or two-phase motion; a rule-based decomposer gives the state prompts (it stands in
 for the MLLM). Latents: a lossless 4 x 4 pixel-patch code (48 channels on an 8 x 8 grid).
 
@@ -42,7 +42,6 @@ import json
 import math
 import os
 import statistics
-import sys
 import time
 
 import torch
@@ -50,11 +49,9 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(ROOT, "workflows"))
-sys.path.insert(0, os.path.join(ROOT, "tests", "host"))
+import _root  # noqa: E402,F401  (the repository root on sys.path)
 
-import tvp_task as tvp  # noqa: E402
+from devtools import tvp_task as tvp  # noqa: E402
 
 PATCH = 4
 CTX = 64
@@ -175,7 +172,7 @@ _PACK = {}
 
 def _pack():
     if not _PACK:
-        from harness import get_host
+        from devtools.harness import get_host
 
         host = get_host()
         _PACK.update(host=host, attach=host.pack_module("nodes.binding.attach"), aid=host.pack_module("adapters.aid"),

@@ -24,8 +24,6 @@ and wall-clock time instead.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from typing import Callable
 
@@ -33,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _root  # noqa: E402,F401  (the repository root on sys.path)
 
 from adapters.latent_shift import latent_shift_attention, latent_shift_kv  # noqa: E402
 from adapters.simda import SimDABlockAdapters, SimDAConfig  # noqa: E402

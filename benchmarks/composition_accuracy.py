@@ -4,7 +4,7 @@
 
 Data of the domain model (conditional and unconditional) and of the prior are Gaussians, so every
 denoiser is exact and the sampler's output mean and variance are computed in closed form (no sampling
-noise; see tests/gaussian_reference.py). The target is the distribution the paper's rule aims at,
+noise; see devtools/gaussian_reference.py). The target is the distribution the paper's rule aims at,
 p_u^(1 - omega) * (p_c * p_prior^gamma)^omega, also Gaussian. Distances are KL(output || target) summed
 over three dimensions with different means and variances.
 
@@ -16,14 +16,12 @@ Table 2: Langevin corrections (mcmc_steps) and their effect on the same distance
 
 from __future__ import annotations
 
-import os
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+import _root  # noqa: E402,F401  (the repository root on sys.path)
 
-from gaussian_reference import (Gauss, composed_coeffs, euler_moments, flow_sigmas, karras_sigmas, kl_gauss,
+from devtools.gaussian_reference import (Gauss, composed_coeffs, euler_moments, flow_sigmas, karras_sigmas, kl_gauss,
                                 product_target)
 
 UNCOND = Gauss(np.array([0.0, 0.5, -1.0]), np.array([1.0, 2.0, 0.5]))

@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "workflows"))
-sys.path.insert(0, os.path.join(ROOT, "tests", "host"))
+import _root  # noqa: E402,F401  (the repository root on sys.path)
 
 
 def main() -> None:
@@ -36,10 +34,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    from harness import get_host
-    from test_dual_cfg_host import clip_vision
-    from test_references_host import cond, probe
-    from tiny_models import WAN_TEXT_DIM, TinyModels, ToyVAE
+    from devtools.harness import get_host
+    from devtools.tiny_models import toy_clip_vision_output as clip_vision
+    from devtools.harness import cond, probe
+    from devtools.tiny_models import WAN_TEXT_DIM, TinyModels, ToyVAE
 
     host = get_host()
     tiny = TinyModels(host)

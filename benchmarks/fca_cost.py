@@ -23,9 +23,9 @@ import time
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "workflows"))
+import _root  # noqa: E402,F401  (the repository root on sys.path)
 
-from headless import NO_HOST_HELP, Host, find_comfyui  # noqa: E402
+from devtools.headless import NO_HOST_HELP, Host, find_comfyui  # noqa: E402
 
 
 def tiny_wan(host, seed, dim, layers):

@@ -8,7 +8,7 @@ Everything runs on CPU inside a real ComfyUI (its Wan 2.1 DiT class, ``comfy.ldm
 (``nodes/simda.AdapterForward``), the one trainer (``adapters/training.py``) with FCA's training recipe from the
 adapter registry.
 
-Task and metrics: ``benchmarks/tvp_task.py``, and the latent code and metrics of ``benchmarks/aid_tvp.py`` (the
+Task and metrics: ``devtools/tvp_task.py``, and the latent code and metrics of ``benchmarks/aid_tvp.py`` (the
 lossless 4 x 4 pixel-patch code, 48 channels on an 8 x 8 grid per frame, no temporal compression), so the numbers
 sit next to AID's.
 
@@ -42,17 +42,16 @@ import json
 import math
 import os
 import statistics
-import sys
 import time
 
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
+import _root  # noqa: E402,F401  (the repository root on sys.path)
 
-import aid_tvp  # noqa: E402  (the shared latent code and metrics; puts workflows/ and tests/host on sys.path)
-import tvp_task as tvp  # noqa: E402
+import aid_tvp  # noqa: E402  (the shared latent code)
+from devtools import tvp_task as tvp  # noqa: E402
 from aid_tvp import SCALE, decode, encode  # noqa: E402
 
 TEXT_DIM = 32

@@ -24,7 +24,7 @@ import urllib.request
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "host"))
+import _root  # noqa: E402,F401  (the repository root on sys.path)
 
 
 def write_gguf(path: str, tokenizer_dir: str, width: int = 64, layers: int = 2, heads: int = 4, kv_heads: int = 2):
@@ -88,7 +88,7 @@ def write_gguf(path: str, tokenizer_dir: str, width: int = 64, layers: int = 2, 
 
 def main() -> None:
     import torch
-    from harness import get_host
+    from devtools.harness import get_host
 
     host = get_host()
     work = tempfile.mkdtemp(prefix="va_llamacpp_")

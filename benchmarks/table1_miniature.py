@@ -50,13 +50,14 @@ import time
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _root  # noqa: E402,F401  (the repository root on sys.path)
 
 from adapters.domain_model import DomainVideoModel, family_config, load_domain_model, save_domain_model  # noqa: E402
 from adapters.synthetic_video import (DOMAIN_STYLES, SYNTHETIC_LATENT_CHANNELS, SYNTHETIC_TEXT_DIM,  # noqa: E402
                                       caption_context, make_style_clips, style_tokens, synthetic_codec)
 from adapters.training import TrainConfig, Trainer  # noqa: E402
-from samplers.composition import Composition, PriorTerm, cfg_combine, next_sigma  # noqa: E402
+from devtools.metrics import frechet_distance  # noqa: E402
+from devtools.miniature import CFG, COMPOSITION_END, SAMPLE_SHIFT, sample  # noqa: E402
 from samplers.schedules import StrengthSchedule  # noqa: E402
 
 OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
@@ -73,10 +74,7 @@ SETTINGS = {
                   small=dict(width=32, depth=2, heads=1, freq_dim=64), small_steps=150, sample_steps=10,
                   seeds=(0,), gammas=(0.1, 0.2), mix=(0.5,)),
 }
-CFG = 3.0           # omega for every method
-SAMPLE_SHIFT = 2.0  # flow schedule shift of the sampler (as Wan's shifted schedules)
 TRAIN_SIGMAS = dict(flow_distribution="uniform", flow_shift=1.0)  # tiny models need low noise levels too
-COMPOSITION_END = 0.9  # percent after which only the domain model runs (the paper's last 10 %)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -116,93 +114,6 @@ def train(model, latents, context, steps, batch, lr, seed, label, quiet=False):
     res = Trainer(cfg).run(model, model, batch_fn, param, on_step=on_step)
     model.eval().requires_grad_(False)
     return res
-
-
-# ----------------------------------------------------------------------------------------------------
-# sampling
-
-
-def flow_sigmas(steps: int, shift: float) -> list[float]:
-    t = np.linspace(1.0, 0.0, steps + 1)
-    return [float(shift * u / (1 + (shift - 1) * u)) for u in t]
-
-
-def eps_sigmas(steps: int, smin: float = 0.03, smax: float = 14.6, rho: float = 7.0) -> list[float]:
-    """Karras et al.'s schedule over SD's discrete noise range (what the eps models are trained on), then 0."""
-    r = np.linspace(0, 1, steps)
-    s = (smax ** (1 / rho) + r * (smin ** (1 / rho) - smax ** (1 / rho))) ** rho
-    return [float(v) for v in s] + [0.0]
-
-
-def denoised(model, x, sigma, context, first_frame=None):
-    s = torch.full((x.shape[0],), float(sigma))
-    kw = {"first_frame": first_frame} if first_frame is not None else {}
-    pred = model(x, s, context, **kw)
-    # flow: D = x - s v (x = (1 - s) x0 + s n, v = n - x0); eps: D = x - s eps (x = x0 + s n): the same form
-    return x - s.reshape(-1, 1, 1, 1, 1) * pred
-
-
-def percent_of_sigma(sigmas):
-    """Sampling percent of a sigma of this schedule (linear in the step index, interpolated)."""
-    arr = np.array(sigmas[:-1], dtype=np.float64)
-    steps = len(sigmas) - 1
-
-    def f(s):
-        s = float(s)
-        if s >= arr[0]:
-            return 0.0
-        if s <= arr[-1]:
-            return (steps - 1) / steps
-        i = int(np.searchsorted(-arr, -s))
-        a, b = arr[i - 1], arr[i]
-        return (i - 1 + (a - s) / (a - b)) / steps
-
-    return f
-
-
-def sample(method, small, prior, noise, context, steps, sigmas=None, composition_end=COMPOSITION_END,
-           flow_space="velocity", schedule=None, mcmc_steps=0, mcmc_step_size=0.05, first_frame=None,
-           prior_context=None, seed=0):
-    """Euler sampling; ``method`` = ("prior" | "small" | "compose" | "mix", weight). ``sigmas`` (optional)
-    replaces the schedule; the host tests pass ComfyUI's to compare with the nodes. The domain model and the
-    prior get the same caption unless ``prior_context`` is given."""
-    kind, weight = method
-    param = small.config.parameterisation
-    if sigmas is None:
-        sig = flow_sigmas(steps, SAMPLE_SHIFT) if param == "flow" else eps_sigmas(steps)
-    else:
-        sig = [float(v) for v in sigmas]
-    steps = len(sig) - 1
-    window = sig[min(int(round(composition_end * steps)), steps)] if composition_end < 1.0 else 0.0
-    rule = "cfg_mix" if kind == "mix" else "product"
-    terms = [PriorTerm(strength=weight, **({"schedule": schedule} if schedule is not None else {}))]
-    comp = Composition(cfg=CFG, priors=terms if kind in ("compose", "mix") else [], window_sigma=window,
-                       sigma_to_percent=percent_of_sigma(sig), parameterisation=param, flow_space=flow_space,
-                       rule=rule, mcmc_steps=mcmc_steps, mcmc_step_size=mcmc_step_size)
-    pctx = context if prior_context is None else prior_context
-    g = torch.Generator().manual_seed(seed + 12345)
-    sched = torch.tensor(sig)
-    x = noise.clone() if param == "flow" else noise * sig[0]
-
-    def guided(model, ctx):
-        def fn(xx, sigma):
-            s = float(sigma.max()) if torch.is_tensor(sigma) else float(sigma)
-            return cfg_combine(denoised(model, xx, s, ctx, first_frame), denoised(model, xx, s, None, first_frame), CFG)
-        return fn
-
-    def prior_fn(_i, xx, sigma):
-        s = float(sigma.max()) if torch.is_tensor(sigma) else float(sigma)
-        return guided(prior, pctx)(xx, s) if kind == "mix" else denoised(prior, xx, s, pctx, first_frame)
-
-    for i in range(steps):
-        s, s_next = sig[i], sig[i + 1]
-        if kind == "prior":
-            d = guided(prior, pctx)(x, s)
-        else:
-            d = comp.evaluate(x, torch.tensor(s), guided(small, context), prior_fn, sigma_next=next_sigma(sched, s),
-                              noise_fn=lambda y: torch.randn(y.shape, generator=g))
-        x = x + (s_next - s) * (x - d) / s  # Euler step on dx/ds = (x - D) / s (both spaces)
-    return x
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -257,18 +168,9 @@ def features(rgb: torch.Tensor) -> np.ndarray:
 N_FEATURES = 24
 
 
-def _sqrtm_psd(m: np.ndarray) -> np.ndarray:
-    w, v = np.linalg.eigh((m + m.T) / 2)
-    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-
-
 def frechet(a: np.ndarray, b: np.ndarray) -> float:
-    """Frechet distance between Gaussians fitted to feature rows ``a`` and ``b``."""
-    mu1, mu2 = a.mean(0), b.mean(0)
-    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    r = _sqrtm_psd(s1)
-    cross = _sqrtm_psd(r @ s2 @ r)
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(cross))
+    """Frechet distance between Gaussians fitted to feature rows ``a`` and ``b`` (the shared metric, no ridge)."""
+    return frechet_distance(torch.from_numpy(np.asarray(a)), torch.from_numpy(np.asarray(b)), ridge=0.0)
 
 
 class Scorer:

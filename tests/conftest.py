@@ -1,13 +1,11 @@
 import os
 import sys
 
-# Host-free tests import the core packages (`adapters`, `samplers`) from the repository root and the
-# test helpers (such as gaussian_reference) from this folder.
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-for p in (ROOT, HERE):
-    if p not in sys.path:
-        sys.path.insert(0, p)
+# The tests' one entry point to the repository: its root on sys.path, so tests import the core packages
+# (`adapters`, `samplers`) and the shared support (`devtools`: headless host, tiny models, references, metrics).
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
 
 import pytest  # noqa: E402

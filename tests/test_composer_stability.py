@@ -2,24 +2,18 @@
 is refused before sampling with a message that names the settings and what works, or samples to the end
 finite and bounded (benchmarks/composer_stability_sweep.py runs the larger grid)."""
 
-import importlib.util
-import os
-
 import pytest
 
 from samplers.composition import (MAX_LANGEVIN_STEP, MAX_PRIOR_WEIGHT, Composition, CompositionSettingsError,
                                   PriorTerm, check_settings, prior_weight)
 from samplers.schedules import StrengthSchedule
 
-PACK = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def sweep_module():
-    spec = importlib.util.spec_from_file_location("composer_stability_sweep",
-                                                  os.path.join(PACK, "benchmarks", "composer_stability_sweep.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from devtools import stability
+
+    return stability
 
 
 def test_every_setting_is_refused_or_finite_and_bounded():

@@ -2,7 +2,7 @@
 
 The denoisers are the exact posterior means of Gaussian data, so the composed denoiser is affine in x and
 the Euler sampler is an affine recursion: its output mean and variance are known in closed form
-(tests/gaussian_reference.py, derived from the paper's rule in noise or velocity space). We run the
+(devtools/gaussian_reference.py, derived from the paper's rule in noise or velocity space). We run the
 pack's composition through an Euler loop on many samples and compare the empirical moments.
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from gaussian_reference import (Gauss, composed_coeffs, euler_moments, flow_sigmas, karras_sigmas,
+from devtools.gaussian_reference import (Gauss, composed_coeffs, euler_moments, flow_sigmas, karras_sigmas,
                                 percent_of_sigma_flow, product_target)
 from samplers.composition import (Composition, PriorTerm, add_priors, cfg_combine, compose_denoised, denoised_to_eps,
                                   eps_to_denoised, next_sigma)

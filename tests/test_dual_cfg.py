@@ -3,13 +3,13 @@
 Three conditions (no image / image / image + text) have Gaussian data with their own means and variances, so
 each denoiser is exact and affine. Sampled through an Euler loop with the pack's rule, the output moments
 must equal the closed form: the Euler recursion of the affine map whose coefficients are the weighted
-denoisers' (tests/gaussian_reference.py, written independently of samplers/)."""
+denoisers' (devtools/gaussian_reference.py, written independently of samplers/)."""
 
 import numpy as np
 import pytest
 import torch
 
-from gaussian_reference import Gauss, euler_moments, flow_sigmas, karras_sigmas
+from devtools.gaussian_reference import Gauss, euler_moments, flow_sigmas, karras_sigmas
 from samplers.dual_cfg import dual_cfg, frame_scales
 
 NONE = Gauss(np.array([0.0, 1.0]), np.array([1.0, 0.5]))

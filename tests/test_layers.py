@@ -138,3 +138,64 @@ def test_no_import_cycles():
         if m not in state:
             visit(m)
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+# ----------------------------------------------------------------------------------------------------
+# tests, benchmarks and their shared support (devtools)
+
+SYS_PATH_ENTRY_POINTS = {"tests/conftest.py", "benchmarks/_root.py", "workflows/run_demo.py",
+                         "devtools/headless.py"}  # headless puts the ComfyUI host's own root first
+
+
+def _scripts(folder: str) -> dict[str, str]:
+    out = {}
+    for where, _, files in os.walk(os.path.join(ROOT, folder)):
+        for f in files:
+            if f.endswith(".py"):
+                path = os.path.join(where, f)
+                out[os.path.relpath(path, ROOT).replace(os.sep, "/")] = path
+    return out
+
+
+def _top_imports(path: str) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(open(path, encoding="utf-8").read(), path)):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_tests_and_benchmarks_share_devtools_and_import_neither_each_other():
+    tests, benches, tools = _scripts("tests"), _scripts("benchmarks"), _scripts("devtools")
+    bench_names = {os.path.basename(p)[:-3] for p in benches} - {"_root"}
+    test_names = {os.path.basename(p)[:-3] for p in tests}
+    bad = [f"{rel} imports benchmark {sorted(_top_imports(p) & bench_names)}" for rel, p in tests.items()
+           if _top_imports(p) & bench_names]
+    bad += [f"{rel} imports test module {sorted(_top_imports(p) & test_names)}"
+            for rel, p in {**benches, **tools}.items() if _top_imports(p) & test_names]
+    bad += [f"{rel} imports a benchmark" for rel, p in tools.items() if _top_imports(p) & bench_names]
+    bad += [f"{rel} loads a file of benchmarks/ or tests/" for rel, p in {**tests, **tools}.items()
+            if rel != "tests/test_layers.py" and "spec_from_file" + "_location" in open(p, encoding="utf-8").read()]
+    assert not bad, "; ".join(bad)
+
+
+def test_sys_path_is_set_in_one_entry_point_each():
+    bad = []
+    for folder in ("tests", "benchmarks", "devtools", "workflows", *PACKAGES):
+        for rel, path in _scripts(folder).items():
+            tree = ast.parse(open(path, encoding="utf-8").read(), path)
+            for node in ast.walk(tree):
+                if (isinstance(node, ast.Attribute) and node.attr in ("insert", "append")
+                        and isinstance(node.value, ast.Attribute) and node.value.attr == "path"
+                        and isinstance(node.value.value, ast.Name) and node.value.value.id == "sys"
+                        and rel not in SYS_PATH_ENTRY_POINTS):
+                    bad.append(f"{rel}:{node.lineno}")
+    assert not bad, "sys.path changed outside the entry points: " + ", ".join(bad)
+
+
+def test_workflows_folder_holds_templates_and_the_demo_runner_only():
+    extra = [f for f in os.listdir(os.path.join(ROOT, "workflows"))
+             if not f.endswith((".json", ".jpg")) and f not in ("run_demo.py", "__pycache__")]
+    assert not extra, f"workflows/ is served as the templates folder; move {extra} to devtools/"

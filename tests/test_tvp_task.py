@@ -2,17 +2,13 @@
 answers."""
 
 import math
-import os
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
-
-import tvp_task as tvp  # noqa: E402
-from adapters.state_prompts import parse_schedule  # noqa: E402
+from adapters.state_prompts import parse_schedule
+from devtools import tvp_task as tvp
 
 
 @pytest.fixture(scope="module")

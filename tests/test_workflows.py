@@ -6,14 +6,12 @@ definitions and execute them; these run anywhere."""
 import glob
 import json
 import os
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "workflows"))
+from devtools.headless import ui_to_api, widget_names
 
-from headless import ui_to_api, widget_names  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 WORKFLOWS = sorted(glob.glob(os.path.join(ROOT, "workflows", "*.json")))
 MODEL_EXTS = (".safetensors", ".gguf", ".pt", ".ckpt", ".sft")
@@ -104,7 +102,7 @@ def test_bypassed_nodes_are_refused():
 
 
 def test_train_adapter_cli_config_errors():
-    import train_adapter
+    from devtools import train_adapter
 
     with pytest.raises(ValueError, match="checkpoint"):
         train_adapter.build_prompt({"clips": "x", "prompt": "y"}, None)

@@ -18,9 +18,9 @@ import re
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))  # the pack's folder: its core packages and devtools
 
-from headless import NO_HOST_HELP, Host, find_comfyui, ui_to_api  # noqa: E402
+from devtools.headless import NO_HOST_HELP, Host, find_comfyui, ui_to_api  # noqa: E402
 
 DEFAULT = os.path.join(HERE, "Video Adapter - tiny demo, no downloads.json")
 
@@ -40,7 +40,6 @@ def domain_reference_frames(seed: int = 4, style: str = "sunset"):
     decoded with the synthetic latent code, 64 x 64): what the style looks like."""
     from PIL import Image
 
-    sys.path.insert(0, os.path.dirname(HERE))
     from adapters.synthetic_video import make_style_clips, synthetic_codec
 
     codec = synthetic_codec()

@@ -1,10 +1,6 @@
-import os
-import sys
-
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import find_comfyui  # noqa: E402
+from devtools.harness import find_comfyui
 
 HOST_ROOT = find_comfyui()
 SKIP_LINE = ("tests/host skipped: no ComfyUI host. Set COMFYUI_PATH to a ComfyUI folder (or install this pack in "
@@ -23,13 +19,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 
 @pytest.fixture(scope="session")
 def host():
-    from harness import get_host
+    from devtools.harness import get_host
 
     return get_host()
 
 
 @pytest.fixture(scope="session")
 def tiny(host):
-    from tiny_models import TinyModels
+    from devtools.tiny_models import TinyModels
 
     return TinyModels(host)

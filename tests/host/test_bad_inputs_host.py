@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from tiny_models import SD_TEXT_DIM, WAN_TEXT_DIM
+from devtools.tiny_models import SD_TEXT_DIM, WAN_TEXT_DIM
 
 PRIOR, DOMAIN = "tiny_wan_prior.safetensors", "tiny_wan_domain.safetensors"
 
@@ -237,7 +237,7 @@ def test_trained_result_is_kept_when_saving_fails(host, tiny, nodes_for_tests, m
 
 
 def test_ramp_with_a_custom_cfg_function_is_refused(host):
-    from tiny_models import SVD_CONTEXT, tiny_svd
+    from devtools.tiny_models import SVD_CONTEXT, tiny_svd
 
     model = host.call("VideoLinearCFGGuidance", tiny_svd(), 1.0)[0]
     image = torch.zeros(1, 4, 4, 4)

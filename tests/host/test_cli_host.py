@@ -2,14 +2,11 @@
 (with the checkpoint loader and text encoder swapped for tiny stand-ins) inside the real host."""
 
 import os
-import sys
 
 import torch
 from safetensors.torch import save_file
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                                "workflows"))
-import train_adapter  # noqa: E402
+from devtools import train_adapter
 
 
 def test_cli_graph_trains_and_saves(host, tiny):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tiny_models import SD_TEXT_DIM, WAN_TEXT_DIM
+from devtools.tiny_models import SD_TEXT_DIM, WAN_TEXT_DIM
 
 
 def cond(dim, seed, tokens=8):

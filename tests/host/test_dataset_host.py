@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tiny_models import WAN_TEXT_DIM, ToyVAE, toy_text_embedding, write_video
+from devtools.tiny_models import WAN_TEXT_DIM, ToyVAE, toy_text_embedding, write_video
 
 
 def decode_all(path):

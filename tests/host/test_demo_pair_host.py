@@ -1,7 +1,6 @@
 """The shipped tiny trained pair inside a real ComfyUI: the nodes reproduce the benchmark's own sampler
 (so the Table-1 numbers are what the demo shows), the caption parser's errors, and the latent-space guard."""
 
-import importlib.util
 import os
 import shutil
 
@@ -12,11 +11,9 @@ PACK = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def benchmark_module():
-    spec = importlib.util.spec_from_file_location("table1_miniature", os.path.join(PACK, "benchmarks",
-                                                                                  "table1_miniature.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from devtools import miniature
+
+    return miniature
 
 
 def graph(guider: dict, prompt="sunset, stripes, blob, orbit, pan right", steps=12, seed=3):
@@ -63,7 +60,8 @@ def test_nodes_reproduce_the_benchmark_sampler(host, method):
     noise = comfy.sample.prepare_noise(torch.zeros_like(latent), 3)
     with torch.no_grad():
         ref = bench.sample((kind, gamma), domain, prior, noise * float(sigmas[0]), ctx, len(sigmas) - 1,
-                           sigmas=sigmas, composition_end=1.0)
+                           sigmas=sigmas, composition_end=1.0,
+                           composition=host.pack_module("samplers.composition"))
     err = (latent - ref).abs().max() / ref.abs().max()
     assert err < 1e-4, err
 

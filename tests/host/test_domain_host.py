@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from tiny_models import WAN_TEXT_DIM
+from devtools.tiny_models import WAN_TEXT_DIM
 
 PRIOR = "tiny_wan_prior.safetensors"
 

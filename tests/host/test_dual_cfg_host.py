@@ -5,8 +5,8 @@ conditionings, core CFGGuider, and single-condition evaluations combined by hand
 import pytest
 import torch
 
-from tiny_models import SVD_CONTEXT, WAN_TEXT_DIM, ToyVAE, tiny_svd, toy_clip_vision_output
-from test_references_host import cond, probe
+from devtools.tiny_models import SVD_CONTEXT, WAN_TEXT_DIM, ToyVAE, tiny_svd, toy_clip_vision_output
+from devtools.harness import cond, probe
 
 
 def clip_vision(seed=0):

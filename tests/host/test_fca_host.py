@@ -11,7 +11,7 @@ import os
 import pytest
 import torch
 
-from tiny_models import WAN_TEXT_DIM
+from devtools.tiny_models import WAN_TEXT_DIM
 
 SETTINGS = dict(frames=3, queries_per_frame=2, text_width=32, text_heads=2)
 T, H, W = 3, 4, 4  # latent frames and size: grid (3, 2, 2) with Wan's (1, 2, 2) patches
@@ -251,15 +251,10 @@ def train_prompt(name, steps, resume="none"):
     }
 
 
-def test_training_lowers_the_loss_resumes_exactly_and_loads(host, wan, clips_node):
-    """The paper's recipe (cosine after a warm-up, betas 0.9/0.95, clipping) depends on the total steps: a run
-    stopped part-way and resumed to the same total equals the uninterrupted run, weights and losses."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
+def test_training_follows_the_recipe_and_lowers_the_loss(host, wan, clips_node):
+    """The paper's recipe (cosine after a warm-up, betas 0.9/0.95, clipping) is used and recorded."""
     import folder_paths
 
-    fca = host.pack_module("adapters.fca")
     files = host.pack_module("adapters.files")
     steps = 40
     out = host.run(train_prompt("test/fca_full", steps), ["6"])["6"]
@@ -286,26 +281,4 @@ def test_training_lowers_the_loss_resumes_exactly_and_loads(host, wan, clips_nod
         return total
 
     assert error(out[0]) < 0.9 * error(wan)
-    # stopped part-way (Cancel writes the checkpoint), then resumed to the same total
-    with pytest.raises(InterruptedError):
-        host.run(train_prompt("test/fca_cut", steps), ["6"], interrupt_after=15)
-    ck = "test/fca_cut_checkpoint.safetensors"
-    assert not os.path.exists(os.path.join(folder, "test/fca_cut.safetensors"))
-    with safe_open(os.path.join(folder, ck), framework="pt") as f:
-        assert 0 < len(f.get_tensor("history/loss")) < steps
-    host.run(train_prompt("test/fca_cut", steps, resume=ck), ["6"])
-    a = load_file(os.path.join(folder, "test/fca_full.safetensors"))
-    b = load_file(os.path.join(folder, "test/fca_cut.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    full = files.read_metadata(os.path.join(folder, "test/fca_full.safetensors"))["training"]
-    cut = files.read_metadata(os.path.join(folder, "test/fca_cut.safetensors"))["training"]
-    assert cut["first_loss"] == full["first_loss"] and cut["final_loss"] == full["final_loss"]
-    loaded = host.call("VA_LoadAdapter", wan, "test/fca_full.safetensors", 1.0)[0]
-    ad = loaded.get_additional_models_with_key("video_adapters")[-1].model
-    got = ad.file_state_dict()
-    assert got.keys() == a.keys() and all(torch.equal(got[k].cpu(), a[k]) for k in a)
-    x, ctx, conds = _inputs(host)
-    trained, _ = forward(out[0], x, torch.tensor([0.5]), ctx, conds)
-    again, _ = forward(loaded, x, torch.tensor([0.5]), ctx, conds)
-    torch.testing.assert_close(trained, again, rtol=1e-5, atol=1e-5)
-    assert isinstance(ad, fca.FCAAdapterSet)
+    # Cancel, resume to the same total and reload: tests/host/test_kinds_host.py, for every kind

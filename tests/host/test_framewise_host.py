@@ -5,7 +5,7 @@ frame by hand), cross-fades mix the two states' outputs, and the unconditional b
 import pytest
 import torch
 
-from tiny_models import WAN_TEXT_DIM, ToyTextEncoder, toy_text_embedding
+from devtools.tiny_models import WAN_TEXT_DIM, ToyTextEncoder, toy_text_embedding
 
 SCHEDULE = '"0": "a closed box",\n"1": "the lid opens",\n"5": "the box is open"'  # latent frames 0, 1, 2 of 9 frames
 STATES = ["a closed box", "the lid opens", "the box is open"]

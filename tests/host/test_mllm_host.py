@@ -24,7 +24,7 @@ def mllm_nodes(host):
 def tiny_qwen(host, mllm_nodes):
     pytest.importorskip("transformers")
     import folder_paths
-    from tiny_mllm import write_tiny_qwen25_vl
+    from devtools.tiny_mllm import write_tiny_qwen25_vl
 
     root = os.path.join(host.models_dir, "LLM")
     folder_paths.add_model_folder_path("LLM", root, is_default=True)

@@ -16,30 +16,8 @@ import os
 import pytest
 import torch
 
-from tiny_models import SD_TEXT_DIM, WAN_TEXT_DIM
-
-
-def cond(dim, seed, tokens=8, **extra):
-    g = torch.Generator().manual_seed(seed)
-    return [[torch.randn(1, tokens, dim, generator=g), dict(extra)]]
-
-
-def probe(host, guider, model, latent, sigma_index=1, steps=4, seed=0):
-    """(x, D) of ``guider`` at the ``sigma_index``-th sigma of a 'simple' schedule, through SamplerCustomAdvanced."""
-    import comfy.samplers
-
-    record = {}
-
-    def fn(model_fn, x, sigmas, extra_args=None, callback=None, disable=None):
-        s = sigmas[0] * x.new_ones([x.shape[0]])
-        d = model_fn(x, s, **(extra_args or {}))
-        record["x"], record["d"], record["sigma"] = x.clone(), d.clone(), float(sigmas[0])
-        return d
-
-    sigmas = host.call("BasicScheduler", model, "simple", steps, 1.0)[0][sigma_index:]
-    noise = host.call("RandomNoise", seed)[0]
-    host.call("SamplerCustomAdvanced", noise, guider, comfy.samplers.KSAMPLER(fn), sigmas, {"samples": latent.clone()})
-    return record
+from devtools.harness import cond, probe
+from devtools.tiny_models import SD_TEXT_DIM, WAN_TEXT_DIM
 
 
 def apply_patched(m, x, sigma, ctx):

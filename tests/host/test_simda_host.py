@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tiny_models import SD_TEXT_DIM, SVD_CONTEXT, WAN_TEXT_DIM, _randomise, tiny_svd
+from devtools.tiny_models import SD_TEXT_DIM, SVD_CONTEXT, WAN_TEXT_DIM, _randomise, tiny_svd
 
 SD = "tiny_sd15_prior.safetensors"
 WAN = "tiny_wan_domain.safetensors"

@@ -9,8 +9,8 @@ import zlib
 import pytest
 import torch
 
-from headless import DYNAMIC_COMBO, dynamic_combo_keys, ui_to_api, widget_prefix, widget_slots, UI_ONLY_NODES
-from tiny_models import SVD_CONTEXT, tiny_svd, write_video
+from devtools.headless import DYNAMIC_COMBO, dynamic_combo_keys, ui_to_api, widget_prefix, widget_slots, UI_ONLY_NODES
+from devtools.tiny_models import SVD_CONTEXT, tiny_svd, write_video
 
 WF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "workflows")
 WORKFLOWS = sorted(glob.glob(os.path.join(WF_DIR, "*.json")))

@@ -1,4 +1,4 @@
-"""The host-test entry point: one in-process ComfyUI per test session (see workflows/headless.py), with
+"""The host-test entry point: one in-process ComfyUI per test session (see devtools/headless.py), with
 model folders in a temporary directory where the tests write their tiny models."""
 
 from __future__ import annotations
@@ -6,13 +6,12 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import sys
 import tempfile
+import torch
 
-PACK_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(PACK_DIR, "workflows"))
+from devtools.headless import Host, find_comfyui
 
-from headless import Host, find_comfyui  # noqa: E402
+PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 MODEL_KINDS = ("diffusion_models", "video_adapters", "vae", "text_encoders")
 
@@ -43,3 +42,30 @@ def get_host() -> Host:
         shutil.copytree(folder_paths.get_input_directory(), _HOST.input_dir, dirs_exist_ok=True)
         folder_paths.set_input_directory(_HOST.input_dir)
     return _HOST
+
+
+# ----------------------------------------------------------------------------------------------------
+# small helpers the host tests and benchmarks share
+
+
+def cond(dim, seed, tokens=8, **extra):
+    g = torch.Generator().manual_seed(seed)
+    return [[torch.randn(1, tokens, dim, generator=g), dict(extra)]]
+
+
+def probe(host, guider, model, latent, sigma_index=1, steps=4, seed=0):
+    """(x, D) of ``guider`` at the ``sigma_index``-th sigma of a 'simple' schedule, through SamplerCustomAdvanced."""
+    import comfy.samplers
+
+    record = {}
+
+    def fn(model_fn, x, sigmas, extra_args=None, callback=None, disable=None):
+        s = sigmas[0] * x.new_ones([x.shape[0]])
+        d = model_fn(x, s, **(extra_args or {}))
+        record["x"], record["d"], record["sigma"] = x.clone(), d.clone(), float(sigmas[0])
+        return d
+
+    sigmas = host.call("BasicScheduler", model, "simple", steps, 1.0)[0][sigma_index:]
+    noise = host.call("RandomNoise", seed)[0]
+    host.call("SamplerCustomAdvanced", noise, guider, comfy.samplers.KSAMPLER(fn), sigmas, {"samples": latent.clone()})
+    return record

@@ -47,20 +47,15 @@ Metrics (see each function)
 from __future__ import annotations
 
 import math
-import os
 import random
 import re
-import sys
 import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import torch
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
+from devtools.metrics import frechet_distance
 from adapters.state_prompts import parse_schedule, schedule, state_frames  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------------------
@@ -819,31 +814,6 @@ def standardise(feats: torch.Tensor, reference: torch.Tensor, min_std=None) -> t
         min_std = FEATURE_MIN_STD if ref.shape[-1] == len(FEATURE_MIN_STD) else 1e-3
     floor = torch.as_tensor(min_std, dtype=torch.float64)
     return (feats.double() - ref.mean(0)) / torch.maximum(ref.std(0), floor)
-
-
-def _sqrt_psd(m: torch.Tensor) -> torch.Tensor:
-    m = 0.5 * (m + m.T)
-    vals, vecs = torch.linalg.eigh(m)
-    return (vecs * vals.clamp_min(0.0).sqrt()) @ vecs.T
-
-
-def frechet_distance(feats_a: torch.Tensor, feats_b: torch.Tensor, ridge: float = 1e-6) -> float:
-    """Frechet (2-Wasserstein squared) distance between Gaussians fitted to rows of ``feats_a [N, F]`` and
-    ``feats_b [M, F]``: ``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2)``.
-
-    Computed in float64 with symmetric square roots from ``eigh`` (negative eigenvalues of round-off clamped
-    to zero) and ``ridge`` times the identity added to both covariances, so it stays finite and symmetric in
-    its arguments for rank-deficient sets. Needs at least two rows in each set."""
-    a, b = feats_a.double(), feats_b.double()
-    if a.shape[0] < 2 or b.shape[0] < 2 or a.shape[1] != b.shape[1]:
-        raise ValueError("need two [N >= 2, F] feature sets of one width")
-    eye = torch.eye(a.shape[1], dtype=torch.float64)
-    ca = torch.cov(a.T).reshape(a.shape[1], a.shape[1]) + ridge * eye
-    cb = torch.cov(b.T).reshape(b.shape[1], b.shape[1]) + ridge * eye
-    ra = _sqrt_psd(ca)
-    cross = _sqrt_psd(ra @ cb @ ra)
-    value = (a.mean(0) - b.mean(0)).square().sum() + torch.trace(ca + cb - 2.0 * cross)
-    return float(value.clamp_min(0.0))
 
 
 def clip_distance(videos: torch.Tensor, reference_feats: torch.Tensor) -> float:

@@ -3,7 +3,7 @@ by column, as laid out in the graph), written as ``<workflow>.jpg`` next to the 
 Templates browser. Workflows whose thumbnail is a frame of their real output (the demo's contact sheet from
 ``run_demo.py --contact-sheet``) are listed in KEEP and left alone.
 
-    python workflows/thumbnails.py            # every workflow without a kept thumbnail
+    python -m devtools.thumbnails            # from the pack's folder: every workflow without a kept thumbnail
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import re
 
 from PIL import Image, ImageDraw, ImageFont
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+WORKFLOWS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "workflows")
 KEEP = {"Video Adapter - tiny demo, no downloads"}
 SKIP_TYPES = {"MarkdownNote", "Note", "PrimitiveNode"}
 FAMILY_COLOURS = {"Video Adapter": (36, 84, 160), "SimDA": (30, 120, 90), "AID": (150, 70, 40)}
@@ -118,7 +118,7 @@ def render(workflow: dict, title: str, size=(560, 560)) -> Image.Image:
 
 
 def main() -> None:
-    for path in sorted(glob.glob(os.path.join(HERE, "*.json"))):
+    for path in sorted(glob.glob(os.path.join(WORKFLOWS_DIR, "*.json"))):
         title = os.path.splitext(os.path.basename(path))[0]
         if title in KEEP:
             continue

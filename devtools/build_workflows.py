@@ -1,7 +1,7 @@
 """Writes the pack's UI-format workflow files from compact specs, using the live node definitions of a
 ComfyUI host so that widget order, defaults and socket types are exactly what the frontend expects.
 
-    COMFYUI_PATH=/path/to/ComfyUI python workflows/build_workflows.py [workflow names]
+    COMFYUI_PATH=/path/to/ComfyUI python -m devtools.build_workflows [workflow names]   # from the pack's folder
 
 A feature family adds its workflows in a ``specs_<family>.py`` module next to this file that defines
 ``WORKFLOWS = {name: make}``, where ``make()`` returns ``(nodes, notes)`` built with ``N`` from here, and
@@ -16,10 +16,10 @@ import json
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+from devtools.headless import NO_HOST_HELP, Host, find_comfyui, widget_default, widget_names
 
-from headless import NO_HOST_HELP, Host, find_comfyui, widget_default, widget_names  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKFLOWS_DIR = os.path.join(os.path.dirname(HERE), "workflows")
 
 WAN_REPO = "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files"
 MODELS = {
@@ -228,7 +228,7 @@ def all_workflows() -> dict:
 
     found = dict(WORKFLOWS)
     for path in sorted(glob.glob(os.path.join(HERE, "specs_*.py"))):
-        module = importlib.import_module(os.path.splitext(os.path.basename(path))[0])
+        module = importlib.import_module("devtools." + os.path.splitext(os.path.basename(path))[0])
         found.update(module.WORKFLOWS)
         MODELS.update(getattr(module, "MODELS", {}))
     return found
@@ -245,7 +245,7 @@ def main():
             continue
         nodes, notes = make()
         wf = build(host, nodes, notes)
-        path = os.path.join(HERE, f"{name}.json")
+        path = os.path.join(WORKFLOWS_DIR, f"{name}.json")
         with open(path, "w") as f:
             json.dump(wf, f, indent=1)
         print(path)

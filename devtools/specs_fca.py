@@ -3,7 +3,7 @@ your clips with captions, and predict a video from a first frame and a text with
 
 from __future__ import annotations
 
-from build_workflows import NEGATIVE, N, sampler_chain
+from devtools.build_workflows import NEGATIVE, N, sampler_chain
 
 MODEL_1_3B = "wan2.1_t2v_1.3B_fp16.safetensors"
 TEXT_ENCODER = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"

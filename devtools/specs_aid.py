@@ -4,8 +4,8 @@ AID Conditioning -> Dual CFG Guider)."""
 
 from __future__ import annotations
 
-from build_workflows import N
-from specs_simda import SVD, svd_tail
+from devtools.build_workflows import N
+from devtools.specs_simda import SVD, svd_tail
 
 TEXT_ENCODER = "clip_l.safetensors"
 MODELS = {TEXT_ENCODER: ("text_encoders", "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/"

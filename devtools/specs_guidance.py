@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from build_workflows import MODELS as WAN_MODELS, N, NEGATIVE, WAN_REPO
-from specs_simda import svd_head, svd_tail
+from devtools.build_workflows import MODELS as WAN_MODELS, N, NEGATIVE, WAN_REPO
+from devtools.specs_simda import svd_head, svd_tail
 
 WAN_I2V = "wan2.1_i2v_480p_14B_fp16.safetensors"
 CLIP_VISION = "clip_vision_h.safetensors"

@@ -1,6 +1,6 @@
 """Train adapters (SimDA and later kinds) from the command line with the very node the UI uses.
 
-    python workflows/train_adapter.py --config my_adapter.json
+    python -m devtools.train_adapter --config my_adapter.json     # from the pack's folder
 
 The config is JSON:
 
@@ -22,14 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-
-from headless import NO_HOST_HELP, Host, find_comfyui  # noqa: E402
+from devtools.headless import NO_HOST_HELP, Host, find_comfyui  # noqa: E402
 
 TRAIN_KEYS = ("kind", "frames", "steps", "learning_rate", "batch_size", "seed", "latent_shift",
               "checkpoint_every", "file_name", "resume_from")

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from build_workflows import N
+from devtools.build_workflows import N
 
 SD15 = "v1-5-pruned-emaonly-fp16.safetensors"
 SVD = "svd_xt.safetensors"

@@ -4,7 +4,7 @@ ComfyUI, then sample it composed with the frozen Wan 2.1 14B prior; the same wit
 
 from __future__ import annotations
 
-from build_workflows import NEGATIVE, N, sampler_chain
+from devtools.build_workflows import NEGATIVE, N, sampler_chain
 
 CLIPS_NOTE = ("Put your clips in ComfyUI/input/training_clips (mp4, webm, mov, ...), each with an optional "
               "caption in <video name>.txt. Load Training Clips cuts 33-frame clips at 832x480 and encodes "

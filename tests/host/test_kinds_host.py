@@ -1,0 +1,106 @@
+"""Every adapter kind through the one trainer and the one loader, in one parameterised test: Train Adapters
+trains, a run cancelled half-way and resumed from its checkpoint ends with the same weights as the uninterrupted run, Load
+Adapters gives back exactly the trained tensors and a model that predicts as the trained one, and one training
+run describes the host model once and resolves its kind once. (Exact resume of the training loop itself is
+proven host-free in tests/test_training.py; each kind's own behaviour is in its own test file.)"""
+
+import os
+
+import pytest
+import torch
+
+from devtools.tiny_models import SD_TEXT_DIM, WAN_TEXT_DIM, tiny_svd
+
+KINDS = ("simda", "aid", "fca")
+
+
+def _case(host, tiny, kind):
+    """``(model, clips, positive, frames, latent_shift, settings, extra inputs)`` for one kind on its tiny base."""
+    g = torch.Generator().manual_seed(0)
+    if kind == "simda":
+        base = torch.randn(1, 4, 4, 4, generator=g)
+        clips = base + 0.5 * torch.linspace(0, 1, 4).reshape(4, 1, 1, 1) * torch.randn(1, 4, 4, 4, generator=g)
+        positive = [[torch.randn(1, 8, SD_TEXT_DIM, generator=g), {}]]
+        return tiny.load("tiny_sd15_prior.safetensors"), {"samples": clips}, positive, 0, "simda", "", {}
+    if kind == "aid":
+        from test_aid_host import FRAMES, training_clips, training_conditioning
+
+        return (tiny_svd(), {"samples": training_clips()}, training_conditioning(host), FRAMES, "none",
+                '{"width": 32, "heads": 4, "queries_per_frame": 2}', {"text_dropout": 0.1, "image_dropout": 0.1})
+    base = torch.randn(2, 16, 1, 4, 4, generator=g)
+    clips = base + 0.3 * torch.randn(2, 16, 3, 4, 4, generator=g)
+    positive = [[torch.randn(1, 8, WAN_TEXT_DIM, generator=g), {}], [torch.randn(1, 8, WAN_TEXT_DIM, generator=g), {}]]
+    return (tiny.load("tiny_wan_prior.safetensors"), {"samples": clips}, positive, 0, "none",
+            '{"queries_per_frame": 2, "text_width": 32, "text_heads": 2}', {})
+
+
+def _train(host, case, kind, steps, name, resume="none"):
+    model, clips, positive, frames, shift, settings, extra = case
+    return host.call("VA_TrainAdapter", model, clips, positive, kind, frames, steps, 3e-3, 2, 0, shift, 0, name,
+                     resume_from=resume, settings=settings, **extra)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_train_resume_reload(host, tiny, kind, monkeypatch):
+    from safetensors.torch import load_file
+
+    import folder_paths
+
+    host_mod, registry = host.pack_module("nodes.binding.host"), host.pack_module("adapters.registry")
+    case = _case(host, tiny, kind)
+    described, resolved = [], []
+    real_architecture, real_get = host_mod._architecture, registry.get
+    # describe() reads the architecture once per description
+    monkeypatch.setattr(host_mod, "_architecture", lambda base: described.append(1) or real_architecture(base))
+    monkeypatch.setattr(registry, "get", lambda name: resolved.append(name) or real_get(name))
+    out = _train(host, case, kind, 8, f"test/kinds_{kind}_full")
+    assert (len(described), resolved) == (1, [kind]), "one training run describes the model and resolves its kind once"
+    monkeypatch.undo()
+    assert f"{kind} adapters for" in out[3]
+
+    # Cancel after 4 of 8 steps (the checkpoint is written), then resume to the same total: a kind's recipe
+    # (FCA's cosine schedule) depends on the total, so the same total gives the same run
+    folder = folder_paths.get_folder_paths("video_adapters")[0]
+    host.progress, host.interrupt_after = [], 4
+    try:
+        with pytest.raises(BaseException) as stopped:
+            _train(host, case, kind, 8, f"test/kinds_{kind}_cut")
+    finally:
+        host.interrupt_after = None
+        host.nodes.interrupt_processing(False)
+    assert "Interrupt" in type(stopped.value).__name__
+    assert not os.path.exists(os.path.join(folder, f"test/kinds_{kind}_cut.safetensors"))
+    _train(host, case, kind, 8, f"test/kinds_{kind}_cut", resume=f"test/kinds_{kind}_cut_checkpoint.safetensors")
+    full = load_file(os.path.join(folder, f"test/kinds_{kind}_full.safetensors"))
+    resumed = load_file(os.path.join(folder, f"test/kinds_{kind}_cut.safetensors"))
+    assert full.keys() == resumed.keys()
+    for k in full:
+        torch.testing.assert_close(resumed[k], full[k], rtol=0, atol=0, msg=k)
+
+    loaded, summary = host.call("VA_LoadAdapter", case[0], f"test/kinds_{kind}_full.safetensors", 1.0)
+    assert f"{kind} adapters" in summary
+    got = loaded.get_additional_models_with_key("video_adapters")[-1].model
+    assert got.KIND == kind
+    state = got.file_state_dict()
+    assert state.keys() == full.keys() and all(torch.equal(state[k].cpu(), full[k]) for k in full)
+    # the loaded model is the trained one: the same denoised estimate at one noise level
+    trained = out[0]
+    pos = case[2] if kind != "fca" else _fca_conditioning(host, case)
+    latent = case[1]["samples"][:1] if kind == "fca" else case[1]["samples"]
+    if kind == "aid":
+        latent = latent[: case[3]]
+        pos = pos[:1]
+    from devtools.harness import probe
+
+    guider_a = host.call("CFGGuider", trained, pos, pos, 1.0)[0]
+    guider_b = host.call("CFGGuider", loaded, pos, pos, 1.0)[0]
+    d_trained = probe(host, guider_a, trained, latent)["d"]
+    d_loaded = probe(host, guider_b, loaded, latent)["d"]
+    torch.testing.assert_close(d_loaded, d_trained, rtol=1e-5, atol=1e-5)
+
+
+def _fca_conditioning(host, case):
+    """The first clip's caption with its first latent frame as FCA's initial frame."""
+    fca, attach = host.pack_module("adapters.fca"), host.pack_module("nodes.binding.attach")
+    conds = fca.initial_frame_conds(case[1]["samples"][:1, :, :1], noise_step=1, seed=0)
+    return attach.add_adapter_conds(case[2][:1], conds)
