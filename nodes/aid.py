@@ -15,77 +15,11 @@ import torch
 from comfy_api.latest import io
 
 from ..adapters import aid
-from ..adapters import state_prompts as sp
-from .binding.attach import ADDITIONAL_MODELS_KEY, add_adapter_conds
+from .binding.attach import add_adapter_conds
 from .common import CATEGORY, VideoAdapterError
 from .binding.host import describe
+from .binding.aid import _split, aid_adapters, instruction_conds, SEPARATOR
 
-SEPARATOR = sp.SCHEDULE_SEPARATOR
-
-
-def _encode(clip, text: str) -> torch.Tensor:
-    cond = clip.encode_from_tokens_scheduled(clip.tokenize(text))
-    return cond[0][0][0].float()  # [L, D]
-
-
-def _split(text: str, sep: str | None) -> list[str]:
-    """Non-empty lines (``sep`` None), or the blocks between lines that are exactly ``sep``."""
-    lines = [line.strip() for line in (text or "").splitlines()]
-    if sep is None:
-        return [line for line in lines if line]
-    blocks, current = [], []
-    for line in lines + [sep]:
-        if line == sep:
-            if any(current):
-                blocks.append("\n".join(current).strip())
-            current = []
-        else:
-            current.append(line)
-    return blocks
-
-
-def aid_adapters(model):
-    """The AID adapter set attached to ``model`` (None if none)."""
-    for p in model.get_additional_models_with_key(ADDITIONAL_MODELS_KEY):
-        if isinstance(p.model, aid.AIDAdapterSet):
-            return p.model
-    return None
-
-
-def instruction_conds(clip, instructions: list, schedules: list[str], entries: int, frames: int):
-    """Per conditioning entry ``{aid_text: [1, L, D], aid_states: [frames, L, D]}`` (no states when no schedule).
-    ``instructions``: texts, or already encoded features ``[L, D]``."""
-    if len(instructions) not in (1, entries):
-        raise VideoAdapterError(f"instruction: {len(instructions)} instructions for {entries} conditioning entries; "
-                                "give one instruction for all, or one line per entry (per training clip, in clip order)")
-    if schedules and len(schedules) not in (1, entries):
-        raise VideoAdapterError(f"states: {len(schedules)} schedules for {entries} conditioning entries; give one, or "
-                                f"one per entry separated by lines of {SEPARATOR}")
-    texts = {}
-
-    def enc(text):
-        if torch.is_tensor(text):
-            return text.float()
-        if text not in texts:
-            texts[text] = _encode(clip, text)
-        return texts[text]
-
-    out = []
-    for i in range(entries):
-        conds = {aid.TEXT_COND: enc(instructions[i if len(instructions) > 1 else 0])[None]}
-        if schedules:
-            text = schedules[i if len(schedules) > 1 else 0]
-            try:
-                entries_ = sp.parse_schedule(text)
-                sp.check_schedule(entries_)
-            except ValueError as e:
-                raise VideoAdapterError(f"states: {e}") from None
-            starts = [f for f, _ in entries_]
-            if starts[-1] >= frames:
-                raise VideoAdapterError(f"states: schedule frames {starts} must be below video_frames ({frames})")
-            conds[aid.STATES_COND] = aid.per_frame_states([enc(t) for _, t in entries_], starts, frames)
-        out.append(conds)
-    return out
 
 
 class AIDConditioning(io.ComfyNode):

@@ -67,7 +67,7 @@ def test_linear_ramp_per_latent_frame(host, wan_i2v):
 @pytest.mark.parametrize("choice", ["keep", "zero", "drop"])
 def test_clip_vision_choice_changes_only_the_no_image_branch(host, wan_i2v, choice):
     model, pos, neg, latent = wan_i2v
-    guidance = host.pack_module("nodes.guidance")
+    guidance = host.pack_module("nodes.binding.guidance")
     none = guidance.without_image(neg, choice)
     assert all("concat_latent_image" not in e and "concat_mask" not in e for _, e in none)
     cv = [e.get("clip_vision_output") for _, e in none]
