@@ -324,7 +324,6 @@ def clip_statistics(video: torch.Tensor) -> dict[str, float]:
 # pair and the Table-1 miniature use it.
 SYNTHETIC_LATENT_CHANNELS = 16
 SYNTHETIC_TEXT_DIM = 32
-SYNTHETIC_POOL = 8
 
 
 def synthetic_codec() -> "PatchCodec":

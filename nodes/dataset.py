@@ -28,7 +28,7 @@ from comfy_api.latest import io, ui
 from ..adapters.clip_folder import STATES_SUFFIX, caption_for, clip_schedule, clip_windows
 from ..adapters.state_prompts import SCHEDULE_SEPARATOR
 from ..adapters.domain_model import FAMILY_SPECS, SIZES
-from .binding.training import training_noise
+from .binding.training import free_name, training_noise
 from .common import CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, safe_name
 from .binding.domain import clip_latents, prior_family, prior_parameterisation, text_batch
 from .binding.host import describe
@@ -193,7 +193,8 @@ class SaveTrainingData(io.ComfyNode):
                 io.Latent.Input("clips", tooltip="Clips from Load Training Clips (or VAE Encode)."),
                 io.Conditioning.Input("captions", tooltip="One caption for all clips or one per clip, in order."),
                 io.String.Input("name", default="my_style",
-                                tooltip="Folder name under output/video_adapters_data; an existing one is replaced."),
+                                tooltip="Folder name under output/video_adapters_data. An existing folder is never replaced: "
+                                        "the next free name_00001, name_00002 ... is used, as ComfyUI's savers do."),
                 io.Combo.Input("size", options=list(SIZES), default="xs",
                                tooltip="Model size written into the config (xs / s / m: about 1.25 / 2.5 / 6 % of "
                                        "the prior)."),
@@ -210,8 +211,9 @@ class SaveTrainingData(io.ComfyNode):
     def execute(cls, prior_model, clips, captions, name, size, first_frame_cond, edge_cond) -> io.NodeOutput:
         family = prior_family(prior_model)
         param = prior_parameterisation(prior_model)
-        folder = os.path.join(folder_paths.get_output_directory(), "video_adapters_data", safe_name(name))
-        os.makedirs(folder, exist_ok=True)
+        base = os.path.join(folder_paths.get_output_directory(), "video_adapters_data")
+        folder = os.path.join(base, free_name(safe_name(name), lambda n: os.path.lexists(os.path.join(base, n))))
+        os.makedirs(folder)
         x0 = clip_latents(prior_model, clips["samples"], family, clips.get(FRAMES_PER_CLIP_KEY, 0))
         ctx, mask = text_batch(captions, x0.shape[0], FAMILY_SPECS[family]["text_dim"])
         # latents are stored in the model's space (the prior's normalisation applied), so the config needs none

@@ -83,8 +83,10 @@ class TrainDomainModel(io.ComfyNode):
                 io.Int.Input("checkpoint_every", default=250, min=0, max=1_000_000,
                              tooltip="Write the checkpoint every this many steps (0: only when stopped and at the end)."),
                 io.String.Input("file_name", default="domain/my_style",
-                                tooltip="Output name inside models/video_adapters (no extension); existing files of "
-                                        "that name are replaced."),
+                                tooltip="Output name inside models/video_adapters (no extension). Nothing trained is replaced: "
+                                        "if <name> or its checkpoint exists, the next free <name>_00001, _00002 ... "
+                                        "is used (the file_name output says which). Resuming an interrupted run "
+                                        "from <name>_checkpoint finishes it under <name>."),
                 io.Combo.Input("attention", options=list(ATTENTION_MODES), default="factorised", optional=True,
                                tooltip="factorised: spatial then temporal attention (cheaper); full: all tokens."),
                 io.Boolean.Input("first_frame_cond", default=False, optional=True,
@@ -112,8 +114,8 @@ class TrainDomainModel(io.ComfyNode):
                 resume_from="none") -> io.NodeOutput:
         family = prior_family(prior_model)
         spec = FAMILY_SPECS[family]
-        folder, model_path, ckpt_path = training_outputs(file_name)
         resume_path, ck_meta = resume_checkpoint(resume_from, "domain model", family, model_config=None)
+        folder, model_path, ckpt_path = training_outputs(file_name, resume_path)
         if resume_path:
             config = DomainModelConfig.from_dict(ck_meta["model_config"])
         else:

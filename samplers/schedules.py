@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable
 
 SCHEDULE_KINDS = ("constant", "linear", "cosine", "piecewise")
 
@@ -146,7 +146,3 @@ def sigma_window(percent_to_sigma: Callable[[float], float], end_percent: float)
     if end_percent >= 1.0:
         return 0.0
     return float(percent_to_sigma(max(0.0, end_percent)))
-
-
-def as_points(pairs: Sequence[Sequence[float]]) -> tuple[tuple[float, float], ...]:
-    return tuple((float(p), float(v)) for p, v in pairs)

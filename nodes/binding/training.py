@@ -32,20 +32,44 @@ from .attach import adapter_conds, attach_adapters, new_adapters
 from .host import HostModel, describe, training_sigmas
 
 
-def training_outputs(file_name: str) -> tuple[str, str, str]:
-    """``(folder, model file, checkpoint file)`` of a training run named ``file_name`` in models/video_adapters."""
+COUNTER_DIGITS = 5  # name_00001, as ComfyUI's own savers count
 
+
+def free_name(name: str, taken) -> str:
+    """``name``, or the first ``name_00001``, ``name_00002``, ... for which ``taken(candidate)`` is false: ComfyUI's
+    savers' counter, so a new result never replaces an earlier one."""
+    if not taken(name):
+        return name
+    i = 1
+    while taken(f"{name}_{i:0{COUNTER_DIGITS}d}"):
+        i += 1
+    return f"{name}_{i:0{COUNTER_DIGITS}d}"
+
+
+def training_outputs(file_name: str, resume_path: str | None = None) -> tuple[str, str, str]:
+    """``(folder, model file, checkpoint file)`` of a training run named ``file_name`` in models/video_adapters.
+
+    Nothing trained is ever replaced: when ``<name>.safetensors`` or ``<name>_checkpoint.safetensors`` exists,
+    the run writes to the next free ``<name>_00001`` (as core's savers count). The one exception is the run
+    continued from its own checkpoint (``resume_path`` is ``<name>_checkpoint.safetensors`` and no finished
+    ``<name>.safetensors`` exists): it goes on writing that checkpoint and finishes under the same name."""
     name = safe_name(file_name)
     folder = folder_paths.get_folder_paths(MODEL_FOLDER)[0]
-    model, ckpt = os.path.join(folder, name + ".safetensors"), os.path.join(folder, name + "_checkpoint.safetensors")
+
+    def files(n):
+        return os.path.join(folder, n + ".safetensors"), os.path.join(folder, n + "_checkpoint.safetensors")
+
+    model, ckpt = files(name)
+    continuing = (resume_path is not None and os.path.exists(ckpt) and not os.path.exists(model)
+                  and os.path.realpath(resume_path) == os.path.realpath(ckpt))
+    if not continuing:
+        name = free_name(name, lambda n: any(os.path.lexists(f) for f in files(n)))
+        model, ckpt = files(name)
     try:  # before any training: a folder that cannot be made is reported now, not after the run
         os.makedirs(os.path.dirname(model), exist_ok=True)
     except OSError as e:
         raise VideoAdapterError(f"file_name '{file_name}': the folder {os.path.dirname(model)} cannot be created "
                                 f"({e.strerror}); pick another name") from None
-    for path in (model, ckpt):
-        if os.path.isdir(path):
-            raise VideoAdapterError(f"file_name '{file_name}': {path} is a folder; pick another name")
     return folder, model, ckpt
 
 
@@ -327,8 +351,8 @@ def train_adapters(model, clips, positive, kind_name: str, frames: int, steps: i
         config = kind.apply_trainer_options(config, dict(options or {}), dict(option_defaults or {}), host)
     except ValueError as e:
         raise VideoAdapterError(str(e)) from None
-    folder, out_path, ckpt_path = training_outputs(file_name)
     resume_path, _ = resume_checkpoint(resume_from, f"'{kind.name}' adapter", host.family, adapter_kind=kind.name)
+    folder, out_path, ckpt_path = training_outputs(file_name, resume_path)
     param = host.require_prediction("adapter training")
     recipe = kind.training_recipe(int(steps))  # the kind's schedule, betas, clipping ({}: constant)
     tcfg = TrainConfig(steps=int(steps), lr=float(learning_rate), batch_size=int(batch_size), seed=int(seed),
@@ -379,6 +403,8 @@ def train_adapters(model, clips, positive, kind_name: str, frames: int, steps: i
             f"({100.0 * n_train / max(n_base, 1):.2f} % of the base model's {n_base:,}), "
             f"{len(adapters)} blocks; {result.steps_done} steps, loss {result.losses[0]:.4f} -> "
             f"{summary['final_loss']:.4f}")
+    if rel != safe_name(file_name) + ".safetensors":
+        text += f"; saved as {rel} ({safe_name(file_name)}.safetensors or its checkpoint exists and is kept)"
     if recipe:
         text += (f"; {kind.name}'s recipe: {tcfg.lr_schedule} learning rate after {tcfg.warmup_steps} warm-up steps, "
                  f"betas {tcfg.betas[0]:g}/{tcfg.betas[1]:g}, gradient clipping {tcfg.grad_clip:g}")

@@ -56,15 +56,6 @@ def sd(host, tiny):
     return tiny.load("tiny_sd15_domain.safetensors"), tiny.load("tiny_sd15_prior.safetensors")
 
 
-def test_wan_pair_finite_and_prior_matters(host, wan):
-    domain, prior = wan
-    pos, neg = cond(WAN_TEXT_DIM, 0), cond(WAN_TEXT_DIM, 1)
-    out, _ = sample(host, domain, composer(host, domain, prior, pos, neg, prior_strength=0.5), wan_latent())
-    base, _ = sample(host, domain, composer(host, domain, prior, pos, neg, prior_strength=0.0), wan_latent())
-    assert torch.isfinite(out).all()
-    assert (out - base).abs().max() > 1e-3
-
-
 @pytest.mark.parametrize("space", ["velocity", "noise"])
 def test_wan_finite_in_both_flow_spaces_with_mcmc(host, wan, space):
     domain, prior = wan
@@ -83,16 +74,7 @@ def test_gamma_zero_equals_native_cfg_guider(host, request, pair):
     ours, _ = sample(host, domain, composer(host, domain, prior, pos, neg, prior_strength=0.0, cfg=4.0), latent)
     native_guider = host.call("CFGGuider", domain, pos, neg, 4.0)[0]
     native, _ = sample(host, domain, native_guider, latent)
-    assert torch.isfinite(ours).all()
     torch.testing.assert_close(ours, native, rtol=0, atol=1e-6)
-
-
-def test_sd_pair_composes(host, sd):
-    domain, prior = sd
-    pos, neg = cond(SD_TEXT_DIM, 0), cond(SD_TEXT_DIM, 1)
-    out, _ = sample(host, domain, composer(host, domain, prior, pos, neg, prior_strength=0.4), sd_latent())
-    base, _ = sample(host, domain, composer(host, domain, prior, pos, neg, prior_strength=0.0), sd_latent())
-    assert torch.isfinite(out).all() and (out - base).abs().max() > 1e-4
 
 
 def test_model_calls_per_step_and_window(host, wan):

@@ -134,7 +134,6 @@ def test_svd_spatial_blocks_only(host, svd):
     ours = sample(host, patched, pos, neg, x, cfg=2.0)
     ref = sample(host, reference_model(host, svd, "simda", frames), pos, neg, x, cfg=2.0)
     base = sample(host, svd, pos, neg, x, cfg=2.0)
-    assert torch.isfinite(ours).all()
     torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-5)
     assert (ours - base).abs().max() > 1e-5
 
