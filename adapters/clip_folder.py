@@ -3,11 +3,9 @@ prompts are, and where the training clips are cut."""
 
 from __future__ import annotations
 
-import json
 import os
-import re
 
-from .state_prompts import check_schedule, format_schedule, parse_schedule, state_frames
+from .state_prompts import check_schedule, format_schedule, looks_like_schedule, parse_schedule, state_frames
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v", ".gif", ".webp")
 STATES_SUFFIX = ".states.txt"  # <video name>.states.txt: the video's state prompts (AID)
@@ -44,30 +42,13 @@ def states_for(video_path: str) -> str | None:
     path = os.path.splitext(video_path)[0] + STATES_SUFFIX
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8-sig") as f:
-        return f.read().strip()
-
-
-_ENTRY = re.compile(r'^\s*"?\s*(\d+)\s*"?\s*:\s*(.*?)\s*,?\s*$')
-
-
-def _schedule_lines(body: str) -> list[tuple[int, str]]:
-    """A hand-written schedule, one ``frame: state`` per line, the state quoted (JSON) or not."""
-    out = []
-    for line in body.splitlines():
-        if not line.strip():
-            continue
-        m = _ENTRY.match(line)
-        if not m:
-            raise ValueError(f'the line {line.strip()!r} is not "frame": "state"')
-        value = m.group(2)
-        if len(value) >= 2 and value[0] == value[-1] == '"':
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError:
-                value = value[1:-1]
-        out.append((int(m.group(1)), " ".join(str(value).split())))
-    return sorted(out)
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        return raw.decode("utf-8-sig").strip()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{os.path.basename(path)} is not UTF-8 text (byte 0x{raw[e.start]:02x} at position "
+                         f"{e.start}); save it as UTF-8") from None
 
 
 def video_states(text: str, video_frames: int) -> list[tuple[int, str]]:
@@ -87,11 +68,8 @@ def video_states(text: str, video_frames: int) -> list[tuple[int, str]]:
     if not lines:
         raise ValueError('the file is empty; write one state per line, or a schedule of lines like "0": "a hand '
                          'holds the corn",')
-    if any(_ENTRY.match(line) for line in lines):
-        try:
-            entries = parse_schedule(body)
-        except ValueError:
-            entries = _schedule_lines(body)
+    if any(looks_like_schedule(line) for line in lines):
+        entries = parse_schedule(body, frames=video_frames)
         check_schedule(entries)
         return entries
     for line in lines:

@@ -158,25 +158,84 @@ def schedule(states: list[str], frames: int, temporal_stride: int = 1) -> str:
     return format_schedule(list(zip(state_frames(len(states), frames, temporal_stride), states)))
 
 
-def parse_schedule(text: str) -> list[tuple[int, str]]:
-    """Inverse of :func:`schedule` (also reads the same format written by hand): ``[(frame, prompt)]`` sorted."""
-    def unique(pairs):
-        keys = [k for k, _ in pairs]
-        for k in keys:
-            if keys.count(k) > 1:
-                raise ValueError(f"the schedule gives frame {k} twice")
-        return dict(pairs)
+_KEY = re.compile(r'\s*(?:"\s*(\d+)\s*"|(\d+))\s*:[ \t]*')
+_JSON_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
 
-    try:
-        value = json.loads("{" + text.strip().rstrip(",") + "}", strict=False, object_pairs_hook=unique)
-    except json.JSONDecodeError as e:
-        raise ValueError(f'schedule: expected lines like "0": "prompt", ({e.msg})') from None
-    out = []
-    for key, prompt in value.items():
-        if not str(key).strip().isdigit():
-            raise ValueError(f"schedule: {key!r} is not a frame number")
-        out.append((int(key), str(prompt)))
-    return sorted(out)
+
+def _line_of(text: str, pos: int) -> int:
+    return text.count("\n", 0, pos) + 1
+
+
+def looks_like_schedule(line: str) -> bool:
+    """Whether a line starts like a schedule entry (``"0": ...`` or ``0: ...``)."""
+    return _KEY.match(line) is not None
+
+
+def parse_schedule(text: str, frames: int | None = None) -> list[tuple[int, str]]:
+    """The one reader of frame schedules (AID Conditioning, Framewise Prompts, states files, what MLLM State
+    Prompt writes): ``[(frame, prompt)]`` sorted by frame.
+
+    Tolerant on form: one line or many, entries separated by commas and/or line breaks, keys and states quoted
+    (JSON strings with escapes) or not (an unquoted state runs to the end of its line), optional braces around
+    the whole, a byte-order mark. Strict on structure: a frame given twice, a frame without a state, an empty
+    state, text that is not ``frame: state``, and (with ``frames``, the video's length) a frame past the video's
+    last frame (then the schedule must also start at frame 0) are refused with a ``ValueError`` that names the
+    line and says what would fit."""
+    body = text.lstrip("\ufeff")
+    stripped = body.strip()
+    if stripped.startswith("{") and stripped.endswith("}"):
+        start = body.index("{")
+        body = " " * (start + 1) + body[start + 1: body.rindex("}")]
+    out: list[tuple[int, str]] = []
+    seen: dict[int, int] = {}
+    pos, n = 0, len(body)
+    while True:
+        while pos < n and body[pos] in " \t\r\n,":
+            pos += 1
+        if pos >= n:
+            break
+        line = _line_of(body, pos)
+        m = _KEY.match(body, pos)
+        if not m:
+            got = body[pos:].split("\n", 1)[0].strip()
+            raise ValueError(f'line {line}: {got[:60]!r} is not "frame": "state" (a frame number, a colon, then '
+                             "the state)")
+        frame = int(m.group(1) or m.group(2))
+        pos = m.end()
+        if pos < n and body[pos] == '"':
+            q = _JSON_STRING.match(body, pos)
+            if not q:
+                raise ValueError(f"line {line}: the state of frame {frame} opens a quote that does not close on "
+                                 "its line")
+            state = json.loads(q.group(0))
+            pos = q.end()
+            rest = body[pos:].split("\n", 1)[0]
+            junk = rest.strip().lstrip(",").strip()
+            if junk and not _KEY.match(junk):
+                raise ValueError(f"line {line}: unexpected {junk[:40]!r} after the state of frame {frame}; separate "
+                                 "entries with a comma or a line break")
+        else:
+            end = body.find("\n", pos)
+            end = n if end < 0 else end
+            state = body[pos:end].strip().rstrip(",").strip()
+            pos = end
+        state = " ".join(str(state).split())
+        if not state:
+            raise ValueError(f"line {line}: frame {frame} has no state; write a prompt after its colon, or remove "
+                             "the entry")
+        if frame in seen:
+            raise ValueError(f"line {line}: the schedule gives frame {frame} twice (first on line {seen[frame]}); "
+                             "give each frame once")
+        seen[frame] = line
+        out.append((frame, state))
+    out.sort()
+    if frames is not None and out:
+        check_schedule(out)
+        last = out[-1][0]
+        if last >= frames:
+            raise ValueError(f"line {seen[last]}: frame {last} is past the video's last frame {frames - 1} (the video "
+                             f"has {frames} frames); start each state at a frame from 0 to {frames - 1}")
+    return out
 
 
 def check_schedule(entries: list[tuple[int, str]]) -> None:

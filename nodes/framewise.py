@@ -56,15 +56,13 @@ class FramewisePrompts(io.ComfyNode):
             raise VideoAdapterError("model already has Framewise Prompts; use one Framewise Prompts node with one "
                                     "schedule (put every state in it)")
         try:
-            entries = sp.parse_schedule(schedule)
+            entries = sp.parse_schedule(schedule, frames=int(frames))
         except ValueError as e:
-            raise VideoAdapterError(str(e)) from None
+            raise VideoAdapterError(f"schedule: {e}") from None
         if not entries:
-            raise VideoAdapterError("schedule is empty")
+            raise VideoAdapterError('schedule is empty; write one prompt per state, like "0": "a closed box"')
         latent_frames = sp.latent_index(int(frames) - 1, int(temporal_stride)) + 1
         starts = [sp.latent_index(f, int(temporal_stride)) for f, _ in entries]
-        if starts[0] != 0:
-            raise VideoAdapterError(f'schedule starts at frame {entries[0][0]}; the first prompt must be at "0"')
         if len(set(starts)) != len(starts) or starts[-1] >= latent_frames:
             raise VideoAdapterError(
                 f"schedule frames {[f for f, _ in entries]} fall on latent frames {starts}: every prompt needs its own "

@@ -72,3 +72,40 @@ def test_schedules_are_checked_once_for_every_reader(text, needle):
 
     with pytest.raises(ValueError, match=needle):
         check_schedule(parse_schedule(text))
+
+
+@pytest.mark.parametrize("text,needle", [
+    ('"0": "closed", "0": "open"', 'line 1: the schedule gives frame 0 twice'),       # one line: refused, not merged
+    ('"0": "closed",\n"0": "open"', r'line 2: the schedule gives frame 0 twice \(first on line 1\)'),
+    ('"0": "closed", "4": ', "line 1: frame 4 has no state"),
+    ('"0": "closed",\n"4": ', "line 2: frame 4 has no state"),
+    ('"0": "closed",\n"4": ""', "line 2: frame 4 has no state"),
+    ('"0": "closed",\n"999": "open"', "line 2: frame 999 is past the video's last frame 11 .* from 0 to 11"),
+    ('"2": "closed"', "starts at frame 2; it must start at 0"),
+    ('"0": "closed" "open"', "unexpected '\"open\"' after the state of frame 0"),
+    ('"0": "closed\n', "opens a quote that does not close"),
+])
+def test_one_schedule_parser_is_strict_on_structure(text, needle):
+    with pytest.raises(ValueError, match=needle):
+        parse_schedule(text, frames=12)
+
+
+@pytest.mark.parametrize("text", [
+    '"0": "closed", "4": "open"',
+    '"0": "closed",\n"4": "open",\n',
+    '{"0": "closed", "4": "open"}',
+    '\ufeff{\n  "0": "closed",\n  "4": "open"\n}',
+    '0: closed\n4: open',
+    '"4": "open"\n"0": "closed"',
+])
+def test_one_schedule_parser_is_tolerant_on_form(text):
+    assert parse_schedule(text, frames=12) == [(0, "closed"), (4, "open")]
+
+
+def test_states_file_that_is_not_utf8_names_the_file(tmp_path):
+    from adapters.clip_folder import states_for
+
+    video = tmp_path / "corn.mp4"
+    (tmp_path / "corn.states.txt").write_bytes('"0": "ma\u00efs"'.encode("latin-1"))
+    with pytest.raises(ValueError, match=r"corn.states.txt is not UTF-8 text \(byte 0xef at position 8\)"):
+        states_for(str(video))

@@ -66,13 +66,11 @@ def instruction_conds(clip, instructions: list, schedules: list[str], entries: i
         if schedules:
             text = schedules[i if len(schedules) > 1 else 0]
             try:
-                entries_ = sp.parse_schedule(text)
+                entries_ = sp.parse_schedule(text, frames=frames)
                 sp.check_schedule(entries_)
             except ValueError as e:
                 raise VideoAdapterError(f"states: {e}") from None
             starts = [f for f, _ in entries_]
-            if starts[-1] >= frames:
-                raise VideoAdapterError(f"states: schedule frames {starts} must be below video_frames ({frames})")
             conds[aid.STATES_COND] = aid.per_frame_states([enc(t) for _, t in entries_], starts, frames)
         out.append(conds)
     return out

@@ -144,7 +144,10 @@ def check_geometry(vae, frames: int, width: int, height: int) -> None:
 def _states_per_video(by_video: dict, lengths: dict) -> dict:
     """``{video: [(frame, state)]}`` from the videos' states files; empty when no video has one. Every video
     needs one once any has, and each must read (see ``video_states``)."""
-    texts = {video: states_for(video) for video in by_video}
+    try:
+        texts = {video: states_for(video) for video in by_video}
+    except ValueError as e:  # a file that is not UTF-8: the message names it
+        raise VideoAdapterError(f"state prompts: {e}") from None
     missing = sorted(os.path.basename(v) for v, t in texts.items() if t is None)
     if len(missing) == len(texts):
         return {}

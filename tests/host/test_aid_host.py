@@ -289,7 +289,7 @@ def test_wrong_inputs_are_refused_with_what_to_fix(host):
         aid_conditioning(host, pos, neg, model=model)
     with pytest.raises(Exception, match="must start at"):
         aid_conditioning(host, pos, neg, schedule='"1": "late"')
-    with pytest.raises(Exception, match="below video_frames"):
+    with pytest.raises(Exception, match="past the video's last frame 3"):
         aid_conditioning(host, pos, neg, schedule='"0": "a",\n"9": "b"')
     g = torch.Generator().manual_seed(0)
     clips = {"samples": torch.randn(FRAMES, 4, 4, 4, generator=g)}

@@ -76,7 +76,7 @@ def test_sampling_and_errors(host, wan):
     assert torch.isfinite(a).all() and (a - b).abs().max() > 1e-4
     with pytest.raises(Exception, match="latent frames"):  # 13 pixel frames = 4 latent frames, the latent has 3
         sample(host.call("VA_FramewisePrompts", wan, ToyTextEncoder(WAN_TEXT_DIM), SCHEDULE, 13, 1, 4)[0])
-    with pytest.raises(Exception, match='first prompt must be at "0"'):
+    with pytest.raises(Exception, match='schedule: the schedule starts at frame 4; it must start at 0'):
         host.call("VA_FramewisePrompts", wan, ToyTextEncoder(WAN_TEXT_DIM), '"4": "x"', 9, 0, 4)
     with pytest.raises(Exception, match="own latent frame"):
         host.call("VA_FramewisePrompts", wan, ToyTextEncoder(WAN_TEXT_DIM), '"0": "a", "2": "b", "3": "c"', 9, 0, 4)
