@@ -50,6 +50,30 @@ class _Server:
     def queue_updated(self):
         pass
 
+    def send_progress_text(self, text, node_id, sid=None):
+        self.messages.append(("progress_text", {"text": text, "node_id": node_id}))
+
+
+def stand_in_prompt_server(server):
+    """Make ``server`` ComfyUI's ``PromptServer.instance`` when no real server exists in this process. Built-in
+    extensions reach the server through it while ComfyUI loads them (0.33's node replacements register with
+    ``PromptServer.instance.node_replace_manager``; without an instance that extension fails and ComfyUI
+    prints "IMPORT FAILED: nodes_replacements.py")."""
+    try:
+        from server import PromptServer
+    except ImportError:
+        return
+    if getattr(PromptServer, "instance", None) is not None:
+        return
+    if not hasattr(server, "node_replace_manager"):
+        try:
+            from app.node_replace_manager import NodeReplaceManager
+
+            server.node_replace_manager = NodeReplaceManager()
+        except ImportError:  # older ComfyUI: no node replacements
+            pass
+    PromptServer.instance = server
+
 
 def new_executor(execution, server):
     """``execution.PromptExecutor`` built with the arguments this ComfyUI version takes: newer versions read
@@ -90,6 +114,8 @@ class Host:
             folder_paths.set_output_directory(output_dir)
         import nodes
 
+        self.server = _Server()
+        stand_in_prompt_server(self.server)
         asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
         self.nodes = nodes
         self.pack = self._load_pack()
@@ -97,7 +123,6 @@ class Host:
         import execution
 
         self.execution = execution
-        self.server = _Server()
         self.executor = new_executor(execution, self.server)
         self.progress = []
         self.interrupt_after = None

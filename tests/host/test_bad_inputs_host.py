@@ -107,8 +107,7 @@ CATALOGUE = [  # (what the user did, prompt maker, expected words in the /prompt
                                                                                "strength": 1.0}},
               "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 1]}}},
      ["adapter_name", "x.safetensors"]),
-    ("prior_strength NaN", lambda: composer_prompt(prior_strength=float("nan")), ["prior_strength", "not a finite"]),
-    ("cfg infinite", lambda: composer_prompt(cfg=float("inf")), ["cfg", "not a finite"]),
+    ("cfg infinite (ComfyUI's own range check)", lambda: composer_prompt(cfg=float("inf")), ["cfg", "inf"]),
     ("300-character file name", lambda: train_domain_prompt("a" * 300), ["file_name", "too long"]),
     ("absolute file name", lambda: train_domain_prompt("/tmp/x"), ["file_name", "absolute"]),
     ("home file name", lambda: train_domain_prompt("~/x"), ["file_name", "absolute or home"]),
@@ -145,6 +144,8 @@ def test_refused_at_prompt(host, tiny, nodes_for_tests, case):
 
 
 RUNTIME = [  # refused when the node runs, before sampling or training
+    # (NaN passes every min/max comparison; checked when the node starts, one message naming the input)
+    ("prior_strength NaN", lambda: composer_prompt(prior_strength=float("nan")), ["prior_strength", "not a finite"]),
     ("Wan pair with conditioning of the wrong text width",
      lambda: {**composer_prompt(), "3": text(dim=SD_TEXT_DIM)},
      ["positive", "768 wide", "4096"]),
@@ -278,3 +279,24 @@ def test_train_adapters_on_a_model_that_already_has_adapters(host, tiny, nodes_f
     }
     out = host.run(prompt, ["5"])
     assert out["5"][1] == "bad/stacked_train.safetensors"
+
+
+def _errors_of(host, prompt, node):
+    ok, _, _, node_errors = host.validate(prompt)
+    assert not ok
+    return node_errors[node]["errors"]
+
+
+def test_one_message_per_problem_attached_to_its_input(host, tiny, nodes_for_tests):
+    """A bad value is reported once, under the input it concerns (not once per input of the node). ComfyUI repeats
+    a failed custom check under every input the check names: only file_name is named, and on hosts that do not
+    check V3 combos themselves (0.3.x) also the combos."""
+    validation = host.pack_module("nodes.validation")
+    errors = _errors_of(host, train_domain_prompt("/abs/name"), "4")
+    named = 1 if validation.host_checks_v3_combos() else 3  # + size and resume_from on 0.3.x
+    assert len(errors) == named and "file_name" in [e["extra_info"]["input_name"] for e in errors], errors
+    assert all("absolute or home path" in e["details"] for e in errors)
+    prompt = train_domain_prompt("ok_name")
+    prompt["4"]["inputs"]["steps"] = 0
+    errors = _errors_of(host, prompt, "4")
+    assert len(errors) == 1 and errors[0]["extra_info"]["input_name"] == "steps", errors

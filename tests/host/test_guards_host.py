@@ -167,9 +167,9 @@ def json_states(n):
 
 def test_mllm_state_prompt_refuses_one_state_too_many_after_the_retry(host):
     """Guards: exactly-N states accepting too many (N + 1 must be retried, then refused)."""
-    mllm = host.pack_module("nodes.mllm")
-    common = host.pack_module("nodes.common")
-    with pytest.raises(common.VideoAdapterError, match="5 states instead of 4"):
+    mllm = host.pack_module("nodes.binding.mllm")
+    protocol = host.pack_module("adapters.protocol")
+    with pytest.raises(protocol.VideoAdapterError, match="5 states instead of 4"):
         mllm.ask_states(_Answers(5, 5), None, "open the box", 4, 0, 256)
     asked = _Answers(5, 4)
     states, raw = mllm.ask_states(asked, None, "open the box", 4, 0, 256)
