@@ -301,6 +301,11 @@ class InitialFrameStates:
             raise ValueError(
                 f"FCA: initial frames of shape {list(frames.shape)} do not fit the video latent {list(x.shape)}; FCA "
                 "takes text-to-video Wan latents [B, C, T, H, W] with initial frames encoded by the same VAE")
+        if frames.shape[-2:] != x.shape[-2:]:
+            raise ValueError(
+                f"FCA: the initial frames are {frames.shape[-1]}x{frames.shape[-2]} latent cells, the video "
+                f"{x.shape[-1]}x{x.shape[-2]} (x8 pixels with Wan's VAE): give Initial Frames Conditioning an image "
+                "of the video's size (Image Scale to the video's width and height)")
         timestep = conds.get(TIMESTEP_COND)
         timestep = (torch.zeros(x.shape[0]) if timestep is None else timestep.reshape(x.shape[0], -1)[:, 0])
         cache = site.run.get(self)

@@ -18,6 +18,7 @@ from ..adapters import aid
 from .binding.attach import add_adapter_conds
 from .common import CATEGORY, VideoAdapterError
 from .binding.host import describe
+from .binding.aid import SVD_LATENT_CHANNELS, check_svd_conditioning
 from .binding.aid import _split, aid_adapters, instruction_conds, SEPARATOR
 
 
@@ -71,6 +72,8 @@ class AIDConditioning(io.ComfyNode):
                 raise VideoAdapterError(f"model is {host.model_config}; AID Conditioning is for SVD with AID adapters")
         if not positive:
             raise VideoAdapterError("positive is empty: connect SVD_img2vid_Conditioning's positive")
+        check_svd_conditioning(positive, "positive", model)
+        check_svd_conditioning(negative, "negative", model)
         if instructions:
             given = [t[row] for t, _ in instructions for row in range(t.shape[0])]
             instructions, label = given, f"{len(given)} encoded instruction(s)"
@@ -153,6 +156,11 @@ class SVDClipConditioning(io.ComfyNode):
             if augmentation_level > 0:
                 pixels = pixels + torch.randn_like(pixels) * float(augmentation_level)
             latent = vae.encode(pixels)
+            if latent.ndim != 4 or latent.shape[1] != SVD_LATENT_CHANNELS:
+                raise VideoAdapterError(
+                    f"vae: it encodes a frame to latents of shape {list(latent.shape)}; SVD takes its image VAE's "
+                    f"[1, {SVD_LATENT_CHANNELS}, h, w] latents: connect SVD's VAE (the checkpoint's VAE output), not "
+                    "a video VAE")
             positive.append([embed, {**values, "concat_latent_image": latent}])
             negative.append([torch.zeros_like(embed), {**values, "concat_latent_image": torch.zeros_like(latent)}])
         return io.NodeOutput(positive, negative)

@@ -35,7 +35,8 @@ class InitialFramesConditioning(io.ComfyNode):
                                       "initial frames."),
                 io.Vae.Input("vae", tooltip="Wan 2.1's VAE (the one the video is decoded with)."),
                 io.Image.Input("image", tooltip="The initial frame(s): the first image, or the first 5 images for "
-                               "two initial latent frames. Same size as the video to generate."),
+                               "two initial latent frames. Same size as the video to generate (this node cannot see the video; the "
+                               "sampler refuses another size when the FCA model runs)."),
                 io.Int.Input("initial_frames", default=1, min=1, max=2,
                              tooltip="Initial latent frames: 1 = the first image; 2 = the first 5 images (Wan's "
                                      "second latent frame holds pixel frames 1-4). Use what the adapters were "

@@ -1,6 +1,7 @@
 """The multimodal LLMs behind the MLLM nodes: a local transformers model run in a ModelPatcher, an
 OpenAI-compatible endpoint and a generating text encoder, each answering the state-prompt question of
-``adapters/state_prompts.py``; transformers is imported only when a local model is used."""
+``adapters/state_prompts.py``; transformers is imported only when a local model is used. ComfyUI's Cancel stops
+each of them: an endpoint's wait within a fraction of a second, a local model after the token it is on."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import base64
 import io as _io
 import json
 import os
+import socket
+import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -26,6 +30,14 @@ LLM_FOLDER = "LLM"
 if LLM_FOLDER not in folder_paths.folder_names_and_paths:
     folder_paths.folder_names_and_paths[LLM_FOLDER] = ([os.path.join(folder_paths.models_dir, LLM_FOLDER)], set())
 DTYPES = {"auto": None, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+CANCEL_SLICE = 0.2  # seconds between looks at ComfyUI's Cancel flag while an endpoint is waited for
+
+
+def _raise_interrupted():
+    """Raise ComfyUI's interrupt exception (clearing the flag, as ComfyUI's own checks do)."""
+    mm = comfy.model_management
+    mm.throw_exception_if_processing_interrupted()
+    raise mm.InterruptProcessingException()  # the flag was cleared by someone else in between: still cancelled
 
 
 def _pil(image: torch.Tensor):
@@ -63,6 +75,18 @@ def _unload(patcher) -> None:
             lm.model_unload()
             mm.current_loaded_models.remove(lm)
     mm.soft_empty_cache()
+
+
+def _cancel_criteria():
+    """A transformers stopping criterion that ends generate() at the next token once Cancel is pressed."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class Cancelled(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            stop = comfy.model_management.processing_interrupted()
+            return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([Cancelled()])
 
 
 class LocalMLLM:
@@ -104,6 +128,7 @@ class LocalMLLM:
             offload_device=comfy.model_management.text_encoder_offload_device())
 
     def generate(self, messages: list[dict], image, seed: int, max_tokens: int, schema: dict | None = None) -> str:
+        comfy.model_management.throw_exception_if_processing_interrupted()  # cancelled: do not even load
         if self.patcher is None:
             self._load()
         msgs = []
@@ -123,12 +148,133 @@ class LocalMLLM:
             inputs = {k: (v.to(self.patcher.load_device) if torch.is_tensor(v) else v) for k, v in inputs.items()}
             torch.manual_seed(int(seed))
             with torch.inference_mode():
-                out = model.generate(**inputs, max_new_tokens=int(max_tokens), do_sample=False)
+                out = model.generate(**inputs, max_new_tokens=int(max_tokens), do_sample=False,
+                                     stopping_criteria=_cancel_criteria())
+            comfy.model_management.throw_exception_if_processing_interrupted()  # stopped by Cancel, not finished
             answer = out[:, inputs["input_ids"].shape[1]:]
             return self.processor.batch_decode(answer, skip_special_tokens=True)[0]
         finally:
             if not self.keep_loaded:
                 _unload(self.patcher)
+
+
+class _HTTPStatus(Exception):
+    """An endpoint's answer with an HTTP error status; ``detail``: its body (read while the request is waited for)."""
+
+    def __init__(self, code: int, detail: str):
+        super().__init__(code, detail)
+        self.code, self.detail = code, detail
+
+
+class _Request:
+    """One urllib request run in a daemon thread and waited for in short slices, so that ComfyUI's Cancel ends the
+    wait within a fraction of a second (a single HTTP answer cannot be read in slices through urllib, and a server
+    can accept the connection and never answer). On Cancel or after ``timeout`` seconds the request's sockets are
+    shut down, which ends the thread's blocking read; a connection still being opened is closed as soon as it is
+    open. urllib keeps doing the rest: https, proxies from the environment, redirects."""
+
+    def __init__(self, req: urllib.request.Request, timeout: int):
+        self.req, self.timeout = req, timeout
+        self.lock = threading.Lock()
+        self.sockets, self.cancelled = [], False
+        self.done = threading.Event()
+        self.data = self.error = None
+
+    # --- the request's thread ---------------------------------------------------------------------------
+    def _connection(self, http_class):
+        """``http_class`` with a connect() that records the socket it opens (or closes it when cancelled)."""
+        request = self
+
+        def make(*args, **kwargs):
+            conn = http_class(*args, **kwargs)
+            connect = conn.connect
+
+            def connect_recorded():
+                connect()
+                with request.lock:
+                    request.sockets.append(conn.sock)
+                    cancelled = request.cancelled
+                if cancelled:
+                    _shut(conn.sock)
+                    raise ConnectionAbortedError("cancelled")
+
+            conn.connect = connect_recorded
+            return conn
+
+        return make
+
+    def _opener(self):
+        request = self
+
+        class Recorded:
+            def do_open(self, http_class, req, **kwargs):
+                return super().do_open(request._connection(http_class), req, **kwargs)
+
+        class HTTP(Recorded, urllib.request.HTTPHandler):
+            pass
+
+        class HTTPS(Recorded, urllib.request.HTTPSHandler):
+            pass
+
+        return urllib.request.build_opener(HTTP, HTTPS)
+
+    def _run(self):
+        try:
+            with self._opener().open(self.req, timeout=self.timeout) as resp:
+                self.data = resp.read()
+        except urllib.error.HTTPError as e:
+            try:
+                detail = e.read().decode("utf-8", "replace")
+            except Exception:  # noqa: BLE001 - the status alone still says what went wrong
+                detail = ""
+            self.error = _HTTPStatus(e.code, detail)
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
+            self.error = e
+        finally:
+            self.done.set()
+
+    # --- the waiting (node's) thread --------------------------------------------------------------------
+    def _cancel(self):
+        with self.lock:
+            self.cancelled = True
+            sockets = list(self.sockets)
+        for sock in sockets:
+            _shut(sock)
+
+    def wait(self, url: str) -> bytes:
+        """The answer's body; raises ``_HTTPStatus`` for an HTTP error status, urllib's errors as urlopen does,
+        ComfyUI's interrupt exception on Cancel."""
+        mm = comfy.model_management
+        mm.throw_exception_if_processing_interrupted()
+        threading.Thread(target=self._run, name="VA MLLM endpoint request", daemon=True).start()
+        deadline = time.monotonic() + self.timeout
+        try:
+            while not self.done.wait(CANCEL_SLICE):
+                if mm.processing_interrupted():
+                    self._cancel()
+                    _raise_interrupted()
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no answer within {self.timeout} s")
+        finally:
+            if not self.done.is_set():
+                self._cancel()
+        if self.error is not None:
+            raise self.error
+        return self.data
+
+
+def _shut(sock) -> None:
+    """Shut a socket down (ending a read blocked on it in another thread) and close it."""
+    if sock is None:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
 
 
 class EndpointMLLM:
@@ -149,8 +295,15 @@ class EndpointMLLM:
                 raise VideoAdapterError(f"api_key_env: the environment variable {self.api_key_env} is not set")
             headers["Authorization"] = f"Bearer {key}"
         req = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers, method="POST")
-        with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-            return json.loads(resp.read().decode("utf-8"), strict=False)
+        data = _Request(req, self.timeout).wait(self.url)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise VideoAdapterError(
+                f"the endpoint {self.url} answered with bytes that are not UTF-8 text (byte 0x{data[e.start]:02x} at "
+                f"position {e.start}); OpenAI-compatible servers answer in UTF-8 JSON: is base_url the server's "
+                "OpenAI-compatible API (it usually ends in /v1)?") from None
+        return json.loads(text, strict=False)
 
     def generate(self, messages: list[dict], image, seed: int, max_tokens: int, schema: dict | None = None) -> str:
         msgs = []
@@ -185,16 +338,16 @@ class EndpointMLLM:
             try:
                 reply = self._post(request)
                 break
-            except urllib.error.HTTPError as e:
-                detail = e.read().decode("utf-8", "replace")
+            except _HTTPStatus as e:
+                detail = e.detail
                 if "keep_alive" in detail and "keep_alive" in body:  # a server that does not know Ollama's field
                     body.pop("keep_alive")
                     request = dict(body, response_format=fmt) if fmt is not None else body
                     try:
                         reply = self._post(request)
                         break
-                    except urllib.error.HTTPError as e2:
-                        e, detail = e2, e2.read().decode("utf-8", "replace")
+                    except _HTTPStatus as e2:
+                        e, detail = e2, e2.detail
                 refused_format = fmt is not None and (e.code in (400, 422) or "response_format" in detail)
                 if not refused_format:
                     raise VideoAdapterError(f"the endpoint {self.url} answered {e.code}: {detail[:300]}") from None
@@ -233,6 +386,7 @@ class ClipMLLM:
             first = image[:1] if image is not None else None  # the first frame, as the other sources send
             tokens = self.clip.tokenize(self._prompt(messages), image=first, min_length=1)
             ids = self.clip.generate(tokens, do_sample=False, max_length=int(max_tokens), seed=int(seed))
+            comfy.model_management.throw_exception_if_processing_interrupted()  # ComfyUI's progress hook stops it
         except (AttributeError, NotImplementedError, TypeError) as e:
             raise VideoAdapterError(f"clip: this text encoder cannot generate text with an image ({e}); connect a "
                                     "generating multimodal text encoder (Qwen3-VL, Gemma 3), or use Load MLLM / "

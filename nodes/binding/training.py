@@ -364,6 +364,11 @@ def train_adapters(model, clips, positive, kind_name: str, frames: int, steps: i
 
     with torch.inference_mode(False):
         x0 = training_clips(model.model.process_latent_in(clips["samples"].float()).clone(), arch, frames)
+        if int(batch_size) > x0.shape[0]:
+            raise VideoAdapterError(
+                f"batch_size: {batch_size} is more than the {x0.shape[0]} clip(s) in clips; every step would repeat "
+                f"clips (as slow as {batch_size} clips for the learning of {x0.shape[0]}): use a batch_size of at most "
+                f"{x0.shape[0]}, or more clips")
         conditions = clip_conditions(positive, x0.shape[0])
         null_text = negative[0][0].clone().float() if negative else None
         clip_frames = int(x0.shape[1] if host.frame_layout == "batch" else x0.shape[2])

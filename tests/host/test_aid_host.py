@@ -301,7 +301,7 @@ def test_svd_conditioning_per_clip_equals_the_native_node_per_image(host):
     from devtools.tiny_models import ToyClipVision, ToyVAE
 
     frames = torch.rand(3, 32, 32, 3, generator=torch.Generator().manual_seed(2))
-    cv, vae = ToyClipVision(SVD_CONTEXT), ToyVAE()
+    cv, vae = ToyClipVision(SVD_CONTEXT), ToyVAE(video=False)  # SVD's image VAE: 4 channels
     pos, neg = host.call("VA_SVDClipConditioning", cv, vae, frames, 32, 32, 100, 8, 0.0)
     assert len(pos) == len(neg) == 3
     for i in range(3):

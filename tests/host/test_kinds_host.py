@@ -36,7 +36,8 @@ def _case(host, tiny, kind):
 
 def _train(host, case, kind, steps, name, resume="none"):
     model, clips, positive, frames, shift, settings, extra = case
-    return host.call("VA_TrainAdapter", model, clips, positive, kind, frames, steps, 3e-3, 2, 0, shift, 0, name,
+    batch = 1 if kind == "simda" else 2  # simda: one clip of 4 frames; aid and fca: two clips
+    return host.call("VA_TrainAdapter", model, clips, positive, kind, frames, steps, 3e-3, batch, 0, shift, 0, name,
                      resume_from=resume, settings=settings, **extra)
 
 
