@@ -220,7 +220,9 @@ class _Request:
 
     def _run(self):
         try:
-            with self._opener().open(self.req, timeout=self.timeout) as resp:
+            # the sockets' own timeout is a little longer than the wait's deadline, which thus always names
+            # the timeout (the sockets are shut down when it passes)
+            with self._opener().open(self.req, timeout=self.timeout + 2) as resp:
                 self.data = resp.read()
         except urllib.error.HTTPError as e:
             try:
@@ -241,7 +243,7 @@ class _Request:
         for sock in sockets:
             _shut(sock)
 
-    def wait(self, url: str) -> bytes:
+    def wait(self) -> bytes:
         """The answer's body; raises ``_HTTPStatus`` for an HTTP error status, urllib's errors as urlopen does,
         ComfyUI's interrupt exception on Cancel."""
         mm = comfy.model_management
@@ -295,7 +297,7 @@ class EndpointMLLM:
                 raise VideoAdapterError(f"api_key_env: the environment variable {self.api_key_env} is not set")
             headers["Authorization"] = f"Bearer {key}"
         req = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers, method="POST")
-        data = _Request(req, self.timeout).wait(self.url)
+        data = _Request(req, self.timeout).wait()
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -303,7 +305,12 @@ class EndpointMLLM:
                 f"the endpoint {self.url} answered with bytes that are not UTF-8 text (byte 0x{data[e.start]:02x} at "
                 f"position {e.start}); OpenAI-compatible servers answer in UTF-8 JSON: is base_url the server's "
                 "OpenAI-compatible API (it usually ends in /v1)?") from None
-        return json.loads(text, strict=False)
+        try:
+            return json.loads(text, strict=False)
+        except json.JSONDecodeError as e:
+            raise VideoAdapterError(
+                f"the endpoint {self.url} answered text that is not JSON ({e.msg} at position {e.pos}: "
+                f"{text[:80]!r}); is base_url the server's OpenAI-compatible API (it usually ends in /v1)?") from None
 
     def generate(self, messages: list[dict], image, seed: int, max_tokens: int, schema: dict | None = None) -> str:
         msgs = []

@@ -102,6 +102,10 @@ def _in_thread(fn):
     return thread, outcome
 
 
+def _request_threads():
+    return [t for t in threading.enumerate() if t.name == "VA MLLM endpoint request" and t.is_alive()]
+
+
 def test_cancel_ends_an_endpoint_that_never_answers(host, silent, interrupt):
     import comfy.model_management
 
@@ -123,6 +127,9 @@ def test_cancel_ends_an_endpoint_that_never_answers(host, silent, interrupt):
     while not silent.closed_at and time.monotonic() < deadline:
         time.sleep(0.05)
     assert silent.closed_at and silent.closed_at[0] - flagged < 2.0  # the connection is closed, not left waiting
+    while _request_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _request_threads()  # the request's own thread has ended too
     assert silent.accepted == 1  # no retry after Cancel
 
 
