@@ -37,7 +37,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# a port picked free can be taken by another process before the launcher binds it (two suites on one machine):
+# such a launch is retried with a new port; any other failure fails the test with the launcher's output
+PORT_TAKEN = ("address already in use", "eaddrinuse", "server socket has failed to listen", "errno: 98")
+
+
 def _launch(launcher, config, tmp_path, steps=None):
+    for attempt in range(3):
+        proc = _launch_once(launcher, config, tmp_path, steps)
+        text = (proc.stdout + proc.stderr).lower()
+        if proc.returncode == 0 or not any(p in text for p in PORT_TAKEN):
+            break
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def _launch_once(launcher, config, tmp_path, steps=None):
     if launcher == "accelerate":
         # --multi_gpu selects accelerate's multi-process launcher; the processes then train on the CPU
         # because the config says "device": "cpu"
@@ -54,9 +69,7 @@ def _launch(launcher, config, tmp_path, steps=None):
                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
 
 
 def test_two_processes_follow_the_one_process_run(tmp_path):
