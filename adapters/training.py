@@ -62,6 +62,7 @@ PARAMETERISATIONS = ("flow", "eps", "v")
 SIGMA_SAMPLINGS = ("flow_shift", "eps_discrete", "schedule")
 FLOW_DISTRIBUTIONS = ("logit_normal", "uniform")
 LR_SCHEDULES = ("constant", "cosine")
+TRAINING_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -100,6 +101,11 @@ class TrainConfig:
     beta_start: float = 0.00085
     beta_end: float = 0.012
     sigma_table: tuple[float, ...] = ()
+    # memory: batch_size is split into grad_accumulation micro-batches run one after the other (the same draws
+    # and the same gradient as one batch); the forward runs under autocast in training_dtype ("fp32": none)
+    # while the trained parameters, their gradients and the optimizer state stay fp32
+    grad_accumulation: int = 1
+    training_dtype: str = "fp32"
 
     def __post_init__(self):
         self.betas = tuple(float(b) for b in self.betas)
@@ -121,6 +127,11 @@ class TrainConfig:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got '{self.lr_schedule}'")
         if self.steps < 0 or self.batch_size < 1:
             raise ValueError("steps must be >= 0 and batch_size >= 1")
+        if self.grad_accumulation < 1 or self.batch_size % self.grad_accumulation:
+            raise ValueError(f"grad_accumulation {self.grad_accumulation} must be at least 1 and divide batch_size "
+                             f"{self.batch_size} (it splits each step's batch into that many micro-batches)")
+        if self.training_dtype not in TRAINING_DTYPES:
+            raise ValueError(f"training_dtype must be one of {tuple(TRAINING_DTYPES)}, got '{self.training_dtype}'")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -369,6 +380,19 @@ def _collect_params(params) -> tuple[list[str], list[torch.Tensor]]:
     return [n for n, _ in items], [p for _, p in items]
 
 
+def _autocast(device, training_dtype: str):
+    """Autocast of the forward in ``training_dtype`` (a no-op context for fp32)."""
+    import contextlib
+
+    dtype = TRAINING_DTYPES[training_dtype]
+    if dtype is None:
+        return contextlib.nullcontext()
+    kind = torch.device(device).type
+    if kind == "cpu" and dtype == torch.float16:
+        raise ValueError("training_dtype fp16 needs a GPU; on the CPU use bf16 or fp32")
+    return torch.autocast(device_type=kind, dtype=dtype)
+
+
 def _as_batch(batch) -> dict[str, Any]:
     if torch.is_tensor(batch):
         batch = {"x0": batch}
@@ -553,6 +577,8 @@ class Trainer:
             if dp is not None:
                 dp.broadcast_(tensors)  # every process starts from the same weights
 
+            # fp16 gradients can underflow: they are scaled up for backward and down before the step
+            scaler = torch.amp.GradScaler(device.type) if cfg.training_dtype == "fp16" else None
             result = TrainResult(losses=losses, steps_done=step)
             saved_at = step if resume_from is not None else None
 
@@ -569,7 +595,7 @@ class Trainer:
 
             while step < cfg.steps:
                 loss = self._one_step(step, model_fn, batch_fn, parameterisation, tensors, optimizer, generator, device,
-                                      dp)
+                                      dp, scaler)
                 step += 1
                 losses.append(loss)
                 result.steps_done = step
@@ -590,7 +616,7 @@ class Trainer:
         return dp.any(stop) if dp is not None else stop
 
     def _one_step(self, step, model_fn, batch_fn, parameterisation, tensors, optimizer, generator, device,
-                  dp=None) -> float:
+                  dp=None, scaler=None) -> float:
         cfg = self.config
         batch = _as_batch(batch_fn(step, generator, cfg.batch_size))
         # All random draws are made for the global batch (in the same order as without processes), then
@@ -623,15 +649,39 @@ class Trainer:
         for g in optimizer.param_groups:
             g["lr"] = self._lr(step)
         optimizer.zero_grad(set_to_none=True)
-        loss = diffusion_loss(model_fn, x0, context, sigma, noise, parameterisation, **kwargs)
+        # micro-batches: this process's share in grad_accumulation equal parts, each loss weighted by its part, so
+        # the summed gradient is the gradient of the share's mean loss
+        n = x0.shape[0]
+        parts = cfg.grad_accumulation
+        if n % parts:
+            raise ValueError(f"this step's batch of {n} does not split into grad_accumulation={parts} micro-batches")
+        size = n // parts
+        total = torch.zeros((), device=device)
+        for i in range(parts):
+            cut = slice(i * size, (i + 1) * size)
+
+            def micro(t, cut=cut):
+                return t[cut] if torch.is_tensor(t) and t.ndim and t.shape[0] == n else t
+
+            with _autocast(device, cfg.training_dtype):
+                loss = diffusion_loss(model_fn, x0[cut], micro(context), sigma[cut], noise[cut], parameterisation,
+                                      **{k: micro(v) for k, v in kwargs.items()})
+            scaled = loss.float() / parts
+            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+            total = total + loss.detach().float() / parts
         # the loss of the whole batch: the shares are equal, so it is the mean of the processes' losses
-        value = loss.detach() if dp is None else dp.mean(loss)
+        value = total if dp is None else dp.mean(total)
         if not torch.isfinite(value):
             raise FloatingPointError(f"training loss became {value.item()} at step {step + 1}")
-        loss.backward()
         if dp is not None:
             dp.average_gradients_(tensors)
+        if scaler is not None:
+            scaler.unscale_(optimizer)
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(tensors, cfg.grad_clip)
-        optimizer.step()
+        if scaler is not None:
+            scaler.step(optimizer)  # skips a step whose gradients overflowed in fp16
+            scaler.update()
+        else:
+            optimizer.step()
         return float(value.item())

@@ -270,3 +270,46 @@ def test_schedule_sigma_sampling_draws_the_models_own_levels():
     with pytest.raises(ValueError, match="sigma_table"):
         TrainConfig(sigma_sampling="schedule")
     assert TrainConfig.from_dict(cfg.to_dict()).sigma_table == table
+
+
+@pytest.mark.parametrize("parts", [2, 4])
+def test_grad_accumulation_of_k_micro_batches_equals_one_batch(data, parts):
+    """The same draws, split into k micro-batches whose weighted gradients add up: the same run as one batch."""
+    latents, context = data
+    runs = {}
+    for k in (1, parts):
+        model = _model()
+        cfg = TrainConfig(steps=4, lr=1e-3, batch_size=4, seed=3, cond_dropout=0.5, grad_accumulation=k)
+        res = Trainer(cfg).run(model, model, _batch_fn(latents, context), "flow")
+        runs[k] = (res.losses, _params(model))
+    for a, b in zip(runs[1][0], runs[parts][0]):
+        assert a == pytest.approx(b, rel=1e-5)
+    for name, value in runs[1][1].items():
+        torch.testing.assert_close(runs[parts][1][name], value, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_grad_accumulation_must_divide_the_batch():
+    with pytest.raises(ValueError, match="grad_accumulation 3 must .* divide batch_size 4"):
+        TrainConfig(batch_size=4, grad_accumulation=3)
+
+
+def test_bf16_training_lowers_the_loss_with_fp32_master_weights(data):
+    latents, context = data
+    model = _model()
+    seen = set()
+    linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+    linear.register_forward_hook(lambda m, i, o: seen.add(o.dtype))
+    cfg = TrainConfig(steps=60, lr=2e-3, batch_size=4, seed=1, cond_dropout=0.1, training_dtype="bf16")
+    res = Trainer(cfg).run(model, model, _batch_fn(latents, context), "flow")
+    first, last = sum(res.losses[:10]) / 10, sum(res.losses[-15:]) / 15
+    assert last < 0.7 * first, (first, last)
+    assert seen == {torch.bfloat16}  # the forward ran in bf16 ...
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # ... the master weights stay fp32
+
+
+def test_fp16_on_the_cpu_is_refused(data):
+    latents, context = data
+    model = _model()
+    with pytest.raises(ValueError, match="fp16 needs a GPU"):
+        Trainer(TrainConfig(steps=1, batch_size=2, training_dtype="fp16")).run(model, model,
+                                                                               _batch_fn(latents, context), "flow")
