@@ -94,6 +94,21 @@ class TrainAdapter(io.ComfyNode):
                 io.Conditioning.Input("negative", optional=True,
                                       tooltip="The encoded empty prompt, used for samples whose text is dropped (text "
                                               "encoders do not map an empty prompt to zeros). Default: zeros."),
+                # appended after every earlier input, so saved workflows keep their widget values and links
+                io.Boolean.Input("gradient_checkpointing", default=True, optional=True,
+                                 tooltip="Keep only each block's input for backward and run the block again there: "
+                                         "activation memory of one block instead of all, for about a third more "
+                                         "time per step (on by default, as ComfyUI's own trainer). The result is "
+                                         "the same."),
+                io.Combo.Input("training_dtype", options=["auto", "fp32", "bf16", "fp16"], default="auto",
+                               optional=True,
+                               tooltip="Precision of the forward pass (autocast); the trained weights, their "
+                                       "gradients and the optimizer stay fp32. auto: bf16 on a GPU that has it, fp32 "
+                                       "on the CPU. fp16 (GPU only) scales the loss against underflow."),
+                io.Int.Input("grad_accumulation", default=1, min=1, max=256, optional=True,
+                             tooltip="Split each step's batch_size clips into this many micro-batches run one after "
+                                     "the other: the memory of a smaller batch, the gradient of the whole one. Must "
+                                     "divide batch_size."),
             ],
             outputs=[
                 io.Model.Output(display_name="model", tooltip="The base model with the trained adapters (strength 1)."),
@@ -110,13 +125,15 @@ class TrainAdapter(io.ComfyNode):
     @classmethod
     def execute(cls, model, clips, positive, kind, frames, steps, learning_rate, batch_size, seed, latent_shift,
                 checkpoint_every, file_name, resume_from="none", text_dropout=0.0, image_dropout=0.0,
-                both_dropout=0.0, settings="", negative=None) -> io.NodeOutput:
+                both_dropout=0.0, settings="", negative=None, gradient_checkpointing=True, training_dtype="auto",
+                grad_accumulation=1) -> io.NodeOutput:
         patched, rel, losses, text = train_adapters(
             model, clips, positive, kind, frames, steps, learning_rate, batch_size, seed, checkpoint_every,
             file_name, resume_from,
             dropouts={"text_dropout": text_dropout, "image_dropout": image_dropout, "both_dropout": both_dropout},
             settings=settings, negative=negative, options={"latent_shift": latent_shift},
-            option_defaults={"latent_shift": "simda"})
+            option_defaults={"latent_shift": "simda"}, gradient_checkpointing=bool(gradient_checkpointing),
+            training_dtype=training_dtype, grad_accumulation=int(grad_accumulation))
         return io.NodeOutput(patched, rel, loss_curve_image(losses), text)
 
 

@@ -70,6 +70,15 @@ def unet_layout(tokens: torch.Tensor, extra_options: dict) -> tuple[str, int, in
     return None
 
 
+class _Shared:
+    """A patch object that ``ModelPatcher.clone()`` must share, not copy: ComfyUI 0.3.x deep-copies
+    ``model_options`` on every clone, which would copy the adapter modules a patch refers to (a clone would then
+    train copies, and on a GPU run them where the copies were left)."""
+
+    def __deepcopy__(self, memo):
+        return self
+
+
 def _mix(x: torch.Tensor, y: torch.Tensor, strength: float) -> torch.Tensor:
     return y if strength == 1.0 else x + strength * (y - x)
 
@@ -78,7 +87,7 @@ def _mix(x: torch.Tensor, y: torch.Tensor, strength: float) -> torch.Tensor:
 # UNet (frames in the batch; SVD's temporal layers)
 
 
-class _UNetRouter:
+class _UNetRouter(_Shared):
     """Model-wide UNet patches, each routed to the attachments of the block that calls it."""
 
     def __init__(self, host: HostModel, plan: list[Attachment], strength: float, frames: int):
@@ -221,7 +230,7 @@ def _framewise_cross_attention(attn, x, context, rest, kwargs, ft: FrameTokens, 
     return out
 
 
-class _WanBlockPatch:
+class _WanBlockPatch(_Shared):
     """``dit``/``double_block`` replace patch of one Wan block: the block (or an earlier patch), then the
     temporal, parallel-branch and capture attachments in that order."""
 
@@ -330,7 +339,7 @@ def without_adapter_text(conditioning):
     return out
 
 
-class _ForwardScopes:
+class _ForwardScopes(_Shared):
     """The ``DIFFUSION_MODEL`` wrapper (by key) of one attached model: opens the :class:`Scopes` of each forward
     (the run scope it owns, a fresh call scope, the token grid), runs the ``conditions`` callables, then the
     forward. When an enclosing attached model already opened this forward's scopes, they are shared. Its
@@ -522,6 +531,85 @@ def _install_wan(m, host: HostModel, plan: list[Attachment], strength: float, fr
         if found:
             m.set_model_patch_replace(_WanBlockPatch(blk, found, strength, replace.get(("double_block", blk.key))),
                                       "dit", "double_block", blk.key)
+
+
+# ----------------------------------------------------------------------------------------------------
+# gradient checkpointing for training: every block of the frozen base, the kind's modules inside it, keeps
+# only its input for backward and runs again there
+
+
+def _checkpoint(fn, to: dict | None, *args, **kwargs):
+    """``fn(*args, **kwargs)`` under ``torch.utils.checkpoint`` when gradients are on (a plain call otherwise).
+    Backward runs the block again after the whole forward, when ComfyUI's ``transformer_options`` say where the
+    forward ended (block, block index, shapes) and the wrapper that opened the scopes has returned: the options
+    as this block saw them are put back for that second run, so every patch and adapter sees the same state."""
+    if not torch.is_grad_enabled():
+        return fn(*args, **kwargs)
+    from torch.utils.checkpoint import checkpoint
+
+    seen = dict(to) if to is not None else None
+
+    def again(*a, **kw):
+        if to is None:
+            return fn(*a, **kw)
+        now = dict(to)
+        to.clear()
+        to.update(seen)
+        try:
+            return fn(*a, **kw)
+        finally:
+            to.clear()
+            to.update(now)
+
+    return checkpoint(again, *args, use_reentrant=False, **kwargs)
+
+
+class _CheckpointedWanBlock(_Shared):
+    """``dit``/``double_block`` replace patch: the block (or the patch before it) under checkpointing."""
+
+    def __init__(self, previous=None):
+        self.previous = previous
+
+    def __call__(self, args, extra):
+        run = self.previous or (lambda a, e: e["original_block"](a))
+        return _checkpoint(run, args.get("transformer_options"), args, extra)
+
+
+def _checkpointed_module(module: nn.Module) -> nn.Module:
+    """A shallow copy of a UNet transformer block (the same children, parameters and class, so isinstance checks
+    and the object patches on its children still hold) whose forward runs under checkpointing."""
+    import copy
+
+    clone = copy.copy(module)
+    forward = type(module).forward
+
+    def checkpointed(*args, **kwargs):
+        to = kwargs.get("transformer_options")
+        if to is None:
+            to = next((a for a in reversed(args) if isinstance(a, dict)), None)
+        return _checkpoint(lambda *a, **kw: forward(clone, *a, **kw), to, *args, **kwargs)
+
+    clone.forward = checkpointed
+    return clone
+
+
+def with_gradient_checkpointing(model, host: HostModel | None = None):
+    """A clone of ``model`` (a MODEL with or without adapters) whose every transformer block (UNet spatial and
+    temporal blocks, Wan DiT blocks) runs under gradient checkpointing while gradients are on: activation memory
+    of one block instead of all, for one extra forward per block in backward. Sampling is unchanged."""
+    host = host if host is not None else describe(model)
+    supported(host)
+    m = model.clone()
+    if host.architecture == "wan":
+        replace = m.model_options["transformer_options"].get("patches_replace", {}).get("dit", {})
+        for blk in host.blocks:
+            m.set_model_patch_replace(_CheckpointedWanBlock(replace.get(("double_block", blk.key))), "dit",
+                                      "double_block", blk.key)
+    else:
+        for blk in host.blocks:
+            key = f"diffusion_model.{blk.name}"
+            m.add_object_patch(key, _checkpointed_module(m.get_model_object(key)))
+    return m
 
 
 HOOK_POINTS: dict[str, tuple[frozenset, Callable]] = {

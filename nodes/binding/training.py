@@ -28,7 +28,7 @@ from ...adapters.training import TrainConfig, replace_inference_tensors
 from ...samplers import parameterisation
 from .. import MODEL_FOLDER
 from ..common import FRAMES_PER_CLIP_KEY, has_image, safe_name, without_image
-from .attach import adapter_conds, attach_adapters, new_adapters
+from .attach import adapter_conds, attach_adapters, new_adapters, with_gradient_checkpointing
 from .host import HostModel, describe, training_sigmas
 
 
@@ -304,6 +304,19 @@ def _zeros_like_cond(cond):
     return out
 
 
+def resolve_training_dtype(choice: str, device) -> str:
+    """Train Adapters' ``training_dtype``: ``auto`` is bf16 on a GPU that has it (as core's trainer), fp32
+    elsewhere; fp16 needs a GPU."""
+    import torch as _torch
+
+    cuda = _torch.device(device).type == "cuda"
+    if choice == "auto":
+        return "bf16" if cuda and _torch.cuda.is_bf16_supported() else "fp32"
+    if choice == "fp16" and not cuda:
+        raise VideoAdapterError("training_dtype: fp16 needs a GPU; on the CPU use bf16 or fp32 (or auto)")
+    return choice
+
+
 def kind_settings(kind: AdapterKind, settings: str) -> tuple[dict, set]:
     """Train Adapters' ``settings`` JSON checked by the kind (names, types, ranges) and merged over its defaults,
     and the names the user gave."""
@@ -327,7 +340,8 @@ def kind_settings(kind: AdapterKind, settings: str) -> tuple[dict, set]:
 def train_adapters(model, clips, positive, kind_name: str, frames: int, steps: int, learning_rate: float,
                    batch_size: int, seed: int, checkpoint_every: int, file_name: str, resume_from: str = "none",
                    dropouts: dict | None = None, settings: str = "", negative=None, options: dict | None = None,
-                   option_defaults: dict | None = None):
+                   option_defaults: dict | None = None, gradient_checkpointing: bool = True,
+                   training_dtype: str = "auto", grad_accumulation: int = 1):
     """Train adapters of ``kind_name`` on a frozen ``model``; returns ``(patched model, saved file name, losses,
     summary text)``. The kind is resolved and the model described once, here."""
     from .host import static_clone
@@ -355,10 +369,16 @@ def train_adapters(model, clips, positive, kind_name: str, frames: int, steps: i
     folder, out_path, ckpt_path = training_outputs(file_name, resume_path)
     param = host.require_prediction("adapter training")
     recipe = kind.training_recipe(int(steps))  # the kind's schedule, betas, clipping ({}: constant)
+    dtype = resolve_training_dtype(training_dtype, model.load_device)
+    if int(batch_size) % int(grad_accumulation):
+        raise VideoAdapterError(f"grad_accumulation: {grad_accumulation} does not divide batch_size {batch_size}; each "
+                                "step's batch is split into that many micro-batches (for example batch_size 4 with "
+                                "grad_accumulation 2 or 4)")
     tcfg = TrainConfig(steps=int(steps), lr=float(learning_rate), batch_size=int(batch_size), seed=int(seed),
                        cond_dropout=float(drops.get("text_dropout", 0.0)),
                        image_dropout=float(drops.get("image_dropout", 0.0)),
                        both_dropout=float(drops.get("both_dropout", 0.0)), checkpoint_every=int(checkpoint_every),
+                       grad_accumulation=int(grad_accumulation), training_dtype=dtype,
                        **training_noise(model, host), **recipe)
     device = model.load_device
 
@@ -380,7 +400,9 @@ def train_adapters(model, clips, positive, kind_name: str, frames: int, steps: i
         adapters = new_adapters(kind, model, config, host=host)
         patched = attach_adapters(model, adapters, 1.0, frames if host.frame_layout == "batch" else 0, host=host,
                                   kind=kind)
-        comfy.model_management.load_models_gpu([patched])
+        # the model trained: with every block under gradient checkpointing (the output MODEL is without it)
+        trained = with_gradient_checkpointing(patched, host) if gradient_checkpointing else patched
+        comfy.model_management.load_models_gpu([trained])
         replace_inference_tensors(patched.model)
         for other in patched.get_additional_models_with_key(ADDITIONAL_MODELS_KEY):  # adapters loaded earlier
             replace_inference_tensors(other.model)
@@ -394,7 +416,7 @@ def train_adapters(model, clips, positive, kind_name: str, frames: int, steps: i
         return {"x0": x0[idx.to(x0.device)], "clip": idx, "clean": x0[idx.to(x0.device)]}
 
     meta = {"family": host.family, "adapter_kind": kind.name, "adapter_config": adapters.config.to_dict()}
-    forward = AdapterForward(patched, param, conditions, host, null_text, kind=kind, adapters=adapters)
+    forward = AdapterForward(trained, param, conditions, host, null_text, kind=kind, adapters=adapters)
     result = run_training(tcfg, adapters, forward, batch_fn, param,
                           checkpoint_path=ckpt_path, resume_from=resume_path, checkpoint_meta=meta)
     n_train = adapters.num_trainable_parameters()  # what was trained (parts an ablation switched off are not)
@@ -408,6 +430,8 @@ def train_adapters(model, clips, positive, kind_name: str, frames: int, steps: i
             f"({100.0 * n_train / max(n_base, 1):.2f} % of the base model's {n_base:,}), "
             f"{len(adapters)} blocks; {result.steps_done} steps, loss {result.losses[0]:.4f} -> "
             f"{summary['final_loss']:.4f}")
+    text += (f"; {tcfg.training_dtype} forward" + (", gradient checkpointing" if gradient_checkpointing else "")
+             + (f", {tcfg.grad_accumulation} micro-batches per step" if tcfg.grad_accumulation > 1 else ""))
     if rel != safe_name(file_name) + ".safetensors":
         text += f"; saved as {rel} ({safe_name(file_name)}.safetensors or its checkpoint exists and is kept)"
     if recipe:

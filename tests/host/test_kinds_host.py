@@ -105,3 +105,57 @@ def _fca_conditioning(host, case):
     fca, attach = host.pack_module("adapters.fca"), host.pack_module("nodes.binding.attach")
     conds = fca.initial_frame_conds(case[1]["samples"][:1, :, :1], noise_step=1, seed=0)
     return attach.add_adapter_conds(case[2][:1], conds)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_gradient_checkpointing_gives_the_same_gradients_for_less_memory(host, tiny, kind):
+    """Every block of the frozen base under checkpointing, the kind's modules inside: the adapters' gradients
+    equal those without it, and the tensors kept for backward take less memory."""
+    import comfy.model_management
+
+    training, attach = host.pack_module("nodes.binding.training"), host.pack_module("nodes.binding.attach")
+    registry, core = host.pack_module("adapters.registry"), host.pack_module("adapters.training")
+    model, clips, positive, frames, shift, settings, _ = _case(host, tiny, kind)
+    info = host.pack_module("nodes.binding.host").describe(model)
+    entry = registry.get(kind)
+    config, given = training.kind_settings(entry, settings)
+    config = entry.apply_trainer_options(config, {"latent_shift": shift}, {"latent_shift": "simda"}, info)
+    x0 = training.training_clips(model.model.process_latent_in(clips["samples"].float()), info.architecture, frames)
+    conditions = training.clip_conditions(positive, x0.shape[0])
+    config = entry.configure(config, info, conditions, int(x0.shape[1] if info.frame_layout == "batch"
+                                                            else x0.shape[2]), given)
+    torch.manual_seed(0)
+    adapters = attach.new_adapters(kind, model, config)
+    with torch.no_grad():  # away from the identity, so every part gets a gradient
+        for p in adapters.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    patched = attach.attach_adapters(model, adapters, 1.0, frames if info.frame_layout == "batch" else 0)
+    comfy.model_management.load_models_gpu([patched])
+    param = info.require_prediction("training")
+    g = torch.Generator().manual_seed(1)
+    x = x0[:1].clone()
+    noise = torch.randn(x.shape, generator=g)
+    sigma = torch.tensor([0.5 if param == "flow" else 2.0])
+
+    def gradients(m):
+        comfy.model_management.load_models_gpu([m])  # the object patches (UNet blocks) apply when loaded
+        forward = training.AdapterForward(m, param, conditions, info, kind=entry, adapters=adapters)
+        adapters.zero_grad(set_to_none=True)
+        kept = []
+
+        def pack(t):
+            kept.append(t.numel() * t.element_size())
+            return t
+
+        with torch.inference_mode(False), torch.enable_grad():
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                loss = core.diffusion_loss(forward, x, None, sigma, noise, param, clip=torch.tensor([0]), clean=x)
+            loss.backward()
+        return {n: p.grad.clone() for n, p in adapters.named_parameters() if p.grad is not None}, sum(kept)
+
+    plain, plain_bytes = gradients(patched)
+    checkpointed, ckpt_bytes = gradients(attach.with_gradient_checkpointing(patched, info))
+    assert plain and plain.keys() == checkpointed.keys()
+    for name, grad in plain.items():
+        torch.testing.assert_close(checkpointed[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert ckpt_bytes < 0.8 * plain_bytes, (ckpt_bytes, plain_bytes)
