@@ -39,7 +39,7 @@ import comfy.patcher_extension
 
 from ...adapters.protocol import (ADAPTER_COND_PREFIX, ADDITIONAL_MODELS_KEY, POINTS, SCOPES_KEY, Attachment,
                                   Block, FrameTokens, Scopes, Site, VideoAdapterError, text_conditional)
-from .host import HostModel, describe
+from .host import HostModel, describe, static_clone
 
 
 def frames_per_video(batch: int, extra_options: dict, frames: int) -> int:
@@ -599,7 +599,7 @@ def with_gradient_checkpointing(model, host: HostModel | None = None):
     of one block instead of all, for one extra forward per block in backward. Sampling is unchanged."""
     host = host if host is not None else describe(model)
     supported(host)
-    m = model.clone()
+    m = static_clone(model)
     if host.architecture == "wan":
         replace = m.model_options["transformer_options"].get("patches_replace", {}).get("dit", {})
         for blk in host.blocks:
@@ -646,7 +646,10 @@ def attach(model, adapters: nn.Module | None, plan: list[Attachment], strength: 
             raise VideoAdapterError(f"{label} ({host.model_config}) has no '{a.point}' hook point")
         if a.block is not None and a.block not in names:
             raise VideoAdapterError(f"{label} has no block '{a.block}'")
-    m = model.clone()
+    # core demotes a dynamic-VRAM patcher to a static one when weight hooks are present; the pack's object patches
+    # and additional models take the same static path (core's own clone(disable_dynamic=True)) rather than
+    # relying on streaming of replaced modules that dynamic VRAM was not written for
+    m = static_clone(model, label)
     if adapters is not None:  # None: the plan holds no weights of its own
         m.set_additional_models(ADDITIONAL_MODELS_KEY, m.get_additional_models_with_key(ADDITIONAL_MODELS_KEY)
                                 + [adapter_patcher(adapters, model)])

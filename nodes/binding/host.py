@@ -224,6 +224,7 @@ def static_clone(model, label: str = "model"):
             return model.clone(disable_dynamic=True)
         except RuntimeError as e:
             raise VideoAdapterError(
-                f"{label} is a dynamic-VRAM model that cannot be turned into a static one for training ({e}); load "
-                "it with Load Diffusion Model or Load Frozen Video Model") from None
+                f"{label} is a dynamic-VRAM model that cannot be turned into a static one for adapters or training "
+                f"({e}); load it with Load Diffusion Model or Load Frozen Video Model, or start ComfyUI with "
+                "--disable-dynamic-vram") from None
     return model.clone()
