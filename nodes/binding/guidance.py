@@ -22,6 +22,13 @@ def dual_conditionings(model, positive, negative, clip_vision: str = "keep"):
     """``(full, image, none, image_only, summary)`` for a model and the positive / negative its native
     image-to-video node made."""
     host = describe(model, "model")
+    if host.family == "svd":
+        starts = sum(1 for _, e in positive if "concat_latent_image" in e)
+        if starts > 1:
+            raise VideoAdapterError(
+                f"positive carries {starts} start images (SVD Conditioning per Clip makes one per training clip); "
+                "sampling one video takes one: connect SVD_img2vid_Conditioning (or AID Conditioning on it) for the "
+                "first frame you want")
     if host.family == "svd" and has_adapter_text(positive):
         # SVD with AID adapters: the text is the AID instruction and states (zero features: AID's "no text")
         return positive, without_adapter_text(positive), negative, False, (

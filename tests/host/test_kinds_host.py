@@ -147,10 +147,19 @@ def test_gradient_checkpointing_gives_the_same_gradients_for_less_memory(host, t
             kept.append(t.numel() * t.element_size())
             return t
 
-        with torch.inference_mode(False), torch.enable_grad():
-            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                loss = core.diffusion_loss(forward, x, None, sigma, noise, param, clip=torch.tensor([0]), clean=x)
-            loss.backward()
+        # newer ComfyUI runs some ops (Wan's RoPE) through kernels with a backward only in training mode
+        before = getattr(comfy.model_management, "in_training", None)
+        comfy.model_management.in_training = True
+        try:
+            with torch.inference_mode(False), torch.enable_grad():
+                with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                    loss = core.diffusion_loss(forward, x, None, sigma, noise, param, clip=torch.tensor([0]), clean=x)
+                loss.backward()
+        finally:
+            if before is None:
+                del comfy.model_management.in_training
+            else:
+                comfy.model_management.in_training = before
         return {n: p.grad.clone() for n, p in adapters.named_parameters() if p.grad is not None}, sum(kept)
 
     plain, plain_bytes = gradients(patched)

@@ -88,3 +88,12 @@ def test_initial_frames_of_another_size_are_refused_when_sampling(host, wan):
     with pytest.raises(Exception, match=r"initial frames are 16x12 latent cells, the video 4x4.*Initial Frames "
                                         "Conditioning an image of the video's size"):
         host.call("KSampler", model, 0, 1, 1.0, "euler", "simple", pos, neg, latent, 1.0)
+
+
+def test_dual_cfg_guider_refuses_several_start_images_for_one_video(host):
+    """SVD Conditioning per Clip's output (one entry per training clip) wired into sampling: refused, not averaged."""
+    frames = torch.rand(4, 32, 32, 3, generator=torch.Generator().manual_seed(1))
+    pos, neg = host.call("VA_SVDClipConditioning", ToyClipVision(SVD_CONTEXT), ToyVAE(video=False), frames, 32, 32,
+                         127, 6, 0.0)
+    with pytest.raises(Exception, match="positive carries 4 start images .* sampling one video takes one"):
+        host.call("VA_DualCFGGuider", tiny_svd(), pos, neg, 2.0, 4.0)
