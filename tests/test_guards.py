@@ -15,15 +15,7 @@ from adapters.training import TrainConfig, Trainer
 from samplers.composition import Composition, PriorTerm
 from samplers.schedules import SigmaPercentMap, StrengthSchedule, flow_percent_to_sigma
 
-DIM = 32
-SMALL = dict(head_dim=8, frames=3, queries_per_frame=2, text_width=16, text_heads=2)
-
-
-def _perturb(module, seed, std=0.2):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(std * torch.randn(p.shape, generator=g))
+from test_fca_modules import DIM, SMALL, _perturb  # noqa: E402  (the FCA tests' small config and perturbation)
 
 
 # ----------------------------------------------------------------------------------------------------
