@@ -23,6 +23,12 @@ NO_HOST_HELP = ("ComfyUI was not found. Either install this pack in ComfyUI/cust
                 "from there, or point COMFYUI_PATH at a ComfyUI folder, and use the Python that runs ComfyUI.")
 
 
+def put_host_first(root: str) -> None:
+    """ComfyUI's root first on ``sys.path`` (its top-level modules: ``comfy``, ``nodes``, ``folder_paths``, ...)."""
+    if root not in sys.path:
+        sys.path.insert(0, root)
+
+
 def find_comfyui(pack_dir: str = PACK_DIR) -> str | None:
     """ComfyUI's root: COMFYUI_PATH, or the ComfyUI whose custom_nodes folder holds this pack."""
     env = os.environ.get("COMFYUI_PATH")
@@ -95,8 +101,7 @@ class Host:
                  cpu: bool = True):
         self.root = root
         self.workdir = tempfile.mkdtemp(prefix="va_host_")
-        if root not in sys.path:
-            sys.path.insert(0, root)
+        put_host_first(root)
         os.chdir(root)
         import comfy.options
 
