@@ -10,7 +10,7 @@ from ..adapters import registry
 from ..adapters.latent_shift import MODES
 from ..adapters.plots import loss_curve_image
 from .binding.training import load_adapters, train_adapters
-from .common import CATEGORY, model_files
+from .common import CATEGORY, model_files, TRAINED_FILE_NAME_TOOLTIP
 
 CAT_ADAPTERS = f"{CATEGORY}/adapters"
 SHIFT_CHOICES = list(MODES) + ["none"]
@@ -72,10 +72,7 @@ class TrainAdapter(io.ComfyNode):
                 io.Int.Input("checkpoint_every", default=100, min=0, max=1_000_000,
                              tooltip="Write the checkpoint every this many steps (0: only when stopped and at the end)."),
                 io.String.Input("file_name", default="simda/my_clip",
-                                tooltip="Output name inside models/video_adapters (no extension). Nothing trained is replaced: "
-                                        "if <name> or its checkpoint exists, the next free <name>_00001, _00002 ... "
-                                        "is used (the file_name output says which). Resuming an interrupted run "
-                                        "from <name>_checkpoint finishes it under <name>."),
+                                tooltip=TRAINED_FILE_NAME_TOOLTIP),
                 io.Combo.Input("resume_from", options=["none"] + model_files(), default="none", optional=True,
                                tooltip="A *_checkpoint.safetensors of the same adapters to continue from."),
                 io.Float.Input("text_dropout", default=0.0, min=0.0, max=1.0, step=0.01, optional=True,

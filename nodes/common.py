@@ -14,6 +14,11 @@ CATEGORY = "video_adapters"
 FRAMES_PER_CLIP_KEY = "va_frames_per_clip"
 CAT_COMPOSE = f"{CATEGORY}/composition"
 CAT_LOADERS = f"{CATEGORY}/loaders"
+# the trainers' file_name input (Train Adapters, Train Domain Model): one rule, one wording
+TRAINED_FILE_NAME_TOOLTIP = (
+    "Output name inside models/video_adapters (no extension). Nothing trained is replaced: if <name> or its "
+    "checkpoint exists, the next free <name>_00001, _00002 ... is used (the file_name output says which). Resuming "
+    "an interrupted run from <name>_checkpoint finishes it under <name>.")
 
 # Custom socket types. Their names are stored in workflow files: never rename them.
 Priors = io.Custom("VA_PRIORS")

@@ -41,7 +41,7 @@ from .binding.domain import (EDGE_SOURCE_KEY, FIRST_FRAME_KEY, build_domain_patc
                              prior_family, text_batch)
 from .binding.host import describe
 from .binding.training import resume_checkpoint, run_training, save_result, training_noise, training_outputs
-from .common import CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, model_files
+from .common import CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, model_files, TRAINED_FILE_NAME_TOOLTIP
 
 CAT_DOMAIN = f"{CATEGORY}/domain_model"
 
@@ -83,10 +83,7 @@ class TrainDomainModel(io.ComfyNode):
                 io.Int.Input("checkpoint_every", default=250, min=0, max=1_000_000,
                              tooltip="Write the checkpoint every this many steps (0: only when stopped and at the end)."),
                 io.String.Input("file_name", default="domain/my_style",
-                                tooltip="Output name inside models/video_adapters (no extension). Nothing trained is replaced: "
-                                        "if <name> or its checkpoint exists, the next free <name>_00001, _00002 ... "
-                                        "is used (the file_name output says which). Resuming an interrupted run "
-                                        "from <name>_checkpoint finishes it under <name>."),
+                                tooltip=TRAINED_FILE_NAME_TOOLTIP),
                 io.Combo.Input("attention", options=list(ATTENTION_MODES), default="factorised", optional=True,
                                tooltip="factorised: spatial then temporal attention (cheaper); full: all tokens."),
                 io.Boolean.Input("first_frame_cond", default=False, optional=True,

@@ -307,11 +307,9 @@ def _zeros_like_cond(cond):
 def resolve_training_dtype(choice: str, device) -> str:
     """Train Adapters' ``training_dtype``: ``auto`` is bf16 on a GPU that has it (as core's trainer), fp32
     elsewhere; fp16 needs a GPU."""
-    import torch as _torch
-
-    cuda = _torch.device(device).type == "cuda"
+    cuda = torch.device(device).type == "cuda"
     if choice == "auto":
-        return "bf16" if cuda and _torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
     if choice == "fp16" and not cuda:
         raise VideoAdapterError("training_dtype: fp16 needs a GPU; on the CPU use bf16 or fp32 (or auto)")
     return choice
