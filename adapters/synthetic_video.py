@@ -388,7 +388,7 @@ def _render_scene(g: torch.Generator, style: dict[str, str], domain: bool, frame
     noise = torch.rand(8, 8, generator=g)
     n_shapes = int(torch.randint(1, 3, (), generator=g))
     for _ in range(n_shapes):
-        shape = style["shape"] if domain else _choice(g, SHAPES)
+        shape = style["shape"]  # every shape of a clip is the captioned one (broad captions name it truthfully)
         texture = style["texture"] if domain else _choice(g, TEXTURES)
         colour = _palette_colour(g, palette)
         if domain:

@@ -56,7 +56,7 @@ from adapters.domain_model import DomainVideoModel, family_config, load_domain_m
 from adapters.synthetic_video import (DOMAIN_STYLES, SYNTHETIC_LATENT_CHANNELS, SYNTHETIC_TEXT_DIM,  # noqa: E402
                                       caption_context, make_style_clips, style_tokens, synthetic_codec)
 from adapters.training import TrainConfig, Trainer  # noqa: E402
-from devtools.metrics import frechet_distance  # noqa: E402
+from devtools.drawing import N_FEATURES, Scorer, features, frechet  # noqa: E402,F401
 from devtools.miniature import CFG, COMPOSITION_END, SAMPLE_SHIFT, sample  # noqa: E402
 from samplers.schedules import StrengthSchedule  # noqa: E402
 
@@ -117,77 +117,7 @@ def train(model, latents, context, steps, batch, lr, seed, label, quiet=False):
 
 
 # ----------------------------------------------------------------------------------------------------
-# features and the Frechet distance
-
-
-def features(rgb: torch.Tensor) -> np.ndarray:
-    """Per-clip features ``[N, 24]`` of RGB clips ``[N, 3, T, H, W]`` in 0..1 (see the module docstring)."""
-    v = rgb.float().clamp(0, 1)
-    n = v.shape[0]
-    f = []
-    mean = v.mean(dim=(2, 3, 4))
-    f += [mean, v.std(dim=(2, 3, 4))]                                    # 6
-    f.append((mean[:, 0] - mean[:, 2])[:, None])                         # warmth
-    f.append((v.amax(1) - v.amin(1)).mean(dim=(1, 2, 3))[:, None])        # saturation
-    luma = 0.299 * v[:, 0] + 0.587 * v[:, 1] + 0.114 * v[:, 2]           # [N, T, H, W]
-    f.append(torch.quantile(luma.reshape(n, -1), 0.9, dim=1)[:, None])   # bright decile
-    dx = (luma[..., :, 1:] - luma[..., :, :-1])[..., :-1, :]
-    dy = (luma[..., 1:, :] - luma[..., :-1, :])[..., :, :-1]
-    gx, gy = dx.abs().mean(dim=(1, 2, 3)), dy.abs().mean(dim=(1, 2, 3))
-    lap = (4 * luma[..., 1:-1, 1:-1] - luma[..., :-2, 1:-1] - luma[..., 2:, 1:-1] - luma[..., 1:-1, :-2]
-           - luma[..., 1:-1, 2:]).pow(2).mean(dim=(1, 2, 3))
-    c = luma - luma.mean(dim=(2, 3), keepdim=True)
-    var = c.pow(2).mean(dim=(1, 2, 3)) + 1e-6
-    ac1 = (c[..., :, 1:] * c[..., :, :-1]).mean(dim=(1, 2, 3)) / var
-    f += [gx[:, None], gy[:, None], ((gx + 1e-4) / (gy + 1e-4)).log()[:, None], lap.sqrt()[:, None], ac1[:, None]]
-    # shape integrity: clean shapes have few, strong edges; broken ones have many weak ones that come and go
-    mag = (dx * dx + dy * dy).sqrt()                                     # [N, T, H-1, W-1]
-    strong = (mag > 0.08).float().mean(dim=(2, 3))                       # [N, T]
-    f.append(strong.mean(1, keepdim=True))
-    f.append((mag.reshape(n, -1).quantile(0.98, dim=1) / (mag.mean(dim=(1, 2, 3)) + 1e-4))[:, None])  # peakiness
-    f.append((strong[:, 1:] - strong[:, :-1]).abs().mean(1, keepdim=True) / (strong.mean(1, keepdim=True) + 1e-3))
-    # motion realism
-    d1 = luma[:, 1:] - luma[:, :-1]
-    d = d1.abs().mean(dim=(2, 3))                                        # [N, T-1]
-    f += [d.mean(1, keepdim=True), (d.std(1) / (d.mean(1) + 1e-4))[:, None]]
-    bright = luma.mean(dim=(2, 3))
-    f.append((bright[:, 1:] - bright[:, :-1]).abs().mean(1, keepdim=True))  # flicker
-    d2 = (luma[:, 2:] - 2 * luma[:, 1:-1] + luma[:, :-2]).abs().mean(dim=(1, 2, 3))
-    f.append((d2 / (d.mean(1) + 1e-4))[:, None])                          # acceleration ratio
-    a, b = c[:, :-1], c[:, 1:]
-    f.append(((a * b).mean(dim=(1, 2, 3)) / var)[:, None])
-
-    def err(sx, sy):
-        sa = torch.roll(a, shifts=(sy, sx), dims=(2, 3))[..., 2:-2, 2:-2]
-        return (b[..., 2:-2, 2:-2] - sa).pow(2).mean(dim=(1, 2, 3))
-    f.append((err(-1, 0) - err(1, 0))[:, None])
-    f.append((err(0, -1) - err(0, 1))[:, None])
-    return torch.cat(f, dim=1).double().numpy()
-
-
-N_FEATURES = 24
-
-
-def frechet(a: np.ndarray, b: np.ndarray) -> float:
-    """Frechet distance between Gaussians fitted to feature rows ``a`` and ``b`` (the shared metric, no ridge)."""
-    return frechet_distance(torch.from_numpy(np.asarray(a)), torch.from_numpy(np.asarray(b)), ridge=0.0)
-
-
-class Scorer:
-    """FD of generated latents against one style's held-out clips (features standardised by their spread)."""
-
-    def __init__(self, codec, held_a, held_b):
-        self.codec = codec
-        ref = features(held_a)
-        self.scale = ref.std(0) + 1e-6
-        self.ref = ref / self.scale
-        self.floor = frechet(features(held_b) / self.scale, self.ref)
-
-    def __call__(self, latents) -> float:
-        feats = features(self.codec.decode(latents)) / self.scale
-        if not np.isfinite(feats).all():
-            return float("inf")
-        return frechet(feats, self.ref)
+# features and the Frechet distance: devtools/drawing.py (features, frechet, Scorer)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -274,7 +204,7 @@ class Lab:
 
 
 def _is_pretrained_prior(path, S) -> bool:
-    """Whether the shipped prior is the one this benchmark's settings train (same size, data and steps)."""
+    """Whether the shipped prior is the one ``devtools.train_prior`` makes with its recipe (the default)."""
     from adapters.files import read_metadata
 
     t = read_metadata(path).get("training", {})
@@ -282,7 +212,12 @@ def _is_pretrained_prior(path, S) -> bool:
 
 
 def prior_recipe(S) -> str:
-    return f"broad={S['broad']} spec={S['prior']} steps={S['prior_steps']} lr={S['lr']} batch={S['batch']}"
+    """The shipped prior's recipe (``python -m devtools.train_prior``); --train-prior trains ``S['prior']`` here."""
+    import argparse
+
+    from devtools.train_prior import RECIPE, recipe_text
+
+    return recipe_text(argparse.Namespace(**RECIPE))
 
 
 def table_methods(S):
@@ -385,8 +320,8 @@ def main(argv=None):
     ap.add_argument("--first-frame", action="store_true", help="first-frame conditioned prior and small models")
     ap.add_argument("--out", default=OUT_DIR, help="where the trained pair of the first style and seed is saved")
     ap.add_argument("--ship", action="store_true",
-                    help="also write the sunset pair of seed 0 (fp16) as the pack's demo models in adapters/weights/ (the "
-                         "shipped pair was made with --small 64x2 --ship)")
+                    help="also write the sunset domain model of seed 0 (fp16) as the demo pair's domain model in "
+                         "adapters/weights/ (the prior ships from devtools/train_prior.py)")
     ap.add_argument("--flow-space", choices=("velocity", "noise"), default="velocity",
                     help="the composer's flow space (default %(default)s; the knob study compares both)")
     ap.add_argument("--gammas", type=float, nargs="*", default=None, help="prior strengths of the composer rows")
@@ -443,27 +378,21 @@ def main(argv=None):
             print_table(f"style {style} ({len(rs)} seeds)", rs)
 
     os.makedirs(args.out, exist_ok=True)
-    pp = os.path.join(args.out, f"table1_{mode}_prior.safetensors")
     dp = os.path.join(args.out, f"table1_{mode}_domain.safetensors")
-    save_domain_model(pp, prior, {"data": "synthetic broad clips", "steps": S["prior_steps"],
-                                  "prior_recipe": prior_recipe(S)})
     save_domain_model(dp, small, {"data": f"synthetic '{first_pair[2]}' clips", "steps": S["small_steps"]})
-    print(f"saved the pair of style {first_pair[2]}, seed {first_pair[3]}: {pp}, {dp}")
+    print(f"saved the domain model of style {first_pair[2]}, seed {first_pair[3]}: {dp}")
     if args.ship:
+        # the domain model of the demo pair; the prior ships from devtools/train_prior.py
         rows = summarise(results)
         table = {label: [round(mu, 2), round(sd, 2)] for label, mu, sd, _ in rows}
-        for model, role, data, steps in ((prior, "prior", "broad synthetic clips", S["prior_steps"]),
-                                         (small, "domain", f"{S['domain_train']} clips of the '{first_pair[2]}' style",
-                                          S["small_steps"])):
-            path = os.path.join(SHIP_DIR, f"tiny_synthetic_{role}.safetensors")
-            save_domain_model(path, copy.deepcopy(model).half(), {
-                "data": data, "steps": steps, "role": role, "style": first_pair[2], "sample_shift": SAMPLE_SHIFT,
-                **({"prior_recipe": prior_recipe(S)} if role == "prior" else {}),
-                "cfg": CFG, "composition_end": COMPOSITION_END,
-                "made_by": shlex.join(["python", "benchmarks/table1_miniature.py",
-                                       *(sys.argv[1:] if argv is None else argv)]),
-                "table1_miniature_mean_std": table})
-            print(f"shipped {path} ({os.path.getsize(path) / 1e6:.2f} MB)")
+        path = os.path.join(SHIP_DIR, "tiny_synthetic_domain.safetensors")
+        save_domain_model(path, copy.deepcopy(small).half(), {
+            "data": f"{S['domain_train']} clips of the '{first_pair[2]}' style", "steps": S["small_steps"],
+            "role": "domain", "style": first_pair[2], "sample_shift": SAMPLE_SHIFT, "cfg": CFG,
+            "composition_end": COMPOSITION_END,
+            "made_by": shlex.join(["python", "benchmarks/table1_miniature.py", *(sys.argv[1:] if argv is None else argv)]),
+            "table1_miniature_mean_std": table})
+        print(f"shipped {path} ({os.path.getsize(path) / 1e6:.2f} MB)")
     print(f"total time {time.time() - t_start:.0f}s")
 
 

@@ -29,6 +29,7 @@ grid ``(t, h, w)`` comes from the same ``DIFFUSION_MODEL`` wrapper.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Callable
 
 import torch
@@ -576,7 +577,7 @@ class _CheckpointedWanBlock(_Shared):
 
 
 def _checkpointed_module(module: nn.Module) -> nn.Module:
-    """A shallow copy of a UNet transformer block (the same children, parameters and class, so isinstance checks
+    """A shallow copy of a UNet transformer block or ResBlock (the same children, parameters and class, so isinstance checks
     and the object patches on its children still hold) whose forward runs under checkpointing."""
     import copy
 
@@ -595,7 +596,7 @@ def _checkpointed_module(module: nn.Module) -> nn.Module:
 
 def with_gradient_checkpointing(model, host: HostModel | None = None):
     """A clone of ``model`` (a MODEL with or without adapters) whose every transformer block (UNet spatial and
-    temporal blocks, Wan DiT blocks) runs under gradient checkpointing while gradients are on: activation memory
+    temporal blocks and ResBlocks, Wan DiT blocks) runs under gradient checkpointing while gradients are on: activation memory
     of one block instead of all, for one extra forward per block in backward. Sampling is unchanged."""
     host = host if host is not None else describe(model)
     supported(host)
@@ -606,10 +607,23 @@ def with_gradient_checkpointing(model, host: HostModel | None = None):
             m.set_model_patch_replace(_CheckpointedWanBlock(replace.get(("double_block", blk.key))), "dit",
                                       "double_block", blk.key)
     else:
-        for blk in host.blocks:
-            key = f"diffusion_model.{blk.name}"
+        # the transformer blocks (where the adapters live) and every ResBlock beside them: between them they hold
+        # nearly all of a UNet's activations
+        for name in [b.name for b in host.blocks] + _unet_resblocks(m):
+            key = f"diffusion_model.{name}"
             m.add_object_patch(key, _checkpointed_module(m.get_model_object(key)))
     return m
+
+
+_LEVEL_CHILD = re.compile(r"^(input_blocks\.\d+|middle_block|output_blocks\.\d+)\.\d+$")
+
+
+def _unet_resblocks(model) -> list[str]:
+    """Names of the UNet's top-level ResBlocks (SVD's VideoResBlocks included, their inner time stack not)."""
+    from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
+
+    dm = model.get_model_object("diffusion_model")
+    return [n for n, mod in dm.named_modules() if isinstance(mod, ResBlock) and _LEVEL_CHILD.match(n)]
 
 
 HOOK_POINTS: dict[str, tuple[frozenset, Callable]] = {

@@ -1,0 +1,113 @@
+"""Pretrain the Video Adapter miniature's broad prior (the frozen "large" model of the tiny demo and of the
+Table-1 miniature) on the broad synthetic set, with an exponential moving average of the weights and snapshots
+along the way, so the drawing gates (``devtools.drawing``) can be measured against training steps.
+
+    python -m devtools.train_prior --out /tmp/prior                 # the shipped recipe (about an hour, 1 thread)
+    python -m devtools.train_prior --out /tmp/prior --steps 400     # a quick look
+
+Each snapshot ``prior_<step>.safetensors`` holds the averaged weights (fp32) and the exact command in its metadata;
+``python -m devtools.drawing --prior FILE`` measures the gates of one, and
+
+    python -m devtools.train_prior --ship-from /tmp/prior/prior_05000.safetensors
+
+writes it as the pack's shipped prior (fp16, ``adapters/weights/tiny_synthetic_prior.safetensors``), keeping the
+command that trained it in the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import shlex
+import sys
+import time
+
+import torch
+
+from adapters.domain_model import DomainVideoModel, family_config, save_domain_model
+from adapters.synthetic_video import SYNTHETIC_LATENT_CHANNELS, SYNTHETIC_TEXT_DIM, make_style_clips, synthetic_codec
+from adapters.training import TrainConfig, Trainer
+
+# the shipped recipe (the command-line defaults)
+RECIPE = dict(broad=2400, width=192, depth=6, heads=3, steps=5000, lr=1e-3, batch=16, warmup=200, ema=0.999,
+              seed=0)
+
+
+def recipe_text(a) -> str:
+    return (f"broad={a.broad} width={a.width} depth={a.depth} heads={a.heads} steps={a.steps} lr={a.lr} "
+            f"batch={a.batch} warmup={a.warmup} cosine ema={a.ema} seed={a.seed}")
+
+
+SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "adapters", "weights",
+                       "tiny_synthetic_prior.safetensors")
+
+
+def ship(snapshot: str, extra: dict | None = None, path: str = SHIPPED) -> str:
+    """Write ``snapshot`` (a file of this tool) as the shipped prior in fp16, with its training metadata."""
+    from adapters.domain_model import load_domain_model
+
+    model, meta = load_domain_model(snapshot, dtype=torch.float32)
+    training = dict(meta.get("training", {}), **(extra or {}))
+    save_domain_model(path, copy.deepcopy(model).half(), training)
+    return path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=None, help="folder for the snapshots")
+    ap.add_argument("--ship-from", default=None, metavar="SNAPSHOT", help="ship this snapshot instead of training")
+    for k, v in RECIPE.items():
+        ap.add_argument(f"--{k}", type=type(v), default=v)
+    ap.add_argument("--snapshots", type=int, default=10, help="how many snapshots over the run")
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args(argv)
+    if a.ship_from:
+        print(ship(a.ship_from))
+        return 0
+    if not a.out:
+        ap.error("--out is needed to train")
+    torch.set_num_threads(a.threads)
+    os.makedirs(a.out, exist_ok=True)
+    codec = synthetic_codec()
+    t0 = time.time()
+    broad = make_style_clips(a.broad, "broad", seed=a.seed)
+    x, ctx = codec.encode(broad.video), broad.context(SYNTHETIC_TEXT_DIM)
+    print(f"{a.broad} broad clips encoded ({time.time() - t0:.0f}s)", flush=True)
+    torch.manual_seed(a.seed + 10)
+    model = DomainVideoModel(family_config("synthetic", latent_channels=SYNTHETIC_LATENT_CHANNELS,
+                                           parameterisation="flow", width=a.width, depth=a.depth, heads=a.heads))
+    ema = copy.deepcopy(model).requires_grad_(False)
+    live, avg = list(model.parameters()), list(ema.parameters())
+    n_params = sum(p.numel() for p in live)
+    print(f"prior: {n_params:,} parameters", flush=True)
+
+    def batch_fn(step, g, bs):
+        idx = torch.randint(0, x.shape[0], (bs,), generator=g)
+        return {"x0": x[idx], "context": ctx[idx]}
+
+    every = max(a.steps // max(a.snapshots, 1), 1)
+    command = shlex.join(["python", "-m", "devtools.train_prior", *(sys.argv[1:] if argv is None else argv)])
+
+    def on_step(step, loss):
+        with torch.no_grad():
+            decay = min(a.ema, (1 + step) / (10 + step))
+            for p_avg, p in zip(avg, live):
+                p_avg.lerp_(p.detach(), 1.0 - decay)
+        if step % 100 == 0:
+            print(f"step {step}/{a.steps} loss {loss:.4f} ({time.time() - t0:.0f}s)", flush=True)
+        if step % every == 0 or step == a.steps:
+            path = os.path.join(a.out, f"prior_{step:05d}.safetensors")
+            save_domain_model(path, ema, {"data": "broad synthetic clips", "steps": step, "role": "prior",
+                                          "prior_recipe": recipe_text(a), "made_by": command})
+
+    cfg = TrainConfig(steps=a.steps, lr=a.lr, batch_size=a.batch, seed=a.seed, cond_dropout=0.1,
+                      warmup_steps=a.warmup, lr_schedule="cosine", sigma_sampling="flow_shift",
+                      flow_distribution="uniform", flow_shift=1.0)
+    Trainer(cfg).run(model, model, batch_fn, "flow", on_step=on_step)
+    print(f"done in {time.time() - t0:.0f}s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
