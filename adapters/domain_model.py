@@ -117,6 +117,10 @@ class DomainModelConfig:
     first_frame_cond: bool = False
     edge_cond: bool = False
     edge_channels: int = 0  # channels of the edge video; 0 means latent_channels (edges of the latents)
+    # a 3x3 convolution over each frame's latent grid before the patch embedding and after the output (both
+    # residual, the output one zero-initialised): tokens see their neighbours' cells and neighbouring tokens'
+    # outputs join across patch seams
+    local_conv: bool = False
     preset: str = ""  # informative only
 
     def __post_init__(self):
@@ -387,6 +391,10 @@ class DomainVideoModel(nn.Module):
         self.blocks = nn.ModuleList([_Block(config) for _ in range(config.depth)])
         self.final_mod = nn.Linear(w, 2 * w)
         self.final = nn.Linear(w, config.latent_channels * pt * ph * pw)
+        if config.local_conv:
+            c_in, c = config.in_channels, config.latent_channels
+            self.in_conv = nn.Conv3d(c_in, c_in, (1, 3, 3), padding=(0, 1, 1))
+            self.out_conv = nn.Conv3d(c, c, (1, 3, 3), padding=(0, 1, 1))
         self._init_weights()
 
     def _init_weights(self):
@@ -397,7 +405,8 @@ class DomainVideoModel(nn.Module):
         nn.init.normal_(self.time_embed[0].weight, std=0.02)
         nn.init.normal_(self.time_embed[2].weight, std=0.02)
         # adaLN-zero: every modulated branch starts closed and the output starts at zero.
-        for lin in (self.time_mod, self.final_mod, self.final):
+        for lin in (self.time_mod, self.final_mod, self.final) + ((self.in_conv, self.out_conv)
+                                                                  if self.config.local_conv else ()):
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
 
@@ -472,6 +481,8 @@ class DomainVideoModel(nn.Module):
         if cfg.parameterisation in ("eps", "v"):
             xin = xin / torch.sqrt(1.0 + s * s).to(dtype).reshape(b, 1, 1, 1, 1)
         xin = self._conditioned_input(xin, first_frame, edges)
+        if cfg.local_conv:
+            xin = xin + self.in_conv(xin)
 
         pt, ph, pw = cfg.patch_size
         pad_t, pad_h, pad_w = (-t) % pt, (-h) % ph, (-w) % pw
@@ -491,6 +502,8 @@ class DomainVideoModel(nn.Module):
         shift, scale = self.final_mod(F.silu(temb)).chunk(2, dim=-1)
         tok = self.final(_modulate(F.layer_norm(tok, (cfg.width,), eps=1e-6), shift, scale))
         out = rearrange(tok, "b (t h w) (c p q r) -> b c (t p) (h q) (w r)", t=gt, h=gh, w=gw, p=pt, q=ph, r=pw)
+        if cfg.local_conv:
+            out = out + self.out_conv(out)
         return out[:, :, :t, :h, :w].to(out_dtype)
 
 
@@ -516,6 +529,8 @@ def count_parameters(config: DomainModelConfig) -> int:
     block += w * hidden + hidden + hidden * w + w                # MLP
     total += config.depth * block
     total += 2 * w * w + 2 * w + w * config.latent_channels * p + config.latent_channels * p  # output
+    if config.local_conv:
+        total += sum(c * c * 9 + c for c in (config.in_channels, config.latent_channels))
     return total
 
 

@@ -204,7 +204,7 @@ class Lab:
 
 
 def _is_pretrained_prior(path, S) -> bool:
-    """Whether the shipped prior is the one ``devtools.train_prior`` makes with its recipe (the default)."""
+    """Whether the shipped prior is the one this benchmark's settings train (same size, data and steps)."""
     from adapters.files import read_metadata
 
     t = read_metadata(path).get("training", {})
@@ -212,12 +212,7 @@ def _is_pretrained_prior(path, S) -> bool:
 
 
 def prior_recipe(S) -> str:
-    """The shipped prior's recipe (``python -m devtools.train_prior``); --train-prior trains ``S['prior']`` here."""
-    import argparse
-
-    from devtools.train_prior import RECIPE, recipe_text
-
-    return recipe_text(argparse.Namespace(**RECIPE))
+    return f"broad={S['broad']} spec={S['prior']} steps={S['prior_steps']} lr={S['lr']} batch={S['batch']}"
 
 
 def table_methods(S):
@@ -320,8 +315,8 @@ def main(argv=None):
     ap.add_argument("--first-frame", action="store_true", help="first-frame conditioned prior and small models")
     ap.add_argument("--out", default=OUT_DIR, help="where the trained pair of the first style and seed is saved")
     ap.add_argument("--ship", action="store_true",
-                    help="also write the sunset domain model of seed 0 (fp16) as the demo pair's domain model in "
-                         "adapters/weights/ (the prior ships from devtools/train_prior.py)")
+                    help="also write the sunset pair of seed 0 (fp16) as the pack's demo models in adapters/weights/ (the "
+                         "shipped pair was made with --small 64x2 --ship)")
     ap.add_argument("--flow-space", choices=("velocity", "noise"), default="velocity",
                     help="the composer's flow space (default %(default)s; the knob study compares both)")
     ap.add_argument("--gammas", type=float, nargs="*", default=None, help="prior strengths of the composer rows")
@@ -378,21 +373,27 @@ def main(argv=None):
             print_table(f"style {style} ({len(rs)} seeds)", rs)
 
     os.makedirs(args.out, exist_ok=True)
+    pp = os.path.join(args.out, f"table1_{mode}_prior.safetensors")
     dp = os.path.join(args.out, f"table1_{mode}_domain.safetensors")
+    save_domain_model(pp, prior, {"data": "synthetic broad clips", "steps": S["prior_steps"],
+                                  "prior_recipe": prior_recipe(S)})
     save_domain_model(dp, small, {"data": f"synthetic '{first_pair[2]}' clips", "steps": S["small_steps"]})
-    print(f"saved the domain model of style {first_pair[2]}, seed {first_pair[3]}: {dp}")
+    print(f"saved the pair of style {first_pair[2]}, seed {first_pair[3]}: {pp}, {dp}")
     if args.ship:
-        # the domain model of the demo pair; the prior ships from devtools/train_prior.py
         rows = summarise(results)
         table = {label: [round(mu, 2), round(sd, 2)] for label, mu, sd, _ in rows}
-        path = os.path.join(SHIP_DIR, "tiny_synthetic_domain.safetensors")
-        save_domain_model(path, copy.deepcopy(small).half(), {
-            "data": f"{S['domain_train']} clips of the '{first_pair[2]}' style", "steps": S["small_steps"],
-            "role": "domain", "style": first_pair[2], "sample_shift": SAMPLE_SHIFT, "cfg": CFG,
-            "composition_end": COMPOSITION_END,
-            "made_by": shlex.join(["python", "benchmarks/table1_miniature.py", *(sys.argv[1:] if argv is None else argv)]),
-            "table1_miniature_mean_std": table})
-        print(f"shipped {path} ({os.path.getsize(path) / 1e6:.2f} MB)")
+        for model, role, data, steps in ((prior, "prior", "broad synthetic clips", S["prior_steps"]),
+                                         (small, "domain", f"{S['domain_train']} clips of the '{first_pair[2]}' style",
+                                          S["small_steps"])):
+            path = os.path.join(SHIP_DIR, f"tiny_synthetic_{role}.safetensors")
+            save_domain_model(path, copy.deepcopy(model).half(), {
+                "data": data, "steps": steps, "role": role, "style": first_pair[2], "sample_shift": SAMPLE_SHIFT,
+                **({"prior_recipe": prior_recipe(S)} if role == "prior" else {}),
+                "cfg": CFG, "composition_end": COMPOSITION_END,
+                "made_by": shlex.join(["python", "benchmarks/table1_miniature.py",
+                                       *(sys.argv[1:] if argv is None else argv)]),
+                "table1_miniature_mean_std": table})
+            print(f"shipped {path} ({os.path.getsize(path) / 1e6:.2f} MB)")
     print(f"total time {time.time() - t_start:.0f}s")
 
 

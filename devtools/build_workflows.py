@@ -151,10 +151,12 @@ def demo_tiny():
         nodes += sampler_chain(10 + 10 * k, 1, gid, 2, 2, 4 * k, steps=DEMO_STEPS, seed=0,
                                save_prefix=f"video_adapters_demo/{name}", decode=decode, fps=8.0)
     notes = [("## Video Adapters demo (no downloads, CPU)\nA trained tiny pair ships with the pack: a broad "
-              "prior that knows clean synthetic shapes and motion (its captions never named colours or textures), "
-              "and a domain model, a third of its size, trained on 16 clips of one 'sunset' style. A samples "
-              "the domain model alone, B the prior alone, C composes them with the Score Composer, all from the "
-              "same noise. Change the prompt's shape, motion or camera words: the prior knows them.", 0, 5)]
+              "prior trained on synthetic clips of many shapes, colours and motions (its captions never named "
+              "colours or textures), and a domain model, a third of its size, trained on 16 clips of one 'sunset' "
+              "style. A samples the domain model alone, B the prior alone, C composes them with the Score Composer, "
+              "all from the same noise. At this size neither model draws clean shapes: the rows differ in colour, "
+              "texture and steadiness (C is measured closest to real clips of the style, docs/video_adapter.md), "
+              "not in crisp objects.", 0, 5)]
     return nodes, notes
 
 
