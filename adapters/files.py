@@ -80,5 +80,8 @@ def load_tensors(path: str, device: str | torch.device = "cpu",
     tensors = {}
     with safe_open(path, framework="pt", device=str(device)) as f:
         for k in f.keys():
-            tensors[k] = f.get_tensor(k)
+            t = f.get_tensor(k)
+            # a tensor read from the file sits wherever the header length puts it; a copy gets the allocator's
+            # alignment, so the math kernels (and their rounding) do not depend on the length of the metadata
+            tensors[k] = t.clone() if t.device.type == "cpu" and t.data_ptr() % 64 else t
     return tensors, meta

@@ -106,8 +106,29 @@ def test_closed_form_count_matches_model():
     for cfg in [family_config("wan21", width=128, heads=2, depth=2),
                 family_config("sd15", width=64, heads=1, depth=3, attention="full", first_frame_cond=True),
                 family_config("wan22_5b", width=192, heads=3, depth=1, edge_cond=True, edge_channels=3),
+                family_config("synthetic", width=64, heads=1, depth=1, local_conv=True, first_frame_cond=True),
                 preset_config("m", "wan21", prior_params=14e9)]:
         assert count_parameters(cfg) == count_parameters_meta(cfg)
+
+
+def test_local_conv_starts_as_the_plain_model_and_joins_neighbouring_tokens():
+    torch.manual_seed(0)
+    plain = DomainVideoModel(family_config("synthetic", width=32, heads=1, depth=1))
+    torch.manual_seed(0)
+    conv = DomainVideoModel(family_config("synthetic", width=32, heads=1, depth=1, local_conv=True))
+    torch.nn.init.normal_(plain.final.weight, std=0.1)  # open the zero-initialised output so the model says something
+    missing, unexpected = conv.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and sorted(missing) == ["in_conv.bias", "in_conv.weight", "out_conv.bias", "out_conv.weight"]
+    x, ctx = torch.randn(1, 16, 2, 4, 4), torch.randn(1, 5, 32)
+    with torch.no_grad():
+        assert torch.equal(plain(x, 0.5, ctx), conv(x, 0.5, ctx))  # zero-initialised convolutions: the same model
+        torch.nn.init.normal_(conv.out_conv.weight, std=0.1)
+        base = conv(x, 0.5, ctx)
+        y = x.clone()
+        y[:, :, :, 0, 0] += 1.0  # one latent cell, in the top-left token
+        changed = (conv(y, 0.5, ctx) - base).abs().amax(dim=(0, 1, 2))
+    # the token grid is 2x2 cells a token; the output convolution carries the change one cell past the token's edge
+    assert changed[2, 0] > 0 and changed[0, 2] > 0 and changed[3, 3] == 0
 
 
 @pytest.mark.parametrize("family", SIZED_FAMILIES)
