@@ -80,8 +80,10 @@ ROWS = {
 
 
 def encode(videos: torch.Tensor) -> torch.Tensor:
-    """``[N, T, 3, H, W]`` in [0, 1] -> latents ``[N, T, 48, H/4, W/4]`` (pixel patches, centred and scaled so
-    the model sees about unit variance)."""
+    """``[N, T, 3, H, W]`` in [0, 1] -> latents ``[N, T, 48, H/4, W/4]``: pixel patches mapped to -1..1 and
+    multiplied by ``GAIN / SCALE``. Not centred and not decorrelated: on the task's grey-dominated clips the 48
+    channels are nearly identical with a mean near -2.5 and a spread near 1.2 in model space, a code the tiny base
+    learns to denoise badly below sigma 1 (docs/aid.md, "Why the frozen base cannot draw")."""
     n, t = videos.shape[:2]
     z = F.pixel_unshuffle(videos.flatten(0, 1) * 2 - 1, PATCH)
     return (z * GAIN / SCALE).reshape(n, t, *z.shape[1:])
