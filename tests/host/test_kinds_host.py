@@ -167,4 +167,6 @@ def test_gradient_checkpointing_gives_the_same_gradients_for_less_memory(host, t
     assert plain and plain.keys() == checkpointed.keys()
     for name, grad in plain.items():
         torch.testing.assert_close(checkpointed[name], grad, rtol=1e-4, atol=1e-6, msg=name)
-    assert ckpt_bytes < 0.8 * plain_bytes, (ckpt_bytes, plain_bytes)
+    # every block checkpointed (on the UNets the ResBlocks too): a quarter at most is kept (measured on these tiny
+    # models: simda 0.11, aid 0.07, fca 0.18; with the UNets' transformer blocks alone 0.60 and 0.32)
+    assert ckpt_bytes < 0.25 * plain_bytes, (ckpt_bytes, plain_bytes)
