@@ -233,14 +233,7 @@ def prior_gates(prior, codec=None, samples: int = 48, steps: int = 16, cfg: floa
     noise = torch.randn((samples, codec.latent_channels, rgb_a.shape[2], h, h), generator=g)
     cell = codec.pool * prior.config.patch_size[-1]
     with torch.no_grad():
-        import devtools.miniature as mini
-        old = mini.CFG
-        try:
-            if cfg is not None:
-                mini.CFG = cfg
-            lat = sample(("prior", 0.0), prior, prior, noise, ctx, steps, seed=seed)
-        finally:
-            mini.CFG = old
+        lat = sample(("prior", 0.0), prior, prior, noise, ctx, steps, seed=seed, cfg=CFG if cfg is None else cfg)
     rgb = codec.decode(lat)
     return {
         "fd": scorer.rgb(rgb), "floor": scorer.floor, "fd_over_floor": scorer.rgb(rgb) / scorer.floor,

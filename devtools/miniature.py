@@ -52,11 +52,11 @@ def percent_of_sigma(sigmas):
 
 def sample(method, small, prior, noise, context, steps, sigmas=None, composition_end=COMPOSITION_END,
            flow_space="velocity", schedule=None, mcmc_steps=0, mcmc_step_size=0.05, first_frame=None,
-           prior_context=None, seed=0, composition=None):
+           prior_context=None, seed=0, composition=None, cfg=CFG):
     """Euler sampling; ``method`` = ("prior" | "small" | "compose" | "mix", weight). ``sigmas`` (optional)
     replaces the schedule; the host tests pass ComfyUI's to compare with the nodes. The domain model and the
-    prior get the same caption unless ``prior_context`` is given. ``composition``: the module of the composer's rule
-    (default ``samplers.composition``; inside a ComfyUI process, where ``samplers`` is ComfyUI's own module, pass
+    prior get the same caption unless ``prior_context`` is given; ``cfg`` is every method's guidance scale.
+    ``composition``: the module of the composer's rule (default ``samplers.composition``; inside a ComfyUI process, where ``samplers`` is ComfyUI's own module, pass
     the pack's)."""
     if composition is None:
         import samplers.composition as composition
@@ -72,7 +72,7 @@ def sample(method, small, prior, noise, context, steps, sigmas=None, composition
     window = sig[min(int(round(composition_end * steps)), steps)] if composition_end < 1.0 else 0.0
     rule = "cfg_mix" if kind == "mix" else "product"
     terms = [PriorTerm(strength=weight, **({"schedule": schedule} if schedule is not None else {}))]
-    comp = Composition(cfg=CFG, priors=terms if kind in ("compose", "mix") else [], window_sigma=window,
+    comp = Composition(cfg=cfg, priors=terms if kind in ("compose", "mix") else [], window_sigma=window,
                        sigma_to_percent=percent_of_sigma(sig), parameterisation=param, flow_space=flow_space,
                        rule=rule, mcmc_steps=mcmc_steps, mcmc_step_size=mcmc_step_size)
     pctx = context if prior_context is None else prior_context
@@ -83,7 +83,7 @@ def sample(method, small, prior, noise, context, steps, sigmas=None, composition
     def guided(model, ctx):
         def fn(xx, sigma):
             s = float(sigma.max()) if torch.is_tensor(sigma) else float(sigma)
-            return cfg_combine(denoised(model, xx, s, ctx, first_frame), denoised(model, xx, s, None, first_frame), CFG)
+            return cfg_combine(denoised(model, xx, s, ctx, first_frame), denoised(model, xx, s, None, first_frame), cfg)
         return fn
 
     def prior_fn(_i, xx, sigma):
