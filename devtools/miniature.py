@@ -56,8 +56,8 @@ def sample(method, small, prior, noise, context, steps, sigmas=None, composition
     """Euler sampling; ``method`` = ("prior" | "small" | "compose" | "mix", weight). ``sigmas`` (optional)
     replaces the schedule; the host tests pass ComfyUI's to compare with the nodes. The domain model and the
     prior get the same caption unless ``prior_context`` is given; ``cfg`` is every method's guidance scale.
-    ``composition``: the module of the composer's rule (default ``samplers.composition``; inside a ComfyUI process, where ``samplers`` is ComfyUI's own module, pass
-    the pack's)."""
+    ``composition``: the module of the composer's rule (default ``samplers.composition``; inside a ComfyUI
+    process, where ``samplers`` is ComfyUI's own module, pass the pack's)."""
     if composition is None:
         import samplers.composition as composition
     Composition, PriorTerm = composition.Composition, composition.PriorTerm
