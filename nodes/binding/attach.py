@@ -577,8 +577,8 @@ class _CheckpointedWanBlock(_Shared):
 
 
 def _checkpointed_module(module: nn.Module) -> nn.Module:
-    """A shallow copy of a UNet transformer block or ResBlock (the same children, parameters and class, so isinstance checks
-    and the object patches on its children still hold) whose forward runs under checkpointing."""
+    """A shallow copy of a UNet transformer block or ResBlock (the same children, parameters and class, so
+    isinstance checks and the object patches on its children still hold) whose forward runs under checkpointing."""
     import copy
 
     clone = copy.copy(module)
@@ -595,9 +595,10 @@ def _checkpointed_module(module: nn.Module) -> nn.Module:
 
 
 def with_gradient_checkpointing(model, host: HostModel | None = None):
-    """A clone of ``model`` (a MODEL with or without adapters) whose every transformer block (UNet spatial and
-    temporal blocks and ResBlocks, Wan DiT blocks) runs under gradient checkpointing while gradients are on: activation memory
-    of one block instead of all, for one extra forward per block in backward. Sampling is unchanged."""
+    """A clone of ``model`` (a MODEL with or without adapters) whose every block (UNet spatial and temporal
+    transformer blocks and ResBlocks, Wan DiT blocks) runs under gradient checkpointing while gradients are on:
+    activation memory of one block instead of all, for one extra forward per block in backward. Sampling is
+    unchanged."""
     host = host if host is not None else describe(model)
     supported(host)
     m = static_clone(model)
@@ -608,7 +609,7 @@ def with_gradient_checkpointing(model, host: HostModel | None = None):
                                       "double_block", blk.key)
     else:
         # the transformer blocks (where the adapters live) and every ResBlock beside them: between them they hold
-        # nearly all of a UNet's activations
+        # most of a UNet's activations (docs/memory.md measures what stays outside)
         for name in [b.name for b in host.blocks] + _unet_resblocks(m):
             key = f"diffusion_model.{name}"
             m.add_object_patch(key, _checkpointed_module(m.get_model_object(key)))
