@@ -43,6 +43,7 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from einops import rearrange
 
 from .files import AdapterFileError, load_tensors, read_metadata, save_tensors
@@ -396,6 +397,8 @@ class DomainVideoModel(nn.Module):
             self.in_conv = nn.Conv3d(c_in, c_in, (1, 3, 3), padding=(0, 1, 1))
             self.out_conv = nn.Conv3d(c, c, (1, 3, 3), padding=(0, 1, 1))
         self._init_weights()
+        # a training setting, not part of the model: keep only each block's input for backward
+        self.gradient_checkpointing = False
 
     def _init_weights(self):
         for mod in self.modules():
@@ -497,7 +500,11 @@ class DomainVideoModel(nn.Module):
         ctx, mask = self._text_tokens(context, context_mask, b, dtype, x.device)
 
         for blk in self.blocks:
-            tok = blk(tok, mod, (gt, gh, gw), ctx, mask)
+            if self.gradient_checkpointing and torch.is_grad_enabled():
+                # keep only each block's input; backward runs the block again (the same gradients)
+                tok = torch.utils.checkpoint.checkpoint(blk, tok, mod, (gt, gh, gw), ctx, mask, use_reentrant=False)
+            else:
+                tok = blk(tok, mod, (gt, gh, gw), ctx, mask)
 
         shift, scale = self.final_mod(F.silu(temb)).chunk(2, dim=-1)
         tok = self.final(_modulate(F.layer_norm(tok, (cfg.width,), eps=1e-6), shift, scale))

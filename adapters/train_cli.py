@@ -37,7 +37,8 @@ be ``auto``, ``cuda`` or ``cpu`` here.
 
 * ``train.batch_size`` is the global batch size: it must be divisible by the number of processes, and
   each process computes ``batch_size / N`` samples per step. The gradients are averaged over the
-  processes, and the logged loss is the mean over the whole batch.
+  processes by PyTorch's DistributedDataParallel (during backward), and the logged loss is the mean over the
+  whole batch.
 * Every process draws the same global batch, noise levels, noise and caption dropout from the same seeded
   generator and keeps its own contiguous share, so N processes give the losses and weights of a
   one-process run of the same config, up to float rounding. A checkpoint can be resumed with any process

@@ -20,10 +20,14 @@ Data parallel. ``Trainer.run(..., distributed=DataParallel())`` trains with seve
 GPU, started by ``accelerate launch`` or ``torchrun``) as if it were one process with the same batch size:
 every process draws the same global batch, noise levels, noise and dropout from its own copy of the
 generator (same seed, same state), keeps its contiguous share of the batch, and the gradients are averaged
-across processes before clipping and the optimizer step. The reported loss is the mean over the global
-batch, so the losses and weights follow the single-process run up to float rounding. Only the main
-process writes checkpoints. Every tensor of the batch whose first dimension is the batch size is split;
-other values (a single shared caption, for instance) go to every process as they are.
+across processes before clipping and the optimizer step. The averaging is PyTorch's
+``DistributedDataParallel``: the loss is computed by a small module that owns the trained parameters
+(:class:`StepLoss`), wrapped in DDP, so the gradient exchange runs bucket by bucket while backward is still
+running (micro-batches of ``grad_accumulation`` exchange once, after the last). The reported loss is the mean
+over the global batch, so the losses and weights follow the single-process run up to float rounding. Only the
+main process writes checkpoints. Every tensor of the batch whose first dimension is the batch size is split;
+other values (a single shared caption, for instance) go to every process as they are. Data-parallel training
+needs the parameters as an ``nn.Module``.
 
 Inference mode. ComfyUI runs nodes under ``torch.inference_mode()``. The loop runs inside
 ``torch.inference_mode(False)`` and ``torch.enable_grad()``. Tensors created under inference mode can not
@@ -393,6 +397,14 @@ def _autocast(device, training_dtype: str):
     return torch.autocast(device_type=kind, dtype=dtype)
 
 
+def _local_backward(loss_fn, last: bool):
+    """DDP's ``no_sync`` for every micro-batch but the last (their gradients accumulate locally); a no-op context
+    for the last one and without DDP."""
+    import contextlib
+
+    return loss_fn.no_sync() if not last and hasattr(loss_fn, "no_sync") else contextlib.nullcontext()
+
+
 def _as_batch(batch) -> dict[str, Any]:
     if torch.is_tensor(batch):
         batch = {"x0": batch}
@@ -457,28 +469,30 @@ class DataParallel:
         self._dist.all_reduce(t, op=self._dist.ReduceOp.MAX)
         return bool(t.item() > 0)
 
-    def broadcast_(self, tensors: list[torch.Tensor]) -> None:
-        """Copy the main process's values into ``tensors`` on every process (in place)."""
-        with torch.no_grad():
-            for t in tensors:
-                self._dist.broadcast(t.data, src=0)
+    def wrap(self, module: nn.Module) -> nn.Module:
+        """``module`` under ``DistributedDataParallel``: its trainable parameters start from the main process's
+        values, and backward averages their gradients over the processes. A parameter no process used keeps no
+        gradient (as in a one-process run); one used elsewhere only takes part with zeros."""
+        from torch.nn.parallel import DistributedDataParallel
 
-    def average_gradients_(self, tensors: list[torch.Tensor]) -> None:
-        """Replace every ``.grad`` by its mean over the processes. A tensor without a gradient here but with
-        one elsewhere takes part with zeros; one without a gradient anywhere keeps none."""
-        has = torch.tensor([0.0 if t.grad is None else 1.0 for t in tensors], device=self.device)
-        self._dist.all_reduce(has, op=self._dist.ReduceOp.MAX)
-        grads = []
-        for t, used in zip(tensors, has.tolist()):
-            if used:
-                if t.grad is None:
-                    t.grad = torch.zeros_like(t)
-                grads.append(t.grad)
-        work = [self._dist.all_reduce(g, async_op=True) for g in grads]
-        for w in work:
-            w.wait()
-        for g in grads:
-            g.div_(self.world_size)
+        ids = [self.device.index] if self.device.type == "cuda" and self.device.index is not None else None
+        # find_unused_parameters: which parameters a step uses depends on its draws (dropped conditions)
+        return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False, find_unused_parameters=True)
+
+
+class StepLoss(nn.Module):
+    """The loss of one (micro-)batch as a module that owns the trained parameters (``params``, a submodule), so
+    that :meth:`DataParallel.wrap` can put it under DDP: the frozen rest of the model (reached through
+    ``model_fn``) is no part of it and is never broadcast or synchronised."""
+
+    def __init__(self, params: Optional[nn.Module], model_fn: Callable[..., torch.Tensor], parameterisation: str):
+        super().__init__()
+        self.params = params
+        self._model_fn = (model_fn,)  # not registered: model_fn may be a module holding the frozen weights
+        self.parameterisation = parameterisation
+
+    def forward(self, x0, context, sigma, noise, **model_kwargs):
+        return diffusion_loss(self._model_fn[0], x0, context, sigma, noise, self.parameterisation, **model_kwargs)
 
 
 class Trainer:
@@ -537,6 +551,8 @@ class Trainer:
         dp = distributed
         if dp is not None and cfg.batch_size % dp.world_size:
             raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {dp.world_size} processes")
+        if dp is not None and not isinstance(params, nn.Module):
+            raise ValueError("data-parallel training needs the trained parameters as an nn.Module")
         with torch.inference_mode(False), torch.enable_grad():
             names, tensors = _collect_params(params)
             device = tensors[0].device
@@ -574,8 +590,10 @@ class Trainer:
                 generator.set_state(ck.rng_state)
                 losses = list(ck.losses)
                 step = ck.step
+            loss_fn = StepLoss(params if isinstance(params, nn.Module) else None, model_fn, parameterisation)
             if dp is not None:
-                dp.broadcast_(tensors)  # every process starts from the same weights
+                loss_fn = dp.wrap(loss_fn)  # every process starts from the main process's weights
+            drop_flags = bool(getattr(model_fn, "accepts_drop_flags", False))
 
             # fp16 gradients can underflow: they are scaled up for backward and down before the step
             scaler = torch.amp.GradScaler(device.type) if cfg.training_dtype == "fp16" else None
@@ -594,8 +612,8 @@ class Trainer:
                     result.checkpoint_path, result.checkpoint_step = checkpoint_path, at
 
             while step < cfg.steps:
-                loss = self._one_step(step, model_fn, batch_fn, parameterisation, tensors, optimizer, generator, device,
-                                      dp, scaler)
+                loss = self._one_step(step, loss_fn, drop_flags, batch_fn, tensors, optimizer, generator, device, dp,
+                                      scaler)
                 step += 1
                 losses.append(loss)
                 result.steps_done = step
@@ -615,8 +633,8 @@ class Trainer:
         stop = bool(should_stop())
         return dp.any(stop) if dp is not None else stop
 
-    def _one_step(self, step, model_fn, batch_fn, parameterisation, tensors, optimizer, generator, device,
-                  dp=None, scaler=None) -> float:
+    def _one_step(self, step, loss_fn, drop_flags, batch_fn, tensors, optimizer, generator, device, dp=None,
+                  scaler=None) -> float:
         cfg = self.config
         batch = _as_batch(batch_fn(step, generator, cfg.batch_size))
         # All random draws are made for the global batch (in the same order as without processes), then
@@ -644,7 +662,7 @@ class Trainer:
         kwargs = dict(batch)
         if mask is not None:
             kwargs["context_mask"] = mask
-        if getattr(model_fn, "accepts_drop_flags", False):
+        if drop_flags:
             kwargs.update(drop_text=drop_text, drop_image=drop_image)
         for g in optimizer.param_groups:
             g["lr"] = self._lr(step)
@@ -663,18 +681,18 @@ class Trainer:
             def micro(t, cut=cut):
                 return t[cut] if torch.is_tensor(t) and t.ndim and t.shape[0] == n else t
 
-            with _autocast(device, cfg.training_dtype):
-                loss = diffusion_loss(model_fn, x0[cut], micro(context), sigma[cut], noise[cut], parameterisation,
-                                      **{k: micro(v) for k, v in kwargs.items()})
-            scaled = loss.float() / parts
-            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+            # under DDP the gradients are exchanged once, in the backward of the last micro-batch
+            with _local_backward(loss_fn, last=i == parts - 1):
+                with _autocast(device, cfg.training_dtype):
+                    loss = loss_fn(x0[cut], micro(context), sigma[cut], noise[cut],
+                                   **{k: micro(v) for k, v in kwargs.items()})
+                scaled = loss.float() / parts
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
             total = total + loss.detach().float() / parts
         # the loss of the whole batch: the shares are equal, so it is the mean of the processes' losses
         value = total if dp is None else dp.mean(total)
         if not torch.isfinite(value):
             raise FloatingPointError(f"training loss became {value.item()} at step {step + 1}")
-        if dp is not None:
-            dp.average_gradients_(tensors)
         if scaler is not None:
             scaler.unscale_(optimizer)
         if cfg.grad_clip > 0:

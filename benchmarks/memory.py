@@ -63,6 +63,8 @@ import torch
 import _root  # noqa: E402,F401  (the repository root on sys.path)
 
 from devtools.headless import NO_HOST_HELP, Host, find_comfyui, put_host_first  # noqa: E402
+from devtools.realsize import (Base, build_base, randomise as _randomise, sd15_unet_kwargs,  # noqa: E402,F401
+                               svd_unet_kwargs, wan_net_kwargs)
 
 OUTSIDE = "outside"  # the label of what runs outside every block / checkpointed segment
 GIB = float(1 << 30)
@@ -70,65 +72,9 @@ MIB = float(1 << 20)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 CARDS = (24, 48, 80)  # GiB
 
+
 # ----------------------------------------------------------------------------------------------------
 # the bases
-
-
-def wan_net_kwargs(dim, ffn_dim, heads, layers):
-    return dict(model_type="t2v", patch_size=(1, 2, 2), in_dim=16, dim=dim, ffn_dim=ffn_dim, freq_dim=256,
-                text_dim=4096, out_dim=16, num_heads=heads, num_layers=layers)
-
-
-def sd15_unet_kwargs():
-    """SD 1.5's UNet (the published config)."""
-    return dict(image_size=32, in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[2, 2, 2, 2],
-                channel_mult=[1, 2, 4, 4], transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0],
-                transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0], transformer_depth_middle=1,
-                context_dim=768, num_heads=8, use_linear_in_transformer=False, use_spatial_transformer=True,
-                legacy=False, adm_in_channels=None, use_temporal_attention=False, use_temporal_resblock=False)
-
-
-def svd_unet_kwargs():
-    """SVD / SVD-XT's video UNet (the published config; XT differs only in the frames it was trained on)."""
-    return dict(image_size=32, in_channels=8, out_channels=4, model_channels=320, num_res_blocks=[2, 2, 2, 2],
-                channel_mult=[1, 2, 4, 4], transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0],
-                transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0], transformer_depth_middle=1,
-                context_dim=1024, num_heads=-1, num_head_channels=64, use_linear_in_transformer=True,
-                use_spatial_transformer=True, legacy=False, adm_in_channels=768, num_classes="sequential",
-                use_temporal_attention=True, use_temporal_resblock=True, extra_ff_mix_layer=True,
-                use_spatial_context=True, merge_strategy="learned_with_images", merge_factor=0.0,
-                video_kernel_size=[3, 1, 1], disable_temporal_crossattention=False, max_ddpm_temb_period=10000)
-
-
-class Base:
-    """One real-size base: how to build it (``layers`` blocks for Wan), its conditioning, the clips measured, the
-    papers' shapes it is extrapolated to, and the frames core's Train LoRA gets at once."""
-
-    def __init__(self, key, label, arch, config_class, full_layers=None, net=None, text=None, points=(),
-                 targets=(), frames=0, core_points=None, check=None):
-        self.key, self.label, self.arch, self.config_class = key, label, arch, config_class
-        self.full_layers, self.net, self.text = full_layers, net, text
-        self.points, self.targets, self.frames = points, targets, frames
-        self.core_points = core_points if core_points is not None else points
-        self.check = check  # one clip at the paper's frame count, to check the frames x size fit
-
-    @property
-    def frames_in_batch(self) -> bool:
-        return self.arch != "wan"
-
-    def tokens(self, shape) -> int:
-        if self.arch == "wan":
-            t, h, w = shape
-            return t * (h // 2) * (w // 2)
-        f, h, w = shape
-        return f * h * w
-
-    def latent(self, shape, seed=0) -> torch.Tensor:
-        g = torch.Generator().manual_seed(seed)
-        if self.arch == "wan":
-            return torch.randn(1, 16, *shape, generator=g)
-        f, h, w = shape
-        return torch.randn(f, 4, h, w, generator=g)
 
 
 def bases(quick: bool) -> dict[str, Base]:
@@ -170,55 +116,6 @@ RUNS = {
 # trains one frame a step; a step costs 25-50 s there (full-size merged LoRA weights), hence bf16 only
 CORE = {"wan1.3b": ("fp32", "bf16"), "wan14b": ("bf16",), "sd15": ("bf16",), "svd": ("bf16",)}
 QUICK = ("wan1.3b", "sd15")
-
-
-def _randomise(module: torch.nn.Module, seed: int):
-    """Random weights, fast: one block of N(0, 0.02) values tiled over every weight (norm scales 1). Only the
-    shapes matter for memory; the values only have to be finite and not degenerate."""
-    g = torch.Generator().manual_seed(seed)
-    block = 0.02 * torch.randn(1 << 22, generator=g)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            flat = p.view(-1)
-            if p.ndim == 1 and ("norm" in name or name.endswith("gamma")):
-                flat.fill_(1.0)
-                continue
-            for i in range(0, flat.numel(), block.numel()):
-                n = min(block.numel(), flat.numel() - i)
-                off = (i // block.numel() * 7919) % (block.numel() - n + 1)  # a different stretch each time
-                flat[i:i + n].copy_(block[off:off + n])
-
-
-def build_base(base: Base, dtype: torch.dtype, layers: int | None = None):
-    """The base as a MODEL: the network is made on the meta device, core's detection picks its model config
-    from the state-dict shapes, and ``get_model`` builds it in ``dtype`` (random weights)."""
-    import comfy.model_detection
-    import comfy.model_patcher
-    import comfy.ops
-
-    if base.arch == "wan":
-        from comfy.ldm.wan.model import WanModel
-
-        kwargs = base.net(layers or 2)
-        with torch.device("meta"):
-            net = WanModel(operations=comfy.ops.disable_weight_init, **kwargs)
-    else:
-        from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
-
-        with torch.device("meta"):
-            net = UNetModel(operations=comfy.ops.disable_weight_init, dtype=torch.float32, **base.net())
-    shapes = net.state_dict()
-    mc = comfy.model_detection.model_config_from_unet(shapes, "")
-    if mc is None or type(mc).__name__ != base.config_class:
-        raise RuntimeError(f"{base.label}: core detects {type(mc).__name__ if mc else None}, "
-                           f"expected {base.config_class}")
-    del net
-    mc.set_inference_dtype(dtype, None)
-    model = mc.get_model(shapes)
-    _randomise(model.diffusion_model, 1)
-    model.requires_grad_(False)
-    cpu = torch.device("cpu")
-    return comfy.model_patcher.ModelPatcher(model, load_device=cpu, offload_device=cpu)
 
 
 def conditioning(host, base: Base, shape, seed=0):

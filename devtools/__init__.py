@@ -6,7 +6,9 @@
 * ``gaussian_reference``: closed-form scores and sampler moments of Gaussian data;
 * ``tvp_task``: the miniature text-video prediction task and its metrics (one Frechet distance for all);
 * ``build_workflows`` and ``specs_*``: write the templates in ``workflows/`` from the live node definitions;
-  ``thumbnails``: their pictures; ``train_adapter``: train adapters from the command line with Train Adapters.
+  ``thumbnails``: their pictures; ``train_adapter``: train adapters of any kind from the command line with Train
+  Adapters' code, on one GPU or several; ``launch``: start a module as several local processes (the
+  data-parallel tests).
 
 Run the tools from the pack's folder as modules, for example ``python -m devtools.build_workflows``. Tests
 (``tests/conftest.py``) and benchmarks (``benchmarks/_root.py``) each put the repository root on ``sys.path``

@@ -161,11 +161,19 @@ def register_test_nodes(host):
         @classmethod
         def define_schema(cls):
             return io.Schema(node_id="VATest_TinySVDCheckpoint", category="_for_testing",
+                             inputs=[io.String.Input("unet_name", default="", optional=True)],
                              outputs=[io.Model.Output(), io.ClipVision.Output(), io.Vae.Output()])
 
         @classmethod
-        def execute(cls):
-            return io.NodeOutput(tiny_svd(), ToyClipVision(SVD_CONTEXT), ToyVAE(video=False))
+        def execute(cls, unet_name=""):
+            """The tiny SVD, or the SVD UNet file ``unet_name`` through core's loader; toy CLIP vision and VAE."""
+            if not unet_name:
+                return io.NodeOutput(tiny_svd(), ToyClipVision(SVD_CONTEXT), ToyVAE(video=False))
+            import nodes
+
+            model = nodes.UNETLoader().load_unet(unet_name, "default")[0]
+            width = model.model.model_config.unet_config["context_dim"]
+            return io.NodeOutput(model, ToyClipVision(width), ToyVAE(video=False))
 
     for cls in (TestConditioning, TestLatentToImage, TestVAE, TestTextEncoder, TestClipVision, TestScriptedMLLM,
                 TestSVDCheckpoint):

@@ -10,7 +10,7 @@ from ..adapters import registry
 from ..adapters.latent_shift import MODES
 from ..adapters.plots import loss_curve_image
 from .binding.training import load_adapters, train_adapters
-from .common import CATEGORY, model_files, TRAINED_FILE_NAME_TOOLTIP
+from .common import CATEGORY, model_files, TRAINED_FILE_NAME_TOOLTIP, training_memory_inputs
 
 CAT_ADAPTERS = f"{CATEGORY}/adapters"
 SHIFT_CHOICES = list(MODES) + ["none"]
@@ -91,21 +91,7 @@ class TrainAdapter(io.ComfyNode):
                 io.Conditioning.Input("negative", optional=True,
                                       tooltip="The encoded empty prompt, used for samples whose text is dropped (text "
                                               "encoders do not map an empty prompt to zeros). Default: zeros."),
-                # appended after every earlier input, so saved workflows keep their widget values and links
-                io.Boolean.Input("gradient_checkpointing", default=True, optional=True,
-                                 tooltip="Keep only each block's input for backward and run the block again there: "
-                                         "activation memory of one block instead of all, for about a third more "
-                                         "time per step (on by default, as ComfyUI's own trainer). The result is "
-                                         "the same."),
-                io.Combo.Input("training_dtype", options=["auto", "fp32", "bf16", "fp16"], default="auto",
-                               optional=True,
-                               tooltip="Precision of the forward pass (autocast); the trained weights, their "
-                                       "gradients and the optimizer stay fp32. auto: bf16 on a GPU that has it, fp32 "
-                                       "on the CPU. fp16 (GPU only) scales the loss against underflow."),
-                io.Int.Input("grad_accumulation", default=1, min=1, max=256, optional=True,
-                             tooltip="Split each step's batch_size clips into this many micro-batches run one after "
-                                     "the other: the memory of a smaller batch, the gradient of the whole one. Must "
-                                     "divide batch_size."),
+                *training_memory_inputs("the base model's"),
             ],
             outputs=[
                 io.Model.Output(display_name="model", tooltip="The base model with the trained adapters (strength 1)."),

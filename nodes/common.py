@@ -29,6 +29,25 @@ PriorSchedule = io.Custom("VA_PRIOR_SCHEDULE")
 from ..adapters.protocol import VideoAdapterError  # noqa: E402,F401
 
 
+def training_memory_inputs(what: str) -> list:
+    """The trainers' memory settings, appended after every earlier input of a training node so saved workflows
+    keep their widget values and links. ``what``: the blocks checkpointed ("the base model's" or "the model's")."""
+    return [
+        io.Boolean.Input("gradient_checkpointing", default=True, optional=True,
+                         tooltip=f"Keep only the input of each of {what} blocks for backward and run the block again "
+                                 "there: activation memory of one block instead of all, for about a third more time "
+                                 "per step (on by default, as ComfyUI's own trainer). The result is the same."),
+        io.Combo.Input("training_dtype", options=["auto", "fp32", "bf16", "fp16"], default="auto", optional=True,
+                       tooltip="Precision of the forward pass (autocast); the trained weights, their gradients and "
+                               "the optimizer stay fp32. auto: bf16 on a GPU that has it, fp32 on the CPU. fp16 "
+                               "(GPU only) scales the loss against underflow."),
+        io.Int.Input("grad_accumulation", default=1, min=1, max=256, optional=True,
+                     tooltip="Split each step's batch_size clips into this many micro-batches run one after the "
+                             "other: the memory of a smaller batch, the gradient of the whole one. Must divide "
+                             "batch_size."),
+    ]
+
+
 def check_compatible(domain, prior, domain_label: str = "domain_model", prior_label: str = "prior_model"):
     """Refuse model pairs whose scores cannot be added: the error names both models and what differs."""
     from .binding.host import describe

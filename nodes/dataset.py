@@ -25,6 +25,7 @@ import comfy.utils
 import folder_paths
 from comfy_api.latest import io, ui
 
+from ..adapters import registry
 from ..adapters.clip_folder import STATES_SUFFIX, caption_for, clip_schedule, clip_windows
 from ..adapters.state_prompts import SCHEDULE_SEPARATOR
 from ..adapters.domain_model import FAMILY_SPECS, SIZES
@@ -32,6 +33,7 @@ from .binding.training import free_name, training_noise
 from .common import CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, safe_name
 from .binding.domain import clip_latents, prior_family, prior_parameterisation, text_batch
 from .binding.host import describe
+from .binding.training_data import save_training_data
 from .binding.video import (ANY_FOLDER_ENV, DEFAULT_FOLDER, _states_per_video, check_geometry, count_frames,
                             encode_clip, input_subfolders, list_videos, read_windows, resolve_folder)
 
@@ -211,9 +213,7 @@ class SaveTrainingData(io.ComfyNode):
     def execute(cls, prior_model, clips, captions, name, size, first_frame_cond, edge_cond) -> io.NodeOutput:
         family = prior_family(prior_model)
         param = prior_parameterisation(prior_model)
-        base = os.path.join(folder_paths.get_output_directory(), "video_adapters_data")
-        folder = os.path.join(base, free_name(safe_name(name), lambda n: os.path.lexists(os.path.join(base, n))))
-        os.makedirs(folder)
+        folder = new_data_folder(name)
         x0 = clip_latents(prior_model, clips["samples"], family, clips.get(FRAMES_PER_CLIP_KEY, 0))
         ctx, mask = text_batch(captions, x0.shape[0], FAMILY_SPECS[family]["text_dim"])
         # latents are stored in the model's space (the prior's normalisation applied), so the config needs none
@@ -230,10 +230,82 @@ class SaveTrainingData(io.ComfyNode):
             "output": f"model/{os.path.basename(folder)}.safetensors",
             "cache_dir": "cache", "device": "auto",
         }
-        path = os.path.join(folder, "train_config.json")
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(config, f, indent=1)
-        return io.NodeOutput(path, ui=ui.PreviewText(path))
+        return _write_config(folder, "train_config.json", config)
 
 
-NODES = [LoadClipFolder, SaveTrainingData]
+def new_data_folder(name: str) -> str:
+    """A new folder ``output/video_adapters_data/<name>`` (the next free ``<name>_00001`` ... when it exists)."""
+    base = os.path.join(folder_paths.get_output_directory(), "video_adapters_data")
+    folder = os.path.join(base, free_name(safe_name(name), lambda n: os.path.lexists(os.path.join(base, n))))
+    os.makedirs(folder)
+    return folder
+
+
+def _write_config(folder: str, file: str, config: dict) -> io.NodeOutput:
+    """Write ``config`` as JSON; the node's output: the written path, also shown on the node."""
+    path = os.path.join(folder, file)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=1)
+    return io.NodeOutput(path, ui=ui.PreviewText(path))
+
+
+ADAPTER_DATA_FILE = "training_data.safetensors"
+BASE_MODEL_FOLDERS = ("diffusion_models", "checkpoints")
+
+
+def base_model_choices() -> list[str]:
+    """``<folder>/<file>`` for every diffusion model and checkpoint ComfyUI finds (the command-line trainer loads
+    the first with Load Diffusion Model's loader, the second with the checkpoint loader)."""
+    return [f"{kind}/{n}" for kind in BASE_MODEL_FOLDERS for n in folder_paths.get_filename_list(kind)]
+
+
+class SaveAdapterTrainingData(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VA_SaveAdapterTrainingData",
+            display_name="Save Adapter Training Data (command-line trainer)",
+            category=CAT_DATA,
+            description=(
+                "Writes what Train Adapters takes (the clips and their conditioning, with every image condition "
+                "and adapter condition in it) and a ready-to-run config for the command-line adapter trainer, so "
+                "the VAE and encoders run once here and adapters train anywhere, also on several GPUs: accelerate "
+                "launch -m devtools.train_adapter --config <the written file>."),
+            inputs=[
+                io.Latent.Input("clips", tooltip="The training clips, as Train Adapters takes them."),
+                io.Conditioning.Input("positive", tooltip="The clips' conditioning, as Train Adapters takes it: one "
+                                      "entry for all clips or one per clip."),
+                io.Combo.Input("kind", options=registry.kinds(), default="simda",
+                               tooltip="Adapter kind written into the config."),
+                io.Combo.Input("base_model", options=base_model_choices(),
+                               tooltip="The frozen model the command-line trainer loads: a file of "
+                                       "models/diffusion_models (loaded as Load Diffusion Model does) or "
+                                       "models/checkpoints (the model part of the checkpoint)."),
+                io.String.Input("name", default="my_adapters",
+                                tooltip="Folder name under output/video_adapters_data. An existing folder is never "
+                                        "replaced: the next free name_00001, name_00002 ... is used."),
+                io.Int.Input("frames", default=0, min=0, max=4096,
+                             tooltip="Config: frames per clip for frame-wise models, as Train Adapters' frames."),
+                io.Conditioning.Input("negative", optional=True,
+                                      tooltip="The encoded empty prompt for samples whose text is dropped, as Train "
+                                              "Adapters' negative."),
+                io.String.Input("settings", default="", multiline=True, optional=True,
+                                tooltip="Config: the kind's settings as JSON, as Train Adapters' settings."),
+            ],
+            outputs=[io.String.Output(display_name="config_path",
+                                      tooltip="The written adapter_config.json (edit steps, learning_rate, "
+                                              "batch_size ... there).")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, clips, positive, kind, base_model, name, frames, negative=None, settings="") -> io.NodeOutput:
+        folder = new_data_folder(name)
+        save_training_data(os.path.join(folder, ADAPTER_DATA_FILE), clips, positive, negative)
+        config = {"base_model": base_model, "weight_dtype": "default", "data": ADAPTER_DATA_FILE, "kind": kind,
+                  "frames": int(frames), "settings": settings, "file_name": f"{kind}/{os.path.basename(folder)}",
+                  "device": "auto"}
+        return _write_config(folder, "adapter_config.json", config)
+
+
+NODES = [LoadClipFolder, SaveTrainingData, SaveAdapterTrainingData]

@@ -40,8 +40,10 @@ from . import MODEL_FOLDER
 from .binding.domain import (EDGE_SOURCE_KEY, FIRST_FRAME_KEY, build_domain_patcher, clip_latents, model_config_for,
                              prior_family, text_batch)
 from .binding.host import describe
-from .binding.training import resume_checkpoint, run_training, save_result, training_noise, training_outputs
-from .common import CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, model_files, TRAINED_FILE_NAME_TOOLTIP
+from .binding.training import (resolve_training_dtype, resume_checkpoint, run_training, save_result, training_noise,
+                               training_outputs)
+from .common import (CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, model_files, TRAINED_FILE_NAME_TOOLTIP,
+                     training_memory_inputs)
 
 CAT_DOMAIN = f"{CATEGORY}/domain_model"
 
@@ -93,6 +95,7 @@ class TrainDomainModel(io.ComfyNode):
                 io.Combo.Input("resume_from", options=["none"] + model_files(), default="none", optional=True,
                                tooltip="A *_checkpoint.safetensors to continue from: weights, optimizer, random state "
                                        "and loss history are restored, so the loss curve continues exactly."),
+                *training_memory_inputs("the model's"),
             ],
             outputs=[
                 io.Model.Output(display_name="domain_model", tooltip="The trained model as a native MODEL in the "
@@ -108,7 +111,8 @@ class TrainDomainModel(io.ComfyNode):
     @classmethod
     def execute(cls, prior_model, clips, captions, size, steps, learning_rate, batch_size, seed, cond_dropout,
                 checkpoint_every, file_name, attention="factorised", first_frame_cond=False, edge_cond=False,
-                resume_from="none") -> io.NodeOutput:
+                resume_from="none", gradient_checkpointing=True, training_dtype="auto",
+                grad_accumulation=1) -> io.NodeOutput:
         family = prior_family(prior_model)
         spec = FAMILY_SPECS[family]
         resume_path, ck_meta = resume_checkpoint(resume_from, "domain model", family, model_config=None)
@@ -120,9 +124,14 @@ class TrainDomainModel(io.ComfyNode):
 
         device = comfy.model_management.get_torch_device()
         parameterisation = config.parameterisation
+        if int(batch_size) % int(grad_accumulation):
+            raise VideoAdapterError(f"grad_accumulation: {grad_accumulation} does not divide batch_size {batch_size}; "
+                                    "each step's batch is split into that many micro-batches (for example batch_size 4 "
+                                    "with grad_accumulation 2 or 4)")
         tcfg = TrainConfig(steps=int(steps), lr=float(learning_rate), batch_size=int(batch_size), seed=int(seed),
                            cond_dropout=float(cond_dropout), checkpoint_every=int(checkpoint_every),
-                           **training_noise(prior_model))
+                           grad_accumulation=int(grad_accumulation),
+                           training_dtype=resolve_training_dtype(training_dtype, device), **training_noise(prior_model))
 
         with torch.inference_mode(False):
             x0 = clip_latents(prior_model, clips["samples"], family, clips.get(FRAMES_PER_CLIP_KEY, 0)).clone()
@@ -131,6 +140,7 @@ class TrainDomainModel(io.ComfyNode):
             batch_fn = clip_batches(x0, ctx, mask, config)
             torch.manual_seed(int(seed))
             net = DomainVideoModel(config).to(device)
+            net.gradient_checkpointing = bool(gradient_checkpointing)
 
         meta = {"family": family, "model_config": config.to_dict(), "prior": describe(prior_model).summary()}
         result = run_training(tcfg, net, net, batch_fn, parameterisation, checkpoint_path=ckpt_path,

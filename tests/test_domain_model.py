@@ -102,6 +102,38 @@ def test_cond_dropout_path():
     assert torch.allclose(padded, cond, atol=1e-5)
 
 
+def _saved_bytes_and_grads(model, x, ctx):
+    """Bytes autograd keeps for backward (once per storage, the model's own weights left out) and the gradients."""
+    own = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen = {}
+
+    def pack(t):
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in own:
+            seen[ptr] = t.untyped_storage().nbytes()
+        return t
+
+    model.zero_grad()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(x, torch.tensor([0.7, 3.0]), ctx)
+    out.square().mean().backward()
+    return sum(seen.values()), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("attention", ["factorised", "full"])
+def test_gradient_checkpointing_same_gradients_for_less_memory(attention):
+    """With checkpointing each block keeps only its input: the same gradients, a fraction of the saved bytes."""
+    model = _tiny("wan21", attention=attention).train()
+    x, ctx = torch.randn(2, 16, 3, 8, 8), torch.randn(2, 5, 4096)
+    plain_bytes, plain = _saved_bytes_and_grads(model, x, ctx)
+    model.gradient_checkpointing = True
+    ckpt_bytes, ckpt = _saved_bytes_and_grads(model, x, ctx)
+    assert plain.keys() == ckpt.keys() and len(plain) == len(list(model.parameters()))
+    for name in plain:
+        torch.testing.assert_close(ckpt[name], plain[name], rtol=1e-5, atol=1e-7, msg=name)
+    assert ckpt_bytes < 0.5 * plain_bytes, (ckpt_bytes, plain_bytes)
+
+
 def test_closed_form_count_matches_model():
     for cfg in [family_config("wan21", width=128, heads=2, depth=2),
                 family_config("sd15", width=64, heads=1, depth=3, attention="full", first_frame_cond=True),

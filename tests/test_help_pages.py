@@ -4,7 +4,7 @@ The node schemas are read from the source with ``ast``, not imported: every clas
 depth) whose ``define_schema`` builds an ``io.Schema(node_id="VA_...", inputs=[...])`` is a node, and its inputs
 are the first (string) arguments of the ``<type>.Input("name", ...)`` calls that make up ``inputs``. A list
 given by name (a local variable, a class attribute or a module constant), by a helper function or method of the
-same module, or joined with ``+`` / ``*`` is followed to its ``Input`` calls. Anything else in ``inputs`` (or
+same module (or a function imported from a sibling module, ``from .common import helper``), or joined with ``+`` / ``*`` is followed to its ``Input`` calls. Anything else in ``inputs`` (or
 a name or node id that is not a string literal) fails the test, so a schema written in a new way is never
 silently treated as having no inputs.
 
@@ -82,6 +82,18 @@ class _Module:
             self.tree = ast.parse(f.read(), filename=path)
         self.functions = {n.name: n for n in self.tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
         self.classes = {n.name: n for n in self.tree.body if isinstance(n, ast.ClassDef)}
+        # names imported from a sibling module of the package (``from .common import helper``) -> that file
+        self.imported = {a.asname or a.name: os.path.join(os.path.dirname(path), *node.module.split(".")) + ".py"
+                         for node in self.tree.body if isinstance(node, ast.ImportFrom) and node.level == 1
+                         and node.module for a in node.names}
+
+    def function(self, name: str) -> ast.FunctionDef | None:
+        """A top-level function of this module, or one imported from a sibling module."""
+        if name in self.functions:
+            return self.functions[name]
+        if name in self.imported and os.path.isfile(self.imported[name]):
+            return _Module(self.imported[name]).functions.get(name)
+        return None
 
     def at(self, node: ast.AST) -> str:
         return f"{self.rel}:{getattr(node, 'lineno', '?')}"
@@ -158,7 +170,7 @@ class _InputReader:
             fn = self.helper(expr)
             if fn is not None:
                 return self.guard(("fn", fn.name), expr, lambda: self.from_helper(fn))
-            self.fail(expr, f"a call ({ast.unparse(expr.func)}) that is neither an Input nor a helper of this module")
+            self.fail(expr, f"a call ({ast.unparse(expr.func)}) that is neither an Input nor a helper of this module or its siblings")
         self.fail(expr, f"an inputs expression of an unknown form: {ast.unparse(expr)[:80]}")
 
     def guard(self, key, node, fn):
@@ -180,7 +192,7 @@ class _InputReader:
     def helper(self, call: ast.Call) -> ast.FunctionDef | None:
         f = call.func
         if isinstance(f, ast.Name):
-            return self.module.functions.get(f.id)
+            return self.module.function(f.id)
         if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id in ("cls", "self", self.cls.name):
             for st in self.cls.body:
                 if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef)) and st.name == f.attr:

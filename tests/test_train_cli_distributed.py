@@ -5,10 +5,6 @@ the reference is an ordinary one-process run of the same config in this process.
 """
 
 import json
-import os
-import socket
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -16,10 +12,10 @@ from safetensors.torch import load_file
 
 from adapters.train_cli import ConfigError, check_batch_split, parse_config, run
 from adapters.training import load_checkpoint
+from devtools.launch import launch
 
 pytest.importorskip("accelerate", reason="HF accelerate is not installed (multi-process training needs it)")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 6
 
 
@@ -31,45 +27,11 @@ def _raw(output, cache):
             "output": output, "device": "cpu"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# a port picked free can be taken by another process before the launcher binds it (two suites on one machine):
-# such a launch is retried with a new port; any other failure fails the test with the launcher's output
-PORT_TAKEN = ("address already in use", "eaddrinuse", "server socket has failed to listen", "errno: 98")
-
-
 def _launch(launcher, config, tmp_path, steps=None):
-    for attempt in range(3):
-        proc = _launch_once(launcher, config, tmp_path, steps)
-        text = (proc.stdout + proc.stderr).lower()
-        if proc.returncode == 0 or not any(p in text for p in PORT_TAKEN):
-            break
+    args = ["adapters.train_cli", "--config", str(config)] + ([] if steps is None else ["--steps", str(steps)])
+    proc = launch(launcher, args, env={"HF_HOME": str(tmp_path / "hf")})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
-
-
-def _launch_once(launcher, config, tmp_path, steps=None):
-    if launcher == "accelerate":
-        # --multi_gpu selects accelerate's multi-process launcher; the processes then train on the CPU
-        # because the config says "device": "cpu"
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(_free_port())]
-    else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(_free_port())]
-    cmd += ["-m", "adapters.train_cli", "--config", str(config)]
-    if steps is not None:
-        cmd += ["--steps", str(steps)]
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HOME=str(tmp_path / "hf"),
-               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(k, None)
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
 
 
 def test_two_processes_follow_the_one_process_run(tmp_path):

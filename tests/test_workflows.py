@@ -101,13 +101,23 @@ def test_bypassed_nodes_are_refused():
         ui_to_api(wf, fake_info)
 
 
-def test_train_adapter_cli_config_errors():
+def test_train_adapter_cli_config():
+    """The adapter CLI's config: Train Adapters' inputs by name over the node's defaults; typos and missing data
+    are refused, naming the key."""
     from devtools import train_adapter
 
-    with pytest.raises(ValueError, match="checkpoint"):
-        train_adapter.build_prompt({"clips": "x", "prompt": "y"}, None)
-    with pytest.raises(ValueError, match="unknown"):
-        train_adapter.build_prompt({"checkpoint": "a", "clips": "x", "prompt": "y", "stpes": 3}, None)
+    info = {"input": {"required": {"model": ["MODEL", {}], "kind": [["simda", "fca"], {"default": "simda"}],
+                                   "steps": ["INT", {"default": 300}],
+                                   "latent_shift": [["simda", "none"], {"default": "simda"}]},
+                      "optional": {"settings": ["STRING", {"default": ""}], "negative": ["CONDITIONING", {}]}}}
+    base = {"base_model": "diffusion_models/m.safetensors", "data": "d.safetensors"}
+    got = train_adapter.node_inputs({**base, "kind": "fca", "settings": {"frames": 3}}, lambda _: info)
+    assert got == {"kind": "fca", "steps": 300, "latent_shift": "simda", "settings": '{"frames": 3}',
+                   "option_defaults": {"latent_shift": "simda"}}
+    with pytest.raises(ValueError, match="data"):
+        train_adapter.node_inputs({"base_model": "x"}, lambda _: info)
+    with pytest.raises(ValueError, match="unknown config keys.*stpes"):
+        train_adapter.node_inputs({**base, "stpes": 3}, lambda _: info)
 
 
 def test_dynamic_combo_and_appended_widgets():

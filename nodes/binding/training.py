@@ -131,16 +131,19 @@ def training_noise(model, info: HostModel | None = None) -> dict:
     return {"sigma_sampling": "schedule", "sigma_table": tuple(training_sigmas(model).tolist())}
 
 
-def run_training(config, params, model_fn, batch_fn, parameterisation, **kwargs):
+def run_training(config, params, model_fn, batch_fn, parameterisation, report=None, **kwargs):
     """``adapters.training.Trainer.run`` wired to ComfyUI: the node's progress bar advances every step, and
     Cancel makes the trainer write its checkpoint and stop, after which the run is reported as interrupted
-    (so an interrupted training never looks like a finished one)."""
+    (so an interrupted training never looks like a finished one). ``report(step, loss)``, when given, also sees
+    every step (the command-line trainer's log)."""
     from ...adapters.training import Trainer
 
     pbar = comfy.utils.ProgressBar(int(config.steps))
     cancelled = [False]
 
     def on_step(step, loss):
+        if report is not None:
+            report(step, loss)
         try:
             pbar.update_absolute(step, int(config.steps))
         except comfy.model_management.InterruptProcessingException:
@@ -339,9 +342,13 @@ def train_adapters(model, clips, positive, kind_name: str, frames: int, steps: i
                    batch_size: int, seed: int, checkpoint_every: int, file_name: str, resume_from: str = "none",
                    dropouts: dict | None = None, settings: str = "", negative=None, options: dict | None = None,
                    option_defaults: dict | None = None, gradient_checkpointing: bool = True,
-                   training_dtype: str = "auto", grad_accumulation: int = 1):
+                   training_dtype: str = "auto", grad_accumulation: int = 1, distributed=None, report=None):
     """Train adapters of ``kind_name`` on a frozen ``model``; returns ``(patched model, saved file name, losses,
-    summary text)``. The kind is resolved and the model described once, here."""
+    summary text)``. The kind is resolved and the model described once, here.
+
+    ``distributed`` (an ``adapters.training.DataParallel``, from the command-line trainer) makes this process one
+    of several data-parallel processes that run this same call: ``batch_size`` is the global batch, and only the
+    main process writes files (the checkpoint and the adapter file). ``report(step, loss)`` sees every step."""
     from .host import static_clone
 
     kind = registry.get(kind_name)
@@ -415,15 +422,19 @@ def train_adapters(model, clips, positive, kind_name: str, frames: int, steps: i
 
     meta = {"family": host.family, "adapter_kind": kind.name, "adapter_config": adapters.config.to_dict()}
     forward = AdapterForward(trained, param, conditions, host, null_text, kind=kind, adapters=adapters)
-    result = run_training(tcfg, adapters, forward, batch_fn, param,
-                          checkpoint_path=ckpt_path, resume_from=resume_path, checkpoint_meta=meta)
+    result = run_training(tcfg, adapters, forward, batch_fn, param, report=report, checkpoint_path=ckpt_path,
+                          resume_from=resume_path, checkpoint_meta=meta, distributed=distributed)
     n_train = adapters.num_trainable_parameters()  # what was trained (parts an ablation switched off are not)
     adapters.requires_grad_(False)
     n_base = host.parameters
     summary = result.summary(tcfg)
     summary.update({"trainable_parameters": n_train, "base_parameters": n_base, "base_model": host.model_config,
                     "train_recipe": {k: (list(v) if isinstance(v, tuple) else v) for k, v in recipe.items()}})
-    rel = save_result(lambda path: adapters.save(path, extra={"training": summary}), out_path, folder)
+    rel = os.path.relpath(out_path, folder).replace(os.sep, "/")
+    if distributed is None or distributed.is_main:
+        rel = save_result(lambda path: adapters.save(path, extra={"training": summary}), out_path, folder)
+    if distributed is not None:
+        distributed.barrier()  # the adapter file is complete before any process goes on (or exits)
     text = (f"{kind.name} adapters for {host.family}: {n_train:,} trainable parameters "
             f"({100.0 * n_train / max(n_base, 1):.2f} % of the base model's {n_base:,}), "
             f"{len(adapters)} blocks; {result.steps_done} steps, loss {result.losses[0]:.4f} -> "

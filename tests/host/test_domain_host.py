@@ -157,3 +157,26 @@ def test_other_latent_space_refused(host, tiny):
     with pytest.raises(common.VideoAdapterError) as e:
         host.call("VA_LoadDomainModel", "test/sd_model.safetensors", prior)
     assert "sd15" in str(e.value) and "wan21" in str(e.value)
+
+
+def test_memory_settings_reach_the_trainer(host, tiny, clips_node):
+    """Train Domain Model's memory settings: checkpointing and micro-batches give the losses of the plain run,
+    a bf16 forward gives nearby but different ones, and a grad_accumulation that does not divide batch_size is
+    refused naming both."""
+    def losses(name, **settings):
+        prompt = train_prompt(name, steps=4, checkpoint_every=0)
+        prompt["4"]["inputs"].update(settings)
+        host.run(prompt, ["4"])
+        return torch.tensor(history(host, f"{name}_checkpoint.safetensors"))
+
+    plain = losses("test/mem_plain", gradient_checkpointing=False, training_dtype="fp32")
+    ckpt = losses("test/mem_ckpt", gradient_checkpointing=True, training_dtype="fp32")
+    micro = losses("test/mem_micro", gradient_checkpointing=True, training_dtype="fp32", grad_accumulation=2)
+    bf16 = losses("test/mem_bf16", gradient_checkpointing=True, training_dtype="bf16")
+    torch.testing.assert_close(ckpt, plain, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(micro, plain, rtol=1e-4, atol=1e-5)
+    assert not torch.equal(bf16, plain) and torch.allclose(bf16, plain, rtol=0.05, atol=0.02), (bf16, plain)
+    prompt = train_prompt("test/mem_bad", steps=1, checkpoint_every=0)
+    prompt["4"]["inputs"]["grad_accumulation"] = 3
+    with pytest.raises(Exception, match="grad_accumulation: 3 does not divide batch_size 2"):
+        host.run(prompt, ["4"])

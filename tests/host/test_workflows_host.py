@@ -4,25 +4,17 @@ values fit their inputs; then each is converted to an API prompt and executed on
 import glob
 import json
 import os
-import zlib
 
 import pytest
 import torch
 
+from devtools.graphs import TINY, stand_in_prompt, write_clip_folder, write_shipped_adapters
 from devtools.headless import DYNAMIC_COMBO, dynamic_combo_keys, ui_to_api, widget_prefix, widget_slots, UI_ONLY_NODES
-from devtools.tiny_models import SVD_CONTEXT, tiny_svd, write_video
+from devtools.tiny_models import SVD_CONTEXT, tiny_svd
 
 WF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "workflows")
 WORKFLOWS = sorted(glob.glob(os.path.join(WF_DIR, "*.json")))
 
-TINY_FOR = {  # real model file -> tiny stand-in
-    "wan2.1_t2v_14B_fp16.safetensors": "tiny_wan_prior.safetensors",
-    "wan2.1_t2v_1.3B_fp16.safetensors": "tiny_wan_domain.safetensors",
-    "wan2.1_i2v_480p_14B_fp16.safetensors": "tiny_wan_i2v.safetensors",
-}
-
-
-CLIP_FOLDER = "training_clips_test"
 SVD_FILE = "svd_xt.safetensors"  # SVD workflows run on tiny_models.tiny_svd()
 
 
@@ -108,120 +100,24 @@ def test_workflow_matches_host_definitions(host, path):
             f"link {lid}: {nodes[src]['type']} gives {out_type}, {d_node['type']}.{inp['name']} takes {in_type}"
 
 
-def tiny_prompt(wf, host):
-    """API prompt of ``wf`` with models, text encoders and VAEs replaced by tiny stand-ins."""
-    prompt = ui_to_api(wf, host.node_info)
-    sd = any(v["class_type"] == "CheckpointLoaderSimple" for v in prompt.values())
-    svd = any(v["class_type"] == "ImageOnlyCheckpointLoader" for v in prompt.values())
-    for nid, node in list(prompt.items()):
-        t, inp = node["class_type"], node["inputs"]
-        for key in ("unet_name", "model_name"):
-            if key in inp:
-                inp[key] = TINY_FOR.get(inp[key], inp[key])
-                inp["weight_dtype"] = "default"
-        if t == "CheckpointLoaderSimple":  # only its MODEL output survives the substitutions below
-            prompt[nid] = {"class_type": "UNETLoader",
-                           "inputs": {"unet_name": "tiny_sd15_prior.safetensors", "weight_dtype": "default"}}
-        elif t == "CLIPTextEncode":
-            prompt[nid] = {"class_type": "VATest_Conditioning",
-                           "inputs": {"dim": 768 if sd else 4096, "tokens": 8,
-                                      "seed": zlib.crc32(inp["text"].encode()) % 1000}}
-        elif t == "VAEDecode":
-            prompt[nid] = {"class_type": "VATest_LatentToImage", "inputs": {"samples": inp["samples"]}}
-        elif t == "EmptyHunyuanLatentVideo":
-            inp.update(width=32, height=32, length=5)
-        elif t == "EmptyLatentImage":
-            inp.update(width=32, height=32, batch_size=4)
-        elif t in ("BasicScheduler", "KSampler", "VA_TrainAdapter", "VA_DDIMInversion"):
-            inp["steps"] = 3
-        elif t == "VA_TrainDomainModel":
-            inp.update(steps=3, size="tiny", checkpoint_every=0)
-        elif t == "VA_LoadClipFolder":
-            inp.update(folder=CLIP_FOLDER, frames=9, width=32, height=32, max_clips=3)
-        elif t == "ImageScale":
-            inp.update(width=32, height=32)
-        elif t == "CLIPLoader":
-            prompt[nid] = {"class_type": "VATest_ToyTextEncoder", "inputs": {"dim": 768 if sd else 4096}}
-        elif t == "CLIPVisionLoader":
-            del prompt[nid]
-        elif t == "CLIPVisionEncode":
-            prompt[nid] = {"class_type": "VATest_ClipVisionOutput", "inputs": {"image": inp["image"]}}
-        elif t == "WanImageToVideo":
-            inp.update(width=32, height=32, length=9)
-        elif t == "ImageOnlyCheckpointLoader":  # SVD: tiny model, toy CLIP vision and image VAE
-            prompt[nid] = {"class_type": "VATest_TinySVDCheckpoint", "inputs": {}}
-        elif t == "SVD_img2vid_Conditioning":
-            inp.update(width=32, height=32, video_frames=4)
-        elif t == "VA_SVDClipConditioning":
-            inp.update(width=32, height=32)
-        elif t == "VA_AIDConditioning":  # the tiny clips' length (training) or SVD's tiny video_frames
-            inp.update(video_frames=9 if "instructions" in inp else 4)
-        elif t == "VA_MLLMEndpoint":
-            prompt[nid] = {"class_type": "VATest_ScriptedMLLM", "inputs": {}}
-        elif t == "VA_MLLMStatePrompt":
-            inp.update(frames=4 if svd else 9, states=2 if svd else 3)
-        elif t == "VA_FramewisePrompts":
-            inp.update(frames=9)
-        elif t == "VAELoader":
-            prompt[nid] = {"class_type": "VATest_ToyVAE", "inputs": {"kind": "image" if sd else "video"}}
-    return prompt
-
-
-def _model_file(prompt, src):
-    """The diffusion-model file behind the MODEL link ``src`` (through model patches such as ModelSamplingSD3)."""
-    node = prompt[src[0]]
-    for key in ("unet_name", "ckpt_name"):
-        if key in node["inputs"]:
-            return node["inputs"][key]
-    return _model_file(prompt, node["inputs"]["model"])
-
-
 @pytest.fixture(scope="module", autouse=True)
 def shipped_adapter_files(host, tiny):
-    """The adapter files shipped workflows load with Load Adapters, as a shipped training workflow writes them
-    (Train Adapters' file_name): a fresh set of that workflow's kind for the tiny stand-in of the model it is loaded
-    on, so the loading workflows check and run before (or without) the training ones."""
-    import folder_paths
-
-    attach, simda, host_mod = (host.pack_module(m) for m in ("nodes.binding.attach", "nodes.binding.training", "nodes.binding.host"))
+    """The adapter files the shipped loading workflows read, written for the tiny stand-ins (see
+    devtools.graphs.write_shipped_adapters)."""
     prompts = [ui_to_api(load(p), host.node_info) for p in WORKFLOWS]
-    trained = {n["inputs"]["file_name"] + ".safetensors": n["inputs"] for pr in prompts for n in pr.values()
-               if n["class_type"] == "VA_TrainAdapter"}
-    folder = folder_paths.get_folder_paths("video_adapters")[0]
-    for pr in prompts:
-        for n in pr.values():
-            if n["class_type"] != "VA_LoadAdapter":
-                continue
-            name = n["inputs"]["adapter_name"]
-            assert name in trained, f"Load Adapters names {name}, which no shipped training workflow writes"
-            file = _model_file(pr, n["inputs"]["model"])
-            model = tiny_svd() if file == SVD_FILE else tiny.load(TINY_FOR[file])
-            kind = trained[name]["kind"]
-            config = simda.kind_settings(host.pack_module("adapters.registry").get(kind), trained[name].get("settings", ""))[0]
-            if kind == "aid":  # what Train Adapters reads off the tiny SVD and the toy text encoder
-                config.update(context_dim=SVD_CONTEXT, vision_dim=SVD_CONTEXT, text_dim=4096, frames=4)
-            torch.manual_seed(0)
-            os.makedirs(os.path.dirname(os.path.join(folder, name)), exist_ok=True)
-            attach.new_adapters(kind, model, config).save(os.path.join(folder, name))
+    write_shipped_adapters(host, prompts, lambda file: tiny_svd() if file == SVD_FILE else tiny.load(TINY.models[file]),
+                           SVD_CONTEXT)
 
 
 @pytest.fixture(scope="module")
 def clip_folder(host):
-    """The folder the training workflows read (ComfyUI/input/<CLIP_FOLDER>): three short real videos with state
-    prompts."""
-    folder = os.path.join(host.input_dir, CLIP_FOLDER)
-    os.makedirs(folder, exist_ok=True)
-    for i in range(3):
-        write_video(os.path.join(folder, f"clip_{i}.mp4"), 20, seed=i)
-        with open(os.path.join(folder, f"clip_{i}.states.txt"), "w") as f:  # AID's training workflow reads them
-            f.write("the object rests\nthe object moves away\n")
-    return folder
+    return write_clip_folder(host)
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=os.path.basename)
 def test_workflow_executes_on_tiny_models(host, tiny, clip_folder, path):
     wf = load(path)
-    prompt = tiny_prompt(wf, host)
+    prompt = stand_in_prompt(wf, host)
     ok = host.validate(prompt)
     assert ok[0], ok
     result = host.run(prompt)
@@ -240,7 +136,7 @@ def test_aid_training_workflow_trains_with_the_clips_state_files(host, tiny, cli
     import folder_paths
 
     path = next(p for p in WORKFLOWS if os.path.basename(p).startswith("AID - train"))
-    prompt = tiny_prompt(load(path), host)
+    prompt = stand_in_prompt(load(path), host)
     train = next(nid for nid, v in prompt.items() if v["class_type"] == "VA_TrainAdapter")
     name = f"test/aid_workflow_states_{with_states}"
     prompt[train]["inputs"]["file_name"] = name
