@@ -23,6 +23,9 @@ Config (JSON; relative paths are relative to the config file):
   leave it out for latents that already are normalised;
 * ``train``: fields of ``adapters.training.TrainConfig`` (steps, lr, batch_size, seed, cond_dropout,
   checkpoint_every, flow_shift, ...);
+* ``gradient_checkpointing``: keep only each block's input for backward (default true: the same gradients for
+  a fraction of the activation memory; ``train.training_dtype`` and ``train.grad_accumulation`` are the other
+  memory settings);
 * ``output``: the model file; ``resume``: continue from the checkpoint when it exists (default true);
   ``device``: ``auto`` | ``cpu`` | ``cuda`` | ... .
 
@@ -71,7 +74,7 @@ from .domain_model import (FAMILY_SPECS, SIZES, DomainModelConfig, DomainVideoMo
 from .training import DataParallel, TrainConfig, Trainer, default_sigma_sampling
 
 CONFIG_KEYS = {"family", "size", "prior_params", "model", "data", "latent_normalisation", "cache_dir", "train",
-               "output", "resume", "device"}
+               "output", "resume", "device", "gradient_checkpointing"}
 SYNTHETIC_DEFAULTS = {"distribution": "domain", "count": 16, "frames": 8, "size": 32, "seed": 0}
 
 
@@ -92,6 +95,7 @@ class RunConfig:
     latent_normalisation: Optional[dict[str, Any]] = None
     resume: bool = True
     device: str = "auto"
+    gradient_checkpointing: bool = True
     base_dir: str = "."
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -162,7 +166,7 @@ def parse_config(raw: dict[str, Any], base_dir: str = ".") -> RunConfig:
                     cache_dir=_path(base_dir, raw.get("cache_dir", "cache")),
                     prior_params=raw.get("prior_params"), latent_normalisation=norm,
                     resume=bool(raw.get("resume", True)), device=raw.get("device", "auto"), base_dir=base_dir,
-                    raw=raw)
+                    gradient_checkpointing=bool(raw.get("gradient_checkpointing", True)), raw=raw)
     try:
         cfg.model_config()
     except (TypeError, ValueError) as e:
@@ -353,6 +357,7 @@ def _run(cfg: RunConfig, log, device: torch.device, dp: Optional[DataParallel]) 
                           f"'{cfg.family}'")
     torch.manual_seed(cfg.train.seed)
     net = DomainVideoModel(mc).to(device)
+    net.gradient_checkpointing = cfg.gradient_checkpointing
     batch_fn = clip_batches(x0, ctx, mask, mc)
 
     stop = [False]

@@ -79,6 +79,10 @@ def node_inputs(cfg: dict, node_info) -> dict:
     specs = {n: s for group in ("required", "optional") for n, s in info.get(group, {}).items()
              if n not in DATA_INPUTS}
     unknown = sorted(set(cfg) - set(specs) - set(CLI_KEYS))
+    if {"checkpoint", "clips", "prompt"} <= set(cfg):
+        raise ConfigError("this config is in the earlier format of this runner (checkpoint, clips, prompt), which "
+                          "it no longer reads: run Save Adapter Training Data on the same model, clips and prompt, "
+                          "and train with the adapter_config.json it writes (docs/training.md)")
     if unknown:
         raise ConfigError(f"unknown config keys {unknown}; known: {sorted(set(specs) | set(CLI_KEYS))}")
     missing = [k for k in ("base_model", "data") if not cfg.get(k)]

@@ -111,3 +111,25 @@ def test_run_saves_model_and_resumes(tmp_path):
     fresh = parse_config(dict(raw, output="out/fresh"), str(tmp_path))
     run(fresh, log=lambda *a: None)
     assert load_checkpoint(fresh.checkpoint).losses == resumed
+
+
+def test_gradient_checkpointing_setting_reaches_the_model_and_keeps_the_losses(tmp_path, monkeypatch):
+    """On by default; off when the config says so; the same losses either way."""
+    import adapters.domain_model as dm
+
+    seen = []
+    real = dm._Block.forward
+    monkeypatch.setattr(dm._Block, "forward", lambda self, *a: seen.append(torch.is_grad_enabled()) or real(self, *a))
+    losses = {}
+    for flag in (True, False):
+        seen.clear()
+        raw = tiny_raw(output=f"out/ckpt_{flag}", train={"steps": 2, "batch_size": 2, "lr": 1e-3})
+        if not flag:
+            raw["gradient_checkpointing"] = False
+        cfg = parse_config(raw, str(tmp_path))
+        assert cfg.gradient_checkpointing is flag
+        run(cfg, log=lambda *a: None)
+        losses[flag] = load_checkpoint(cfg.checkpoint).losses
+        # checkpointed blocks run twice a step (forward, then again in backward), plain ones once
+        assert len(seen) == (4 if flag else 2), seen
+    assert losses[True] == pytest.approx(losses[False], rel=1e-6)

@@ -126,3 +126,10 @@ def test_training_data_keeps_every_condition(host, tmp_path):
                 assert torch.equal(v, e2[k]) if torch.is_tensor(v) else v == e2[k]
     with pytest.raises(ValueError, match="'control'"):
         data.save_training_data(path, clips, [[torch.zeros(1, 2, 8), {"control": object()}]])
+
+
+def test_a_config_of_the_earlier_format_is_refused_with_the_way_forward(host):
+    old = {"checkpoint": "v1-5-pruned-emaonly-fp16.safetensors", "clips": "my_clip.latent", "prompt": "a corgi",
+           "kind": "simda", "steps": 300}
+    with pytest.raises(train_adapter.ConfigError, match="earlier format.*Save Adapter Training Data"):
+        train_adapter.node_inputs(old, host.node_info)
