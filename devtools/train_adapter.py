@@ -154,6 +154,7 @@ def main(argv=None) -> int:
     ap.add_argument("--config", required=True, help="JSON config (Save Adapter Training Data writes one)")
     ap.add_argument("--steps", type=int, help="override steps")
     args = ap.parse_args(argv)
+    acc = None
     try:
         cfg = read_config(args.config)
         if args.steps is not None:
@@ -181,6 +182,8 @@ def main(argv=None) -> int:
                               f"({share} samples)")
     except (ConfigError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
+        if acc is not None:  # the process group is up: close it, as the other exits do
+            acc.end_training()
         return 2
     import comfy.model_management
 
@@ -189,7 +192,9 @@ def main(argv=None) -> int:
     try:
         rel, _, text = train(host, cfg, dp)
     except comfy.model_management.InterruptProcessingException:
-        print("stopped; the checkpoint is in models/video_adapters (continue with \"resume_from\")", file=sys.stderr)
+        if dp is None or dp.is_main:
+            print("stopped; the checkpoint is in models/video_adapters (continue with \"resume_from\")",
+                  file=sys.stderr)
         return 130
     except ValueError as e:  # the pack's VideoAdapterError and ConfigError: a message that names the input
         print(f"error: {e}", file=sys.stderr)

@@ -39,8 +39,8 @@ def training_memory_inputs(what: str) -> list:
                                  "per step (on by default, as ComfyUI's own trainer). The result is the same."),
         io.Combo.Input("training_dtype", options=["auto", "fp32", "bf16", "fp16"], default="auto", optional=True,
                        tooltip="Precision of the forward pass (autocast); the trained weights, their gradients and "
-                               "the optimizer stay fp32. auto: bf16 on a GPU that has it, fp32 on the CPU. fp16 "
-                               "(GPU only) scales the loss against underflow."),
+                               "the optimizer stay fp32. auto: bf16 on a GPU that has it, fp32 on the CPU, and a "
+                               "resumed run's own precision. fp16 (GPU only) scales the loss against underflow."),
         io.Int.Input("grad_accumulation", default=1, min=1, max=256, optional=True,
                      tooltip="Split each step's batch_size clips into this many micro-batches run one after the "
                              "other: the memory of a smaller batch, the gradient of the whole one. Must divide "

@@ -293,8 +293,8 @@ class SaveAdapterTrainingData(io.ComfyNode):
                                 tooltip="Config: the kind's settings as JSON, as Train Adapters' settings."),
             ],
             outputs=[io.String.Output(display_name="config_path",
-                                      tooltip="The written adapter_config.json (edit steps, learning_rate, "
-                                              "batch_size ... there).")],
+                                      tooltip="The written adapter_config.json (add any input of Train "
+                                              "Adapters there by its name: steps, learning_rate, batch_size ...).")],
             is_output_node=True,
         )
 

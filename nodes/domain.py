@@ -40,8 +40,8 @@ from . import MODEL_FOLDER
 from .binding.domain import (EDGE_SOURCE_KEY, FIRST_FRAME_KEY, build_domain_patcher, clip_latents, model_config_for,
                              prior_family, text_batch)
 from .binding.host import describe
-from .binding.training import (resolve_training_dtype, resume_checkpoint, run_training, save_result, training_noise,
-                               training_outputs)
+from .binding.training import (check_accumulation, resolve_training_dtype, resume_checkpoint, run_training,
+                               save_result, training_noise, training_outputs)
 from .common import (CATEGORY, FRAMES_PER_CLIP_KEY, VideoAdapterError, model_files, TRAINED_FILE_NAME_TOOLTIP,
                      training_memory_inputs)
 
@@ -124,14 +124,12 @@ class TrainDomainModel(io.ComfyNode):
 
         device = comfy.model_management.get_torch_device()
         parameterisation = config.parameterisation
-        if int(batch_size) % int(grad_accumulation):
-            raise VideoAdapterError(f"grad_accumulation: {grad_accumulation} does not divide batch_size {batch_size}; "
-                                    "each step's batch is split into that many micro-batches (for example batch_size 4 "
-                                    "with grad_accumulation 2 or 4)")
+        check_accumulation(batch_size, grad_accumulation)
         tcfg = TrainConfig(steps=int(steps), lr=float(learning_rate), batch_size=int(batch_size), seed=int(seed),
                            cond_dropout=float(cond_dropout), checkpoint_every=int(checkpoint_every),
                            grad_accumulation=int(grad_accumulation),
-                           training_dtype=resolve_training_dtype(training_dtype, device), **training_noise(prior_model))
+                           training_dtype=resolve_training_dtype(training_dtype, device, ck_meta),
+                           **training_noise(prior_model))
 
         with torch.inference_mode(False):
             x0 = clip_latents(prior_model, clips["samples"], family, clips.get(FRAMES_PER_CLIP_KEY, 0)).clone()

@@ -1,12 +1,12 @@
 """Help pages (web/docs/<node id>.md) document every node's inputs; host-free (no ComfyUI needed).
 
-The node schemas are read from the source with ``ast``, not imported: every class under ``nodes/`` (any
-depth) whose ``define_schema`` builds an ``io.Schema(node_id="VA_...", inputs=[...])`` is a node, and its inputs
-are the first (string) arguments of the ``<type>.Input("name", ...)`` calls that make up ``inputs``. A list
-given by name (a local variable, a class attribute or a module constant), by a helper function or method of the
-same module (or a function imported from a sibling module, ``from .common import helper``), or joined with ``+`` / ``*`` is followed to its ``Input`` calls. Anything else in ``inputs`` (or
-a name or node id that is not a string literal) fails the test, so a schema written in a new way is never
-silently treated as having no inputs.
+The node schemas are read from the source with ``ast``, not imported: every class under ``nodes/`` (any depth) whose
+``define_schema`` builds an ``io.Schema(node_id="VA_...", inputs=[...])`` is a node, and its inputs are the first
+(string) arguments of the ``<type>.Input("name", ...)`` calls that make up ``inputs``. A list given by name (a local
+variable, a class attribute or a module constant), by a helper function or method of the same module (or a function
+imported from a sibling module, ``from .common import helper``), or joined with ``+`` / ``*`` is followed to its
+``Input`` calls. Anything else in ``inputs`` (or a name or node id that is not a string literal) fails the test, so
+a schema written in a new way is never silently treated as having no inputs.
 
 The rule for "documented": the page has a list item (a line ``- ...`` or ``* ...``, at any indent) whose
 lead-in, the text before the first colon that is followed by a space or the end of the line, contains the
@@ -83,16 +83,21 @@ class _Module:
         self.functions = {n.name: n for n in self.tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
         self.classes = {n.name: n for n in self.tree.body if isinstance(n, ast.ClassDef)}
         # names imported from a sibling module of the package (``from .common import helper``) -> that file
-        self.imported = {a.asname or a.name: os.path.join(os.path.dirname(path), *node.module.split(".")) + ".py"
+        # names imported from a sibling module of the package (``from .common import helper [as h]``): that
+        # file and the name there
+        self.imported = {a.asname or a.name: (os.path.join(os.path.dirname(path), *node.module.split(".")) + ".py",
+                                              a.name)
                          for node in self.tree.body if isinstance(node, ast.ImportFrom) and node.level == 1
                          and node.module for a in node.names}
 
     def function(self, name: str) -> ast.FunctionDef | None:
-        """A top-level function of this module, or one imported from a sibling module."""
+        """A top-level function of this module, or one imported from a sibling module (its Input calls are read
+        as they are written there: literal names)."""
         if name in self.functions:
             return self.functions[name]
-        if name in self.imported and os.path.isfile(self.imported[name]):
-            return _Module(self.imported[name]).functions.get(name)
+        path, original = self.imported.get(name, (None, None))
+        if path and os.path.isfile(path):
+            return _Module(path).functions.get(original)
         return None
 
     def at(self, node: ast.AST) -> str:

@@ -307,15 +307,26 @@ def _zeros_like_cond(cond):
     return out
 
 
-def resolve_training_dtype(choice: str, device) -> str:
-    """Train Adapters' ``training_dtype``: ``auto`` is bf16 on a GPU that has it (as core's trainer), fp32
-    elsewhere; fp16 needs a GPU."""
+def resolve_training_dtype(choice: str, device, resume_meta: dict | None = None) -> str:
+    """The trainers' ``training_dtype``: ``auto`` is bf16 on a GPU that has it (as core's trainer), fp32
+    elsewhere, and, when a run is resumed, the precision that run was trained in (a checkpoint written before
+    the setting existed was trained in fp32), so the loss curve continues exactly; fp16 needs a GPU."""
     cuda = torch.device(device).type == "cuda"
+    if choice == "auto" and resume_meta:
+        return (resume_meta.get("train_config") or {}).get("training_dtype", "fp32")
     if choice == "auto":
         return "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
     if choice == "fp16" and not cuda:
         raise VideoAdapterError("training_dtype: fp16 needs a GPU; on the CPU use bf16 or fp32 (or auto)")
     return choice
+
+
+def check_accumulation(batch_size: int, grad_accumulation: int) -> None:
+    """Refuse a ``grad_accumulation`` that does not divide ``batch_size``, naming both."""
+    if int(batch_size) % int(grad_accumulation):
+        raise VideoAdapterError(f"grad_accumulation: {grad_accumulation} does not divide batch_size {batch_size}; each "
+                                "step's batch is split into that many micro-batches (for example batch_size 4 with "
+                                "grad_accumulation 2 or 4)")
 
 
 def kind_settings(kind: AdapterKind, settings: str) -> tuple[dict, set]:
@@ -370,15 +381,13 @@ def train_adapters(model, clips, positive, kind_name: str, frames: int, steps: i
         config = kind.apply_trainer_options(config, dict(options or {}), dict(option_defaults or {}), host)
     except ValueError as e:
         raise VideoAdapterError(str(e)) from None
-    resume_path, _ = resume_checkpoint(resume_from, f"'{kind.name}' adapter", host.family, adapter_kind=kind.name)
+    resume_path, resume_meta = resume_checkpoint(resume_from, f"'{kind.name}' adapter", host.family,
+                                                 adapter_kind=kind.name)
     folder, out_path, ckpt_path = training_outputs(file_name, resume_path)
     param = host.require_prediction("adapter training")
     recipe = kind.training_recipe(int(steps))  # the kind's schedule, betas, clipping ({}: constant)
-    dtype = resolve_training_dtype(training_dtype, model.load_device)
-    if int(batch_size) % int(grad_accumulation):
-        raise VideoAdapterError(f"grad_accumulation: {grad_accumulation} does not divide batch_size {batch_size}; each "
-                                "step's batch is split into that many micro-batches (for example batch_size 4 with "
-                                "grad_accumulation 2 or 4)")
+    dtype = resolve_training_dtype(training_dtype, model.load_device, resume_meta)
+    check_accumulation(batch_size, grad_accumulation)
     tcfg = TrainConfig(steps=int(steps), lr=float(learning_rate), batch_size=int(batch_size), seed=int(seed),
                        cond_dropout=float(drops.get("text_dropout", 0.0)),
                        image_dropout=float(drops.get("image_dropout", 0.0)),

@@ -159,14 +159,21 @@ def test_other_latent_space_refused(host, tiny):
     assert "sd15" in str(e.value) and "wan21" in str(e.value)
 
 
-def test_memory_settings_reach_the_trainer(host, tiny, clips_node):
-    """Train Domain Model's memory settings: checkpointing and micro-batches give the losses of the plain run,
-    a bf16 forward gives nearby but different ones, and a grad_accumulation that does not divide batch_size is
-    refused naming both."""
+def test_memory_settings_reach_the_trainer(host, tiny, clips_node, monkeypatch):
+    """Train Domain Model's memory settings: checkpointing (each block then runs under torch's checkpoint) and
+    micro-batches give the losses of the plain run, a bf16 forward gives nearby but different ones, and a
+    grad_accumulation that does not divide batch_size is refused naming both."""
+    import torch.utils.checkpoint
+
+    checkpointed, real = [], torch.utils.checkpoint.checkpoint
+    monkeypatch.setattr(torch.utils.checkpoint, "checkpoint", lambda *a, **k: checkpointed.append(1) or real(*a, **k))
+
     def losses(name, **settings):
+        checkpointed.clear()
         prompt = train_prompt(name, steps=4, checkpoint_every=0)
         prompt["4"]["inputs"].update(settings)
         host.run(prompt, ["4"])
+        assert bool(checkpointed) is settings["gradient_checkpointing"], len(checkpointed)
         return torch.tensor(history(host, f"{name}_checkpoint.safetensors"))
 
     plain = losses("test/mem_plain", gradient_checkpointing=False, training_dtype="fp32")
@@ -180,3 +187,13 @@ def test_memory_settings_reach_the_trainer(host, tiny, clips_node):
     prompt["4"]["inputs"]["grad_accumulation"] = 3
     with pytest.raises(Exception, match="grad_accumulation: 3 does not divide batch_size 2"):
         host.run(prompt, ["4"])
+
+
+def test_auto_precision_of_a_resumed_run_is_its_own(host):
+    """``auto`` resumes in the precision the checkpoint was trained in (fp32 for checkpoints written before the
+    setting existed), so the loss curve continues exactly; a precision chosen explicitly wins."""
+    resolve = host.pack_module("nodes.binding.training").resolve_training_dtype
+    assert resolve("auto", "cpu", {"train_config": {"training_dtype": "bf16"}}) == "bf16"
+    assert resolve("auto", "cpu", {"train_config": {"steps": 4}}) == "fp32"
+    assert resolve("fp32", "cpu", {"train_config": {"training_dtype": "bf16"}}) == "fp32"
+    assert resolve("auto", "cpu", {}) == "fp32"  # a fresh run on the CPU
