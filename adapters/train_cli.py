@@ -174,13 +174,20 @@ def parse_config(raw: dict[str, Any], base_dir: str = ".") -> RunConfig:
     return cfg
 
 
-def load_config(path: str) -> RunConfig:
+def read_json_config(path: str) -> dict[str, Any]:
+    """A JSON config file as a dict; a file that is not a JSON object is refused naming the path."""
     with open(path, encoding="utf-8") as f:
         try:
             raw = json.load(f)
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path}: not valid JSON ({e})") from None
-    return parse_config(raw, os.path.dirname(os.path.abspath(path)))
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the config must be a JSON object")
+    return raw
+
+
+def load_config(path: str) -> RunConfig:
+    return parse_config(read_json_config(path), os.path.dirname(os.path.abspath(path)))
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ import os
 import signal
 import sys
 
+from adapters.train_cli import ConfigError, read_json_config
 from devtools.headless import NO_HOST_HELP, Host, find_comfyui, widget_default
 
 CLI_KEYS = ("base_model", "weight_dtype", "data", "comfyui", "model_folders", "device")
@@ -48,19 +49,9 @@ DROPOUTS = ("text_dropout", "image_dropout", "both_dropout")
 BASE_FOLDERS = ("diffusion_models", "checkpoints")
 
 
-class ConfigError(ValueError):
-    """A config the trainer cannot use; the message names the key."""
-
-
 def read_config(path: str) -> dict:
     """The config file with its paths made absolute (relative to the config's folder)."""
-    with open(path, encoding="utf-8") as f:
-        try:
-            cfg = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{path}: the config must be a JSON object")
+    cfg = read_json_config(path)
     base = os.path.dirname(os.path.abspath(path))
 
     def absolute(p):
