@@ -122,6 +122,9 @@ class DomainModelConfig:
     # residual, the output one zero-initialised): tokens see their neighbours' cells and neighbouring tokens'
     # outputs join across patch seams
     local_conv: bool = False
+    # in every block, a depthwise 3x3 convolution over each frame's token grid after the MLP (residual,
+    # zero-initialised): neighbouring tokens mix at every depth, not only at the model's ends
+    block_conv: bool = False
     preset: str = ""  # informative only
 
     def __post_init__(self):
@@ -334,6 +337,7 @@ class _Block(nn.Module):
         self.cross = _CrossAttention(w, cfg.heads)
         hidden = int(w * cfg.mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(w, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, w))
+        self.grid_conv = nn.Conv2d(w, w, 3, padding=1, groups=w) if cfg.block_conv else None
 
     def forward(self, x, mod, grid, ctx, mask):
         # x: [B, S, D] with S = t*h*w tokens; mod: [B, n_mod, D]
@@ -354,6 +358,9 @@ class _Block(nn.Module):
             i = 3
         x = x + self.cross(self.norm_x(x), ctx, mask)
         x = x + m[i + 2][:, None] * self.mlp(_modulate(ln(x), m[i], m[i + 1]))
+        if self.grid_conv is not None:
+            y = rearrange(x, "b (t h w) d -> (b t) d h w", t=t, h=h, w=w)
+            x = x + rearrange(self.grid_conv(y), "(b t) d h w -> b (t h w) d", b=b)
         return x
 
 
@@ -412,6 +419,10 @@ class DomainVideoModel(nn.Module):
                                                                   if self.config.local_conv else ()):
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
+        for blk in self.blocks:  # the per-block grid convolutions start closed too
+            if blk.grid_conv is not None:
+                nn.init.zeros_(blk.grid_conv.weight)
+                nn.init.zeros_(blk.grid_conv.bias)
 
     # -- conditioning --------------------------------------------------------------------------------
 
@@ -534,6 +545,7 @@ def count_parameters(config: DomainModelConfig) -> int:
     block = n_mod * w + self_attn * (2 if config.attention == "factorised" else 1)
     block += 4 * w * w + 4 * w + 2 * hd + 2 * w                  # cross-attention + its LayerNorm
     block += w * hidden + hidden + hidden * w + w                # MLP
+    block += (9 * w + w) if config.block_conv else 0              # depthwise grid convolution
     total += config.depth * block
     total += 2 * w * w + 2 * w + w * config.latent_channels * p + config.latent_channels * p  # output
     if config.local_conv:

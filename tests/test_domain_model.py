@@ -139,6 +139,7 @@ def test_closed_form_count_matches_model():
                 family_config("sd15", width=64, heads=1, depth=3, attention="full", first_frame_cond=True),
                 family_config("wan22_5b", width=192, heads=3, depth=1, edge_cond=True, edge_channels=3),
                 family_config("synthetic", width=64, heads=1, depth=1, local_conv=True, first_frame_cond=True),
+                family_config("synthetic", width=64, heads=2, depth=2, block_conv=True),
                 preset_config("m", "wan21", prior_params=14e9)]:
         assert count_parameters(cfg) == count_parameters_meta(cfg)
 
@@ -161,6 +162,28 @@ def test_local_conv_starts_as_the_plain_model_and_joins_neighbouring_tokens():
         changed = (conv(y, 0.5, ctx) - base).abs().amax(dim=(0, 1, 2))
     # the token grid is 2x2 cells a token; the output convolution carries the change one cell past the token's edge
     assert changed[2, 0] > 0 and changed[0, 2] > 0 and changed[3, 3] == 0
+
+
+def test_block_conv_starts_as_the_plain_model_and_mixes_neighbouring_tokens_in_every_block():
+    torch.manual_seed(0)
+    plain = DomainVideoModel(family_config("synthetic", width=32, heads=1, depth=2))
+    torch.manual_seed(0)
+    conv = DomainVideoModel(family_config("synthetic", width=32, heads=1, depth=2, block_conv=True))
+    torch.nn.init.normal_(plain.final.weight, std=0.1)
+    missing, unexpected = conv.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and sorted(missing) == [f"blocks.{i}.grid_conv.{p}" for i in (0, 1) for p in ("bias", "weight")]
+    x, ctx = torch.randn(1, 16, 2, 8, 8), torch.randn(1, 5, 32)  # 4x4 tokens a frame
+    with torch.no_grad():
+        assert torch.equal(plain(x, 0.5, ctx), conv(x, 0.5, ctx))  # zero-initialised: the same model
+        # with attention and the MLP closed (adaLN-zero), only the grid convolutions move tokens' content around
+        torch.nn.init.normal_(conv.blocks[0].grid_conv.weight, std=0.3)
+        base = conv(x, 0.5, ctx)
+        y = x.clone()
+        y[:, :, 0, 0:2, 0:2] += 1.0  # the top-left token of the first frame
+        changed = (conv(y, 0.5, ctx) - base).abs().amax(dim=(0, 1))  # [T, H, W]
+    # one 3x3 convolution reaches the neighbouring token (cells 2-3) but not the one beyond (cells 4-5), and
+    # frames do not mix
+    assert changed[0, 2:4, 2:4].amax() > 0 and changed[0, 4:, :].amax() == 0 and changed[1].amax() == 0
 
 
 @pytest.mark.parametrize("family", SIZED_FAMILIES)
