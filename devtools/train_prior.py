@@ -31,13 +31,14 @@ from adapters.training import TrainConfig, Trainer
 
 # the shipped recipe (the command-line defaults)
 RECIPE = dict(broad=2400, width=192, depth=6, heads=3, steps=5000, lr=1e-3, batch=16, warmup=200, ema=0.999,
-              seed=0, local_conv=0, block_conv=0)
+              seed=0, local_conv=0, block_conv=0, patch=2)
 
 
 def recipe_text(a) -> str:
     return (f"broad={a.broad} width={a.width} depth={a.depth} heads={a.heads} steps={a.steps} lr={a.lr} "
             f"batch={a.batch} warmup={a.warmup} cosine ema={a.ema} seed={a.seed}"
-            + (" local_conv" if a.local_conv else "") + (" block_conv" if a.block_conv else ""))
+            + (" local_conv" if a.local_conv else "") + (" block_conv" if a.block_conv else "")
+            + (f" patch={a.patch}" if a.patch != 2 else ""))
 
 
 SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "adapters", "weights",
@@ -78,7 +79,8 @@ def main(argv=None) -> int:
     torch.manual_seed(a.seed + 10)
     model = DomainVideoModel(family_config("synthetic", latent_channels=SYNTHETIC_LATENT_CHANNELS,
                                            parameterisation="flow", width=a.width, depth=a.depth, heads=a.heads,
-                                           local_conv=bool(a.local_conv), block_conv=bool(a.block_conv)))
+                                           local_conv=bool(a.local_conv), block_conv=bool(a.block_conv),
+                                           patch_size=(1, a.patch, a.patch)))
     ema = copy.deepcopy(model).requires_grad_(False)
     live, avg = list(model.parameters()), list(ema.parameters())
     n_params = sum(p.numel() for p in live)
