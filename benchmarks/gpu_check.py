@@ -5,7 +5,7 @@ path run, its peak VRAM, and its time per step against the native path on the sa
     COMFYUI_PATH=/path/to/ComfyUI python benchmarks/gpu_check.py --quick --device cpu     # tiny widths, ~2-3 min
 
 Processes: this one (the parent) runs a *prepare* child that builds the random-weight models with ComfyUI's own
-classes (``benchmarks/memory.py``'s builders: core's detection picks the config from the weights' shapes) and
+classes (``devtools/realsize.py``'s builders: core's detection picks the config from the weights' shapes) and
 writes them where core's loaders look, plus the adapter files Load Adapters reads; then, for each dynamic-VRAM
 setting, one child that starts ComfyUI headless with that setting and runs every case. ComfyUI reads its flags
 once, at import, so each setting needs its own process: ``on`` is the host's default start (``main.py``'s
@@ -137,26 +137,23 @@ def parse_size(text: str) -> tuple[int, int, int]:
 
 
 def bases(sizes: Sizes) -> dict:
-    """memory.py's Base for every model this check builds (``svd``: None in --quick, built in memory there)."""
+    """The ``devtools.realsize.Base`` of every model this check builds (``svd``: None in --quick, built in memory
+    there)."""
     import memory
+    from devtools import realsize
 
     wan = sizes.wan
     t, h, w = sizes.wan_latent
     text = ("wan", sizes.text_tokens, 4096)
 
     def net(model_type):
-        def kwargs(layers):
-            out = memory.wan_net_kwargs(wan["dim"], wan["ffn"], wan["heads"], layers)
-            if model_type == "i2v":
-                out.update(model_type="i2v", in_dim=36)
-            return out
-        return kwargs
+        return lambda layers: realsize.wan_net_kwargs(wan["dim"], wan["ffn"], wan["heads"], layers, model_type)
 
     frames = memory.bases(False)["wan1.3b"].frames if not sizes.quick else t  # 21 latent frames: FCA's clips
     out = {
-        "wan_t2v": memory.Base("wan_t2v", "Wan 2.1 T2V", "wan", "WAN21_T2V", wan["layers"], net("t2v"), text,
+        "wan_t2v": realsize.Base("wan_t2v", "Wan 2.1 T2V", "wan", "WAN21_T2V", wan["layers"], net("t2v"), text,
                                ((t, h, w),), (), frames=frames),
-        "wan_i2v": memory.Base("wan_i2v", "Wan 2.1 I2V", "wan", "WAN21_I2V", wan["layers"], net("i2v"), text,
+        "wan_i2v": realsize.Base("wan_i2v", "Wan 2.1 I2V", "wan", "WAN21_I2V", wan["layers"], net("i2v"), text,
                                ((t, h, w),), (), frames=frames),
         "svd": None if sizes.quick else memory.bases(False)["svd"],
     }
@@ -297,6 +294,7 @@ def prepare(args, sizes: Sizes, work: str, root: str) -> dict:
     from safetensors.torch import save_file
 
     import memory
+    from devtools import realsize
 
     host, _ = start_comfyui(root, "cpu", [], work, None)
     import comfy.utils
@@ -313,10 +311,9 @@ def prepare(args, sizes: Sizes, work: str, root: str) -> dict:
         for d16 in sixteen:
             t0 = time.perf_counter()
             dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[d16]
-            model = memory.build_base(base, dtype, base.full_layers if base.arch == "wan" else None)
+            # every model its own random weights
+            model = realsize.build_base(base, dtype, base.full_layers if base.arch == "wan" else None, seed=SEEDS[key])
             dm = model.model.diffusion_model
-            if SEEDS[key] != 1:  # build_base draws with seed 1; the other models get their own weights
-                memory._randomise(dm, SEEDS[key])
             params = sum(p.numel() for p in dm.parameters())
             path = os.path.join(folder, model_file(key, d16))
             save_file({k: v.contiguous() for k, v in dm.state_dict().items()}, path)
@@ -654,6 +651,7 @@ class Case:
 
     def _train_aid(self):
         import memory
+        from devtools import realsize
 
         model = self.models.get("svd")
         self.base_facts(model)
@@ -662,7 +660,7 @@ class Case:
         if self.sizes.quick:
             from devtools.tiny_models import SVD_CONTEXT
 
-            base = memory.Base("svd_tiny", "tiny SVD", "unet", "SVD_img2vid", None, None, ("svd", 1, SVD_CONTEXT),
+            base = realsize.Base("svd_tiny", "tiny SVD", "unet", "SVD_img2vid", None, None, ("svd", 1, SVD_CONTEXT),
                                (), (), frames=frames)
             settings = '{"width": 32, "heads": 4, "queries_per_frame": 2}'
             self.notes.append("--quick: devtools' tiny SVD, built in memory")

@@ -63,8 +63,7 @@ import torch
 import _root  # noqa: E402,F401  (the repository root on sys.path)
 
 from devtools.headless import NO_HOST_HELP, Host, find_comfyui, put_host_first  # noqa: E402
-from devtools.realsize import (Base, build_base, randomise as _randomise, sd15_unet_kwargs,  # noqa: E402,F401
-                               svd_unet_kwargs, wan_net_kwargs)
+from devtools.realsize import Base, build_base, sd15_unet_kwargs, svd_unet_kwargs, wan_net_kwargs  # noqa: E402
 
 OUTSIDE = "outside"  # the label of what runs outside every block / checkpointed segment
 GIB = float(1 << 30)
