@@ -63,7 +63,7 @@ except ImportError:
     from samplers import parameterisation as parameterisation_module
 
 PARAMETERISATIONS = ("flow", "eps", "v")
-SIGMA_SAMPLINGS = ("flow_shift", "eps_discrete", "schedule")
+SIGMA_SAMPLINGS = ("flow_shift", "eps_discrete", "schedule", "lognormal")
 FLOW_DISTRIBUTIONS = ("logit_normal", "uniform")
 LR_SCHEDULES = ("constant", "cosine")
 TRAINING_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -78,8 +78,10 @@ class TrainConfig:
     ``"eps_discrete"`` draws one of ``num_timesteps`` discrete timesteps of SD's scaled-linear beta
     schedule and uses its sigma = sqrt((1 - a_bar) / a_bar); ``"schedule"`` draws uniformly from
     ``sigma_table``, the host model's own noise levels (its ``model_sampling`` sigmas: SD's discrete
-    schedule, SVD's EDM range 0.002-700, ...), as ComfyUI's own trainer does. ``default_sigma_sampling``
-    picks the recipe for a parameterisation when no model is at hand (the command-line trainer).
+    schedule, SVD's EDM range 0.002-700, ...), as ComfyUI's own trainer does; ``"lognormal"`` draws ln sigma from
+    a normal (``lognormal_mean``, ``lognormal_std``), the EDM recipe SVD was trained with (EDM's image default
+    -1.2 / 1.2; SVD's video fine-tuning 0.7 / 1.6), kept inside ``sigma_table``'s range when a table is given.
+    ``default_sigma_sampling`` picks the recipe for a parameterisation when no model is at hand (the command-line trainer).
     """
 
     steps: int = 1000
@@ -105,6 +107,8 @@ class TrainConfig:
     beta_start: float = 0.00085
     beta_end: float = 0.012
     sigma_table: tuple[float, ...] = ()
+    lognormal_mean: float = -1.2
+    lognormal_std: float = 1.2
     # memory: batch_size is split into grad_accumulation micro-batches run one after the other (the same draws
     # and the same gradient as one batch); the forward runs under autocast in training_dtype ("fp32": none)
     # while the trained parameters, their gradients and the optimizer state stay fp32
@@ -116,6 +120,8 @@ class TrainConfig:
         self.sigma_table = tuple(float(v) for v in self.sigma_table)
         if self.sigma_sampling == "schedule" and len(self.sigma_table) < 2:
             raise ValueError("sigma_sampling 'schedule' needs the model's sigma_table (at least two noise levels)")
+        if self.sigma_sampling == "lognormal" and not (self.lognormal_std > 0.0):
+            raise ValueError(f"lognormal_std must be positive, got {self.lognormal_std}")
         if any(not (v > 0.0) or v != v for v in self.sigma_table):
             raise ValueError("sigma_table must hold positive, finite noise levels")
         if self.sigma_sampling not in SIGMA_SAMPLINGS:
@@ -171,6 +177,11 @@ def sample_sigmas(config: TrainConfig, batch: int, generator: torch.Generator) -
     if config.sigma_sampling == "schedule":
         idx = torch.randint(0, len(config.sigma_table), (batch,), generator=generator)
         return torch.tensor(config.sigma_table, dtype=torch.float64)[idx].float()
+    if config.sigma_sampling == "lognormal":
+        s = (config.lognormal_mean + config.lognormal_std * torch.randn(batch, generator=generator)).exp()
+        if config.sigma_table:
+            s = s.clamp(min(config.sigma_table), max(config.sigma_table))
+        return s.float()
     if config.sigma_sampling == "eps_discrete":
         idx = torch.randint(0, config.num_timesteps, (batch,), generator=generator)
         return discrete_sigmas(config)[idx].float()

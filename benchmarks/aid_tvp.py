@@ -79,20 +79,39 @@ ROWS = {
 # codec, image embedding, base model
 
 
+CODE: "tvp.PatchCode | None" = None  # the latent code (None: the raw 48-channel pixel patches of earlier versions)
+# training noise levels: SVD's own recipe, ln sigma ~ N(0.7, 1.6^2) (what Train Adapters draws on SVD)
+NOISE = dict(sigma_sampling="lognormal", lognormal_mean=0.7, lognormal_std=1.6)
+
+
+def use_code(name: str) -> None:
+    """``"pca16"``: the centred 16-channel patch code (``tvp.task_code``, the default); ``"raw"``: the lossless raw
+    pixel patches of earlier versions (48 channels, uncentred), which a tiny base never learns to denoise."""
+    global CODE
+    CODE = tvp.task_code(16, PATCH) if name == "pca16" else None
+
+
 def encode(videos: torch.Tensor) -> torch.Tensor:
-    """``[N, T, 3, H, W]`` in [0, 1] -> latents ``[N, T, 48, H/4, W/4]``: pixel patches mapped to -1..1 and
-    multiplied by ``GAIN / SCALE``. Not centred and not decorrelated: on the task's grey-dominated clips the 48
-    channels are nearly identical with a mean near -2.5 and a spread near 1.2 in model space, a code the tiny base
-    learns to denoise badly below sigma 1 (docs/aid.md, "Why the frozen base cannot draw")."""
+    """``[N, T, 3, H, W]`` in [0, 1] -> raw latents ``[N, T, C, H/4, W/4]`` (the model sees them times ``SCALE``
+    after ``process_latent_in``, as SVD's latent format scales a VAE's). With the patch code: its centred,
+    unit-RMS coefficients divided by ``SCALE``. Raw code: pixel patches mapped to -1..1 times ``GAIN / SCALE``,
+    not centred and not decorrelated (mean about -2.4, RMS 2.7 in model space)."""
+    if CODE is not None:
+        return CODE.encode(videos) / SCALE
     n, t = videos.shape[:2]
     z = F.pixel_unshuffle(videos.flatten(0, 1) * 2 - 1, PATCH)
     return (z * GAIN / SCALE).reshape(n, t, *z.shape[1:])
 
 
 def decode(latents: torch.Tensor) -> torch.Tensor:
+    if CODE is not None:
+        return CODE.decode(latents * SCALE)
     n, t = latents.shape[:2]
     v = F.pixel_shuffle(latents.flatten(0, 1) * (SCALE / GAIN), PATCH)
     return ((v + 1) / 2).clamp(0, 1).reshape(n, t, *v.shape[1:])
+
+
+use_code("pca16")
 
 
 _EMBED = None
@@ -185,7 +204,8 @@ def _pack():
     return _PACK
 
 
-def run_trainer(cfg, params, forward, x0: torch.Tensor, parameterisation: str, clean: bool = False, every: int = 20):
+def run_trainer(cfg, params, forward, x0: torch.Tensor, parameterisation: str, clean: bool = False, every: int = 20,
+                callback=None):
     """The pack's one trainer on clips ``x0`` with random clips per step (``clean``: also hand the clean clips to
     the model, as FCA reads its initial frames from them); prints progress with ``--verbose``."""
     tr = _pack()["training"]
@@ -202,17 +222,20 @@ def run_trainer(cfg, params, forward, x0: torch.Tensor, parameterisation: str, c
     def on_step(step, loss):
         if VERBOSE and (step % every == 0 or step == cfg.steps):
             print(f"    step {step}/{cfg.steps}, loss {loss:.4f}, {time.time() - t0:.0f} s", flush=True)
+        if callback is not None:
+            callback(step, loss)
 
     return tr.Trainer(cfg).run(params, forward, batch_fn, parameterisation, on_step=on_step)
 
 
 def train(module_params, forward, x0: torch.Tensor, steps: int, lr: float, batch: int, seed: int, sigma_table,
-          drop: float = 0.0, warmup: int = 0):
+          drop: float = 0.0, warmup: int = 0, lr_schedule: str = "constant", callback=None):
     tr = _pack()["training"]
+    noise = dict(NOISE) if NOISE.get("sigma_sampling") != "schedule" else dict(sigma_sampling="schedule")
     cfg = tr.TrainConfig(steps=steps, lr=lr, batch_size=batch, seed=seed, cond_dropout=drop, image_dropout=drop,
-                         both_dropout=drop, sigma_sampling="schedule", sigma_table=tuple(sigma_table),
-                         warmup_steps=warmup, grad_clip=1.0)
-    return run_trainer(cfg, module_params, forward, x0, "v")
+                         both_dropout=drop, sigma_table=tuple(sigma_table), warmup_steps=warmup, grad_clip=1.0,
+                         lr_schedule=lr_schedule, **noise)
+    return run_trainer(cfg, module_params, forward, x0, "v", callback=callback)
 
 
 def karras(n: int, lo: float = 0.002, hi: float = 80.0, rho: float = 7.0) -> torch.Tensor:
@@ -285,6 +308,86 @@ def one_step(forward, model, clips: tvp.TVPClips, sigmas=(0.5, 1.0, 2.0, 4.0), s
             preds = torch.cat(outs)
     acc = tvp.instruction_accuracy(decode(model.model.process_latent_out(preds)), clips.plans)
     return {"denoise_loss": statistics.fmean(losses), "one_step_instruction": acc["score"]}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the shipped frozen base: pretraining, file, gates
+
+BASE_FILE = os.path.join(HERE, "weights", "tvp_svd_base.safetensors")
+BASE_BROAD = 1536   # broad clips the shipped base is pretrained on
+GATE_STEPS = 12     # Euler steps the gates sample with
+
+
+def pretrain_base(model, clips: tvp.TVPClips, steps: int, seed: int = 0, lr: float = 1e-3, batch: int = 4,
+                  callback=None):
+    """Pretrain the frozen base image-to-video on instruction-free clips: the pack's trainer, EDM log-normal noise
+    (``NOISE``), image dropout 0.1 (the no-image branch image guidance needs), warm-up 50 steps, cosine decay."""
+    pk = _pack()
+    host = pk["host_mod"].describe(model)
+    net = model.model.diffusion_model
+    x = model.model.process_latent_in(encode(clips.videos))
+    fwd = pk["simda"].AdapterForward(model, "v", svd_conditions(clips, aid=False), host)
+    net.requires_grad_(True)
+    res = train(net, fwd, x, steps, lr, batch, seed, pk["host_mod"].training_sigmas(model).tolist(), drop=0.05,
+                warmup=50, lr_schedule="cosine", callback=callback)
+    net.requires_grad_(False)
+    return res
+
+
+def save_base(path: str, model, meta: dict) -> None:
+    """The base's UNet weights in fp16 plus the latent code, with ``meta`` (the command that made it, its gates)."""
+    from safetensors.torch import save_file
+
+    tensors = {f"unet/{k}": v.detach().half().contiguous() for k, v in model.model.diffusion_model.state_dict().items()}
+    tensors.update(CODE.state_dict())
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    save_file(tensors, path, metadata={"kind": "tvp_base", "architecture": "SVD_img2vid", "width": str(WIDTH),
+                                       **{k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}})
+
+
+def load_base(path: str = BASE_FILE):
+    """The base of ``path`` (its code becomes this module's ``CODE``) as a ModelPatcher, and its metadata."""
+    global CODE, WIDTH
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(path, "pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("kind") != "tvp_base":
+        raise ValueError(f"{path} is not a miniature TVP base (kind {meta.get('kind')!r})")
+    tensors = load_file(path)
+    CODE = tvp.PatchCode.from_state_dict(tensors)
+    WIDTH = int(meta["width"])
+    model = tiny_svd(CODE.channels, seed=0)
+    model.model.diffusion_model.load_state_dict({k[5:]: v.float() for k, v in tensors.items() if k.startswith("unet/")})
+    model.model.diffusion_model.requires_grad_(False)
+    return model, meta
+
+
+@torch.no_grad()
+def base_gates(model, clips: tvp.TVPClips, seed: int = 0, steps: int = GATE_STEPS, s_v: float = 1.0) -> dict:
+    """The frozen base's gates on held-out first frames, before any adapter: samples from each clip's first frame
+    (image guidance ``s_v``; 1 is the conditional prediction alone), scored by first-frame PSNR against the real
+    frame and against the frame through the code (the code's own ceiling), the tracker finding every object and
+    keeping its colour and shape (``tvp.object_fidelity``), and how far the objects move."""
+    pk = _pack()
+    host = pk["host_mod"].describe(model)
+    fwd = pk["simda"].AdapterForward(model, "v", svd_conditions(clips, aid=False), host)
+    frames = clips.videos.shape[1]
+    shape = encode(clips.videos[:1]).shape[2:]
+    lat = sample(fwd, len(clips), frames, shape, steps, s_v, None, seed)
+    videos = decode(model.model.process_latent_out(lat))
+    through_code = decode(encode(clips.videos[:, :1]))[:, 0]
+    fid = tvp.object_fidelity(videos, clips.plans)
+    moves = []
+    for video, plan in zip(videos, clips.plans):
+        centre = torch.stack([tvp.track(video, o.colour)[0] for o in plan.objects])  # [K, T, 2]
+        moves.append(float((centre[:, -1] - centre[:, 0]).norm(dim=-1).max()))
+    return {"first_frame_psnr": float(tvp.first_frame_psnr(videos, clips.first_frames).mean()),
+            "first_frame_psnr_code": float(tvp.first_frame_psnr(videos, through_code).mean()),
+            "code_ceiling_psnr": float(tvp.first_frame_psnr(decode(encode(clips.videos[:, :1])), clips.first_frames).mean()),
+            "objects_found": fid["found"], "objects_kept": fid["kept"],
+            "clips_moving_2.5px": sum(m >= 2.5 for m in moves) / len(moves), "videos": videos}
 
 
 def evaluate(latents: torch.Tensor, clips: tvp.TVPClips, reference_feats) -> dict:
@@ -383,6 +486,200 @@ def start(args) -> float:
     return time.time()
 
 
+def overfit_main(args, t_start: float) -> None:
+    """The base trained on a few clips only: how much of the noise its clean estimate of those same clips keeps at
+    each noise level. A denoiser that has memorised its clips should remove nearly all of it at every level."""
+    pk = _pack()
+    clips = tvp.make_instruction_set(args.overfit, seed=0)
+    model = tiny_svd(encode(clips.videos[:1]).shape[2], seed=0)
+    host = pk["host_mod"].describe(model)
+    x0 = model.model.process_latent_in(encode(clips.videos))
+    fwd = pk["simda"].AdapterForward(model, "v", svd_conditions(clips, aid=False), host)
+    net = model.model.diffusion_model
+    net.requires_grad_(True)
+    res = train(net, fwd, x0, args.base_steps or 600, 1e-3, 4, 0, pk["host_mod"].training_sigmas(model).tolist(),
+                warmup=50)
+    net.requires_grad_(False)
+    print(f"{args.overfit} clips, code {args.code}, noise {NOISE['sigma_sampling']}: {len(res.losses)} steps, loss "
+          f"{statistics.fmean(res.losses[:20]):.3f} -> {statistics.fmean(res.losses[-50:]):.3f} "
+          f"({time.time() - t_start:.0f} s)")
+    print("| sigma | noisy input (dB) | clean estimate (dB) | share of the noise kept |")
+    print("|---|---|---|---|")
+    g = torch.Generator().manual_seed(7)
+    target = decode(model.model.process_latent_out(x0))  # the clips through the code
+
+    def psnr(lat):
+        err = (decode(model.model.process_latent_out(lat)) - target).square().flatten(1).mean(1)
+        return float((10 * torch.log10(1 / err)).mean())
+
+    rows = {}
+    with torch.no_grad():
+        for sigma in (0.03, 0.1, 0.3, 1.0, 3.0, 10.0):
+            n = torch.randn(x0.shape, generator=g)
+            xt = x0 + sigma * n
+            s = torch.full((len(x0),), sigma)
+            v = fwd(xt, s, None, clip=torch.arange(len(x0)))
+            d = pk["param"].prediction_to_denoised(xt.flatten(0, 1), v.flatten(0, 1), s.repeat_interleave(x0.shape[1]),
+                                                   "v").reshape(xt.shape)
+            kept = float(((d - x0) * n * sigma).sum() / (n * sigma).square().sum())
+            rows[sigma] = dict(noisy_db=psnr(xt), estimate_db=psnr(d), kept=kept)
+            print(f"| {sigma:g} | {psnr(xt):.1f} | {psnr(d):.1f} | {kept:.2f} |", flush=True)
+    g = base_gates(model, clips)  # sampling the memorised clips back from their first frames
+    print("sampled from their first frames:", {k: round(v, 3) for k, v in g.items() if k != "videos"})
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"clips": args.overfit, "code": args.code, "noise": NOISE, "steps": len(res.losses),
+                       "loss": res.losses, "rows": rows}, f, indent=1)
+
+
+ADAPTER_FILE = os.path.join(HERE, "weights", "tvp_aid_full.safetensors")
+AID_CONFIG = dict(width=64, heads=4, depth=1, queries_per_frame=4, text_dim=TEXT_DIM, vision_dim=CTX, context_dim=CTX)
+S_V, S_T = 1.5, 2.0  # dual CFG of the shipped model's rows
+
+
+def instruction_sets(seed: int, train: int = 192, heldout: int = 64):
+    """Training clips (no novel instruction, ``tvp.is_novel``), held-out clips of the same kind, held-out clips of
+    novel combinations only, and a reference set for FD, each from its own stream of ``seed``."""
+    return dict(train=tvp.make_instruction_set(train, 4 * seed, novel=False) if train else None,
+                heldout=tvp.make_instruction_set(heldout, 4 * seed + 1, novel=False),
+                novel=tvp.make_instruction_set(heldout // 2, 4 * seed + 2, novel=True),
+                reference=tvp.make_instruction_set(heldout, 4 * seed + 3))
+
+
+@torch.no_grad()
+def predict(model, clips: tvp.TVPClips, seed: int, adapters=None, steps: int = GATE_STEPS, s_v: float = S_V,
+            s_t: float = S_T) -> torch.Tensor:
+    """Videos ``[N, T, 3, H, W]`` predicted from the clips' first frames: the frozen base alone (image CFG ``s_v``)
+    or with AID ``adapters`` (dual CFG ``s_v``, ``s_t``), through the pack's forward."""
+    pk = _pack()
+    host = pk["host_mod"].describe(model)
+    if adapters is None:
+        fwd = pk["simda"].AdapterForward(model, "v", svd_conditions(clips, aid=False), host)
+    else:
+        patched = pk["attach"].attach_adapters(model, adapters)
+        fwd = pk["simda"].AdapterForward(patched, "v", svd_conditions(clips, aid=True), host,
+                                         kind=pk["registry"].get("aid"), adapters=adapters)
+    shape = encode(clips.videos[:1]).shape[2:]
+    lat = sample(fwd, len(clips), clips.videos.shape[1], shape, steps, s_v, None if adapters is None else s_t, seed)
+    return decode(model.model.process_latent_out(lat))
+
+
+def score(videos: torch.Tensor, clips: tvp.TVPClips, reference: tvp.TVPClips) -> dict:
+    out = tvp.summary(videos, clips.plans, clips.videos, tvp.clip_features(reference.videos))
+    return {k: out[k] for k in ("instruction_score", "instruction_all_phases", "fd", "first_frame_psnr", "future_mse")}
+
+
+def train_adapters_main(args, t_start: float) -> None:
+    """Train full AID on the shipped base with held-out accuracy every --gate-every steps; write the adapters."""
+    import sys
+
+    pk = _pack()
+    model, _ = load_base(args.base)
+    sets = instruction_sets(0)
+    host = pk["host_mod"].describe(model)
+    config = dict(AID_CONFIG, frames=sets["train"].videos.shape[1])
+    torch.manual_seed(0)
+    adapters = pk["attach"].new_adapters("aid", model, config)
+    patched = pk["attach"].attach_adapters(model, adapters)
+    fwd = pk["simda"].AdapterForward(patched, "v", svd_conditions(sets["train"], aid=True), host,
+                                     kind=pk["registry"].get("aid"), adapters=adapters)
+    x = model.model.process_latent_in(encode(sets["train"].videos))
+    steps = args.aid_steps or 1500
+    curve = []
+    probe = tvp.TVPClips(**{f: getattr(sets["heldout"], f)[:32] for f in tvp.TVPClips.__dataclass_fields__})
+
+    def evaluate(step, full=False):
+        adapters.requires_grad_(False)
+        rows = {"step": step, "seconds": round(time.time() - t_start)}
+        for name in (("heldout", "novel") if full else ("heldout",)):
+            clips = sets[name] if full else probe
+            rows[name] = score(predict(model, clips, 0, adapters), clips, sets["reference"])
+        adapters.requires_grad_(True)
+        print(json.dumps(rows, default=lambda v: round(v, 4)), flush=True)
+        return rows
+
+    def callback(step, loss):
+        if step % args.gate_every == 0 and step < steps:
+            curve.append(evaluate(step))
+
+    res = train(adapters, fwd, x, steps, 1e-3, 4, 0, pk["host_mod"].training_sigmas(model).tolist(), drop=0.05,
+                warmup=50, lr_schedule="cosine", callback=callback)
+    final = evaluate(steps, full=True)
+    curve.append(final)
+    adapters.requires_grad_(False)
+    cmd = "python benchmarks/aid_tvp.py " + " ".join("OUT" if a == args.train_adapters else a for a in sys.argv[1:])
+    adapters.half().save(args.train_adapters, extra={"training": {
+        "command": cmd, "steps": steps, "train_clips": len(sets["train"]), "noise": NOISE, "dual_cfg": [S_V, S_T],
+        "novel_targets": tvp.NOVEL_TARGETS, "novel_motions": tvp.NOVEL_MOTIONS, "curve": curve,
+        "loss_first_last": [statistics.fmean(res.losses[:50]), statistics.fmean(res.losses[-50:])],
+        "seconds": round(time.time() - t_start)}})
+    print(f"wrote {args.train_adapters} ({time.time() - t_start:.0f} s)")
+
+
+def shipped_main(args, t_start: float) -> None:
+    """The shipped base and full AID on a fresh held-out set of ``--eval-seed``: repeat the first frame, the frozen
+    base, full AID; on clips like the training ones and on novel combinations."""
+    pk = _pack()
+    model, base_meta = load_base(args.base)
+    adapters = pk["registry"].get("aid").load(args.adapters)
+    adapters.float().requires_grad_(False)
+    sets = instruction_sets(1000 + args.eval_seed, train=0, heldout=args.eval_clips)
+    table = {}
+    for name in ("heldout", "novel"):
+        clips = sets[name]
+        frames = clips.videos.shape[1]
+        table[name] = {
+            "repeat the first frame": score(tvp.repeat_first_frame(clips.first_frames, frames), clips, sets["reference"]),
+            "frozen base alone": score(predict(model, clips, args.eval_seed), clips, sets["reference"]),
+            "AID full (shipped)": score(predict(model, clips, args.eval_seed, adapters), clips, sets["reference"])}
+    floor = tvp.noise_floor(tvp.clip_features(sets["heldout"].videos), tvp.clip_features(sets["reference"].videos))
+    print(f"shipped base and AID on held-out clips of seed {args.eval_seed} ({args.eval_clips} like the training "
+          f"clips, {args.eval_clips // 2} novel); Euler {GATE_STEPS} steps, dual CFG s_V={S_V} s_T={S_T}; FD noise "
+          f"floor {floor:.1f} ({time.time() - t_start:.0f} s)")
+    for name, rows in table.items():
+        print(f"\n{name}:\n| row | instruction acc. | all phases | FD | first-frame PSNR | future MSE |\n|---|---|---|---|---|---|")
+        for row, r in rows.items():
+            print(f"| {row} | {r['instruction_score']:.3f} | {r['instruction_all_phases']:.3f} | {r['fd']:.1f} | "
+                  f"{r['first_frame_psnr']:.1f} | {r['future_mse']:.4f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"eval_seed": args.eval_seed, "noise_floor": floor, "rows": table}, f, indent=1, default=float)
+
+
+def pretrain_main(args, t_start: float) -> None:
+    import sys
+
+    steps = args.base_steps or 6000
+    _pack()  # the in-process ComfyUI
+    broad = tvp.make_broad_set(BASE_BROAD, seed=0)
+    gate_clips = tvp.make_instruction_set(64, seed=99)  # held-out first frames in which no object hides another
+    snap = tvp.TVPClips(**{f: getattr(gate_clips, f)[:32] for f in tvp.TVPClips.__dataclass_fields__})
+    model = tiny_svd(CODE.channels, seed=0)
+    curve = []
+
+    def gates(step, n_clips):
+        g = base_gates(model, snap if n_clips == 32 else gate_clips)
+        g.pop("videos")
+        row = {"step": step, "seconds": round(time.time() - t_start), **{k: round(v, 4) for k, v in g.items()}}
+        print(json.dumps(row), flush=True)
+        return row
+
+    def callback(step, loss):
+        if step % args.gate_every == 0 and step < steps:
+            curve.append(gates(step, 32))
+
+    res = pretrain_base(model, broad, steps, callback=callback)
+    final = gates(steps, 64)
+    curve.append(final)
+    cmd = "python benchmarks/aid_tvp.py " + " ".join(a for a in sys.argv[1:] if a != args.pretrain_base)
+    save_base(args.pretrain_base, model, {"command": cmd.replace("--pretrain-base", "--pretrain-base OUT"),
+                                          "steps": steps, "broad_clips": BASE_BROAD, "noise": NOISE,
+                                          "loss_first_last": [statistics.fmean(res.losses[:50]),
+                                                              statistics.fmean(res.losses[-50:])],
+                                          "gates": final, "curve": curve, "seconds": round(time.time() - t_start)})
+    print(f"wrote {args.pretrain_base} ({time.time() - t_start:.0f} s)")
+
+
 def main() -> None:
     ap = benchmark_arguments(__doc__)
     ap.add_argument("--base-cache", default=None,
@@ -390,15 +687,51 @@ def main() -> None:
     ap.add_argument("--base-steps", type=int, default=None)
     ap.add_argument("--aid-steps", type=int, default=None)
     ap.add_argument("--rows", default=None, help="comma-separated subset of rows (default: all)")
+    ap.add_argument("--pretrain-base", default=None, metavar="OUT",
+                    help="pretrain the frozen base (--base-steps, default 6000) on the broad set, print its gates every "
+                         "--gate-every steps, write it to OUT (fp16, with this command in its metadata) and stop")
+    ap.add_argument("--gate-every", type=int, default=1000)
     ap.add_argument("--jobs", type=int, default=default_jobs(),
                     help="worker processes for the ablation rows (default: one per core, at most 4; 1: in this "
                          "process). Workers need fork (Linux, macOS); elsewhere the rows run in this process")
+    ap.add_argument("--train-adapters", default=None, metavar="OUT",
+                    help="train full AID (--aid-steps, default 1500) on the base (--base), print held-out accuracy every "
+                         "--gate-every steps, write the adapters to OUT and stop")
+    ap.add_argument("--shipped", action="store_true",
+                    help="evaluate the shipped base and full AID on a fresh held-out set (--eval-seed) and stop")
+    ap.add_argument("--eval-seed", type=int, default=0)
+    ap.add_argument("--eval-clips", type=int, default=64)
+    ap.add_argument("--base", default=BASE_FILE, help="the frozen base file (default: the shipped one)")
+    ap.add_argument("--adapters", default=ADAPTER_FILE, help="the AID adapter file (default: the shipped one)")
+    ap.add_argument("--overfit", type=int, default=0, metavar="N",
+                    help="train the base on N instruction clips only (--base-steps, default 600) and print how much "
+                         "noise its clean estimate of them keeps at each noise level; then stop")
+    ap.add_argument("--code", choices=("pca16", "raw"), default="pca16",
+                    help="the latent code: the centred 16-channel patch code, or the raw 48-channel pixel patches")
+    ap.add_argument("--noise", choices=("lognormal", "table"), default="lognormal",
+                    help="training noise levels: log-normal (ln sigma ~ N(--noise-mean, --noise-std^2)), or uniform "
+                         "over the model's 1000 sigmas (0.002-700) as earlier versions")
+    ap.add_argument("--noise-mean", type=float, default=0.7, help="SVD's 0.7 (EDM's image recipe: -1.2)")
+    ap.add_argument("--noise-std", type=float, default=1.6, help="SVD's 1.6 (EDM's image recipe: 1.2)")
     args = ap.parse_args()
+    use_code(args.code)
+    NOISE.update(lognormal_mean=args.noise_mean, lognormal_std=args.noise_std)
+    if args.noise == "table":
+        NOISE.clear()
+        NOISE.update(sigma_sampling="schedule")
     if args.jobs > 1 and args.threads > 1:
         print(f"--threads {args.threads} with --jobs {args.jobs}: one thread per process (threads before a fork "
               "can hang the workers); --jobs 1 for more threads", flush=True)
         args.threads = 1
     t_start = start(args)
+    if args.pretrain_base:
+        return pretrain_main(args, t_start)
+    if args.overfit:
+        return overfit_main(args, t_start)
+    if args.train_adapters:
+        return train_adapters_main(args, t_start)
+    if args.shipped:
+        return shipped_main(args, t_start)
     quick = args.quick
     seeds = args.seeds or (1 if quick else 2)
     sizes = dict(broad=64, train=16, heldout=8) if quick else dict(broad=384, train=48, heldout=32)

@@ -83,10 +83,14 @@ NORM: dict = {}  # the latent format's per-channel mean and std (set from the br
 
 
 def set_latent_format(videos: torch.Tensor) -> None:
-    """Per-channel mean and std of aid_tvp's code over ``videos``, applied as a latent format is (Wan's own
+    """Per-channel mean and std of aid_tvp's raw code over ``videos``, applied as a latent format is (Wan's own
     latent formats normalise per channel the same way): the clips are mostly grey background, so the raw code
-    sits far from zero mean."""
+    sits far from zero mean. The patch code needs none (identity)."""
     z = encode(videos) * SCALE
+    if aid_tvp.CODE is not None:  # the patch code is centred with unit overall scale: keep its channels' proportions
+        NORM["mean"] = torch.zeros(1, z.shape[2], 1, 1, 1)  # (standardising each channel would blow the faint detail
+        NORM["std"] = torch.ones(1, z.shape[2], 1, 1, 1)    # channels up to the scale of the colour ones)
+        return
     NORM["mean"] = z.mean(dim=(0, 1, 3, 4)).reshape(1, -1, 1, 1, 1)
     NORM["std"] = z.std(dim=(0, 1, 3, 4)).clamp_min(1e-3).reshape(1, -1, 1, 1, 1)
 
@@ -152,18 +156,21 @@ def initial_frame_extras(x: torch.Tensor, noise_step: int = 1) -> list:
 # the base model
 
 
-def tiny_wan(seed: int):
-    """A Wan 2.1 text-to-video DiT of ComfyUI's own class for the 48-channel code, initialised (ComfyUI builds
-    models without initialising them: they are loaded from files)."""
+def tiny_wan(seed: int, channels: int | None = None):
+    """A Wan 2.1 text-to-video DiT of ComfyUI's own class for the latent code (``channels``: the code's, 16 for the
+    patch code, 48 for the raw one), initialised (ComfyUI builds models without initialising them: they are loaded
+    from files)."""
     import comfy.latent_formats
     import comfy.model_patcher
     import comfy.supported_models
 
-    cfg = {"image_model": "wan2.1", "model_type": "t2v", "patch_size": (1, 2, 2), "in_dim": 48, "dim": DIM,
-           "ffn_dim": FFN, "freq_dim": 256, "text_dim": TEXT_DIM, "out_dim": 48, "num_heads": HEADS,
+    channels = channels or (aid_tvp.CODE.channels if aid_tvp.CODE is not None else 48)
+    cfg = {"image_model": "wan2.1", "model_type": "t2v", "patch_size": (1, 2, 2), "in_dim": channels, "dim": DIM,
+           "ffn_dim": FFN, "freq_dim": 256, "text_dim": TEXT_DIM, "out_dim": channels, "num_heads": HEADS,
            "num_layers": LAYERS, "window_size": (-1, -1), "qk_norm": True, "cross_attn_norm": True, "eps": 1e-6}
     mc = comfy.supported_models.WAN21_T2V(cfg)
-    mc.latent_format = comfy.latent_formats.Wan22  # 48 channels, as the code (never applied: no VAE here)
+    # a latent format with the code's channel count (never applied: no VAE here)
+    mc.latent_format = comfy.latent_formats.Wan21 if channels == 16 else comfy.latent_formats.Wan22
     mc.set_inference_dtype(torch.float32, None)
     base = mc.get_model({})
     g = torch.Generator().manual_seed(seed)
@@ -321,14 +328,124 @@ def side_by_side(path: str, results: dict, params: dict, keys) -> None:
         print(aid_tvp._row_text(f"{name:<34}"[:34], runs, keys) + f" {count:>9} |")
 
 
+# ----------------------------------------------------------------------------------------------------------
+# the shipped frozen base: pretraining, file, gates
+
+BASE_FILE = os.path.join(HERE, "weights", "tvp_wan_base.safetensors")
+BASE_BROAD = 1536
+
+
+def pretrain_base(model, clips: tvp.TVPClips, steps: int, seed: int = 0, callback=None):
+    """Pretrain the frozen base text-to-video on instruction-free clips with captions from their plans: flow
+    matching, shifted logit-normal noise, text dropout 0.1, AdamW lr 1e-3, warm-up 50, cosine decay, batch 8."""
+    pk = _pack()
+    net = model.model.diffusion_model
+    fwd = pk["simda"].AdapterForward(model, "flow", text_conditions([broad_caption(p) for p in clips.plans]),
+                                     pk["host_mod"].describe(model))
+    net.requires_grad_(True)
+    tr = pk["training"]
+    cfg = tr.TrainConfig(steps=steps, lr=LR, batch_size=8, seed=seed, cond_dropout=0.1, sigma_sampling="flow_shift",
+                         flow_shift=SHIFT, warmup_steps=50, lr_schedule="cosine", grad_clip=1.0)
+    res = aid_tvp.run_trainer(cfg, net, fwd, to_model(clips.videos), "flow", every=100, callback=callback)
+    net.requires_grad_(False)
+    return res
+
+
+def save_base(path: str, model, meta: dict) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {f"dit/{k}": v.detach().half().contiguous() for k, v in model.model.diffusion_model.state_dict().items()}
+    tensors.update(aid_tvp.CODE.state_dict())
+    tensors.update({"norm/mean": NORM["mean"].contiguous(), "norm/std": NORM["std"].contiguous()})
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    save_file(tensors, path, metadata={"kind": "tvp_base", "architecture": "WAN21_T2V",
+                                       **{k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}})
+
+
+def load_base(path: str = BASE_FILE):
+    """The base of ``path`` (its code and latent normalisation become this module's) as a ModelPatcher, and its
+    metadata."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(path, "pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("kind") != "tvp_base" or meta.get("architecture") != "WAN21_T2V":
+        raise ValueError(f"{path} is not the miniature's Wan base")
+    tensors = load_file(path)
+    aid_tvp.CODE = tvp.PatchCode.from_state_dict(tensors)
+    NORM.update(mean=tensors["norm/mean"].float(), std=tensors["norm/std"].float())
+    model = tiny_wan(seed=0)
+    model.model.diffusion_model.load_state_dict({k[4:]: v.float() for k, v in tensors.items() if k.startswith("dit/")})
+    return model, meta
+
+
+@torch.no_grad()
+def base_gates(model, clips: tvp.TVPClips, seed: int = 0, steps: int = 12, cfg: float = CFG) -> dict:
+    """The frozen text-to-video base's gates on held-out captions: samples from each clip's caption, scored by
+    the tracker finding every object the caption names and keeping its colour and shape (``tvp.object_fidelity``).
+    A caption names only the objects that move, so a still object is the base's own guess; ``all_objects_found``
+    counts those too."""
+    pk = _pack()
+    captions = [broad_caption(p) for p in clips.plans]
+    fwd = pk["simda"].AdapterForward(model, "flow", text_conditions(captions), pk["host_mod"].describe(model))
+    lat = sample(fwd, len(clips), to_model(clips.videos[:1]).shape[1:], steps, cfg, seed)
+    videos = aid_tvp.decode(from_model(lat))
+    named = [{o.colour for o in p.objects if o.colour in c.split()} for p, c in zip(clips.plans, captions)]
+    fid, every = tvp.object_fidelity(videos, clips.plans, only=named), tvp.object_fidelity(videos, clips.plans)
+    return {"objects_found": fid["found"], "objects_kept": fid["kept"], "all_objects_found": every["found"],
+            "videos": videos}
+
+
+def pretrain_main(args, t_start: float) -> None:
+    import sys
+
+    steps = args.base_steps or 4000
+    _pack()
+    broad = tvp.make_broad_set(BASE_BROAD, seed=0)
+    gate_clips = tvp.make_instruction_set(64, seed=99)  # held-out first frames in which no object hides another
+    snap = tvp.TVPClips(**{f: getattr(gate_clips, f)[:32] for f in tvp.TVPClips.__dataclass_fields__})
+    set_latent_format(broad.videos)
+    model = tiny_wan(seed=0)
+    curve = []
+
+    def gates(step, clips):
+        g = base_gates(model, clips)
+        g.pop("videos")
+        row = {"step": step, "seconds": round(time.time() - t_start), **{k: round(v, 4) for k, v in g.items()}}
+        print(json.dumps(row), flush=True)
+        return row
+
+    def callback(step, loss):
+        if step % args.gate_every == 0 and step < steps:
+            curve.append(gates(step, snap))
+
+    res = pretrain_base(model, broad, steps, callback=callback)
+    final = gates(steps, gate_clips)
+    curve.append(final)
+    cmd = "python benchmarks/fca_tvp.py " + " ".join("OUT" if a == args.pretrain_base else a for a in sys.argv[1:])
+    save_base(args.pretrain_base, model, {"command": cmd, "steps": steps, "broad_clips": BASE_BROAD,
+                                          "loss_first_last": [statistics.fmean(res.losses[:50]),
+                                                              statistics.fmean(res.losses[-50:])],
+                                          "gates": final, "curve": curve, "seconds": round(time.time() - t_start)})
+    print(f"wrote {args.pretrain_base} ({time.time() - t_start:.0f} s)")
+
+
 def main() -> None:
     ap = aid_tvp.benchmark_arguments(__doc__)
     ap.add_argument("--aid-json", default=None, help="the --json output of benchmarks/aid_tvp.py (same sizes): "
                     "print AID's rows and FCA's in one table")
     ap.add_argument("--base-cache", default=None, help="a folder to keep the pretrained base in (safetensors) and "
                     "reuse on the next run with the same settings")
+    ap.add_argument("--base-steps", type=int, default=None)
+    ap.add_argument("--pretrain-base", default=None, metavar="OUT",
+                    help="pretrain the frozen base (--base-steps, default 4000) on the broad set, print its gates every "
+                         "--gate-every steps, write it to OUT (fp16, with this command in its metadata) and stop")
+    ap.add_argument("--gate-every", type=int, default=1000)
     args = ap.parse_args()
     t_start = aid_tvp.start(args)
+    if args.pretrain_base:
+        return pretrain_main(args, t_start)
     quick = args.quick
     seeds = args.seeds or (1 if quick else 3)
     sizes = dict(broad=128, train=24, heldout=32) if quick else dict(broad=512, train=48, heldout=64)

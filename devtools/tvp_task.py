@@ -545,22 +545,43 @@ def _broad_plan(rng: random.Random, frames: int, size: int, max_objects: int) ->
     return build_plan(objects, starts, frames=frames, size=size, background=_background(rng), steps=steps)
 
 
-def _make(kind: str, n: int, seed: int, frames: int, size: int, max_objects: int) -> TVPClips:
+# instructions a training set may leave out, so that held-out clips test generalisation rather than recall: these
+# (colour, shape) targets and this two-phase motion are each seen in training only in other combinations
+NOVEL_TARGETS: tuple[tuple[str, str], ...] = (("red", "triangle"), ("blue", "circle"), ("yellow", "square"))
+NOVEL_MOTIONS: tuple[tuple[str, ...], ...] = (("right", "down"),)
+
+
+def is_novel(plan: "ClipPlan") -> bool:
+    """Whether an instruction clip's target or motion is one of :data:`NOVEL_TARGETS` / :data:`NOVEL_MOTIONS`."""
+    obj = plan.target_object
+    return (obj.colour, obj.shape) in NOVEL_TARGETS or tuple(plan.directions) in NOVEL_MOTIONS
+
+
+def _make(kind: str, n: int, seed: int, frames: int, size: int, max_objects: int, novel: bool | None = None) -> TVPClips:
     if not 1 <= max_objects <= len(COLOURS):
         raise ValueError(f"max_objects must be 1..{len(COLOURS)}")
     rng = random.Random(f"tvp/{kind}/{seed}/{frames}/{size}")
     make = _instruction_plan if kind == "instruction" else _broad_plan
-    plans = [make(rng, frames, size, max_objects) for _ in range(n)]
+    if novel is None:
+        plans = [make(rng, frames, size, max_objects) for _ in range(n)]
+    else:  # draw until n plans are (or are not) novel: the same stream, filtered
+        plans = []
+        while len(plans) < n:
+            plan = make(rng, frames, size, max_objects)
+            if is_novel(plan) == novel:
+                plans.append(plan)
     videos = render(plans) if plans else torch.zeros(0, frames, 3, size, size)
     return TVPClips(videos, plans)
 
 
-def make_instruction_set(n: int, seed: int = 0, frames: int = 8, size: int = 32, max_objects: int = 3) -> TVPClips:
+def make_instruction_set(n: int, seed: int = 0, frames: int = 8, size: int = 32, max_objects: int = 3,
+                         novel: bool | None = None) -> TVPClips:
     """``n`` instruction clips: 1..``max_objects`` objects, the named one (drawn on top) moving one or two
     phases (half each), ``DISTANCE_RANGE`` of the frame per phase, the others still and placed off its path
     where there is room. Starts are drawn so the whole path stays inside the frame. Deterministic in
-    ``(seed, frames, size)``."""
-    return _make("instruction", n, seed, frames, size, max_objects)
+    ``(seed, frames, size, novel)``. ``novel=False`` leaves out the instructions of :func:`is_novel` (a training
+    set), ``novel=True`` keeps only them (a held-out set of unseen combinations)."""
+    return _make("instruction", n, seed, frames, size, max_objects, novel)
 
 
 def make_broad_set(n: int, seed: int = 0, frames: int = 8, size: int = 32, max_objects: int = 3) -> TVPClips:
@@ -588,6 +609,69 @@ def repeat_first_frame(first_frames: torch.Tensor, frames: int = 8) -> torch.Ten
     """Baseline prediction: ``[N, 3, H, W]`` (or ``[3, H, W]``) first frames held for ``frames`` frames ->
     ``[N, T, 3, H, W]`` (or ``[T, 3, H, W]``)."""
     return first_frames.unsqueeze(-4).expand(*first_frames.shape[:-3], frames, *first_frames.shape[-3:]).clone()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# a latent code
+
+
+class PatchCode:
+    """A centred linear patch code, the miniature's stand-in for a VAE: each ``patch`` x ``patch`` RGB patch (in
+    -1..1) minus the mean patch, projected on the first ``channels`` principal directions of the fitted clips and
+    divided by one global factor, so the latents are centred with unit RMS (what SVD's and Wan's latent formats
+    hand their models). Decoding is the exact transpose plus the mean, so a clip survives a round trip up to the
+    detail outside the kept directions (16 channels of 4 x 4 patches: about 33 dB on the task's clips).
+
+    Why not the raw pixel patches: 48 nearly identical, uncentred channels (mean about -2.4, RMS 2.7 in model
+    space) are a code a tiny UNet never learns to denoise (docs/aid.md, "Why the frozen base could not draw").
+    """
+
+    def __init__(self, mean: torch.Tensor, basis: torch.Tensor, scale: float, patch: int):
+        self.mean, self.basis, self.scale, self.patch = mean.float(), basis.float(), float(scale), int(patch)
+        self.channels = int(basis.shape[1])
+
+    @classmethod
+    def fit(cls, videos: torch.Tensor, channels: int = 16, patch: int = 4) -> "PatchCode":
+        x = cls._patches(videos, patch).reshape(-1, 3 * patch * patch).double()
+        mean = x.mean(0)
+        xc = x - mean
+        w, v = torch.linalg.eigh(xc.T @ xc / len(xc))
+        basis = v[:, torch.argsort(w, descending=True)[:channels]]
+        basis = basis * torch.sign(basis.sum(0, keepdim=True) + 1e-12)  # a fixed sign per direction
+        scale = float((xc @ basis).pow(2).mean().sqrt())
+        return cls(mean, basis, scale, patch)
+
+    @staticmethod
+    def _patches(videos: torch.Tensor, patch: int) -> torch.Tensor:
+        """``[N, T, 3, H, W]`` in 0..1 -> ``[N, T, H/p, W/p, 3 p p]`` in -1..1."""
+        n, t = videos.shape[:2]
+        x = torch.nn.functional.pixel_unshuffle(videos.flatten(0, 1).float() * 2 - 1, patch)
+        return x.permute(0, 2, 3, 1).reshape(n, t, *x.shape[2:], x.shape[1])
+
+    def encode(self, videos: torch.Tensor) -> torch.Tensor:
+        """``[N, T, 3, H, W]`` in 0..1 -> latents ``[N, T, C, H/p, W/p]`` (centred, unit RMS)."""
+        z = (self._patches(videos, self.patch) - self.mean) @ self.basis / self.scale
+        return z.permute(0, 1, 4, 2, 3).contiguous()
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`encode`: ``[N, T, C, h, w]`` -> ``[N, T, 3, H, W]`` clamped to 0..1."""
+        n, t = latents.shape[:2]
+        x = latents.float().permute(0, 1, 3, 4, 2) * self.scale @ self.basis.T + self.mean
+        v = torch.nn.functional.pixel_shuffle(x.flatten(0, 1).permute(0, 3, 1, 2), self.patch)
+        return ((v + 1) / 2).clamp(0, 1).reshape(n, t, *v.shape[1:])
+
+    def state_dict(self) -> dict:
+        return {"code/mean": self.mean.contiguous(), "code/basis": self.basis.contiguous(),
+                "code/scale": torch.tensor([self.scale]), "code/patch": torch.tensor([self.patch])}
+
+    @classmethod
+    def from_state_dict(cls, d: dict) -> "PatchCode":
+        return cls(d["code/mean"].float(), d["code/basis"].float(), float(d["code/scale"][0]), int(d["code/patch"][0]))
+
+
+def task_code(channels: int = 16, patch: int = 4) -> PatchCode:
+    """The miniature's latent code: :class:`PatchCode` fitted on 384 broad clips of seed 0 (deterministic)."""
+    return PatchCode.fit(make_broad_set(384, seed=0).videos, channels, patch)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -657,6 +741,34 @@ def phase_correct(video: torch.Tensor, plan: ClipPlan, tolerance: float = TRACK_
         across = abs(float(disp[0] * uy - disp[1] * ux))
         out.append(bool(visible[a]) and bool(visible[b]) and along >= min_move * plan.distance and across <= along)
     return out
+
+
+def object_fidelity(videos: torch.Tensor, plans: list[ClipPlan], found_share: float = 0.4,
+                    keep_tolerance: float = 0.3, tolerance: float = TRACK_TOLERANCE, only=None) -> dict:
+    """How well samples ``videos [N, T, 3, H, W]`` draw the objects of ``plans`` (a base model's gates).
+
+    ``found``: the share of (object, frame) pairs where the tracker finds the object by its colour with a mass
+    of at least ``found_share`` of its true area. ``kept``: the share of objects whose tracked mass and spread
+    (the second moment, which tells a square from a triangle of the same area) stay within ``keep_tolerance``
+    of their first-frame values in every frame: colour and shape kept over the clip. The real clips score 1 and 1;
+    through the 16-channel :func:`task_code` 0.998 and 0.985 (the code softens edges, which the soft colour mask
+    counts as partial pixels). ``only``: per clip, the colours to score (for instance those a caption names)."""
+    found, kept, pairs, objects = 0, 0, 0, 0
+    for i, (video, plan) in enumerate(zip(videos, plans)):
+        for obj in plan.objects:
+            if only is not None and obj.colour not in only[i]:
+                continue
+            w = colour_weights(video, torch.tensor([PALETTE[obj.colour]], dtype=video.dtype), tolerance)[:, 0]
+            mass, _, spread = _moments(w)
+            ok = mass >= found_share * obj.area
+            found += int(ok.sum())
+            pairs += len(ok)
+            objects += 1
+            if bool(ok.all()):
+                dm = (mass / mass[0] - 1).abs().max()
+                ds = (spread / spread[0].clamp_min(1e-6) - 1).abs().max()
+                kept += int(bool(dm <= keep_tolerance) and bool(ds <= keep_tolerance))
+    return {"found": found / max(pairs, 1), "kept": kept / max(objects, 1)}
 
 
 def instruction_accuracy(videos: torch.Tensor, plans: list[ClipPlan], **kw) -> dict:

@@ -266,3 +266,49 @@ def test_summary(bench, feats):
     assert still["future_mse"] > 0.0 and len(still["future_mse_per_frame"]) == 7 and still["fd"] > gt["fd"]
     with pytest.raises(ValueError):
         tvp.summary(h.videos[:3], h.plans, h.videos, feats["reference"])
+
+
+def test_patch_code_is_centred_unit_scale_and_its_own_inverse_on_its_span():
+    code = tvp.PatchCode.fit(tvp.make_broad_set(48, seed=3).videos, channels=16, patch=4)
+    clips = tvp.make_instruction_set(16, seed=5)
+    z = code.encode(clips.videos)
+    assert z.shape == (16, 8, 16, 8, 8)
+    assert abs(float(z.mean())) < 0.05 and 0.8 < float(z.square().mean().sqrt()) < 1.25
+    back = code.decode(z)
+    psnr = 10 * torch.log10(1 / (back - clips.videos).square().flatten(1).mean(1))
+    assert float(psnr.mean()) > 30  # flat shapes need few directions
+    again = tvp.PatchCode.from_state_dict(code.state_dict())
+    assert torch.equal(again.decode(z), back)
+    full = tvp.PatchCode.fit(tvp.make_broad_set(8, seed=3).videos, channels=48, patch=4)  # every direction: lossless
+    assert torch.allclose(full.decode(full.encode(clips.videos)), clips.videos, atol=1e-4)
+
+
+def test_object_fidelity_scores_truth_one_and_an_empty_scene_zero():
+    clips = tvp.make_instruction_set(12, seed=4)  # no object hides another (broad clips may overlap)
+    assert tvp.object_fidelity(clips.videos, clips.plans) == {"found": 1.0, "kept": 1.0}
+    blank = torch.full_like(clips.videos, 0.2)
+    assert tvp.object_fidelity(blank, clips.plans) == {"found": 0.0, "kept": 0.0}
+    # an object that shrinks to half its size halfway is found but not kept
+    shrunk = clips.videos.clone()
+    plan = clips.plans[0]
+    obj = plan.objects[0]
+    w = tvp.colour_weights(shrunk, torch.tensor([tvp.PALETTE[obj.colour]]))[0, :, 0]  # [T, H, W]
+    rows = torch.nonzero(w[4:].sum((0, 2)) > 0)
+    cut = int(rows.float().mean())
+    shrunk[0, 4:, :, cut:, :] = torch.where(w[4:, None, cut:, :] > 0, torch.tensor(plan.background)[:, None, None],
+                                            shrunk[0, 4:, :, cut:, :])
+    only = [{obj.colour}] + [set()] * 11
+    assert tvp.object_fidelity(shrunk, clips.plans, only=only)["kept"] == 0.0
+    assert tvp.object_fidelity(clips.videos, clips.plans, only=only)["kept"] == 1.0
+
+
+def test_novel_split_keeps_the_named_combinations_out_of_training():
+    train = tvp.make_instruction_set(120, seed=0, novel=False)
+    novel = tvp.make_instruction_set(30, seed=1, novel=True)
+    assert not any(tvp.is_novel(p) for p in train.plans) and all(tvp.is_novel(p) for p in novel.plans)
+    seen = {(p.target_object.colour, p.target_object.shape) for p in train.plans}
+    assert not seen & set(tvp.NOVEL_TARGETS)
+    assert ("right", "down") not in {tuple(p.directions) for p in train.plans}
+    assert {(p.target_object.colour, p.target_object.shape) for p in novel.plans} & set(tvp.NOVEL_TARGETS)
+    # the same seed without the split is the unfiltered stream
+    assert tvp.make_instruction_set(5, seed=0).instructions == tvp.make_instruction_set(5, seed=0).instructions

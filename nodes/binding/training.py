@@ -121,14 +121,28 @@ def resume_checkpoint(resume_from: str, what: str, family: str, **expect) -> tup
     return path, meta
 
 
-def training_noise(model, info: HostModel | None = None) -> dict:
+EDM_LOGNORMAL = (0.7, 1.6)  # ln sigma ~ N(0.7, 1.6^2): the noise levels SVD's video fine-tuning draws
+
+
+def training_noise(model, info: HostModel | None = None, resume_meta: dict | None = None) -> dict:
     """TrainConfig fields for the noise levels training draws on ``model``: rectified-flow models use the
-    shifted logit-normal recipe of their papers with the model's own shift; every other model draws from its
-    own ``model_sampling`` sigmas (so SVD trains on its 0.002-700 EDM range, SD on its discrete schedule)."""
+    shifted logit-normal recipe of their papers with the model's own shift; EDM models (SVD) draw ln sigma from
+    a normal, the recipe they were trained with (:data:`EDM_LOGNORMAL`), inside the model's sigma range; every
+    other model draws from its own ``model_sampling`` sigmas (SD's discrete schedule).
+
+    Drawing SVD's noise uniformly from its 1000 log-spaced sigmas (0.002-700), as versions before 0.5 did, spends
+    half the steps above sigma 3 or below 0.03, where a model learns almost nothing, and a small model trained
+    that way never learns to remove noise below sigma 1 (docs/aid.md). A run resumed from a checkpoint keeps the
+    recipe it started with."""
     info = info if info is not None else describe(model)
     if info.sampler_space == "flow":
         return {"sigma_sampling": "flow_shift", "flow_shift": float(info.shift or 1.0)}
-    return {"sigma_sampling": "schedule", "sigma_table": tuple(training_sigmas(model).tolist())}
+    table = tuple(training_sigmas(model).tolist())
+    started = ((resume_meta or {}).get("train_config") or {}).get("sigma_sampling")
+    if info.model_type in ("V_PREDICTION_EDM", "EDM") and started in (None, "lognormal"):
+        return {"sigma_sampling": "lognormal", "lognormal_mean": EDM_LOGNORMAL[0], "lognormal_std": EDM_LOGNORMAL[1],
+                "sigma_table": table}
+    return {"sigma_sampling": "schedule", "sigma_table": table}
 
 
 def run_training(config, params, model_fn, batch_fn, parameterisation, report=None, **kwargs):
@@ -393,7 +407,7 @@ def train_adapters(model, clips, positive, kind_name: str, frames: int, steps: i
                        image_dropout=float(drops.get("image_dropout", 0.0)),
                        both_dropout=float(drops.get("both_dropout", 0.0)), checkpoint_every=int(checkpoint_every),
                        grad_accumulation=int(grad_accumulation), training_dtype=dtype,
-                       **training_noise(model, host), **recipe)
+                       **training_noise(model, host, resume_meta), **recipe)
     device = model.load_device
 
     with torch.inference_mode(False):

@@ -344,9 +344,13 @@ def test_host_description_and_training_noise(host, sd, svd, wan):
     assert (w.family, w.architecture, w.prediction, w.frame_layout, w.text_width, w.patch_size) == \
         ("wan21", "wan", "flow", "time", WAN_TEXT_DIM, (1, 2, 2))
     assert [b.name for b in w.blocks] == [f"blocks.{i}" for i in range(len(w.blocks))]
-    noise = host.pack_module("nodes.binding.training").training_noise(svd)
-    assert noise["sigma_sampling"] == "schedule"
+    binding = host.pack_module("nodes.binding.training")
+    noise = binding.training_noise(svd)  # SVD's own EDM recipe: log-normal noise levels inside its sigma range
+    assert (noise["sigma_sampling"], noise["lognormal_mean"], noise["lognormal_std"]) == ("lognormal", 0.7, 1.6)
     assert min(noise["sigma_table"]) == pytest.approx(0.002, rel=1e-3) and max(noise["sigma_table"]) == pytest.approx(700, rel=1e-3)
+    # a run resumed from a checkpoint of an earlier version keeps drawing as it started
+    old = binding.training_noise(svd, resume_meta={"train_config": {"sigma_sampling": "schedule"}})
+    assert old["sigma_sampling"] == "schedule" and len(old["sigma_table"]) == 1000
     noise = host.pack_module("nodes.binding.training").training_noise(sd)
     assert min(noise["sigma_table"]) == pytest.approx(0.0292, rel=1e-2) and max(noise["sigma_table"]) == pytest.approx(14.61, rel=1e-2)
     assert host.pack_module("nodes.binding.training").training_noise(wan) == {"sigma_sampling": "flow_shift", "flow_shift": 8.0}
