@@ -130,7 +130,7 @@ def training_noise(model, info: HostModel | None = None, resume_meta: dict | Non
     a normal, the recipe they were trained with (:data:`EDM_LOGNORMAL`), inside the model's sigma range; every
     other model draws from its own ``model_sampling`` sigmas (SD's discrete schedule).
 
-    Drawing SVD's noise uniformly from its 1000 log-spaced sigmas (0.002-700), as versions before 0.5 did, spends
+    Drawing SVD's noise uniformly from its 1000 log-spaced sigmas (0.002-700), as version 0.3.0 and earlier did, spends
     half the steps above sigma 3 or below 0.03, where a model learns almost nothing, and a small model trained
     that way never learns to remove noise below sigma 1 (docs/aid.md). A run resumed from a checkpoint keeps the
     recipe it started with."""
