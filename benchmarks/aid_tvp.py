@@ -619,6 +619,11 @@ def train_adapters_main(args, t_start: float) -> None:
 def shipped_main(args, t_start: float) -> None:
     """The shipped base and full AID on a fresh held-out set of ``--eval-seed``: repeat the first frame, the frozen
     base, full AID; on clips like the training ones and on novel combinations."""
+    for path, made_by in ((args.base, "--pretrain-base OUT"), (args.adapters, "--train-adapters OUT --base BASE")):
+        if not os.path.isfile(path):
+            raise SystemExit(f"{path} does not exist: this version ships no trained miniature base or AID adapters "
+                             f"(their gates are not met yet, docs/aid.md). Make them with `python benchmarks/aid_tvp.py "
+                             f"{made_by}` and pass --base / --adapters")
     pk = _pack()
     model, base_meta = load_base(args.base)
     adapters = pk["registry"].get("aid").load(args.adapters)
