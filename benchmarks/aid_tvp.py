@@ -651,38 +651,53 @@ def shipped_main(args, t_start: float) -> None:
             json.dump({"eval_seed": args.eval_seed, "noise_floor": floor, "rows": table}, f, indent=1, default=float)
 
 
-def pretrain_main(args, t_start: float) -> None:
+def gate_sets() -> tuple[tvp.TVPClips, tvp.TVPClips, tvp.TVPClips]:
+    """The broad pretraining clips, the 64 held-out first frames the final gates use (instruction clips, in which
+    no object hides another) and the 32 of them the curve's snapshots use."""
+    broad = tvp.make_broad_set(BASE_BROAD, seed=0)
+    gate_clips = tvp.make_instruction_set(64, seed=99)
+    snap = tvp.TVPClips(**{f: getattr(gate_clips, f)[:32] for f in tvp.TVPClips.__dataclass_fields__})
+    return broad, gate_clips, snap
+
+
+def pretrain_with_gates(args, t_start: float, script: str, model, pretrain, gates, save, meta: dict) -> None:
+    """The ``--pretrain-base OUT`` run both benchmarks share: ``pretrain(callback)`` with ``gates(clips)`` printed
+    every ``--gate-every`` steps on the snapshot clips and at the end on all gate clips, then ``save(path, meta)``
+    with the command, the curve and the final gates."""
     import sys
 
-    steps = args.base_steps or 6000
-    _pack()  # the in-process ComfyUI
-    broad = tvp.make_broad_set(BASE_BROAD, seed=0)
-    gate_clips = tvp.make_instruction_set(64, seed=99)  # held-out first frames in which no object hides another
-    snap = tvp.TVPClips(**{f: getattr(gate_clips, f)[:32] for f in tvp.TVPClips.__dataclass_fields__})
-    model = tiny_svd(CODE.channels, seed=0)
+    _, gate_clips, snap = gate_sets()
     curve = []
 
-    def gates(step, n_clips):
-        g = base_gates(model, snap if n_clips == 32 else gate_clips)
+    def measure(step, clips):
+        g = gates(clips)
         g.pop("videos")
         row = {"step": step, "seconds": round(time.time() - t_start), **{k: round(v, 4) for k, v in g.items()}}
         print(json.dumps(row), flush=True)
         return row
 
     def callback(step, loss):
-        if step % args.gate_every == 0 and step < steps:
-            curve.append(gates(step, 32))
+        if step % args.gate_every == 0 and step < args.base_steps:
+            curve.append(measure(step, snap))
 
-    res = pretrain_base(model, broad, steps, callback=callback)
-    final = gates(steps, 64)
-    curve.append(final)
-    cmd = "python benchmarks/aid_tvp.py " + " ".join(a for a in sys.argv[1:] if a != args.pretrain_base)
-    save_base(args.pretrain_base, model, {"command": cmd.replace("--pretrain-base", "--pretrain-base OUT"),
-                                          "steps": steps, "broad_clips": BASE_BROAD, "noise": NOISE,
-                                          "loss_first_last": [statistics.fmean(res.losses[:50]),
-                                                              statistics.fmean(res.losses[-50:])],
-                                          "gates": final, "curve": curve, "seconds": round(time.time() - t_start)})
+    res = pretrain(callback)
+    curve.append(measure(args.base_steps, gate_clips))
+    cmd = f"python benchmarks/{script} " + " ".join("OUT" if a == args.pretrain_base else a for a in sys.argv[1:])
+    save(args.pretrain_base, {**meta, "command": cmd, "steps": args.base_steps, "broad_clips": BASE_BROAD,
+                              "loss_first_last": [statistics.fmean(res.losses[:50]), statistics.fmean(res.losses[-50:])],
+                              "gates": curve[-1], "curve": curve, "seconds": round(time.time() - t_start)})
     print(f"wrote {args.pretrain_base} ({time.time() - t_start:.0f} s)")
+
+
+def pretrain_main(args, t_start: float) -> None:
+    args.base_steps = args.base_steps or 6000
+    _pack()  # the in-process ComfyUI
+    broad = gate_sets()[0]
+    model = tiny_svd(CODE.channels, seed=0)
+    pretrain_with_gates(args, t_start, "aid_tvp.py", model,
+                        lambda cb: pretrain_base(model, broad, args.base_steps, callback=cb),
+                        lambda clips: base_gates(model, clips), lambda path, meta: save_base(path, model, meta),
+                        {"noise": NOISE})
 
 
 def main() -> None:

@@ -332,7 +332,6 @@ def side_by_side(path: str, results: dict, params: dict, keys) -> None:
 # the shipped frozen base: pretraining, file, gates
 
 BASE_FILE = os.path.join(HERE, "weights", "tvp_wan_base.safetensors")
-BASE_BROAD = 1536
 
 
 def pretrain_base(model, clips: tvp.TVPClips, steps: int, seed: int = 0, callback=None):
@@ -398,37 +397,14 @@ def base_gates(model, clips: tvp.TVPClips, seed: int = 0, steps: int = 12, cfg: 
 
 
 def pretrain_main(args, t_start: float) -> None:
-    import sys
-
-    steps = args.base_steps or 4000
+    args.base_steps = args.base_steps or 4000
     _pack()
-    broad = tvp.make_broad_set(BASE_BROAD, seed=0)
-    gate_clips = tvp.make_instruction_set(64, seed=99)  # held-out first frames in which no object hides another
-    snap = tvp.TVPClips(**{f: getattr(gate_clips, f)[:32] for f in tvp.TVPClips.__dataclass_fields__})
+    broad = aid_tvp.gate_sets()[0]
     set_latent_format(broad.videos)
     model = tiny_wan(seed=0)
-    curve = []
-
-    def gates(step, clips):
-        g = base_gates(model, clips)
-        g.pop("videos")
-        row = {"step": step, "seconds": round(time.time() - t_start), **{k: round(v, 4) for k, v in g.items()}}
-        print(json.dumps(row), flush=True)
-        return row
-
-    def callback(step, loss):
-        if step % args.gate_every == 0 and step < steps:
-            curve.append(gates(step, snap))
-
-    res = pretrain_base(model, broad, steps, callback=callback)
-    final = gates(steps, gate_clips)
-    curve.append(final)
-    cmd = "python benchmarks/fca_tvp.py " + " ".join("OUT" if a == args.pretrain_base else a for a in sys.argv[1:])
-    save_base(args.pretrain_base, model, {"command": cmd, "steps": steps, "broad_clips": BASE_BROAD,
-                                          "loss_first_last": [statistics.fmean(res.losses[:50]),
-                                                              statistics.fmean(res.losses[-50:])],
-                                          "gates": final, "curve": curve, "seconds": round(time.time() - t_start)})
-    print(f"wrote {args.pretrain_base} ({time.time() - t_start:.0f} s)")
+    aid_tvp.pretrain_with_gates(args, t_start, "fca_tvp.py", model,
+                                lambda cb: pretrain_base(model, broad, args.base_steps, callback=cb),
+                                lambda clips: base_gates(model, clips), lambda path, meta: save_base(path, model, meta), {})
 
 
 def main() -> None:

@@ -257,6 +257,10 @@ def test_training_lowers_the_loss(host):
     assert trained < 0.99 * init, (trained, init)  # a random tiny SVD learns slowly; the benchmark trains a real one
     cfg = meta["config"]
     assert cfg["text_dim"] == TEXT and cfg["context_dim"] == SVD_CONTEXT and cfg["frames"] == FRAMES
+    # SVD's noise levels were drawn from its own log-normal recipe, inside its sigma range
+    tc = meta["training"]["train_config"]
+    assert (tc["sigma_sampling"], tc["lognormal_mean"], tc["lognormal_std"]) == ("lognormal", 0.7, 1.6)
+    assert tc["sigma_levels"]["min"] == pytest.approx(0.002, rel=1e-3)
     # resume and reload: tests/host/test_kinds_host.py, for every kind
 
 
