@@ -711,6 +711,7 @@ def main() -> None:
                     help="pretrain the frozen base (--base-steps, default 6000) on the broad set, print its gates every "
                          "--gate-every steps, write it to OUT (fp16, with this command in its metadata) and stop")
     ap.add_argument("--gate-every", type=int, default=1000)
+    ap.add_argument("--width", type=int, default=WIDTH, help="channels of the base UNet's first level (the second has twice)")
     ap.add_argument("--jobs", type=int, default=default_jobs(),
                     help="worker processes for the ablation rows (default: one per core, at most 4; 1: in this "
                          "process). Workers need fork (Linux, macOS); elsewhere the rows run in this process")
@@ -735,6 +736,7 @@ def main() -> None:
     ap.add_argument("--noise-std", type=float, default=1.6, help="SVD's 1.6 (EDM's image recipe: 1.2)")
     args = ap.parse_args()
     use_code(args.code)
+    globals()["WIDTH"] = args.width
     NOISE.update(lognormal_mean=args.noise_mean, lognormal_std=args.noise_std)
     if args.noise == "table":
         NOISE.clear()
