@@ -500,6 +500,14 @@ class PatchCodec:
         return {"basis": self.basis.contiguous(), "scale": self.scale.contiguous()}
 
 
+def principal_directions(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """The ``channels`` leading eigenvectors ``[D, channels]`` of the second moment of the rows of ``x [N, D]``
+    (centre ``x`` first for a PCA), largest first, each with a fixed sign (positive sum)."""
+    w, v = torch.linalg.eigh(x.T @ x / x.shape[0])
+    basis = v[:, torch.argsort(w, descending=True)[:channels]]
+    return basis * torch.sign(basis.sum(0, keepdim=True) + 1e-12)
+
+
 def fit_patch_codec(channels: int = 16, pool: int = 8, clips_per_set: int = 48, seed: int = 0,
                     power: float = 0.0) -> PatchCodec:
     """Fit :class:`PatchCodec` to broad and domain-style clips (uncentred PCA of their patches)."""
@@ -507,10 +515,7 @@ def fit_patch_codec(channels: int = 16, pool: int = 8, clips_per_set: int = 48, 
     parts += [make_style_clips(clips_per_set, s, seed=seed + 500, frames=4) for s in DOMAIN_STYLES]
     identity = PatchCodec(torch.eye(3 * pool * pool), torch.ones(3 * pool * pool), pool)
     x = torch.cat([identity._patches(p.video).reshape(-1, 3 * pool * pool) for p in parts]).double()
-    second = x.T @ x / x.shape[0]
-    w, v = torch.linalg.eigh(second)
-    basis = v[:, torch.argsort(w, descending=True)[:channels]]
-    basis = basis * torch.sign(basis.sum(0, keepdim=True) + 1e-12)  # a fixed sign per direction
+    basis = principal_directions(x, channels)
     # each coefficient divided by its RMS to the power ``power`` and one global factor for unit overall scale;
     # the default 0 keeps the PCA's own proportions (fine detail small, colour large), which tiny models
     # learn to denoise far faster than standardised channels (measured in benchmarks/table1_miniature.py)

@@ -231,10 +231,9 @@ def run_trainer(cfg, params, forward, x0: torch.Tensor, parameterisation: str, c
 def train(module_params, forward, x0: torch.Tensor, steps: int, lr: float, batch: int, seed: int, sigma_table,
           drop: float = 0.0, warmup: int = 0, lr_schedule: str = "constant", callback=None):
     tr = _pack()["training"]
-    noise = dict(NOISE) if NOISE.get("sigma_sampling") != "schedule" else dict(sigma_sampling="schedule")
     cfg = tr.TrainConfig(steps=steps, lr=lr, batch_size=batch, seed=seed, cond_dropout=drop, image_dropout=drop,
                          both_dropout=drop, sigma_table=tuple(sigma_table), warmup_steps=warmup, grad_clip=1.0,
-                         lr_schedule=lr_schedule, **noise)
+                         lr_schedule=lr_schedule, **NOISE)
     return run_trainer(cfg, module_params, forward, x0, "v", callback=callback)
 
 

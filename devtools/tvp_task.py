@@ -57,6 +57,7 @@ import torch
 
 from devtools.metrics import frechet_distance
 from adapters.state_prompts import parse_schedule, schedule, state_frames  # noqa: E402
+from adapters.synthetic_video import principal_directions  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------------------
 # vocabulary
@@ -635,9 +636,7 @@ class PatchCode:
         x = cls._patches(videos, patch).reshape(-1, 3 * patch * patch).double()
         mean = x.mean(0)
         xc = x - mean
-        w, v = torch.linalg.eigh(xc.T @ xc / len(xc))
-        basis = v[:, torch.argsort(w, descending=True)[:channels]]
-        basis = basis * torch.sign(basis.sum(0, keepdim=True) + 1e-12)  # a fixed sign per direction
+        basis = principal_directions(xc, channels)
         scale = float((xc @ basis).pow(2).mean().sqrt())
         return cls(mean, basis, scale, patch)
 

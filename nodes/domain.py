@@ -129,7 +129,7 @@ class TrainDomainModel(io.ComfyNode):
                            cond_dropout=float(cond_dropout), checkpoint_every=int(checkpoint_every),
                            grad_accumulation=int(grad_accumulation),
                            training_dtype=resolve_training_dtype(training_dtype, device, ck_meta),
-                           **training_noise(prior_model, resume_meta=ck_meta))
+                           **training_noise(prior_model))
 
         with torch.inference_mode(False):
             x0 = clip_latents(prior_model, clips["samples"], family, clips.get(FRAMES_PER_CLIP_KEY, 0)).clone()
