@@ -80,6 +80,9 @@ FAMILY_SPECS: dict[str, dict[str, Any]] = {
         "latent_channels": 16, "text_dim": 32, "parameterisation": "flow",
         "layout": "video", "temporal_compression": 1, "spatial_compression": 8,
         "reference_prior": None, "prior_params": None,
+        # version of the latent code (adapters/synthetic_video.PatchCodec): 1, the 8 x 8 block code; 2, the
+        # lapped code of 16 x 16 tapered windows. A model lives in the code it was trained in.
+        "code_version": 2,
     },
 }
 # Families whose size presets are fitted to a reference prior (all but the synthetic demo space).
@@ -688,6 +691,8 @@ def save_domain_model(path: str, model: DomainVideoModel, training_summary: Opti
         "training": dict(training_summary or {}),
         "params": sum(p.numel() for p in model.parameters()),
     }
+    if "code_version" in FAMILY_SPECS.get(cfg.family, {}):
+        meta["latent_code"] = FAMILY_SPECS[cfg.family]["code_version"]
     save_tensors(path, dict(model.state_dict()), meta)
 
 
@@ -705,6 +710,13 @@ def load_domain_model(path: str, expect_family: Optional[str] = None, device: st
         raise AdapterFileError(
             f"this domain model was trained for the '{family}' family, but the model it is used with is "
             f"'{expect_family}': latent spaces differ, so it cannot be combined")
+    code = FAMILY_SPECS.get(family, {}).get("code_version")
+    if code is not None and int(meta.get("latent_code", 1)) != code:
+        raise AdapterFileError(
+            f"{os.path.basename(path)} was trained in version {int(meta.get('latent_code', 1))} of the pack's "
+            f"synthetic latent code, and this version of the pack decodes version {code} (the lapped code, whose "
+            f"frames have no seams at the 8-pixel cells): its samples would decode to noise. Retrain it on the "
+            f"same clips (Train Domain Model, or python -m adapters.train_cli), or use the pack's release it came with")
     tensors, meta = load_tensors(path, device=device, expect_kind="domain_model")
     cfg = DomainModelConfig.from_dict(meta["config"])
     with torch.device("meta"):

@@ -320,7 +320,7 @@ def clip_statistics(video: torch.Tensor) -> dict[str, float]:
 
 
 # The pack's synthetic latent space (family "synthetic" in adapters/domain_model.py): 16 channels like Wan 2.1,
-# 8x8 spatial compression (a PCA patch code, see PatchCodec below), 32-d caption features. The shipped tiny demo
+# 8x8 spatial compression (a lapped PCA patch code, see PatchCodec below), 32-d caption features. The shipped tiny demo
 # pair and the Table-1 miniature use it.
 SYNTHETIC_LATENT_CHANNELS = 16
 SYNTHETIC_TEXT_DIM = 32
@@ -452,49 +452,88 @@ def make_style_clips(n: int, style: str, seed: int = 0, frames: int = MINIATURE_
 
 
 class PatchCodec:
-    """A linear patch code: each ``pool`` x ``pool`` RGB patch (in -1..1) <-> ``latent_channels`` numbers.
+    """A linear patch code: each ``pool`` x ``pool`` cell of RGB (in -1..1) <-> ``latent_channels`` numbers.
 
-    ``basis`` ``[3 * pool * pool, C]`` holds orthonormal directions (an uncentred PCA of patches of the
-    miniature's clips: the first is close to the patch's mean colour, the rest carry edges, stripes and dots
-    inside the cell); ``scale`` ``[C]`` divides the coefficients by one factor (unit overall scale over the
-    fitted clips), so fine-detail channels stay smaller than colour ones, as in a VAE's latents. Decoding is the exact transpose, so a clip survives encode/decode up to
-    the detail outside the C directions. Linear with no offset, so the mean colour of a cell is
-    ``unproj @ z`` (``unproj`` ``[3, C]``), which ComfyUI's preview colours use.
+    ``basis`` ``[3 * window * window, C]`` holds orthonormal directions (a PCA of the miniature's patches: the
+    first is close to the mean colour, the rest carry edges, stripes and dots); ``scale`` ``[C]`` divides the
+    coefficients (unit overall scale over the fitted clips, fine-detail channels smaller than colour ones, as
+    in a VAE's latents).
+
+    With ``window == pool`` (the first version of the code) each cell is coded on its own, like a block
+    transform: decoding is the exact transpose, but what a cell's C numbers cannot hold shows as a seam at
+    every cell edge, even on real clips. With ``window == 2 * pool`` (the shipped code) the code is lapped:
+    a cell's numbers describe the 2 x 2-cell window centred on it, seen through a sine taper, and decoding
+    adds the tapered windows back up, divided by the tapers' overlap (edges are reflected on encoding). Neighbouring
+    cells blend over a whole cell instead of meeting at an edge, as a VAE's convolutional decoder blends.
+    Linear with no offset either way, so ``unproj @ z`` (``unproj`` ``[3, C]``) is a cell's mean colour,
+    which ComfyUI's preview colours use.
     """
 
-    def __init__(self, basis: torch.Tensor, scale: torch.Tensor, pool: int):
+    def __init__(self, basis: torch.Tensor, scale: torch.Tensor, pool: int, window: int | None = None):
         self.pool = int(pool)
-        self.basis = basis.float()                       # [3*p*p, C]
+        self.window = self.pool if window is None else int(window)
+        self.basis = basis.float()                       # [3*k*k, C]
         self.scale = scale.float()                       # [C]
         self.latent_channels = int(basis.shape[1])
-        if basis.shape[0] != 3 * self.pool * self.pool:
-            raise ValueError(f"basis has {basis.shape[0]} rows; a {pool}x{pool} RGB patch has {3 * pool * pool}")
-        w = (self.basis * self.scale).reshape(3, self.pool * self.pool, -1)
-        self.unproj = w.mean(1)                          # [3, C]: mean colour (in -1..1) of each channel
-        self.proj = self.basis / self.scale              # [3*p*p, C]: encoding weights
+        k = self.window
+        if k not in (self.pool, 2 * self.pool):
+            raise ValueError(f"window {k} must be the cell size {pool} or twice it")
+        if basis.shape[0] != 3 * k * k:
+            raise ValueError(f"basis has {basis.shape[0]} rows; a {k}x{k} RGB window has {3 * k * k}")
+        i = torch.arange(k, dtype=torch.float64)
+        taper = torch.sin(math.pi * (i + 0.5) / k) if k != self.pool else torch.ones(k, dtype=torch.float64)
+        self.taper = (taper[:, None] * taper[None, :]).float()                      # [k, k]
+        # [C, 3, k, k]: the tapered directions, applied by a strided convolution and its transpose
+        self.kernel = self.basis.T.reshape(-1, 3, k, k) * self.taper
+        self.unproj = self._decode_linear(torch.eye(self.latent_channels)[None, :, :, None, None]
+                                          .expand(1, -1, -1, 4, 4))[0].mean((2, 3)).contiguous()  # [3, C]
 
-    def _patches(self, video: torch.Tensor) -> torch.Tensor:
+    @property
+    def lapped(self) -> bool:
+        return self.window != self.pool
+
+    def _frames(self, video: torch.Tensor) -> torch.Tensor:
         n, c, t, h, w = video.shape
         p = self.pool
         if c != 3 or h % p or w % p:
             raise ValueError(f"expected RGB video [N, 3, T, H, W] with H, W multiples of {p}, got {tuple(video.shape)}")
-        x = video.float() * 2.0 - 1.0
-        x = x.reshape(n, 3, t, h // p, p, w // p, p).permute(0, 2, 3, 5, 1, 4, 6)  # n t gh gw c p p
-        return x.reshape(n, t, h // p, w // p, 3 * p * p)
+        return (video.float() * 2.0 - 1.0).permute(0, 2, 1, 3, 4).reshape(n * t, 3, h, w)
+
+    def _windows(self, video: torch.Tensor) -> torch.Tensor:
+        """The tapered ``window`` x ``window`` patches around every cell, ``[N * T * cells, 3 * k * k]``."""
+        k, p = self.window, self.pool
+        x = self._frames(video)
+        if self.lapped:
+            x = F.pad(x, ((k - p) // 2,) * 4, mode="reflect")
+        patches = F.unfold(x, k, stride=p) * self.taper.reshape(1, 1, -1).repeat(1, 3, 1).reshape(1, -1, 1)
+        return patches.permute(0, 2, 1).reshape(-1, 3 * k * k)
 
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """``[N, 3, T, H, W]`` in 0..1 -> ``[N, C, T, H / pool, W / pool]``."""
-        return torch.einsum("nthwk,kc->ncthw", self._patches(video), self.proj)
+        n, _, t, h, w = video.shape
+        k, p = self.window, self.pool
+        x = self._frames(video)
+        if self.lapped:
+            x = F.pad(x, ((k - p) // 2,) * 4, mode="reflect")
+        z = F.conv2d(x, self.kernel, stride=p) / self.scale[None, :, None, None]
+        return z.reshape(n, t, -1, h // p, w // p).permute(0, 2, 1, 3, 4)
+
+    def _decode_linear(self, latents: torch.Tensor) -> torch.Tensor:
+        n, c, t, gh, gw = latents.shape
+        k, p = self.window, self.pool
+        z = latents.float().permute(0, 2, 1, 3, 4).reshape(n * t, c, gh, gw) * self.scale[None, :, None, None]
+        x = F.conv_transpose2d(z, self.kernel, stride=p)
+        if self.lapped:
+            cover = F.conv_transpose2d(torch.ones(1, 1, gh, gw), (self.taper ** 2)[None, None], stride=p)
+            m = (k - p) // 2
+            x = (x / cover)[..., m:m + gh * p, m:m + gw * p]
+        return x.reshape(n, t, 3, gh * p, gw * p).permute(0, 2, 1, 3, 4)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """``[N, C, T, h, w]`` -> RGB ``[N, 3, T, h * pool, w * pool]``, clamped to 0..1."""
-        if latents.shape[1] != self.latent_channels:
-            raise ValueError(f"expected {self.latent_channels} latent channels, got {latents.shape[1]}")
-        n, _, t, h, w = latents.shape
-        p = self.pool
-        x = torch.einsum("ncthw,kc->nthwk", latents.float(), self.basis * self.scale)
-        x = x.reshape(n, t, h, w, 3, p, p).permute(0, 4, 1, 2, 5, 3, 6).reshape(n, 3, t, h * p, w * p)
-        return (x * 0.5 + 0.5).clamp(0.0, 1.0)
+        if latents.ndim != 5 or latents.shape[1] != self.latent_channels:
+            raise ValueError(f"expected {self.latent_channels} latent channels, got shape {tuple(latents.shape)}")
+        return (self._decode_linear(latents) * 0.5 + 0.5).clamp(0.0, 1.0)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"basis": self.basis.contiguous(), "scale": self.scale.contiguous()}
@@ -509,12 +548,14 @@ def principal_directions(x: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def fit_patch_codec(channels: int = 16, pool: int = 8, clips_per_set: int = 48, seed: int = 0,
-                    power: float = 0.0) -> PatchCodec:
-    """Fit :class:`PatchCodec` to broad and domain-style clips (uncentred PCA of their patches)."""
+                    power: float = 0.0, window: int | None = None) -> PatchCodec:
+    """Fit :class:`PatchCodec` to broad and domain-style clips (uncentred PCA of their tapered windows);
+    ``window`` defaults to the lapped code's ``2 * pool``."""
+    window = 2 * pool if window is None else window
     parts = [make_style_clips(2 * clips_per_set, "broad", seed=seed + 500, frames=4)]
     parts += [make_style_clips(clips_per_set, s, seed=seed + 500, frames=4) for s in DOMAIN_STYLES]
-    identity = PatchCodec(torch.eye(3 * pool * pool), torch.ones(3 * pool * pool), pool)
-    x = torch.cat([identity._patches(p.video).reshape(-1, 3 * pool * pool) for p in parts]).double()
+    identity = PatchCodec(torch.eye(3 * window * window), torch.ones(3 * window * window), pool, window)
+    x = torch.cat([identity._windows(p.video) for p in parts]).double()
     basis = principal_directions(x, channels)
     # each coefficient divided by its RMS to the power ``power`` and one global factor for unit overall scale;
     # the default 0 keeps the PCA's own proportions (fine detail small, colour large), which tiny models
@@ -522,7 +563,7 @@ def fit_patch_codec(channels: int = 16, pool: int = 8, clips_per_set: int = 48, 
     rms = (x @ basis).pow(2).mean(0).sqrt()
     scale = rms.pow(power)
     scale = scale * ((x @ basis / scale).pow(2).mean().sqrt())
-    return PatchCodec(basis.float(), scale.float(), pool)
+    return PatchCodec(basis.float(), scale.float(), pool, window)
 
 
 PATCH_CODEC_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "synthetic_patch_codec.safetensors")
@@ -532,12 +573,13 @@ def load_patch_codec(path: str = PATCH_CODEC_FILE) -> PatchCodec:
     from .files import load_tensors
 
     tensors, meta = load_tensors(path, expect_kind="latent_codec")
-    return PatchCodec(tensors["basis"], tensors["scale"], int(meta["pool"]))
+    return PatchCodec(tensors["basis"], tensors["scale"], int(meta["pool"]), int(meta.get("window", meta["pool"])))
 
 
 def save_patch_codec(codec: PatchCodec, path: str = PATCH_CODEC_FILE) -> None:
     from .files import save_tensors
 
     save_tensors(path, codec.state_dict(), {"kind": "latent_codec", "family": "synthetic", "pool": codec.pool,
+                                            "window": codec.window, "version": 1 if codec.window == codec.pool else 2,
                                             "latent_channels": codec.latent_channels,
                                             "made_by": "adapters.synthetic_video.fit_patch_codec"})

@@ -5,7 +5,8 @@ pretrained prior beat both models alone?
     python benchmarks/table1_miniature.py --quick        # 3 styles x 1 seed, smaller models, about 2 minutes
     python benchmarks/table1_miniature.py --investigate  # the knobs (spaces, window, schedules, Langevin,
                                                          # eps models, sizes, first frame) on one style
-    python benchmarks/table1_miniature.py --small 64x2 --ship   # also write the shipped demo pair (sunset, seed 0)
+    python benchmarks/table1_miniature.py --small 64x2 --ship   # also write the shipped domain model (sunset,
+                                                                # seed 0); the prior ships from devtools.train_prior
 
 Setting (everything synthetic, deterministic, CPU; ``adapters/synthetic_video.py``):
 
@@ -14,8 +15,8 @@ Setting (everything synthetic, deterministic, CPU; ``adapters/synthetic_video.py
   captioner does not describe an artist's style), and three narrow domain styles (``sunset``: striped
   blobs orbiting with a pan; ``ocean``: checkered squares bouncing; ``forest``: dotted rings drifting with a
   tilt), each with a few training clips and two disjoint held-out sets. Clips are encoded with the pack's
-  synthetic latent code: a PCA patch code of 8 x 8 RGB patches onto 16 channels (8 x 8 latents, the
-  layout of Wan 2.1's latents), which keeps edges, stripes and dots inside each latent cell.
+  synthetic latent code: a lapped PCA code of 8 x 8 cells (16 x 16 tapered windows) onto 16 channels
+  (8 x 8 latents, the layout of Wan 2.1's latents), which keeps edges, stripes and dots and has no seams.
 * models: ``adapters/domain_model.DomainVideoModel`` trained with the pack's one trainer: a "pretrained"
   prior on the broad set (it knows clean shapes and motion but not what the style words mean), and per
   style a small model of a few percent of the prior on the style's few clips (it learns the style, but
@@ -132,6 +133,7 @@ class Lab:
         self.pretrained, self.prior_seed = pretrained, prior_seed
         self.kw = dict(frames=S["frames"], size=S["size"])
         self._priors, self._smalls, self._data = {}, {}, {}
+        self.prior_source = prior_recipe(S)
 
     def data(self, style):
         if style not in self._data:
@@ -154,7 +156,9 @@ class Lab:
             default = (param, first_frame, spec, steps) == ("flow", False, None, None)
             path = os.path.join(SHIP_DIR, "tiny_synthetic_prior.safetensors")
             if default and self.pretrained and os.path.isfile(path) and _is_pretrained_prior(path, S):
-                self._priors[key] = load_domain_model(path, dtype=torch.float32)[0].requires_grad_(False)
+                model, meta = load_domain_model(path, dtype=torch.float32)
+                self._priors[key] = model.requires_grad_(False)
+                self.prior_source = meta["training"].get("prior_recipe", "")
                 return self._priors[key]
             broad = make_style_clips(S["broad"], "broad", seed=self.prior_seed, **self.kw)
             x, ctx = self.codec.encode(broad.video), broad.context(TEXT_DIM)
@@ -204,11 +208,13 @@ class Lab:
 
 
 def _is_pretrained_prior(path, S) -> bool:
-    """Whether the shipped prior is the one this benchmark's settings train (same size, data and steps)."""
+    """Whether the shipped prior is the one ``devtools.train_prior`` makes with its defaults (the table's
+    given pretrained model), or one this benchmark's own settings train."""
     from adapters.files import read_metadata
+    from devtools.train_prior import shipped_recipe_text
 
     t = read_metadata(path).get("training", {})
-    return t.get("prior_recipe") == prior_recipe(S)
+    return t.get("prior_recipe") in (shipped_recipe_text(), prior_recipe(S))
 
 
 def prior_recipe(S) -> str:
@@ -360,11 +366,12 @@ def main(argv=None):
             if first_pair is None or (args.ship and style == "sunset" and seed == 0):
                 first_pair = (lab.prior("flow", args.first_frame), lab.small(style, "flow", args.first_frame), style, seed)
     prior, small = first_pair[0], first_pair[1]
+    print(f"\nprior: {lab.prior_source}")
     ratio = n_params(small) / n_params(prior)
     print(f"\nTable 1 miniature ({mode}{', first-frame conditioned' if args.first_frame else ''}; flow space "
           f"{args.flow_space}; styles "
           f"{', '.join(args.styles)}; seeds {', '.join(map(str, seeds))}; prior {n_params(prior):,} parameters on "
-          f"{S['broad']} broad clips, small model {100 * ratio:.1f} % of it on {S['domain_train']} clips; "
+          f"broad clips, small model {100 * ratio:.1f} % of it on {S['domain_train']} clips; "
           f"{S['samples']} samples per method against {S['held_out']} held-out clips; Euler {S['sample_steps']} "
           f"steps, cfg {CFG:g}, composition_end {COMPOSITION_END:g})")
     print_table(f"All {len(results)} runs (styles x seeds): Frechet distance to held-out domain clips", results)
@@ -382,9 +389,10 @@ def main(argv=None):
     if args.ship:
         rows = summarise(results)
         table = {label: [round(mu, 2), round(sd, 2)] for label, mu, sd, _ in rows}
-        for model, role, data, steps in ((prior, "prior", "broad synthetic clips", S["prior_steps"]),
-                                         (small, "domain", f"{S['domain_train']} clips of the '{first_pair[2]}' style",
-                                          S["small_steps"])):
+        # the prior ships from devtools.train_prior (--ship-from); the table writes it only when it trained it
+        pair = ((prior, "prior", "broad synthetic clips", S["prior_steps"]),) if args.train_prior else ()
+        pair += ((small, "domain", f"{S['domain_train']} clips of the '{first_pair[2]}' style", S["small_steps"]),)
+        for model, role, data, steps in pair:
             path = os.path.join(SHIP_DIR, f"tiny_synthetic_{role}.safetensors")
             save_domain_model(path, copy.deepcopy(model).half(), {
                 "data": data, "steps": steps, "role": role, "style": first_pair[2], "sample_shift": SAMPLE_SHIFT,

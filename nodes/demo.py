@@ -151,8 +151,9 @@ class SyntheticLatentDecode(io.ComfyNode):
             display_name="Synthetic Latent Decode",
             category=CAT_DEMO,
             description=("Decodes latents of the pack's synthetic space (the Tiny Trained Demo Pair) into frames with "
-                         "its exact decoder, a PCA patch code: every 8 x 8 latent cell becomes an 8 x 8 RGB patch "
-                         "with its edges and textures, so 8 x 8 latents give 64 x 64 frames."),
+                         "its exact decoder, a lapped PCA patch code: every latent cell describes the 16 x 16 "
+                         "window around its 8 x 8 patch, edges and textures included, and neighbouring windows "
+                         "blend, so 8 x 8 latents give 64 x 64 frames without seams between the cells."),
             inputs=[io.Latent.Input("samples", tooltip="Synthetic-space video latents [B, 16, T, H, W].")],
             outputs=[io.Image.Output(tooltip="Frames [B*T, 8H, 8W, 3] in 0..1, for Create Video or Preview Image.")],
         )

@@ -244,3 +244,22 @@ def test_wrong_family_refused(tmp_path):
     assert "sd15" in str(err.value) and "wan21" in str(err.value)
     model, _ = load_domain_model(path)  # no expectation: loads
     assert model.config.family == "sd15"
+
+
+def test_synthetic_files_of_the_first_latent_code_are_refused_by_name(tmp_path):
+    """A synthetic-space model lives in the code it was trained in: files from before the lapped code (no
+    ``latent_code`` in their metadata) are refused with what to do, not decoded to noise."""
+    from adapters.files import load_tensors, save_tensors
+
+    path = str(tmp_path / "syn.safetensors")
+    save_domain_model(path, _tiny("synthetic"), {})
+    model, meta = load_domain_model(path, expect_family="synthetic")
+    assert meta["latent_code"] == 2
+    tensors, meta = load_tensors(path, expect_kind="domain_model")
+    old = str(tmp_path / "old.safetensors")
+    save_tensors(old, tensors, {k: v for k, v in meta.items() if k not in ("latent_code", "format_version")})
+    with pytest.raises(AdapterFileError, match="old.safetensors was trained in version 1 .* Retrain it"):
+        load_domain_model(old)
+    # families without a code version are untouched
+    save_domain_model(path, _tiny("sd15"), {})
+    assert "latent_code" not in load_domain_model(path)[1]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import adapters.synthetic_video as sv
-from devtools.drawing import ShapeJudge, mosaic_ratio
+from devtools.drawing import ShapeJudge, latent_roughness, mosaic_ratio
 
 
 def test_mosaic_ratio_closed_forms():
@@ -23,6 +23,20 @@ def test_mosaic_ratio_closed_forms():
     # piecewise-constant cells: nothing changes inside a cell, so the grid dominates
     blocks = torch.rand(1, 3, 2, 4, 4).repeat_interleave(16, -1).repeat_interleave(16, -2)
     assert mosaic_ratio(blocks + 1e-3 * torch.rand_like(blocks), 16) > 20
+
+
+def test_latent_roughness_closed_forms_and_what_it_sees():
+    # a ramp of step 0.5 along x, constant along y: half the pairs differ by 0.5, half by 0
+    ramp = (0.5 * torch.arange(8.0))[None, None, None, None, :].expand(1, 2, 3, 8, 8)
+    assert latent_roughness(ramp) == pytest.approx(0.25, rel=1e-6)
+    # real clips through the code against the same cells shuffled over the grid: the lapped code's decoder
+    # softens the disagreement at the cell edges, and both measures still see it
+    codec = sv.synthetic_codec()
+    z = codec.encode(sv.make_style_clips(16, "broad", seed=3, frames=2).video)
+    shuffled = z.flatten(-2)[..., torch.randperm(64, generator=torch.Generator().manual_seed(0))].reshape(z.shape)
+    real, tiles = mosaic_ratio(codec.decode(z), 8), mosaic_ratio(codec.decode(shuffled), 8)
+    assert real < 1.0 < 1.3 * real < tiles < 2.0, (real, tiles)
+    assert latent_roughness(shuffled) > 1.3 * latent_roughness(z)
 
 
 def test_every_object_follows_the_caption(monkeypatch):

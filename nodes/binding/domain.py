@@ -29,8 +29,8 @@ from .host import describe
 class VideoAdaptersSynthetic(comfy.latent_formats.LatentFormat):
     """The pack's synthetic latent space (family ``synthetic``: the tiny demo pair, the Table-1 miniature).
 
-    Latents are a fixed linear code of the video (``adapters/synthetic_video.synthetic_codec``: an 8x8 PCA patch
-    code), whose colour directions give the preview colours below: previews and Latent Preview Decode show the video.
+    Latents are a fixed linear code of the video (``adapters/synthetic_video.synthetic_codec``: a lapped PCA code of
+    8x8 cells), whose colour directions give the preview colours below: previews and Latent Preview Decode show the video.
     """
 
     latent_channels = 16
