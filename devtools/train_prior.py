@@ -32,7 +32,7 @@ from adapters.training import TrainConfig, Trainer
 # the shipped recipe (the command-line defaults): a token per latent cell (patch 1), a 3 x 3 convolution over
 # the latent grid at the input and output and a depthwise one in every block
 RECIPE = dict(broad=2400, width=96, depth=3, heads=2, steps=6000, lr=1e-3, batch=16, warmup=200, ema=0.999,
-              seed=0, local_conv=1, block_conv=1, patch=1)
+              seed=0, local_conv=1, block_conv=1, patch=1, train_shift=1.0)
 
 
 def shipped_recipe_text() -> str:
@@ -44,7 +44,8 @@ def recipe_text(a) -> str:
     return (f"broad={a.broad} width={a.width} depth={a.depth} heads={a.heads} steps={a.steps} lr={a.lr} "
             f"batch={a.batch} warmup={a.warmup} cosine ema={a.ema} seed={a.seed}"
             + (" local_conv" if a.local_conv else "") + (" block_conv" if a.block_conv else "")
-            + (f" patch={a.patch}" if a.patch != 2 else ""))
+            + (f" patch={a.patch}" if a.patch != 2 else "")
+            + (f" train_shift={a.train_shift:g}" if a.train_shift != 1.0 else ""))
 
 
 SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "adapters", "weights",
@@ -113,7 +114,7 @@ def main(argv=None) -> int:
 
     cfg = TrainConfig(steps=a.steps, lr=a.lr, batch_size=a.batch, seed=a.seed, cond_dropout=0.1,
                       warmup_steps=a.warmup, lr_schedule="cosine", sigma_sampling="flow_shift",
-                      flow_distribution="uniform", flow_shift=1.0)
+                      flow_distribution="uniform", flow_shift=a.train_shift)
     Trainer(cfg).run(model, model, batch_fn, "flow", on_step=on_step)
     print(f"done in {time.time() - t0:.0f}s", flush=True)
     return 0
