@@ -153,10 +153,12 @@ def demo_tiny():
     notes = [("## Video Adapters demo (no downloads, CPU)\nA trained tiny pair ships with the pack: a broad "
               "prior trained on synthetic clips of many shapes, colours and motions (its captions never named "
               "colours or textures), and a domain model, a third of its size, trained on 16 clips of one 'sunset' "
-              "style. A samples the domain model alone, B the prior alone, C composes them with the Score Composer, "
-              "all from the same noise. At this size neither model draws clean shapes: the rows differ in colour, "
-              "texture and steadiness (C is measured closest to real clips of the style, docs/video_adapter.md), "
-              "not in crisp objects.", 0, 5)]
+              "style. A samples the domain model alone: the style's warm colours, a blotchy texture that flickers, "
+              "no object. B samples the prior alone: a smooth, steady background in the wrong palette with a blob "
+              "that changes shape. C composes them with the Score Composer: the style's colours with some of the "
+              "prior's smoothness. All from the same noise. Neither model draws clean shapes at this size, and on "
+              "this style A is measured closest to real clips; on other styles C beats both "
+              "(docs/video_adapter.md).", 0, 5)]
     return nodes, notes
 
 
