@@ -18,7 +18,7 @@ Setting (everything synthetic, deterministic, CPU; ``adapters/synthetic_video.py
   synthetic latent code: a lapped PCA code of 8 x 8 cells (16 x 16 tapered windows) onto 16 channels
   (8 x 8 latents, the layout of Wan 2.1's latents), which keeps edges, stripes and dots and has no seams.
 * models: ``adapters/domain_model.DomainVideoModel`` trained with the pack's one trainer: a "pretrained"
-  prior on the broad set (it knows clean shapes and motion but not what the style words mean), and per
+  prior on the broad set (it knows the broad clips' look and motion but not what the style words mean), and per
   style a small model of a few percent of the prior on the style's few clips (it learns the style, but
   its samples have small-model errors: blurred or broken shapes, flicker, jitter).
 * sampling: Euler on the flow ODE (shifted schedule) and, per step, the pack's composition rule
