@@ -691,9 +691,33 @@ def save_domain_model(path: str, model: DomainVideoModel, training_summary: Opti
         "training": dict(training_summary or {}),
         "params": sum(p.numel() for p in model.parameters()),
     }
-    if "code_version" in FAMILY_SPECS.get(cfg.family, {}):
-        meta["latent_code"] = FAMILY_SPECS[cfg.family]["code_version"]
+    meta.update(latent_code_meta(cfg.family))
     save_tensors(path, dict(model.state_dict()), meta)
+
+
+def latent_code_meta(family: str) -> dict[str, int]:
+    """``{"latent_code": version}`` for families whose latent code has versions (the synthetic space), else {}."""
+    code = FAMILY_SPECS.get(family, {}).get("code_version")
+    return {} if code is None else {"latent_code": int(code)}
+
+
+def check_latent_code(meta: dict[str, Any], name: str) -> None:
+    """Refuse a model or checkpoint file (its metadata ``meta``) trained in another version of its family's
+    latent code: its samples would decode wrongly (wrong colours, smeared detail)."""
+    code = FAMILY_SPECS.get(meta.get("family"), {}).get("code_version")
+    if code is None:
+        return
+    version = int(meta.get("latent_code", 1))
+    if version > code:
+        raise AdapterFileError(
+            f"{name} is in version {version} of the synthetic latent code, newer than this pack's version {code}: "
+            f"update the pack to use it")
+    if version < code:
+        raise AdapterFileError(
+            f"{name} is in version {version} of the synthetic latent code; this pack uses version {code} (the "
+            f"lapped code, without seams between cells), so its samples would decode with wrong colours and "
+            f"detail. Retrain it on synthetic clips (python -m adapters.train_cli with a synthetic data section, "
+            f"or benchmarks/table1_miniature.py --ship), or load it with the pack version that trained it")
 
 
 def load_domain_model(path: str, expect_family: Optional[str] = None, device: str | torch.device = "cpu",
@@ -710,13 +734,7 @@ def load_domain_model(path: str, expect_family: Optional[str] = None, device: st
         raise AdapterFileError(
             f"this domain model was trained for the '{family}' family, but the model it is used with is "
             f"'{expect_family}': latent spaces differ, so it cannot be combined")
-    code = FAMILY_SPECS.get(family, {}).get("code_version")
-    if code is not None and int(meta.get("latent_code", 1)) != code:
-        raise AdapterFileError(
-            f"{os.path.basename(path)} was trained in version {int(meta.get('latent_code', 1))} of the pack's "
-            f"synthetic latent code, and this version of the pack decodes version {code} (the lapped code, whose "
-            f"frames have no seams at the 8-pixel cells): its samples would decode to noise. Retrain it on the "
-            f"same clips (Train Domain Model, or python -m adapters.train_cli), or use the pack's release it came with")
+    check_latent_code(meta, os.path.basename(path))
     tensors, meta = load_tensors(path, device=device, expect_kind="domain_model")
     cfg = DomainModelConfig.from_dict(meta["config"])
     with torch.device("meta"):

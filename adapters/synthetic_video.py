@@ -485,8 +485,9 @@ class PatchCodec:
         self.taper = (taper[:, None] * taper[None, :]).float()                      # [k, k]
         # [C, 3, k, k]: the tapered directions, applied by a strided convolution and its transpose
         self.kernel = self.basis.T.reshape(-1, 3, k, k) * self.taper
-        self.unproj = self._decode_linear(torch.eye(self.latent_channels)[None, :, :, None, None]
-                                          .expand(1, -1, -1, 4, 4))[0].mean((2, 3)).contiguous()  # [3, C]
+        # [3, C]: the mean colour a unit coefficient adds to a cell inside the frame (every tapered window's
+        # pixels land once in some cell, so the sum over the window over the cell's area)
+        self.unproj = ((self.kernel * self.scale[:, None, None, None]).sum((2, 3)).T / self.pool ** 2).contiguous()
 
     @property
     def lapped(self) -> bool:
@@ -532,7 +533,8 @@ class PatchCodec:
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """``[N, C, T, h, w]`` -> RGB ``[N, 3, T, h * pool, w * pool]``, clamped to 0..1."""
         if latents.ndim != 5 or latents.shape[1] != self.latent_channels:
-            raise ValueError(f"expected {self.latent_channels} latent channels, got shape {tuple(latents.shape)}")
+            raise ValueError(f"expected video latents [N, {self.latent_channels}, T, h, w], got shape "
+                             f"{tuple(latents.shape)}")
         return (self._decode_linear(latents) * 0.5 + 0.5).clamp(0.0, 1.0)
 
     def state_dict(self) -> dict[str, torch.Tensor]:

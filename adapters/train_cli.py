@@ -212,8 +212,10 @@ def _read(path: str, keys: tuple[str, ...], optional: tuple[str, ...] = ()) -> d
     return out
 
 
-def _cache_meta(spec: dict[str, Any], latent_channels: int, text_dim: int) -> str:
-    return json.dumps({"synthetic": spec, "latent_channels": latent_channels, "text_dim": text_dim}, sort_keys=True)
+def _cache_meta(spec: dict[str, Any], latent_channels: int, text_dim: int, code: int | None = None) -> str:
+    """The cache's key: the clips' recipe and the latent code that encoded them (a new code renders them again)."""
+    return json.dumps({"synthetic": spec, "latent_channels": latent_channels, "text_dim": text_dim,
+                       **({"latent_code": code} if code is not None else {})}, sort_keys=True)
 
 
 def synthetic_cache(cfg: RunConfig) -> tuple[str, str, bool]:
@@ -222,7 +224,7 @@ def synthetic_cache(cfg: RunConfig) -> tuple[str, str, bool]:
 
     spec = cfg.data["synthetic"]
     fam = FAMILY_SPECS[cfg.family]
-    key = _cache_meta(spec, fam["latent_channels"], fam["text_dim"])
+    key = _cache_meta(spec, fam["latent_channels"], fam["text_dim"], fam.get("code_version"))
     lat_path = os.path.join(cfg.cache_dir, "latents.safetensors")
     txt_path = os.path.join(cfg.cache_dir, "text.safetensors")
     if os.path.isfile(lat_path) and os.path.isfile(txt_path):

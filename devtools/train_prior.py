@@ -2,7 +2,7 @@
 Table-1 miniature) on the broad synthetic set, with an exponential moving average of the weights and snapshots
 along the way, so the drawing gates (``devtools.drawing``) can be measured against training steps.
 
-    python -m devtools.train_prior --out priors                 # the shipped recipe (0.72M parameters, 6000 steps: 80 min, 1 thread)
+    python -m devtools.train_prior --out priors                 # the shipped recipe (0.72M parameters, 6000 steps: 71 min, 1 thread)
     python -m devtools.train_prior --out priors --steps 400     # a quick look
 
 Each snapshot ``prior_<step>.safetensors`` holds the averaged weights (fp32) and the exact command in its metadata;
@@ -56,8 +56,12 @@ def ship(snapshot: str, extra: dict | None = None, path: str = SHIPPED) -> str:
     """Write ``snapshot`` (a file of this tool) as the shipped prior in fp16, with its training metadata."""
     from adapters.domain_model import load_domain_model
 
+    from devtools.miniature import CFG, COMPOSITION_END, SAMPLE_SHIFT
+
     model, meta = load_domain_model(snapshot, dtype=torch.float32)
-    training = dict(meta.get("training", {}), **(extra or {}))
+    # the sampler settings it was measured with, which the demo nodes read
+    training = dict(meta.get("training", {}), sample_shift=SAMPLE_SHIFT, cfg=CFG, composition_end=COMPOSITION_END,
+                    **(extra or {}))
     save_domain_model(path, copy.deepcopy(model).half(), training)
     return path
 

@@ -32,7 +32,7 @@ import comfy.utils
 import folder_paths
 from comfy_api.latest import io
 
-from ..adapters.domain_model import (ATTENTION_MODES, FAMILY_SPECS, SIZES, DomainModelConfig, DomainVideoModel, clip_batches, load_domain_model, save_domain_model)
+from ..adapters.domain_model import (ATTENTION_MODES, FAMILY_SPECS, SIZES, DomainModelConfig, DomainVideoModel, check_latent_code, clip_batches, latent_code_meta, load_domain_model, save_domain_model)
 from ..adapters.files import AdapterFileError, read_metadata
 from ..adapters.plots import loss_curve_image
 from ..adapters.training import TrainConfig, load_checkpoint
@@ -140,7 +140,8 @@ class TrainDomainModel(io.ComfyNode):
             net = DomainVideoModel(config).to(device)
             net.gradient_checkpointing = bool(gradient_checkpointing)
 
-        meta = {"family": family, "model_config": config.to_dict(), "prior": describe(prior_model).summary()}
+        meta = {"family": family, "model_config": config.to_dict(), "prior": describe(prior_model).summary(),
+                **latent_code_meta(family)}
         result = run_training(tcfg, net, net, batch_fn, parameterisation, checkpoint_path=ckpt_path,
                               resume_from=resume_path, checkpoint_meta=meta)
 
@@ -181,6 +182,10 @@ class LoadDomainModel(io.ComfyNode):
         except AdapterFileError as e:
             raise VideoAdapterError(f"{model_name}: {e}") from None
         file_family = meta.get("family")
+        try:
+            check_latent_code(meta, model_name)
+        except AdapterFileError as e:
+            raise VideoAdapterError(str(e)) from None
         if file_family != family:
             raise VideoAdapterError(
                 f"{model_name} was trained for '{file_family}' latents, but prior_model "

@@ -258,7 +258,10 @@ def test_synthetic_files_of_the_first_latent_code_are_refused_by_name(tmp_path):
     tensors, meta = load_tensors(path, expect_kind="domain_model")
     old = str(tmp_path / "old.safetensors")
     save_tensors(old, tensors, {k: v for k, v in meta.items() if k not in ("latent_code", "format_version")})
-    with pytest.raises(AdapterFileError, match="old.safetensors was trained in version 1 .* Retrain it"):
+    with pytest.raises(AdapterFileError, match="old.safetensors is in version 1 of the synthetic latent code; .* Retrain it"):
+        load_domain_model(old)
+    save_tensors(old, tensors, {**{k: v for k, v in meta.items() if k != "format_version"}, "latent_code": 3})
+    with pytest.raises(AdapterFileError, match="version 3 .* newer than this pack's version 2: update the pack"):
         load_domain_model(old)
     # families without a code version are untouched
     save_domain_model(path, _tiny("sd15"), {})

@@ -118,6 +118,13 @@ def resume_checkpoint(resume_from: str, what: str, family: str, **expect) -> tup
     if meta.get("family") != family:
         raise VideoAdapterError(f"resume_from: {resume_from} was trained for '{meta.get('family')}', but the "
                                 f"connected model is '{family}'")
+    from ...adapters.domain_model import check_latent_code
+    from ...adapters.files import AdapterFileError
+
+    try:
+        check_latent_code(meta, f"resume_from: {resume_from}")
+    except AdapterFileError as e:
+        raise VideoAdapterError(str(e)) from None
     return path, meta
 
 
