@@ -342,7 +342,7 @@ _CODEC = None
 # The 64 x 64 miniature: domain styles, a broad set with unreliable style captions, and a patch code.
 #
 # The Table-1 miniature (benchmarks/table1_miniature.py) and the shipped demo pair live here. The broad set
-# teaches a prior clean shapes and motion: its captions name shape, motion and camera truthfully, but the
+# is meant to teach a prior clean shapes and motion: its captions name shape, motion and camera truthfully, but the
 # palette and texture words are drawn at random, independent of the clip (a web captioner rarely describes
 # an artist's style), so a prior trained on it learns to ignore them. A domain style fixes all five
 # attributes; a small model trained on a few of its clips learns what the style words mean.

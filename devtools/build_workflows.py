@@ -157,7 +157,7 @@ def demo_tiny():
               "no object. B samples the prior alone: a smooth, steady background in the wrong palette with a blob "
               "that changes shape. C composes them with the Score Composer: the style's colours with some of the "
               "prior's smoothness. All from the same noise. Neither model draws clean shapes at this size, and on "
-              "this style A is measured closest to real clips; on other styles C beats both "
+              "this style A is measured closest to real clips; on the forest style C beats both "
               "(docs/video_adapter.md).", 0, 5)]
     return nodes, notes
 

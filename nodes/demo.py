@@ -1,7 +1,8 @@
 """Nodes that make the pack runnable with no downloads: tiny default models and a latent preview decoder.
 
 * ``VA_TinyTrainedPair``: the trained tiny prior/domain pair shipped in ``adapters/weights`` (made by
-  ``benchmarks/table1_miniature.py --ship``), in the pack's synthetic latent space. The demo uses it.
+  ``python -m devtools.train_prior`` (the prior) and ``benchmarks/table1_miniature.py --ship`` (the domain
+  model)), in the pack's synthetic latent space. The demo uses it.
 * ``VA_TinyDemoModels``: real Wan 2.1 architectures (ComfyUI's own classes, loaded through its own
   state-dict loader, so they behave like any Wan MODEL) with deterministic random weights, at a size that
   runs on a CPU in seconds: for trying graphs built for Wan and for tests, not for pictures.
@@ -112,10 +113,10 @@ class TinyTrainedPair(io.ComfyNode):
             category=CAT_DEMO,
             description=(
                 "A trained tiny prior/domain pair that ships with the pack (no download): the prior learned a broad "
-                "set of synthetic 64 x 64 videos (clean shapes and motion; their captions never say the colours or "
+                "set of synthetic 64 x 64 videos of shapes in motion (their captions never say the colours or "
                 "textures), the domain model, a third of its size, learned 16 clips of one 'sunset' style. "
                 "Compose them with the Score Composer and decode with Synthetic Latent Decode. Made by "
-                "benchmarks/table1_miniature.py --ship."),
+                "devtools/train_prior.py (prior) and benchmarks/table1_miniature.py --ship (domain model)."),
             inputs=[
                 io.String.Input("prompt", default=domain_caption_text(),
                                 tooltip="Name one word per attribute (any order). " + words),

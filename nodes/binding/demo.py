@@ -58,7 +58,8 @@ def trained_pair_models() -> dict:
         path = os.path.join(WEIGHTS_DIR, name)
         if not os.path.isfile(path):
             raise VideoAdapterError(f"the pack's demo weights are missing ({name} in adapters/weights); reinstall "
-                                    "the pack or run benchmarks/table1_miniature.py --ship to remake them")
+                                    "the pack, or remake them with python -m devtools.train_prior (the prior) and "
+                                    "benchmarks/table1_miniature.py --small 64x2 --ship (the domain model)")
         net, meta = load_domain_model(path, expect_family="synthetic", dtype=torch.float32)
         shift = float(meta.get("training", {}).get("sample_shift", 3.0))
         config = DomainModelFamily(SimpleNamespace(latent_format=VideoAdaptersSynthetic(),
