@@ -266,3 +266,15 @@ def test_synthetic_files_of_the_first_latent_code_are_refused_by_name(tmp_path):
     # families without a code version are untouched
     save_domain_model(path, _tiny("sd15"), {})
     assert "latent_code" not in load_domain_model(path)[1]
+
+
+def test_checkpoints_carry_and_are_checked_for_the_latent_code():
+    """Training checkpoints go through the same check (Load Domain Model and resume_from read them): a synthetic
+    checkpoint without the code's version is from the first code."""
+    from adapters.domain_model import check_latent_code, latent_code_meta
+
+    assert latent_code_meta("synthetic") == {"latent_code": 2} and latent_code_meta("wan21") == {}
+    check_latent_code({"kind": "checkpoint", "family": "synthetic", **latent_code_meta("synthetic")}, "ck")
+    check_latent_code({"kind": "checkpoint", "family": "wan21"}, "ck")
+    with pytest.raises(AdapterFileError, match="ck is in version 1"):
+        check_latent_code({"kind": "checkpoint", "family": "synthetic"}, "ck")
