@@ -118,3 +118,24 @@ def test_composer_refuses_diverging_settings_before_sampling(host):
     g["inputs"]["flow_space"] = "velocity"
     out = host.run(graph(g, steps=3), ["7"])["7"][0]["samples"]
     assert torch.isfinite(out).all()
+
+
+def test_files_of_the_first_synthetic_code_are_refused_by_the_node(host):
+    """Load Domain Model refuses a synthetic model file and a synthetic training checkpoint written before the
+    lapped code (no ``latent_code`` in their metadata), naming the file and what to do."""
+    from adapters.files import load_tensors, save_tensors
+
+    folder = os.path.join(host.models_dir, "video_adapters", "old")
+    os.makedirs(folder, exist_ok=True)
+    tensors, meta = load_tensors(os.path.join(PACK, "adapters", "weights", "tiny_synthetic_domain.safetensors"),
+                                 expect_kind="domain_model")
+    old = {k: v for k, v in meta.items() if k not in ("latent_code", "format_version")}
+    save_tensors(os.path.join(folder, "old_model.safetensors"), tensors, old)
+    save_tensors(os.path.join(folder, "old_checkpoint.safetensors"), tensors,
+                 {"kind": "checkpoint", "family": "synthetic", "model_config": meta["config"]})
+    host.pack_module("nodes.domain")
+    for name in ("old/old_model.safetensors", "old/old_checkpoint.safetensors"):
+        p = {"1": {"class_type": "VA_TinyTrainedPair", "inputs": {"prompt": "sunset, stripes, blob, orbit, pan right"}},
+             "2": {"class_type": "VA_LoadDomainModel", "inputs": {"model_name": name, "prior_model": ["1", 1]}}}
+        with pytest.raises(RuntimeError, match=f"{name.split('/')[1]} is in version 1 of the synthetic latent code.*Retrain it"):
+            host.run(p, ["2"])
