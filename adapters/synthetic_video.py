@@ -500,23 +500,22 @@ class PatchCodec:
             raise ValueError(f"expected RGB video [N, 3, T, H, W] with H, W multiples of {p}, got {tuple(video.shape)}")
         return (video.float() * 2.0 - 1.0).permute(0, 2, 1, 3, 4).reshape(n * t, 3, h, w)
 
+    def _padded_frames(self, video: torch.Tensor) -> torch.Tensor:
+        """Frames ``[N * T, 3, H, W]`` in -1..1, edges reflected by half the window's overhang when lapped."""
+        x = self._frames(video)
+        return F.pad(x, ((self.window - self.pool) // 2,) * 4, mode="reflect") if self.lapped else x
+
     def _windows(self, video: torch.Tensor) -> torch.Tensor:
         """The tapered ``window`` x ``window`` patches around every cell, ``[N * T * cells, 3 * k * k]``."""
         k, p = self.window, self.pool
-        x = self._frames(video)
-        if self.lapped:
-            x = F.pad(x, ((k - p) // 2,) * 4, mode="reflect")
-        patches = F.unfold(x, k, stride=p) * self.taper.reshape(1, 1, -1).repeat(1, 3, 1).reshape(1, -1, 1)
+        patches = F.unfold(self._padded_frames(video), k, stride=p) * self.taper.reshape(1, 1, -1).repeat(1, 3, 1).reshape(1, -1, 1)
         return patches.permute(0, 2, 1).reshape(-1, 3 * k * k)
 
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """``[N, 3, T, H, W]`` in 0..1 -> ``[N, C, T, H / pool, W / pool]``."""
         n, _, t, h, w = video.shape
-        k, p = self.window, self.pool
-        x = self._frames(video)
-        if self.lapped:
-            x = F.pad(x, ((k - p) // 2,) * 4, mode="reflect")
-        z = F.conv2d(x, self.kernel, stride=p) / self.scale[None, :, None, None]
+        p = self.pool
+        z = F.conv2d(self._padded_frames(video), self.kernel, stride=p) / self.scale[None, :, None, None]
         return z.reshape(n, t, -1, h // p, w // p).permute(0, 2, 1, 3, 4)
 
     def _decode_linear(self, latents: torch.Tensor) -> torch.Tensor:
