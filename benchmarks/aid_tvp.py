@@ -568,10 +568,45 @@ def score(videos: torch.Tensor, clips: tvp.TVPClips, reference: tvp.TVPClips) ->
     return {k: out[k] for k in ("instruction_score", "instruction_all_phases", "fd", "first_frame_psnr", "future_mse")}
 
 
-def train_adapters_main(args, t_start: float) -> None:
-    """Train full AID on the shipped base with held-out accuracy every --gate-every steps; write the adapters."""
+def train_with_curve(args, t_start: float, script: str, steps: int, adapters, sets: dict, fit, predict_fn,
+                     meta: dict) -> None:
+    """The ``--train-adapters OUT`` run both benchmarks share: ``fit(steps, callback)`` trains ``adapters``, with
+    held-out instruction accuracy (``predict_fn(clips)``, on 32 held-out clips) every ``--gate-every`` steps and on
+    all held-out and novel clips at the end; the adapters are written in fp16 with the command, the curve and
+    ``meta`` in their metadata."""
     import sys
 
+    probe = tvp.TVPClips(**{f: getattr(sets["heldout"], f)[:32] for f in tvp.TVPClips.__dataclass_fields__})
+    curve = []
+
+    def evaluate(step, full=False):
+        adapters.requires_grad_(False)
+        rows = {"step": step, "seconds": round(time.time() - t_start)}
+        for name in (("heldout", "novel") if full else ("heldout",)):
+            clips = sets[name] if full else probe
+            rows[name] = score(predict_fn(clips), clips, sets["reference"])
+        adapters.requires_grad_(True)
+        print(json.dumps(rows, default=lambda v: round(v, 4)), flush=True)
+        return rows
+
+    def callback(step, loss):
+        if step % args.gate_every == 0 and step < steps:
+            curve.append(evaluate(step))
+
+    res = fit(steps, callback)
+    curve.append(evaluate(steps, full=True))
+    adapters.requires_grad_(False)
+    cmd = f"python benchmarks/{script} " + " ".join("OUT" if a == args.train_adapters else a for a in sys.argv[1:])
+    adapters.half().save(args.train_adapters, extra={"training": {
+        "command": cmd, "steps": steps, "train_clips": len(sets["train"]), **meta,
+        "novel_targets": tvp.NOVEL_TARGETS, "novel_motions": tvp.NOVEL_MOTIONS, "curve": curve,
+        "loss_first_last": [statistics.fmean(res.losses[:50]), statistics.fmean(res.losses[-50:])],
+        "seconds": round(time.time() - t_start)}})
+    print(f"wrote {args.train_adapters} ({time.time() - t_start:.0f} s)")
+
+
+def train_adapters_main(args, t_start: float) -> None:
+    """Train full AID on the shipped base with held-out accuracy every --gate-every steps; write the adapters."""
     pk = _pack()
     model, _ = load_base(args.base)
     sets = instruction_sets(0)
@@ -583,50 +618,26 @@ def train_adapters_main(args, t_start: float) -> None:
     fwd = pk["simda"].AdapterForward(patched, "v", svd_conditions(sets["train"], aid=True), host,
                                      kind=pk["registry"].get("aid"), adapters=adapters)
     x = model.model.process_latent_in(encode(sets["train"].videos))
-    steps = args.aid_steps or 1500
-    curve = []
-    probe = tvp.TVPClips(**{f: getattr(sets["heldout"], f)[:32] for f in tvp.TVPClips.__dataclass_fields__})
 
-    def evaluate(step, full=False):
-        adapters.requires_grad_(False)
-        rows = {"step": step, "seconds": round(time.time() - t_start)}
-        for name in (("heldout", "novel") if full else ("heldout",)):
-            clips = sets[name] if full else probe
-            rows[name] = score(predict(model, clips, 0, adapters), clips, sets["reference"])
-        adapters.requires_grad_(True)
-        print(json.dumps(rows, default=lambda v: round(v, 4)), flush=True)
-        return rows
+    def fit(steps, callback):
+        return train(adapters, fwd, x, steps, 1e-3, 4, 0, pk["host_mod"].training_sigmas(model).tolist(), drop=0.05,
+                     warmup=50, lr_schedule="cosine", callback=callback)
 
-    def callback(step, loss):
-        if step % args.gate_every == 0 and step < steps:
-            curve.append(evaluate(step))
-
-    res = train(adapters, fwd, x, steps, 1e-3, 4, 0, pk["host_mod"].training_sigmas(model).tolist(), drop=0.05,
-                warmup=50, lr_schedule="cosine", callback=callback)
-    final = evaluate(steps, full=True)
-    curve.append(final)
-    adapters.requires_grad_(False)
-    cmd = "python benchmarks/aid_tvp.py " + " ".join("OUT" if a == args.train_adapters else a for a in sys.argv[1:])
-    adapters.half().save(args.train_adapters, extra={"training": {
-        "command": cmd, "steps": steps, "train_clips": len(sets["train"]), "noise": NOISE, "dual_cfg": [S_V, S_T],
-        "novel_targets": tvp.NOVEL_TARGETS, "novel_motions": tvp.NOVEL_MOTIONS, "curve": curve,
-        "loss_first_last": [statistics.fmean(res.losses[:50]), statistics.fmean(res.losses[-50:])],
-        "seconds": round(time.time() - t_start)}})
-    print(f"wrote {args.train_adapters} ({time.time() - t_start:.0f} s)")
+    train_with_curve(args, t_start, "aid_tvp.py", args.aid_steps or 1500, adapters, sets, fit, lambda clips: predict(model, clips, 0, adapters),
+                     {"noise": NOISE, "dual_cfg": [S_V, S_T]})
 
 
-def shipped_main(args, t_start: float) -> None:
-    """The shipped base and full AID on a fresh held-out set of ``--eval-seed``: repeat the first frame, the frozen
-    base, full AID; on clips like the training ones and on novel combinations."""
-    for path, made_by in ((args.base, "--pretrain-base OUT"), (args.adapters, "--train-adapters OUT --base BASE")):
+def shipped_table(args, t_start: float, script: str, files: dict, load, predict_fn, full_row: str,
+                  settings: str) -> None:
+    """The ``--shipped`` evaluation both benchmarks share: ``load()`` gives ``(model, adapters)``; rows repeat the
+    first frame, the frozen base alone (``predict_fn(model, clips, seed, None)``) and the shipped adapters, on a
+    fresh held-out set of ``--eval-seed`` (clips like the training ones, and novel combinations)."""
+    for path, made_by in files.items():
         if not os.path.isfile(path):
-            raise SystemExit(f"{path} does not exist: this version ships no trained miniature base or AID adapters "
-                             f"(their gates are not met yet, docs/aid.md). Make them with `python benchmarks/aid_tvp.py "
-                             f"{made_by}` and pass --base / --adapters")
-    pk = _pack()
-    model, base_meta = load_base(args.base)
-    adapters = pk["registry"].get("aid").load(args.adapters)
-    adapters.float().requires_grad_(False)
+            raise SystemExit(f"{path} does not exist: this version ships no trained miniature base or adapters for "
+                             f"{script} (their gates are not met yet; see the method's page in docs/). Make them with "
+                             f"`python benchmarks/{script} {made_by}` and pass --base / --adapters")
+    model, adapters = load()
     sets = instruction_sets(1000 + args.eval_seed, train=0, heldout=args.eval_clips)
     table = {}
     for name in ("heldout", "novel"):
@@ -634,12 +645,11 @@ def shipped_main(args, t_start: float) -> None:
         frames = clips.videos.shape[1]
         table[name] = {
             "repeat the first frame": score(tvp.repeat_first_frame(clips.first_frames, frames), clips, sets["reference"]),
-            "frozen base alone": score(predict(model, clips, args.eval_seed), clips, sets["reference"]),
-            "AID full (shipped)": score(predict(model, clips, args.eval_seed, adapters), clips, sets["reference"])}
+            "frozen base alone": score(predict_fn(model, clips, args.eval_seed, None), clips, sets["reference"]),
+            full_row: score(predict_fn(model, clips, args.eval_seed, adapters), clips, sets["reference"])}
     floor = tvp.noise_floor(tvp.clip_features(sets["heldout"].videos), tvp.clip_features(sets["reference"].videos))
-    print(f"shipped base and AID on held-out clips of seed {args.eval_seed} ({args.eval_clips} like the training "
-          f"clips, {args.eval_clips // 2} novel); Euler {GATE_STEPS} steps, dual CFG s_V={S_V} s_T={S_T}; FD noise "
-          f"floor {floor:.1f} ({time.time() - t_start:.0f} s)")
+    print(f"shipped base and adapters on held-out clips of seed {args.eval_seed} ({args.eval_clips} like the training "
+          f"clips, {args.eval_clips // 2} novel); {settings}; FD noise floor {floor:.1f} ({time.time() - t_start:.0f} s)")
     for name, rows in table.items():
         print(f"\n{name}:\n| row | instruction acc. | all phases | FD | first-frame PSNR | future MSE |\n|---|---|---|---|---|---|")
         for row, r in rows.items():
@@ -648,6 +658,21 @@ def shipped_main(args, t_start: float) -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"eval_seed": args.eval_seed, "noise_floor": floor, "rows": table}, f, indent=1, default=float)
+
+
+def shipped_main(args, t_start: float) -> None:
+    """The shipped base and full AID on a fresh held-out set of ``--eval-seed``."""
+    pk = _pack()
+
+    def load():
+        model, _ = load_base(args.base)
+        adapters = pk["registry"].get("aid").load(args.adapters)
+        return model, adapters.float().requires_grad_(False)
+
+    shipped_table(args, t_start, "aid_tvp.py", {args.base: "--pretrain-base OUT",
+                                                args.adapters: "--train-adapters OUT --base BASE"}, load,
+                  lambda model, clips, seed, adapters: predict(model, clips, seed, adapters), "AID full (shipped)",
+                  f"Euler {GATE_STEPS} steps, dual CFG s_V={S_V} s_T={S_T}")
 
 
 def gate_sets() -> tuple[tvp.TVPClips, tvp.TVPClips, tvp.TVPClips]:

@@ -59,6 +59,7 @@ TEXT_LEN = 24
 DIM, HEADS, LAYERS, FFN = 128, 2, 4, 512
 SHIFT = 3.0
 CFG = 2.0
+WAN_PATCH = 2  # spatial patch of the DiT: 2 (Wan's own 1x2x2, a token per 2x2 latent cells) or 1 (a token per cell)
 LR = 1e-3
 
 FCA_BASE = dict(head_dim=DIM // HEADS, queries_per_frame=4, text_width=64, text_heads=2, text_layers=1,
@@ -165,7 +166,7 @@ def tiny_wan(seed: int, channels: int | None = None):
     import comfy.supported_models
 
     channels = channels or (aid_tvp.CODE.channels if aid_tvp.CODE is not None else 48)
-    cfg = {"image_model": "wan2.1", "model_type": "t2v", "patch_size": (1, 2, 2), "in_dim": channels, "dim": DIM,
+    cfg = {"image_model": "wan2.1", "model_type": "t2v", "patch_size": (1, WAN_PATCH, WAN_PATCH), "in_dim": channels, "dim": DIM,
            "ffn_dim": FFN, "freq_dim": 256, "text_dim": TEXT_DIM, "out_dim": channels, "num_heads": HEADS,
            "num_layers": LAYERS, "window_size": (-1, -1), "qk_norm": True, "cross_attn_norm": True, "eps": 1e-6}
     mc = comfy.supported_models.WAN21_T2V(cfg)
@@ -357,13 +358,14 @@ def save_base(path: str, model, meta: dict) -> None:
     tensors.update(aid_tvp.CODE.state_dict())
     tensors.update({"norm/mean": NORM["mean"].contiguous(), "norm/std": NORM["std"].contiguous()})
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    save_file(tensors, path, metadata={"kind": "tvp_base", "architecture": "WAN21_T2V",
+    save_file(tensors, path, metadata={"kind": "tvp_base", "architecture": "WAN21_T2V", "patch": str(WAN_PATCH),
                                        **{k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}})
 
 
 def load_base(path: str = BASE_FILE):
     """The base of ``path`` (its code and latent normalisation become this module's) as a ModelPatcher, and its
     metadata."""
+    global WAN_PATCH
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -372,6 +374,7 @@ def load_base(path: str = BASE_FILE):
     if meta.get("kind") != "tvp_base" or meta.get("architecture") != "WAN21_T2V":
         raise ValueError(f"{path} is not the miniature's Wan base")
     tensors = load_file(path)
+    WAN_PATCH = int(meta.get("patch", 2))
     aid_tvp.CODE = tvp.PatchCode.from_state_dict(tensors)
     NORM.update(mean=tensors["norm/mean"].float(), std=tensors["norm/std"].float())
     model = tiny_wan(seed=0)
@@ -396,15 +399,192 @@ def base_gates(model, clips: tvp.TVPClips, seed: int = 0, steps: int = 12, cfg: 
             "videos": videos}
 
 
+def base_broad_set() -> tvp.TVPClips:
+    """The Wan base's pretraining clips: aid_tvp's broad set size, every object moving along one straight line
+    (``max_phases=1``), so its captions name one direction per object and the base never sees a change of
+    direction: two-phase motion is what frame-wise text (FCA's, or Framewise Prompts without training) adds."""
+    return tvp.make_broad_set(aid_tvp.BASE_BROAD, seed=0, max_phases=1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# full FCA on the shipped base: training, the shipped file, evaluation
+
+FCA_FILE = os.path.join(HERE, "weights", "tvp_fca_full.safetensors")
+
+
+def fca_config(frames: int, row: str = FULL) -> dict:
+    return {**FCA_BASE, "frames": frames, **ROWS[row]}
+
+
+@torch.no_grad()
+def predict(model, clips: tvp.TVPClips, seed: int, adapters=None, steps: int = 12, cfg: float = CFG) -> torch.Tensor:
+    """Videos ``[N, T, 3, H, W]`` for the clips' instructions: the frozen base alone (text-to-video, no first frame)
+    or with FCA ``adapters`` given the clips' first latent frames (Initial Frames Conditioning's conditions)."""
+    pk = _pack()
+    host = pk["host_mod"].describe(model)
+    x = to_model(clips.videos)
+    if adapters is None:
+        fwd = pk["simda"].AdapterForward(model, "flow", text_conditions(clips.instructions), host)
+    else:
+        patched = pk["attach"].attach_adapters(model, adapters)
+        fwd = pk["simda"].AdapterForward(patched, "flow", text_conditions(clips.instructions, initial_frame_extras(x)),
+                                         host, kind=pk["registry"].get("fca"), adapters=adapters)
+    return aid_tvp.decode(from_model(sample(fwd, len(clips), x.shape[1:], steps, cfg, seed)))
+
+
+def train_adapters_main(args, t_start: float) -> None:
+    """Train full FCA on the base of ``--base`` with held-out accuracy every --gate-every steps; write the adapters."""
+    pk = _pack()
+    model, _ = load_base(args.base)
+    sets = aid_tvp.instruction_sets(0)
+    frames = sets["train"].videos.shape[1]
+    torch.manual_seed(0)
+    adapters = pk["attach"].new_adapters("fca", model, fca_config(frames))
+    patched = pk["attach"].attach_adapters(model, adapters)
+    fwd = pk["simda"].AdapterForward(patched, "flow", text_conditions(sets["train"].instructions),
+                                     pk["host_mod"].describe(model), kind=pk["registry"].get("fca"), adapters=adapters)
+    x = to_model(sets["train"].videos)
+    steps = args.adapter_steps or 1500
+    recipe = pk["registry"].training_recipe("fca", steps)
+
+    def fit(steps, callback):
+        tr = pk["training"]
+        cfg = tr.TrainConfig(steps=steps, batch_size=4, seed=0, sigma_sampling="flow_shift", flow_shift=SHIFT, **recipe)
+        return aid_tvp.run_trainer(cfg, adapters, fwd, x, "flow", clean=True, every=100, callback=callback)
+
+    aid_tvp.train_with_curve(args, t_start, "fca_tvp.py", steps, adapters, sets, fit,
+                             lambda clips: predict(model, clips, 0, adapters), {"cfg": CFG, "recipe": recipe})
+
+
+def shipped_main(args, t_start: float) -> None:
+    """The shipped base and full FCA on a fresh held-out set of ``--eval-seed``."""
+    pk = _pack()
+
+    def load():
+        model, _ = load_base(args.base)
+        return model, pk["registry"].get("fca").load(args.adapters).float().requires_grad_(False)
+
+    aid_tvp.shipped_table(args, t_start, "fca_tvp.py", {args.base: "--pretrain-base OUT",
+                                                        args.adapters: "--train-adapters OUT --base BASE"}, load,
+                          predict, "FCA full (shipped)", f"Euler 12 steps, CFG {CFG:g} (the base alone: text only)")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# frame-wise prompts on the frozen base (no training)
+
+
+class TextFeatureClip:
+    """What Framewise Prompts needs of a CLIP, for the miniature's text features: ``tokenize`` and
+    ``encode_from_tokens_scheduled`` giving one ``[1, words, TEXT_DIM]`` conditioning (no padding)."""
+
+    def tokenize(self, text: str):
+        return text
+
+    def encode_from_tokens_scheduled(self, tokens):
+        return [[tvp.text_features(tokens, TEXT_DIM)[None], {}]]
+
+
+class ByText:
+    """``model_fn`` routing the text branch of CFG to ``cond`` and the dropped-text branch to ``uncond`` (the
+    plain base: the unconditional branch keeps the plain negative, as it does in a ComfyUI graph)."""
+
+    accepts_drop_flags = True
+
+    def __init__(self, cond, uncond):
+        self.cond, self.uncond = cond, uncond
+
+    def __call__(self, x_t, sigma, context=None, clip=None, drop_text=None, **kw):
+        fwd = self.uncond if drop_text is not None and bool(drop_text.all()) else self.cond
+        return fwd(x_t, sigma, context, clip=clip, drop_text=drop_text, **kw)
+
+
+def two_phase_set(n: int, seed: int) -> tvp.TVPClips:
+    """``n`` held-out two-phase instruction clips of ``seed`` (from the instruction stream, one-phase clips left out)."""
+    pool = tvp.make_instruction_set(3 * n, seed)
+    idx = [i for i, p in enumerate(pool.plans) if len(p.directions) == 2][:n]
+    if len(idx) < n:
+        raise RuntimeError(f"only {len(idx)} two-phase clips in {3 * n} draws")
+    return tvp.TVPClips(pool.videos[idx], [pool.plans[i] for i in idx])
+
+
+def per_phase(videos: torch.Tensor, clips: tvp.TVPClips) -> dict:
+    oks = [tvp.phase_correct(v, p) for v, p in zip(videos, clips.plans)]
+    return {"phase 1": statistics.fmean(o[0] for o in oks), "phase 2": statistics.fmean(o[1] for o in oks),
+            "both": statistics.fmean(all(o) for o in oks)}
+
+
+def state_caption(state: str) -> str:
+    """A decomposer state ("the red square moves left", "... is lifted up", "... drops back down") in the base's
+    caption grammar ("move the red square left")."""
+    words = state.split()
+    return f"move the {words[1]} {words[2]} {words[-1]}"
+
+
+FRAMEWISE_ROWS = {  # name: None (the instruction as one global prompt) or (how a state is phrased, blend_frames)
+    "one global prompt (the instruction)": None,
+    "Framewise Prompts, decomposer states, blend 1": ("state", 1),
+    "Framewise Prompts, decomposer states, hard cuts": ("state", 0),
+    "Framewise Prompts, states as captions, blend 1": ("caption", 1),
+}
+
+
+@torch.no_grad()
+def framewise_main(args, t_start: float) -> None:
+    """Frame-wise prompts on the frozen Wan base, no training: two-phase instructions sampled as one global prompt
+    against Framewise Prompts (the real node) with the decomposer's two states. Every clip is sampled on its own
+    (one schedule, so one patched model, per clip) with the same noise in every row."""
+    if not os.path.isfile(args.base):
+        raise SystemExit(f"{args.base} does not exist: make a base with `python benchmarks/fca_tvp.py --pretrain-base "
+                         "OUT` and pass --base")
+    pk = _pack()
+    host, simda = pk["host"], pk["simda"]
+    model, meta = load_base(args.base)
+    desc = pk["host_mod"].describe(model)
+    clips = two_phase_set(args.eval_clips, 2000 + args.eval_seed)
+    frames = clips.videos.shape[1]
+    shape = to_model(clips.videos[:1]).shape[1:]
+    seeds = args.seeds or 3
+    keys = ("phase 1", "phase 2", "both")
+    rows = {}
+    for name, how in FRAMEWISE_ROWS.items():
+        runs = []
+        for seed in range(seeds):
+            lat = []
+            for i, p in enumerate(clips.plans):
+                plain = simda.AdapterForward(model, "flow", text_conditions([p.instruction]), desc)
+                fwd = plain
+                if how is not None:
+                    phrase, blend = how
+                    states = [state_caption(t) if phrase == "caption" else t for t in tvp.state_texts(p.instruction)]
+                    patched = host.call("VA_FramewisePrompts", model, TextFeatureClip(),
+                                        pk["sp"].schedule(states, frames, 1), frames, blend, 1)[0]
+                    fwd = ByText(simda.AdapterForward(patched, "flow", text_conditions([p.instruction]), desc), plain)
+                lat.append(sample(fwd, 1, shape, args.sample_steps, CFG, seed=seed * 100003 + i))
+            runs.append(per_phase(aid_tvp.decode(from_model(torch.cat(lat))), clips))
+        rows[name] = runs
+        print(aid_tvp._row_text(name, runs, keys), f"({time.time() - t_start:.0f} s)", flush=True)
+    print(f"\nFramewise Prompts on the frozen base {os.path.basename(args.base)} (pretrained on "
+          f"{meta.get('broad', 'broad')} captions), {len(clips)} held-out two-phase instructions of seed "
+          f"{args.eval_seed}, {seeds} sampling seeds, Euler {args.sample_steps} steps, CFG {CFG:g}; phase accuracy "
+          "(tvp_task.phase_correct), mean ± spread over seeds")
+    print("| prompting | phase 1 | phase 2 | both phases |\n|---|---|---|---|")
+    for name, runs in rows.items():
+        print(aid_tvp._row_text(name, runs, keys))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"eval_seed": args.eval_seed, "base": meta.get("command"), "rows": rows}, f, indent=1)
+
+
 def pretrain_main(args, t_start: float) -> None:
     args.base_steps = args.base_steps or 4000
     _pack()
-    broad = aid_tvp.gate_sets()[0]
+    broad = base_broad_set()
     set_latent_format(broad.videos)
     model = tiny_wan(seed=0)
     aid_tvp.pretrain_with_gates(args, t_start, "fca_tvp.py", model,
                                 lambda cb: pretrain_base(model, broad, args.base_steps, callback=cb),
-                                lambda clips: base_gates(model, clips), lambda path, meta: save_base(path, model, meta), {})
+                                lambda clips: base_gates(model, clips), lambda path, meta: save_base(path, model, meta),
+                                {"broad": "single-phase"})
 
 
 def main() -> None:
@@ -418,10 +598,34 @@ def main() -> None:
                     help="pretrain the frozen base (--base-steps, default 4000) on the broad set, print its gates every "
                          "--gate-every steps, write it to OUT (fp16, with this command in its metadata) and stop")
     ap.add_argument("--gate-every", type=int, default=1000)
+    ap.add_argument("--wan-patch", type=int, choices=(1, 2), default=WAN_PATCH,
+                    help="spatial patch of the base DiT: 2 (a token per 2 x 2 latent cells) or 1 (a token per cell)")
+    ap.add_argument("--framewise", action="store_true",
+                    help="frame-wise prompts on the frozen base (--base), no training: two-phase instructions as one "
+                         "global prompt against Framewise Prompts with the decomposer's states")
+    ap.add_argument("--base", default=BASE_FILE, help="the frozen base file (default: the shipped one)")
+    ap.add_argument("--eval-seed", type=int, default=0)
+    ap.add_argument("--eval-clips", type=int, default=64)
+    ap.add_argument("--train-adapters", default=None, metavar="OUT",
+                    help="train full FCA on the base of --base (--adapter-steps, default 1500) with held-out accuracy "
+                         "every --gate-every steps, write the adapters to OUT (fp16, with this command) and stop")
+    ap.add_argument("--adapter-steps", type=int, default=None)
+    ap.add_argument("--shipped", action="store_true",
+                    help="evaluate the shipped base and full FCA (--base, --adapters) on a fresh held-out set of "
+                         "--eval-seed (--eval-clips like the training clips and half as many novel ones) and stop")
+    ap.add_argument("--adapters", default=FCA_FILE, help="the FCA adapter file (default: the shipped one)")
+    ap.add_argument("--sample-steps", type=int, default=12)
     args = ap.parse_args()
+    globals()["WAN_PATCH"] = args.wan_patch
     t_start = aid_tvp.start(args)
     if args.pretrain_base:
         return pretrain_main(args, t_start)
+    if args.framewise:
+        return framewise_main(args, t_start)
+    if args.train_adapters:
+        return train_adapters_main(args, t_start)
+    if args.shipped:
+        return shipped_main(args, t_start)
     quick = args.quick
     seeds = args.seeds or (1 if quick else 3)
     sizes = dict(broad=128, train=24, heldout=32) if quick else dict(broad=512, train=48, heldout=64)

@@ -521,10 +521,11 @@ def _instruction_plan(rng: random.Random, frames: int, size: int, max_objects: i
     return build_plan(objects, starts, target, directions, distance, frames, size, _background(rng), text)
 
 
-def _broad_plan(rng: random.Random, frames: int, size: int, max_objects: int) -> ClipPlan:
+def _broad_plan(rng: random.Random, frames: int, size: int, max_objects: int, max_phases: int = 2) -> ClipPlan:
     count = rng.randint(1, max_objects)
     objects = _scene_objects(rng, count, size)
     n_phases = rng.choice((1, 2)) if frames >= 4 else 1
+    n_phases = min(n_phases, max_phases)  # (the draw above is kept, so the default stream does not change)
     starts, steps = [], []
     for o in objects:
         st: list[tuple[float, float]] = []
@@ -558,11 +559,18 @@ def is_novel(plan: "ClipPlan") -> bool:
     return (obj.colour, obj.shape) in NOVEL_TARGETS or tuple(plan.directions) in NOVEL_MOTIONS
 
 
-def _make(kind: str, n: int, seed: int, frames: int, size: int, max_objects: int, novel: bool | None = None) -> TVPClips:
+def _make(kind: str, n: int, seed: int, frames: int, size: int, max_objects: int, novel: bool | None = None,
+          max_phases: int = 2) -> TVPClips:
     if not 1 <= max_objects <= len(COLOURS):
         raise ValueError(f"max_objects must be 1..{len(COLOURS)}")
-    rng = random.Random(f"tvp/{kind}/{seed}/{frames}/{size}")
-    make = _instruction_plan if kind == "instruction" else _broad_plan
+    if max_phases not in (1, 2):
+        raise ValueError("max_phases must be 1 or 2")
+    rng = random.Random(f"tvp/{kind}/{seed}/{frames}/{size}" + ("/single" if max_phases == 1 else ""))
+    if kind == "instruction":
+        make = _instruction_plan
+    else:
+        def make(rng, frames, size, max_objects):
+            return _broad_plan(rng, frames, size, max_objects, max_phases)
     if novel is None:
         plans = [make(rng, frames, size, max_objects) for _ in range(n)]
     else:  # draw until n plans are (or are not) novel: the same stream, filtered
@@ -585,12 +593,14 @@ def make_instruction_set(n: int, seed: int = 0, frames: int = 8, size: int = 32,
     return _make("instruction", n, seed, frames, size, max_objects, novel)
 
 
-def make_broad_set(n: int, seed: int = 0, frames: int = 8, size: int = 32, max_objects: int = 3) -> TVPClips:
+def make_broad_set(n: int, seed: int = 0, frames: int = 8, size: int = 32, max_objects: int = 3,
+                   max_phases: int = 2) -> TVPClips:
     """``n`` instruction-free clips for pretraining an image-to-video base model: 1..``max_objects`` objects,
     each still (a quarter) or moving one or two straight phases in any direction (half of them along an
     axis), 8-35 % of the frame per phase, several objects may move at once, all inside the frame. Plans have
-    no target and an empty instruction."""
-    return _make("broad", n, seed, frames, size, max_objects)
+    no target and an empty instruction. ``max_phases=1``: every object moves along one straight line at
+    constant speed (a base that never sees a change of direction; its own random stream)."""
+    return _make("broad", n, seed, frames, size, max_objects, max_phases=max_phases)
 
 
 def make_benchmark(seed: int = 0, broad: int = 512, train: int = 48, heldout: int = 64, frames: int = 8,

@@ -312,3 +312,20 @@ def test_novel_split_keeps_the_named_combinations_out_of_training():
     assert {(p.target_object.colour, p.target_object.shape) for p in novel.plans} & set(tvp.NOVEL_TARGETS)
     # the same seed without the split is the unfiltered stream
     assert tvp.make_instruction_set(5, seed=0).instructions == tvp.make_instruction_set(5, seed=0).instructions
+
+
+def test_single_phase_broad_set_moves_every_object_along_one_line_at_constant_speed():
+    def turns(clips):  # objects whose frame-to-frame step changes over the clip
+        n = 0
+        for p in clips.plans:
+            steps = p.positions[:, 1:] - p.positions[:, :-1]  # [K, T-1, 2]
+            n += int(((steps - steps[:, :1]).abs().amax(dim=(1, 2)) > 1e-4).sum())
+        return n
+
+    single = tvp.make_broad_set(64, seed=5, max_phases=1)
+    assert turns(single) == 0
+    assert any(float((p.positions[:, -1] - p.positions[:, 0]).abs().max()) > 2 for p in single.plans)  # they do move
+    assert turns(tvp.make_broad_set(64, seed=5)) > 0  # the default set has changes of direction
+    assert torch.equal(single.videos, tvp.make_broad_set(64, seed=5, max_phases=1).videos)
+    with pytest.raises(ValueError):
+        tvp.make_broad_set(2, max_phases=3)
