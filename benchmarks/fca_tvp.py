@@ -458,15 +458,8 @@ def train_adapters_main(args, t_start: float) -> None:
 
 def shipped_main(args, t_start: float) -> None:
     """The shipped base and full FCA on a fresh held-out set of ``--eval-seed``."""
-    pk = _pack()
-
-    def load():
-        model, _ = load_base(args.base)
-        return model, pk["registry"].get("fca").load(args.adapters).float().requires_grad_(False)
-
-    aid_tvp.shipped_table(args, t_start, "fca_tvp.py", {args.base: "--pretrain-base OUT",
-                                                        args.adapters: "--train-adapters OUT --base BASE"}, load,
-                          predict, "FCA full (shipped)", f"Euler 12 steps, CFG {CFG:g} (the base alone: text only)")
+    aid_tvp.shipped_table(args, t_start, "fca_tvp.py", load_base, _pack()["registry"].get("fca").load, predict,
+                          "FCA full (shipped)", f"Euler 12 steps, CFG {CFG:g} (the base alone: text only)")
 
 
 # ----------------------------------------------------------------------------------------------------------
