@@ -53,6 +53,7 @@ KIND = "fca"
 PARTS = ("branch", "text")
 TEXT_MODULES = ("layerwise", "uniform", "none")
 INITS = ("scale", "zero")
+POSITIONS = ("none", "rope")
 
 # adapter-condition names (the conditioning node and training_conds write them)
 FRAMES_COND = "fca_frames"
@@ -79,6 +80,12 @@ class FCAConfig(JsonConfig):
         prenorm: learned pre-normalisation of the frame-wise text (the paper's ablation: 105.4 -> 94.1 FVD).
         initial_frames: latent frames of each training clip given as initial frames (1 or 2).
         noise_step: the small noise of the initial frames in training, as a timestep of 1000 (sigma = step/1000).
+        positions: ``"rope"``: the branch's queries (every video token) and its keys of the initial-frame states
+            are rotated by the host's own rotary position table (Wan's 3-D RoPE), as the host's self-attention
+            rotates them, so a video token can find the initial-frame token at its own place. ``"none"`` (files
+            written before this option): no positions. Wan keeps positions only inside its attention (RoPE), not
+            in the hidden states the branch reads, so without them the branch cannot tell where in the initial
+            frame anything is (measured: docs/fca.md). Text and frame-wise text keys are never rotated.
     """
     head_dim: int = 128
     scale_init: float = 0.1
@@ -93,6 +100,7 @@ class FCAConfig(JsonConfig):
     prenorm: bool = True
     initial_frames: int = 1
     noise_step: int = 1
+    positions: str = "none"
 
     def __post_init__(self):
         if self.init not in INITS:
@@ -107,6 +115,8 @@ class FCAConfig(JsonConfig):
             raise ValueError(f"initial_frames must be 1 or 2, got {self.initial_frames}")
         if not 0 <= self.noise_step < TIMESTEPS:
             raise ValueError(f"noise_step must lie in [0, {int(TIMESTEPS)}), got {self.noise_step}")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"positions must be one of {POSITIONS}, got {self.positions!r}")
 
     def heads(self, dim: int) -> int:
         h = max(1, dim // self.head_dim)
@@ -117,6 +127,19 @@ class FCAConfig(JsonConfig):
 
 # ----------------------------------------------------------------------------------------------------
 # modules
+
+
+def rotate(x: torch.Tensor, table: torch.Tensor, heads: int) -> torch.Tensor:
+    """Rotary positions on ``x [B, N, C]`` split into ``heads``: ``table [1 or B, N, 1, D/2, 2, 2]`` holds one 2 x 2
+    rotation per pair of a head's channels and token (the layout of ComfyUI's Wan RoPE table, D the head width)."""
+    b, n, c = x.shape
+    d = c // heads
+    if table.shape[-3] * 2 != d or table.shape[1] != n:
+        raise ValueError(f"rotary table {list(table.shape)} does not fit {n} tokens of {heads} heads of width {d} "
+                         "(FCA's head_dim must be the host's head width for positions='rope')")
+    pairs = x.reshape(b, n, heads, d // 2, 1, 2).to(table.dtype)
+    out = table[..., 0] * pairs[..., 0] + table[..., 1] * pairs[..., 1]
+    return out.reshape(b, n, c).to(x.dtype)
 
 
 def attention(q, k, v, heads: int, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -196,12 +219,14 @@ class FrameTextModule(nn.Module):
 class FCABranch(nn.Module):
     """The parallel attention branch of one block (see the module docstring).
 
-    ``forward(x [B, N, C], text [B, L, C], init [B, M, C], frame_text [B, T, n, C] or None, frames T)`` ->
-    ``delta [B, N, C]`` with ``N = T * tokens per frame``."""
+    ``forward(x [B, N, C], text [B, L, C], init [B, M, C], frame_text [B, T, n, C] or None, frames T, pe)`` ->
+    ``delta [B, N, C]`` with ``N = T * tokens per frame``. ``pe``: the host's rotary table of the N video tokens
+    (``positions="rope"``; the initial frames' M tokens take the first M rows: they are the video's first frames)."""
 
     def __init__(self, dim: int, config: FCAConfig):
         super().__init__()
         self.dim, self.heads, self.mask = dim, config.heads(dim), bool(config.mask)
+        self.rope = config.positions == "rope"
         self.norm_x, self.norm_text, self.norm_init = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.norm_frames = nn.LayerNorm(dim) if config.prenorm else nn.Identity()
         self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
@@ -210,11 +235,18 @@ class FCABranch(nn.Module):
             nn.init.zeros_(self.o.bias)
         self.scale = nn.Parameter(torch.tensor(float(config.scale_init)))
 
-    def forward(self, x, text, init, frame_text=None, frames: int = 1, frame_chunk: int = 4):
+    def forward(self, x, text, init, frame_text=None, frames: int = 1, frame_chunk: int = 4, pe=None):
         b, n, c = x.shape
         q = self.q(self.norm_x(x))
         shared = torch.cat([self.norm_text(text), self.norm_init(init)], dim=1)
         ks, vs = self.k(shared), self.v(shared)
+        if self.rope:
+            if pe is None:
+                raise ValueError("these FCA adapters use the host's rotary positions (positions='rope'), which this "
+                                 "model did not pass to its blocks")
+            m = init.shape[1]
+            q = rotate(q, pe, self.heads)
+            ks = torch.cat([ks[:, :-m], rotate(ks[:, -m:], pe[:, :m], self.heads)], 1) if m else ks
         if frame_text is None:
             out = attention(q, ks, vs, self.heads)
         else:
@@ -378,7 +410,10 @@ class FCABranchHook:
         frames = int(site.grid[0])
         x, text, init = cast(x_in), cast(context), cast(entry["states"][self.name])
         frame_text = self.owner.frame_text(self.name, text, entry, frames, cast)
-        return blk.branch(x, text, init, frame_text, frames).to(device=x_in.device, dtype=x_in.dtype)
+        pe = args.get("pe")
+        if pe is not None and blk.branch.rope:  # the video tokens' rows (a host may append reference tokens)
+            pe = pe[:, : x.shape[1]].to(device=p.device)
+        return blk.branch(x, text, init, frame_text, frames, pe=pe).to(device=x_in.device, dtype=x_in.dtype)
 
 
 class FCAAdapterSet(BlockAdapterSet):

@@ -24,8 +24,33 @@ def _perturb(module, seed, std=0.2):
             p.add_(std * torch.randn(p.shape, generator=g))
 
 
-def _reference_branch(br: FCABranch, x, text, init, frame_text, frames, mask=True):
-    """The branch written out: one attention with an explicit [N, M] mask matrix, softmax by hand."""
+def _angles(grid, d, theta=10000.0):
+    """Rotary angles ``[t*h*w, d/2]`` of a 3-D grid, the head's pairs split over time, height and width as Wan
+    splits them (d/2 - 2 (d/6) pairs for time, d/6 each for height and width)."""
+    half = d // 2
+    sizes = [half - 2 * (half // 3), half // 3, half // 3]
+    t, h, w = grid
+    pos = torch.stack(torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij"), -1).reshape(-1, 3)
+    parts = [pos[:, a:a + 1].double() * theta ** (-torch.arange(n, dtype=torch.float64) / n) for a, n in enumerate(sizes)]
+    return torch.cat(parts, 1)
+
+
+def _table(angles):
+    """The angles as ComfyUI's rotary table ``[1, N, 1, d/2, 2, 2]`` (rows [cos, -sin], [sin, cos])."""
+    c, s = angles.cos(), angles.sin()
+    return torch.stack([c, -s, s, c], -1).reshape(1, angles.shape[0], 1, angles.shape[1], 2, 2).float()
+
+
+def _rotate_complex(x, angles, heads):
+    """Rotary positions written as complex products: ``x [B, N, C]`` per head, pair (2i, 2i+1) times e^{i angle}."""
+    b, n, c = x.shape
+    z = torch.view_as_complex(x.double().reshape(b, n, heads, c // heads // 2, 2).contiguous())
+    return torch.view_as_real(z * torch.polar(torch.ones_like(angles), angles)[None, :, None]).reshape(b, n, c).float()
+
+
+def _reference_branch(br: FCABranch, x, text, init, frame_text, frames, mask=True, angles=None):
+    """The branch written out: one attention with an explicit [N, M] mask matrix, softmax by hand; with ``angles``
+    the queries and the initial-frame keys rotated (complex products) by their tokens' angles."""
     b, n, c = x.shape
     heads, d = br.heads, c // br.heads
     per = n // frames
@@ -38,8 +63,13 @@ def _reference_branch(br: FCABranch, x, text, init, frame_text, frames, mask=Tru
         q_frame = torch.arange(n) // per
         k_frame = torch.arange(frames * m) // m
         allowed[:, shared:] = q_frame[:, None] == k_frame[None, :]
-    q = br.q(br.norm_x(x)).reshape(b, n, heads, d).transpose(1, 2)
-    k = br.k(kv_in).reshape(b, -1, heads, d).transpose(1, 2)
+    q, k = br.q(br.norm_x(x)), br.k(kv_in)
+    if angles is not None:
+        lt, li = text.shape[1], init.shape[1]
+        q = _rotate_complex(q, angles, heads)
+        k = torch.cat([k[:, :lt], _rotate_complex(k[:, lt:lt + li], angles[:li], heads), k[:, lt + li:]], 1)
+    q = q.reshape(b, n, heads, d).transpose(1, 2)
+    k = k.reshape(b, -1, heads, d).transpose(1, 2)
     v = br.v(kv_in).reshape(b, -1, heads, d).transpose(1, 2)
     scores = q @ k.transpose(-1, -2) / math.sqrt(d)
     scores = scores.masked_fill(~allowed, float("-inf"))
@@ -63,6 +93,38 @@ def test_branch_equals_reference_attention_with_frame_wise_mask(mask):
         got = br(x, text, init, ft, frames=3, frame_chunk=2)  # chunks of 2 frames: 3 frames span two chunks
         want = _reference_branch(br, x, text, init, ft, 3, mask=mask)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mask", [True, False])
+def test_rope_branch_rotates_queries_and_initial_frame_keys_only(mask):
+    torch.manual_seed(0)
+    br = FCABranch(DIM, FCAConfig(**SMALL, mask=mask, positions="rope")).eval()
+    _perturb(br, 1)
+    x, text, init, ft = _inputs()              # 3 frames of 2 x 2 tokens; 6 initial-frame tokens (1.5 frames)
+    angles = _angles((3, 2, 2), DIM // br.heads)
+    with torch.no_grad():
+        got = br(x, text, init, ft, frames=3, frame_chunk=2, pe=_table(angles))
+        want = _reference_branch(br, x, text, init, ft, 3, mask=mask, angles=angles)
+        plain = _reference_branch(br, x, text, init, ft, 3, mask=mask)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert (got - plain).abs().max() > 1e-3     # the rotation does change the branch
+    with pytest.raises(ValueError, match="rotary"):
+        br(x, text, init, ft, frames=3)         # a host that passes no table
+
+
+def test_rope_lets_a_video_token_find_the_initial_frame_token_at_its_own_place():
+    """The same content everywhere: only positions tell tokens apart. With the rotary table a frame-0 query
+    scores highest on the initial-frame key at its own place (every pair's cos(0) = 1); without it every key ties."""
+    heads, d, grid = 2, 16, (2, 4, 4)
+    angles = _angles(grid, d)
+    u = torch.randn(1, 1, heads * d).expand(1, 32, -1)
+    q = fca.rotate(u, _table(angles), heads).reshape(32, heads, d)
+    k = q[:16]                                                 # the initial frame's tokens: frame 0's places
+    scores = torch.einsum("nhd,mhd->nm", q[:16], k)
+    assert torch.equal(scores.argmax(1), torch.arange(16))
+    # relative: the score of two places depends only on their offset (here: one step right, anywhere)
+    right = torch.stack([scores[i * 4 + j, i * 4 + j + 1] for i in range(4) for j in range(3)])
+    torch.testing.assert_close(right, right[:1].expand_as(right), rtol=1e-4, atol=1e-4)
 
 
 def test_mask_frame_p_sees_only_its_own_frame_wise_text():
@@ -379,6 +441,11 @@ def test_config_checks_and_parameter_count():
         FCAConfig(initial_frames=3)
     with pytest.raises(ValueError):
         FCAConfig(text_module="global")
+    with pytest.raises(ValueError, match="positions"):
+        FCAConfig(positions="absolute")
+    # a file written before the option has no "positions": it reads as no positions, as it was trained
+    old = {k: v for k, v in FCAConfig(**SMALL, positions="rope").to_dict().items() if k != "positions"}
+    assert FCAConfig.from_dict(old).positions == "none"
     ad = _toy_set()
     assert fca.parameter_count(DIM, 2, FCAConfig(**SMALL)) == sum(p.numel() for p in ad.parameters())
     # Wan 2.1 1.3B (30 blocks of 1536) and 14B (40 of 5120) with the defaults

@@ -64,8 +64,10 @@ def hand_states(model, frames, timestep, ctx):
     return seen
 
 
-def reference_branch(br, x, text, init, frame_text, frames):
-    """The branch written out with an explicit [N, M] frame-wise identity mask and a softmax by hand."""
+def reference_branch(br, x, text, init, frame_text, frames, pe=None):
+    """The branch written out with an explicit [N, M] frame-wise identity mask and a softmax by hand; with ``pe``
+    (the block's rotary table) the queries and the initial-frame keys rotated by ComfyUI's own ``apply_rope1``, as
+    Wan's self-attention rotates its queries and keys."""
     b, n, c = x.shape
     heads, d = br.heads, c // br.heads
     m = frame_text.shape[2]
@@ -73,8 +75,15 @@ def reference_branch(br, x, text, init, frame_text, frames):
     shared = text.shape[1] + init.shape[1]
     allowed = torch.ones(n, kv.shape[1], dtype=torch.bool)
     allowed[:, shared:] = (torch.arange(n) // (n // frames))[:, None] == (torch.arange(frames * m) // m)[None, :]
-    q = br.q(br.norm_x(x)).reshape(b, n, heads, d).transpose(1, 2)
-    k = br.k(kv).reshape(b, -1, heads, d).transpose(1, 2)
+    q = br.q(br.norm_x(x)).reshape(b, n, heads, d)
+    k = br.k(kv).reshape(b, -1, heads, d)
+    if pe is not None:
+        from comfy.ldm.flux.math import apply_rope1
+
+        lt, li = text.shape[1], init.shape[1]
+        q = apply_rope1(q, pe[:, :n])
+        k = torch.cat([k[:, :lt], apply_rope1(k[:, lt:lt + li], pe[:, :li]), k[:, lt + li:]], 1)
+    q, k = q.transpose(1, 2), k.transpose(1, 2)
     v = br.v(kv).reshape(b, -1, heads, d).transpose(1, 2)
     s = (q @ k.transpose(-1, -2) / math.sqrt(d)).masked_fill(~allowed, float("-inf"))
     return br.scale * br.o((s.softmax(-1) @ v).transpose(1, 2).reshape(b, n, c))
@@ -118,12 +127,14 @@ def test_capture_returns_the_frozen_models_hidden_states(host, wan):
         torch.testing.assert_close(entry["states"][name], want[i], rtol=0, atol=0)
 
 
-def test_fca_model_equals_hand_written_model(host, wan):
+@pytest.mark.parametrize("positions", ["none", "rope"])
+def test_fca_model_equals_hand_written_model(host, wan, positions):
     """Wan with FCA attached (strength 0.7), against the frozen Wan patched by hand: each block's output plus
-    0.7 times the explicit masked attention over [text; that block's initial-frame states; its frame-wise text]."""
+    0.7 times the explicit masked attention over [text; that block's initial-frame states; its frame-wise text]
+    (``rope``: queries and initial-frame keys rotated by the block's own rotary table with ComfyUI's function)."""
     attach = host.pack_module("nodes.binding.attach")
     fca = host.pack_module("adapters.fca")
-    ad = fca_set(host, wan, seed=4)
+    ad = fca_set(host, wan, seed=4, positions=positions, head_dim=wan.model.diffusion_model.dim // wan.model.diffusion_model.num_heads)
     patched = attach.attach_adapters(wan, ad, 0.7)
     x, ctx, conds = _inputs(host, seed=5, batch=2)
     sigma = torch.tensor([0.6, 0.3])
@@ -138,7 +149,8 @@ def test_fca_model_equals_hand_written_model(host, wan):
             out = extra["original_block"](args)
             text, init = args["txt"], states[i]
             ft = blk.text(text, init[:, :4], T)  # image features: the first initial frame's 2x2 tokens
-            return {**out, "img": out["img"] + 0.7 * reference_branch(blk.branch, args["img"], text, init, ft, T)}
+            pe = args["pe"] if positions == "rope" else None
+            return {**out, "img": out["img"] + 0.7 * reference_branch(blk.branch, args["img"], text, init, ft, T, pe)}
 
         ref.set_model_patch_replace(block, "dit", "double_block", i)
     want, _ = forward(ref, x, sigma, ctx)
