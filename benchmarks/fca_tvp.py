@@ -63,7 +63,7 @@ WAN_PATCH = 2  # spatial patch of the DiT: 2 (Wan's own 1x2x2, a token per 2x2 l
 LR = 1e-3
 
 FCA_BASE = dict(head_dim=DIM // HEADS, queries_per_frame=4, text_width=64, text_heads=2, text_layers=1,
-                initial_frames=1, noise_step=1, positions="rope")
+                initial_frames=1, noise_step=1)
 ROWS = {
     "LoRA (params matched)": None,
     "FCA without frame-wise text": dict(text_module="none"),
