@@ -191,12 +191,13 @@ def tiny_wan(seed: int, channels: int | None = None):
 
 
 def train(params, forward, x0: torch.Tensor, steps: int, batch: int, seed: int, recipe: dict, lr: float = LR,
-          drop: float = 0.0, clean: bool = False):
-    """The pack's trainer on clips ``x0`` (flow matching, shifted logit-normal noise levels)."""
+          drop: float = 0.0, clean: bool = False, callback=None):
+    """The pack's trainer on clips ``x0`` (flow matching, shifted logit-normal noise levels) at the paper's
+    learning rate ``LR`` unless told otherwise."""
     tr = _pack()["training"]
     cfg = tr.TrainConfig(steps=steps, lr=lr, batch_size=batch, seed=seed, cond_dropout=drop,
                          sigma_sampling="flow_shift", flow_shift=SHIFT, **recipe)
-    return aid_tvp.run_trainer(cfg, params, forward, x0, "flow", clean=clean, every=100)
+    return aid_tvp.run_trainer(cfg, params, forward, x0, "flow", clean=clean, every=100, callback=callback)
 
 
 def flow_sigmas(steps: int, shift: float = SHIFT) -> torch.Tensor:
@@ -439,7 +440,7 @@ def train_adapters_main(args, t_start: float) -> None:
     sets = aid_tvp.instruction_sets(0)
     frames = sets["train"].videos.shape[1]
     torch.manual_seed(0)
-    adapters = pk["attach"].new_adapters("fca", model, fca_config(frames))
+    adapters = pk["attach"].new_adapters("fca", model, {**fca_config(frames), "positions": args.positions})
     patched = pk["attach"].attach_adapters(model, adapters)
     fwd = pk["simda"].AdapterForward(patched, "flow", text_conditions(sets["train"].instructions),
                                      pk["host_mod"].describe(model), kind=pk["registry"].get("fca"), adapters=adapters)
@@ -448,12 +449,10 @@ def train_adapters_main(args, t_start: float) -> None:
     recipe = pk["registry"].training_recipe("fca", steps)
 
     def fit(steps, callback):
-        tr = pk["training"]
-        cfg = tr.TrainConfig(steps=steps, batch_size=4, seed=0, sigma_sampling="flow_shift", flow_shift=SHIFT, **recipe)
-        return aid_tvp.run_trainer(cfg, adapters, fwd, x, "flow", clean=True, every=100, callback=callback)
+        return train(adapters, fwd, x, steps, 4, 0, recipe, clean=True, callback=callback)
 
     aid_tvp.train_with_curve(args, t_start, "fca_tvp.py", steps, adapters, sets, fit,
-                             lambda clips: predict(model, clips, 0, adapters), {"cfg": CFG, "recipe": recipe})
+                             lambda clips: predict(model, clips, 0, adapters), {"cfg": CFG, "lr": LR, "recipe": recipe})
 
 
 def shipped_main(args, t_start: float) -> None:
@@ -603,6 +602,8 @@ def main() -> None:
                     help="train full FCA on the base of --base (--adapter-steps, default 1500) with held-out accuracy "
                          "every --gate-every steps, write the adapters to OUT (fp16, with this command) and stop")
     ap.add_argument("--adapter-steps", type=int, default=None)
+    ap.add_argument("--positions", choices=("none", "rope"), default="none",
+                    help="FCA's positions setting for --train-adapters (none: the paper's branch)")
     ap.add_argument("--shipped", action="store_true",
                     help="evaluate the shipped base and full FCA (--base, --adapters) on a fresh held-out set of "
                          "--eval-seed (--eval-clips like the training clips and half as many novel ones) and stop")
