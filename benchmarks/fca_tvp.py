@@ -439,7 +439,7 @@ def train_adapters_main(args, t_start: float) -> None:
     model, _ = load_base(args.base)
     sets = aid_tvp.instruction_sets(0)
     frames = sets["train"].videos.shape[1]
-    torch.manual_seed(0)
+    torch.manual_seed(args.adapter_seed)
     adapters = pk["attach"].new_adapters("fca", model, {**fca_config(frames), "positions": args.positions})
     patched = pk["attach"].attach_adapters(model, adapters)
     fwd = pk["simda"].AdapterForward(patched, "flow", text_conditions(sets["train"].instructions),
@@ -449,7 +449,7 @@ def train_adapters_main(args, t_start: float) -> None:
     recipe = pk["registry"].training_recipe("fca", steps)
 
     def fit(steps, callback):
-        return train(adapters, fwd, x, steps, 4, 0, recipe, clean=True, callback=callback)
+        return train(adapters, fwd, x, steps, 4, args.adapter_seed, recipe, clean=True, callback=callback)
 
     aid_tvp.train_with_curve(args, t_start, "fca_tvp.py", steps, adapters, sets, fit,
                              lambda clips: predict(model, clips, 0, adapters), {"cfg": CFG, "lr": LR, "recipe": recipe})
@@ -602,6 +602,7 @@ def main() -> None:
                     help="train full FCA on the base of --base (--adapter-steps, default 1500) with held-out accuracy "
                          "every --gate-every steps, write the adapters to OUT (fp16, with this command) and stop")
     ap.add_argument("--adapter-steps", type=int, default=None)
+    ap.add_argument("--adapter-seed", type=int, default=0, help="seed of the adapters' initialisation and training draws")
     ap.add_argument("--positions", choices=("none", "rope"), default="none",
                     help="FCA's positions setting for --train-adapters (none: the paper's branch)")
     ap.add_argument("--shipped", action="store_true",
