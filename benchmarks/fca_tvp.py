@@ -478,7 +478,9 @@ class TextFeatureClip:
 
 class ByText:
     """``model_fn`` routing the text branch of CFG to ``cond`` and the dropped-text branch to ``uncond`` (the
-    plain base: the unconditional branch keeps the plain negative, as it does in a ComfyUI graph)."""
+    plain base: the unconditional branch keeps the plain negative, as it does in a ComfyUI graph). Each is an
+    AdapterForward; its MODEL is loaded before it runs, as a sampler loads it, so that object patches (Framewise
+    Prompts wraps the cross-attention modules) are in place for the one and gone for the other."""
 
     accepts_drop_flags = True
 
@@ -486,16 +488,20 @@ class ByText:
         self.cond, self.uncond = cond, uncond
 
     def __call__(self, x_t, sigma, context=None, clip=None, drop_text=None, **kw):
+        import comfy.model_management
+
         fwd = self.uncond if drop_text is not None and bool(drop_text.all()) else self.cond
+        comfy.model_management.load_models_gpu([fwd.m])
         return fwd(x_t, sigma, context, clip=clip, drop_text=drop_text, **kw)
 
 
-def two_phase_set(n: int, seed: int) -> tvp.TVPClips:
-    """``n`` held-out two-phase instruction clips of ``seed`` (from the instruction stream, one-phase clips left out)."""
+def phase_set(n: int, seed: int, phases: int = 2) -> tvp.TVPClips:
+    """``n`` held-out instruction clips of ``seed`` with ``phases`` phases (from the instruction stream, the others
+    left out)."""
     pool = tvp.make_instruction_set(3 * n, seed)
-    idx = [i for i, p in enumerate(pool.plans) if len(p.directions) == 2][:n]
+    idx = [i for i, p in enumerate(pool.plans) if len(p.directions) == phases][:n]
     if len(idx) < n:
-        raise RuntimeError(f"only {len(idx)} two-phase clips in {3 * n} draws")
+        raise RuntimeError(f"only {len(idx)} {phases}-phase clips in {3 * n} draws")
     return tvp.TVPClips(pool.videos[idx], [pool.plans[i] for i in idx])
 
 
@@ -529,10 +535,11 @@ def framewise_main(args, t_start: float) -> None:
         raise SystemExit(f"{args.base} does not exist: make a base with `python benchmarks/fca_tvp.py --pretrain-base "
                          "OUT` and pass --base")
     pk = _pack()
+    import comfy.model_management
     host, simda = pk["host"], pk["simda"]
     model, meta = load_base(args.base)
     desc = pk["host_mod"].describe(model)
-    clips = two_phase_set(args.eval_clips, 2000 + args.eval_seed)
+    clips = phase_set(args.eval_clips, 2000 + args.eval_seed)
     frames = clips.videos.shape[1]
     shape = to_model(clips.videos[:1]).shape[1:]
     seeds = args.seeds or 3
@@ -551,17 +558,24 @@ def framewise_main(args, t_start: float) -> None:
                     patched = host.call("VA_FramewisePrompts", model, TextFeatureClip(),
                                         pk["sp"].schedule(states, frames, 1), frames, blend, 1)[0]
                     fwd = ByText(simda.AdapterForward(patched, "flow", text_conditions([p.instruction]), desc), plain)
+                if how is None:
+                    comfy.model_management.load_models_gpu([model])
                 lat.append(sample(fwd, 1, shape, args.sample_steps, CFG, seed=seed * 100003 + i))
             runs.append(per_phase(aid_tvp.decode(from_model(torch.cat(lat))), clips))
         rows[name] = runs
         print(aid_tvp._row_text(name, runs, keys), f"({time.time() - t_start:.0f} s)", flush=True)
+    single = phase_set(args.eval_clips, 2000 + args.eval_seed, phases=1)  # what the base was trained on
+    plain = simda.AdapterForward(model, "flow", text_conditions(single.instructions), desc)
+    runs = [{"phase 1": tvp.instruction_accuracy(aid_tvp.decode(from_model(sample(
+        plain, len(single), shape, args.sample_steps, CFG, seed=seed))), single.plans)["score"]} for seed in range(seeds)]
+    rows["single-phase instructions, one global prompt (reference)"] = runs
     print(f"\nFramewise Prompts on the frozen base {os.path.basename(args.base)} (pretrained on "
           f"{meta.get('broad', 'broad')} captions), {len(clips)} held-out two-phase instructions of seed "
           f"{args.eval_seed}, {seeds} sampling seeds, Euler {args.sample_steps} steps, CFG {CFG:g}; phase accuracy "
           "(tvp_task.phase_correct), mean ± spread over seeds")
     print("| prompting | phase 1 | phase 2 | both phases |\n|---|---|---|---|")
     for name, runs in rows.items():
-        print(aid_tvp._row_text(name, runs, keys))
+        print(aid_tvp._row_text(name, runs, keys[:len(runs[0])]) + " – |" * (len(keys) - len(runs[0])))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"eval_seed": args.eval_seed, "base": meta.get("command"), "rows": rows}, f, indent=1)
