@@ -479,6 +479,38 @@ def benchmark_arguments(doc: str) -> argparse.ArgumentParser:
     return ap
 
 
+def file_modes(ap: argparse.ArgumentParser, method: str, base_file: str, adapter_file: str, steps_flag: str,
+               base_steps: int) -> None:
+    """The arguments of the modes both benchmarks share, each of which makes or reads one file and stops:
+    ``--pretrain-base OUT``, ``--train-adapters OUT`` (on ``--base``; steps from ``steps_flag``), ``--shipped``
+    (``--base`` and ``--adapters`` on a fresh held-out set of ``--eval-seed``)."""
+    ap.add_argument("--base-steps", type=int, default=None)
+    ap.add_argument("--pretrain-base", default=None, metavar="OUT",
+                    help=f"pretrain the frozen base (--base-steps, default {base_steps}) on the broad set, print its "
+                         "gates every --gate-every steps, write it to OUT (fp16, with this command in its metadata) and "
+                         "stop")
+    ap.add_argument("--gate-every", type=int, default=1000)
+    ap.add_argument("--train-adapters", default=None, metavar="OUT",
+                    help=f"train full {method} ({steps_flag}, default 1500) on the base (--base), print held-out "
+                         "accuracy every --gate-every steps, write the adapters to OUT (fp16, with this command) and stop")
+    ap.add_argument("--shipped", action="store_true",
+                    help=f"evaluate the shipped base and full {method} (--base, --adapters) on a fresh held-out set of "
+                         "--eval-seed (--eval-clips like the training clips and half as many novel ones) and stop")
+    ap.add_argument("--eval-seed", type=int, default=0)
+    ap.add_argument("--eval-clips", type=int, default=64)
+    ap.add_argument("--base", default=base_file, help="the frozen base file (default: the shipped one)")
+    ap.add_argument("--adapters", default=adapter_file, help=f"the {method} adapter file (default: the shipped one)")
+
+
+def run_mode(args, t_start: float, modes: dict) -> bool:
+    """Run the first mode whose flag is set (``{flag attribute: fn(args, t_start)}``); whether one ran."""
+    for flag, fn in modes.items():
+        if getattr(args, flag):
+            fn(args, t_start)
+            return True
+    return False
+
+
 def start(args) -> float:
     """Apply ``--verbose`` and ``--threads``; the start time."""
     global VERBOSE
@@ -728,26 +760,13 @@ def main() -> None:
     ap = benchmark_arguments(__doc__)
     ap.add_argument("--base-cache", default=None,
                     help="keep the pretrained base in PATH.<quick|full>.safetensors and reuse it on the next run")
-    ap.add_argument("--base-steps", type=int, default=None)
+    file_modes(ap, "AID", BASE_FILE, ADAPTER_FILE, "--aid-steps", 6000)
     ap.add_argument("--aid-steps", type=int, default=None)
     ap.add_argument("--rows", default=None, help="comma-separated subset of rows (default: all)")
-    ap.add_argument("--pretrain-base", default=None, metavar="OUT",
-                    help="pretrain the frozen base (--base-steps, default 6000) on the broad set, print its gates every "
-                         "--gate-every steps, write it to OUT (fp16, with this command in its metadata) and stop")
-    ap.add_argument("--gate-every", type=int, default=1000)
     ap.add_argument("--width", type=int, default=WIDTH, help="channels of the base UNet's first level (the second has twice)")
     ap.add_argument("--jobs", type=int, default=default_jobs(),
                     help="worker processes for the ablation rows (default: one per core, at most 4; 1: in this "
                          "process). Workers need fork (Linux, macOS); elsewhere the rows run in this process")
-    ap.add_argument("--train-adapters", default=None, metavar="OUT",
-                    help="train full AID (--aid-steps, default 1500) on the base (--base), print held-out accuracy every "
-                         "--gate-every steps, write the adapters to OUT and stop")
-    ap.add_argument("--shipped", action="store_true",
-                    help="evaluate the shipped base and full AID on a fresh held-out set (--eval-seed) and stop")
-    ap.add_argument("--eval-seed", type=int, default=0)
-    ap.add_argument("--eval-clips", type=int, default=64)
-    ap.add_argument("--base", default=BASE_FILE, help="the frozen base file (default: the shipped one)")
-    ap.add_argument("--adapters", default=ADAPTER_FILE, help="the AID adapter file (default: the shipped one)")
     ap.add_argument("--overfit", type=int, default=0, metavar="N",
                     help="train the base on N instruction clips only (--base-steps, default 600) and print how much "
                          "noise its clean estimate of them keeps at each noise level; then stop")
@@ -770,14 +789,9 @@ def main() -> None:
               "can hang the workers); --jobs 1 for more threads", flush=True)
         args.threads = 1
     t_start = start(args)
-    if args.pretrain_base:
-        return pretrain_main(args, t_start)
-    if args.overfit:
-        return overfit_main(args, t_start)
-    if args.train_adapters:
-        return train_adapters_main(args, t_start)
-    if args.shipped:
-        return shipped_main(args, t_start)
+    if run_mode(args, t_start, {"pretrain_base": pretrain_main, "overfit": overfit_main,
+                                "train_adapters": train_adapters_main, "shipped": shipped_main}):
+        return
     quick = args.quick
     seeds = args.seeds or (1 if quick else 2)
     sizes = dict(broad=64, train=16, heldout=8) if quick else dict(broad=384, train=48, heldout=32)

@@ -599,42 +599,23 @@ def main() -> None:
                     "print AID's rows and FCA's in one table")
     ap.add_argument("--base-cache", default=None, help="a folder to keep the pretrained base in (safetensors) and "
                     "reuse on the next run with the same settings")
-    ap.add_argument("--base-steps", type=int, default=None)
-    ap.add_argument("--pretrain-base", default=None, metavar="OUT",
-                    help="pretrain the frozen base (--base-steps, default 4000) on the broad set, print its gates every "
-                         "--gate-every steps, write it to OUT (fp16, with this command in its metadata) and stop")
-    ap.add_argument("--gate-every", type=int, default=1000)
+    aid_tvp.file_modes(ap, "FCA", BASE_FILE, FCA_FILE, "--adapter-steps", 4000)
+    ap.add_argument("--adapter-steps", type=int, default=None)
+    ap.add_argument("--adapter-seed", type=int, default=0, help="seed of the adapters' initialisation and training draws")
+    ap.add_argument("--positions", choices=("none", "rope"), default="none",
+                    help="FCA's positions setting for --train-adapters (none: the paper's branch)")
     ap.add_argument("--wan-patch", type=int, choices=(1, 2), default=WAN_PATCH,
                     help="spatial patch of the base DiT: 2 (a token per 2 x 2 latent cells) or 1 (a token per cell)")
     ap.add_argument("--framewise", action="store_true",
                     help="frame-wise prompts on the frozen base (--base), no training: two-phase instructions as one "
                          "global prompt against Framewise Prompts with the decomposer's states")
-    ap.add_argument("--base", default=BASE_FILE, help="the frozen base file (default: the shipped one)")
-    ap.add_argument("--eval-seed", type=int, default=0)
-    ap.add_argument("--eval-clips", type=int, default=64)
-    ap.add_argument("--train-adapters", default=None, metavar="OUT",
-                    help="train full FCA on the base of --base (--adapter-steps, default 1500) with held-out accuracy "
-                         "every --gate-every steps, write the adapters to OUT (fp16, with this command) and stop")
-    ap.add_argument("--adapter-steps", type=int, default=None)
-    ap.add_argument("--adapter-seed", type=int, default=0, help="seed of the adapters' initialisation and training draws")
-    ap.add_argument("--positions", choices=("none", "rope"), default="none",
-                    help="FCA's positions setting for --train-adapters (none: the paper's branch)")
-    ap.add_argument("--shipped", action="store_true",
-                    help="evaluate the shipped base and full FCA (--base, --adapters) on a fresh held-out set of "
-                         "--eval-seed (--eval-clips like the training clips and half as many novel ones) and stop")
-    ap.add_argument("--adapters", default=FCA_FILE, help="the FCA adapter file (default: the shipped one)")
     ap.add_argument("--sample-steps", type=int, default=12)
     args = ap.parse_args()
     globals()["WAN_PATCH"] = args.wan_patch
     t_start = aid_tvp.start(args)
-    if args.pretrain_base:
-        return pretrain_main(args, t_start)
-    if args.framewise:
-        return framewise_main(args, t_start)
-    if args.train_adapters:
-        return train_adapters_main(args, t_start)
-    if args.shipped:
-        return shipped_main(args, t_start)
+    if aid_tvp.run_mode(args, t_start, {"pretrain_base": pretrain_main, "framewise": framewise_main,
+                                        "train_adapters": train_adapters_main, "shipped": shipped_main}):
+        return
     quick = args.quick
     seeds = args.seeds or (1 if quick else 3)
     sizes = dict(broad=128, train=24, heldout=32) if quick else dict(broad=512, train=48, heldout=64)
