@@ -3,6 +3,11 @@
     COMFYUI_PATH=/path/to/ComfyUI python benchmarks/fca_tvp.py            # full run (CPU, about 25 minutes)
     COMFYUI_PATH=/path/to/ComfyUI python benchmarks/fca_tvp.py --quick    # about two minutes, one seed
 
+Modes that make or read one file and stop (docs/fca.md has their numbers): ``--pretrain-base OUT`` (the frozen
+base; the shipped one: ``--base-steps 6000 --gate-every 1500 --wan-patch 1``), ``--train-adapters OUT`` (full FCA
+on ``--base``), ``--shipped`` (the shipped files on a fresh held-out set of ``--eval-seed``) and ``--framewise``
+(Framewise Prompts on the frozen base against one global prompt, no training).
+
 Everything runs on CPU inside a real ComfyUI (its Wan 2.1 DiT class, ``comfy.ldm.wan.model.WanModel``, built with
 ``WAN21_T2V``), through the pack's own code paths: the attach table, the FCA adapter set, Train Adapters' forward
 (``nodes/simda.AdapterForward``), the one trainer (``adapters/training.py``) with FCA's training recipe from the
