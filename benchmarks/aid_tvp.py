@@ -657,8 +657,8 @@ def train_adapters_main(args, t_start: float) -> None:
         return train(adapters, fwd, x, steps, 1e-3, 4, 0, pk["host_mod"].training_sigmas(model).tolist(), drop=0.05,
                      warmup=50, lr_schedule="cosine", callback=callback)
 
-    train_with_curve(args, t_start, "aid_tvp.py", args.aid_steps or 1500, adapters, sets, fit, lambda clips: predict(model, clips, 0, adapters),
-                     {"noise": NOISE, "dual_cfg": [S_V, S_T]})
+    train_with_curve(args, t_start, "aid_tvp.py", args.aid_steps or 1500, adapters, sets, fit,
+                     lambda clips: predict(model, clips, 0, adapters), {"noise": NOISE, "dual_cfg": [S_V, S_T]})
 
 
 def shipped_table(args, t_start: float, script: str, load_base_fn, load_adapters_fn, predict_fn, full_row: str,
