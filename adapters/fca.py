@@ -85,7 +85,7 @@ class FCAConfig(JsonConfig):
             rotates them, so a video token can find the initial-frame token at its own place. ``"none"`` (files
             written before this option, and the paper's branch): no positions. Wan keeps positions only inside
             its attention (RoPE), not in the hidden states the branch reads, so without them the branch can match
-            places only through content (docs/fca.md: with them the miniature copies its first frame 0.6-1.0 dB
+            places only through content (docs/fca.md: with them the miniature copies its first frame 0.6-2.5 dB
             better after 1,500 steps). Text and frame-wise text keys are never rotated.
     """
     head_dim: int = 128
