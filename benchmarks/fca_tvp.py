@@ -470,17 +470,6 @@ def shipped_main(args, t_start: float) -> None:
 # frame-wise prompts on the frozen base (no training)
 
 
-class TextFeatureClip:
-    """What Framewise Prompts needs of a CLIP, for the miniature's text features: ``tokenize`` and
-    ``encode_from_tokens_scheduled`` giving one ``[1, words, TEXT_DIM]`` conditioning (no padding)."""
-
-    def tokenize(self, text: str):
-        return text
-
-    def encode_from_tokens_scheduled(self, tokens):
-        return [[tvp.text_features(tokens, TEXT_DIM)[None], {}]]
-
-
 class ByText:
     """``model_fn`` routing the text branch of CFG to ``cond`` and the dropped-text branch to ``uncond`` (the
     plain base: the unconditional branch keeps the plain negative, as it does in a ComfyUI graph). Each is an
@@ -539,9 +528,12 @@ def framewise_main(args, t_start: float) -> None:
     if not os.path.isfile(args.base):
         raise SystemExit(f"{args.base} does not exist: make a base with `python benchmarks/fca_tvp.py --pretrain-base "
                          "OUT` and pass --base")
+    from devtools.tiny_models import ToyTextEncoder
+
     pk = _pack()
-    import comfy.model_management
     host, simda = pk["host"], pk["simda"]
+    # what Framewise Prompts calls on a CLIP: the miniature's text features of a state, unpadded
+    clip = ToyTextEncoder(TEXT_DIM, lambda text, dim: tvp.text_features(text, dim)[None])
     model, meta = load_base(args.base)
     desc = pk["host_mod"].describe(model)
     clips = phase_set(args.eval_clips, 2000 + args.eval_seed)
@@ -556,15 +548,13 @@ def framewise_main(args, t_start: float) -> None:
             lat = []
             for i, p in enumerate(clips.plans):
                 plain = simda.AdapterForward(model, "flow", text_conditions([p.instruction]), desc)
-                fwd = plain
+                fwd = ByText(plain, plain)
                 if how is not None:
                     phrase, blend = how
                     states = [state_caption(t) if phrase == "caption" else t for t in tvp.state_texts(p.instruction)]
-                    patched = host.call("VA_FramewisePrompts", model, TextFeatureClip(),
-                                        pk["sp"].schedule(states, frames, 1), frames, blend, 1)[0]
+                    patched = host.call("VA_FramewisePrompts", model, clip, pk["sp"].schedule(states, frames, 1),
+                                        frames, blend, 1)[0]
                     fwd = ByText(simda.AdapterForward(patched, "flow", text_conditions([p.instruction]), desc), plain)
-                if how is None:
-                    comfy.model_management.load_models_gpu([model])
                 lat.append(sample(fwd, 1, shape, args.sample_steps, CFG, seed=seed * 100003 + i))
             runs.append(per_phase(aid_tvp.decode(from_model(torch.cat(lat))), clips))
         rows[name] = runs

@@ -231,16 +231,17 @@ class ToyVAE:
 
 
 class ToyTextEncoder:
-    """Stands in for a CLIP / text encoder: a deterministic embedding per text (tokenize + encode)."""
+    """Stands in for a CLIP / text encoder: a deterministic embedding per text (tokenize + encode). ``embed(text,
+    dim) -> [1, tokens, dim]`` (default :func:`toy_text_embedding`)."""
 
-    def __init__(self, dim: int):
-        self.dim = dim
+    def __init__(self, dim: int, embed=None):
+        self.dim, self.embed = dim, embed or toy_text_embedding
 
     def tokenize(self, text):
         return {"text": text}
 
     def encode_from_tokens_scheduled(self, tokens):
-        return [[toy_text_embedding(tokens["text"], self.dim), {}]]
+        return [[self.embed(tokens["text"], self.dim), {}]]
 
 
 def toy_clip_vision_output(seed: int = 0):
