@@ -211,8 +211,11 @@ def flow_sigmas(steps: int, shift: float = SHIFT) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample(forward, n: int, shape, steps: int, cfg: float, seed: int, batch: int = 16, timer=None) -> torch.Tensor:
-    """Euler on the flow schedule; CFG between the text and the dropped text (both keep the initial frames)."""
+def sample(forward, n: int, shape, steps: int, cfg: float, seed: int, batch: int = 16, timer=None,
+           first: torch.Tensor | None = None) -> torch.Tensor:
+    """Euler on the flow schedule; CFG between the text and the dropped text (both keep the initial frames).
+    ``first [n, C, 1, h, w]``: clean first latent frames put in place of the noisy ones before every step and in
+    the result (a base pretrained with ``--first-frame-share``, :class:`FirstFrameLatent`)."""
     param = _pack()["param"]
     sig = flow_sigmas(steps)
     noise = torch.randn(n, *shape, generator=torch.Generator().manual_seed(seed))
@@ -224,6 +227,8 @@ def sample(forward, n: int, shape, steps: int, cfg: float, seed: int, batch: int
         for i in range(steps):
             t0 = time.process_time()
             s = sig[i].expand(b)
+            if first is not None:
+                x[:, :, :1] = first[idx]
 
             def denoised(drop):
                 v = forward(x, s, None, clip=idx, drop_text=torch.full((b,), drop), drop_image=torch.zeros(b, dtype=torch.bool))
@@ -236,6 +241,8 @@ def sample(forward, n: int, shape, steps: int, cfg: float, seed: int, batch: int
             x = x + (x - d) / sig[i] * (sig[i + 1] - sig[i])
             if timer is not None:
                 timer.append(time.process_time() - t0)
+        if first is not None:
+            x[:, :, :1] = first[idx]
         out.append(x)
     return torch.cat(out)
 
@@ -339,20 +346,52 @@ def side_by_side(path: str, results: dict, params: dict, keys) -> None:
 # the shipped frozen base: pretraining, file, gates
 
 BASE_FILE = os.path.join(HERE, "weights", "tvp_wan_base.safetensors")
+FIRST_FRAME_SHARE = 0.0  # the loaded base's: share of its pretraining samples handed the clean first latent frame
 
 
-def pretrain_base(model, clips: tvp.TVPClips, steps: int, seed: int = 0, callback=None):
+class FirstFrameLatent:
+    """Training forward that hands the model the clean first latent frame in place of the noisy one for a
+    ``share`` of the samples (drawn per sample from ``generator``), as Wan 2.2's text-and-image-to-video model is
+    trained; the loss still covers every frame. The tiny Wan keeps one noise level per clip (Wan 2.2 gives the
+    given frame its own, zero), so this is the recipe, not that model."""
+
+    accepts_drop_flags = True
+
+    def __init__(self, forward, clean: torch.Tensor, share: float, generator: torch.Generator):
+        self.forward, self.clean, self.share, self.generator = forward, clean, share, generator
+
+    def __getattr__(self, name):
+        return getattr(self.forward, name)
+
+    def __call__(self, x_t, sigma, context=None, clip=None, **kw):
+        pick = torch.rand(x_t.shape[0], generator=self.generator) < self.share
+        if bool(pick.any()):
+            x_t = x_t.clone()
+            x_t[pick, :, :1] = self.clean[clip][pick][:, :, :1]
+        return self.forward(x_t, sigma, context, clip=clip, **kw)
+
+
+def first_latents(clips: tvp.TVPClips) -> torch.Tensor | None:
+    """The clips' clean first latent frames when the loaded base was pretrained with them, else None (text only)."""
+    return to_model(clips.videos[:, :1]) if FIRST_FRAME_SHARE > 0 else None
+
+
+def pretrain_base(model, clips: tvp.TVPClips, steps: int, seed: int = 0, callback=None, first_frame_share: float = 0.0):
     """Pretrain the frozen base text-to-video on instruction-free clips with captions from their plans: flow
-    matching, shifted logit-normal noise, text dropout 0.1, AdamW lr 1e-3, warm-up 50, cosine decay, batch 8."""
+    matching, shifted logit-normal noise, text dropout 0.1, AdamW lr 1e-3, warm-up 50, cosine decay, batch 8.
+    ``first_frame_share``: that share of the samples gets the clean first latent frame (:class:`FirstFrameLatent`)."""
     pk = _pack()
     net = model.model.diffusion_model
     fwd = pk["simda"].AdapterForward(model, "flow", text_conditions([broad_caption(p) for p in clips.plans]),
                                      pk["host_mod"].describe(model))
+    x0 = to_model(clips.videos)
+    if first_frame_share > 0:
+        fwd = FirstFrameLatent(fwd, x0, first_frame_share, torch.Generator().manual_seed(seed + 1))
     net.requires_grad_(True)
     tr = pk["training"]
     cfg = tr.TrainConfig(steps=steps, lr=LR, batch_size=8, seed=seed, cond_dropout=0.1, sigma_sampling="flow_shift",
                          flow_shift=SHIFT, warmup_steps=50, lr_schedule="cosine", grad_clip=1.0)
-    res = aid_tvp.run_trainer(cfg, net, fwd, to_model(clips.videos), "flow", every=100, callback=callback)
+    res = aid_tvp.run_trainer(cfg, net, fwd, x0, "flow", every=100, callback=callback)
     net.requires_grad_(False)
     return res
 
@@ -365,13 +404,14 @@ def save_base(path: str, model, meta: dict) -> None:
     tensors.update({"norm/mean": NORM["mean"].contiguous(), "norm/std": NORM["std"].contiguous()})
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     save_file(tensors, path, metadata={"kind": "tvp_base", "architecture": "WAN21_T2V", "patch": str(WAN_PATCH),
+                                       "first_frame_share": str(FIRST_FRAME_SHARE),
                                        **{k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}})
 
 
 def load_base(path: str = BASE_FILE):
     """The base of ``path`` (its code and latent normalisation become this module's) as a ModelPatcher, and its
     metadata."""
-    global WAN_PATCH
+    global WAN_PATCH, FIRST_FRAME_SHARE
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -381,6 +421,7 @@ def load_base(path: str = BASE_FILE):
         raise ValueError(f"{path} is not the miniature's Wan base")
     tensors = load_file(path)
     WAN_PATCH = int(meta.get("patch", 2))
+    FIRST_FRAME_SHARE = float(meta.get("first_frame_share", 0.0))
     aid_tvp.CODE = tvp.PatchCode.from_state_dict(tensors)
     NORM.update(mean=tensors["norm/mean"].float(), std=tensors["norm/std"].float())
     model = tiny_wan(seed=0)
@@ -397,12 +438,46 @@ def base_gates(model, clips: tvp.TVPClips, seed: int = 0, steps: int = 12, cfg: 
     pk = _pack()
     captions = [broad_caption(p) for p in clips.plans]
     fwd = pk["simda"].AdapterForward(model, "flow", text_conditions(captions), pk["host_mod"].describe(model))
-    lat = sample(fwd, len(clips), to_model(clips.videos[:1]).shape[1:], steps, cfg, seed)
+    lat = sample(fwd, len(clips), to_model(clips.videos[:1]).shape[1:], steps, cfg, seed, first=first_latents(clips))
     videos = aid_tvp.decode(from_model(lat))
     named = [{o.colour for o in p.objects if o.colour in c.split()} for p, c in zip(clips.plans, captions)]
     fid, every = tvp.object_fidelity(videos, clips.plans, only=named), tvp.object_fidelity(videos, clips.plans)
     return {"objects_found": fid["found"], "objects_kept": fid["kept"], "all_objects_found": every["found"],
-            "videos": videos}
+            "instruction_accuracy": tvp.instruction_accuracy(videos, clips.plans)["score"],
+            "direction_gap": direction_gap(model, clips, seed=seed, first_frame=FIRST_FRAME_SHARE > 0), "videos": videos}
+
+
+DIRECTION_SIGMAS = (0.7, 0.85, 0.95)
+
+
+@torch.no_grad()
+def direction_gap(model, clips: tvp.TVPClips, sigmas=DIRECTION_SIGMAS, seed: int = 0, first_frame: bool = False) -> float:
+    """How much the base reads the direction words of its captions: the relative increase of its denoising error
+    (clean-estimate MSE, the same noise) when every caption's directions are turned round
+    (``tvp.reverse_directions``), averaged over the flow noise levels ``sigmas``. Zero: the base ignores them
+    (it can still move objects, in directions its noise picks). The colour words of the same captions count for
+    tens of per cent at high noise. ``first_frame``: the clean first latent frame replaces the noisy one (what a
+    base that is handed the start positions sees)."""
+    pk = _pack()
+    desc = pk["host_mod"].describe(model)
+    captions = [broad_caption(p) for p in clips.plans]
+    x0 = to_model(clips.videos)
+    n = len(clips)
+    idx, keep = torch.arange(n), torch.zeros(n, dtype=torch.bool)
+    g = torch.Generator().manual_seed(seed)
+    fwds = [pk["simda"].AdapterForward(model, "flow", text_conditions(c), desc)
+            for c in (captions, [tvp.reverse_directions(c) for c in captions])]
+    gaps = []
+    for s in sigmas:
+        x_t = (1.0 - s) * x0 + s * torch.randn(x0.shape, generator=g)
+        if first_frame:
+            x_t[:, :, :1] = x0[:, :, :1]
+        sig = torch.full((n,), float(s))
+        err = [float((pk["param"].prediction_to_denoised(x_t, f(x_t, sig, None, clip=idx, drop_text=keep,
+                                                                  drop_image=keep), sig, "flow") - x0).square().mean())
+               for f in fwds]
+        gaps.append(err[1] / err[0] - 1.0)
+    return statistics.fmean(gaps)
 
 
 def base_broad_set() -> tvp.TVPClips:
@@ -410,6 +485,13 @@ def base_broad_set() -> tvp.TVPClips:
     (``max_phases=1``), so its captions name one direction per object and the base never sees a change of
     direction: two-phase motion is what frame-wise text (FCA's, or Framewise Prompts without training) adds."""
     return tvp.make_broad_set(aid_tvp.BASE_BROAD, seed=0, max_phases=1)
+
+
+BASE_SETS = {  # --base-set: the clips a base is pretrained on, and how its metadata names them
+    "broad": (base_broad_set, "single-phase"),
+    "instructions": (lambda: tvp.make_instruction_set(aid_tvp.BASE_BROAD, seed=0, max_phases=1),
+                     "single-phase instructions"),
+}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -435,7 +517,8 @@ def predict(model, clips: tvp.TVPClips, seed: int, adapters=None, steps: int = 1
         patched = pk["attach"].attach_adapters(model, adapters)
         fwd = pk["simda"].AdapterForward(patched, "flow", text_conditions(clips.instructions, initial_frame_extras(x)),
                                          host, kind=pk["registry"].get("fca"), adapters=adapters)
-    return aid_tvp.decode(from_model(sample(fwd, len(clips), x.shape[1:], steps, cfg, seed)))
+    first = first_latents(clips) if adapters is None else None  # a first-frame base is handed the frame itself
+    return aid_tvp.decode(from_model(sample(fwd, len(clips), x.shape[1:], steps, cfg, seed, first=first)))
 
 
 def train_adapters_main(args, t_start: float) -> None:
@@ -464,6 +547,13 @@ def shipped_main(args, t_start: float) -> None:
     """The shipped base and full FCA on a fresh held-out set of ``--eval-seed``."""
     aid_tvp.shipped_table(args, t_start, "fca_tvp.py", load_base, _pack()["registry"].get("fca").load, predict,
                           "FCA full (shipped)", f"Euler 12 steps, CFG {CFG:g} (the base alone: text only)")
+    if os.path.isfile(args.base):
+        model, _ = load_base(args.base)
+        clips = aid_tvp.gate_sets()[1]
+        print(f"\nthe base's direction gap on {len(clips)} gate captions (error increase when the directions are "
+              f"turned round, flow sigma {', '.join(map(str, DIRECTION_SIGMAS))}): text only "
+              f"{100 * direction_gap(model, clips, seed=args.eval_seed):+.2f} %, handed the clean first frame "
+              f"{100 * direction_gap(model, clips, seed=args.eval_seed, first_frame=True):+.2f} %")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -539,6 +629,7 @@ def framewise_main(args, t_start: float) -> None:
     clips = phase_set(args.eval_clips, 2000 + args.eval_seed)
     frames = clips.videos.shape[1]
     shape = to_model(clips.videos[:1]).shape[1:]
+    first = first_latents(clips)
     seeds = args.seeds or 3
     keys = ("phase 1", "phase 2", "both")
     rows = {}
@@ -555,17 +646,20 @@ def framewise_main(args, t_start: float) -> None:
                     patched = host.call("VA_FramewisePrompts", model, clip, pk["sp"].schedule(states, frames, 1),
                                         frames, blend, 1)[0]
                     fwd = ByText(simda.AdapterForward(patched, "flow", text_conditions([p.instruction]), desc), plain)
-                lat.append(sample(fwd, 1, shape, args.sample_steps, CFG, seed=seed * 100003 + i))
+                lat.append(sample(fwd, 1, shape, args.sample_steps, CFG, seed=seed * 100003 + i,
+                                  first=None if first is None else first[i:i + 1]))
             runs.append(per_phase(aid_tvp.decode(from_model(torch.cat(lat))), clips))
         rows[name] = runs
         print(aid_tvp._row_text(name, runs, keys), f"({time.time() - t_start:.0f} s)", flush=True)
     single = phase_set(args.eval_clips, 2000 + args.eval_seed, phases=1)  # what the base was trained on
     plain = simda.AdapterForward(model, "flow", text_conditions(single.instructions), desc)
     runs = [{"phase 1": tvp.instruction_accuracy(aid_tvp.decode(from_model(sample(
-        plain, len(single), shape, args.sample_steps, CFG, seed=seed))), single.plans)["score"]} for seed in range(seeds)]
+        plain, len(single), shape, args.sample_steps, CFG, seed=seed, first=first_latents(single)))),
+        single.plans)["score"]} for seed in range(seeds)]
     rows["single-phase instructions, one global prompt (reference)"] = runs
     print(f"\nFramewise Prompts on the frozen base {os.path.basename(args.base)} (pretrained on "
-          f"{meta.get('broad', 'broad')} captions), {len(clips)} held-out two-phase instructions of seed "
+          f"{meta.get('broad', 'broad')} captions{'; handed the clean first frame' if first is not None else ''}), "
+          f"{len(clips)} held-out two-phase instructions of seed "
           f"{args.eval_seed}, {seeds} sampling seeds, Euler {args.sample_steps} steps, CFG {CFG:g}; phase accuracy "
           "(tvp_task.phase_correct), mean ± spread over seeds")
     print("| prompting | phase 1 | phase 2 | both phases |\n|---|---|---|---|")
@@ -577,15 +671,19 @@ def framewise_main(args, t_start: float) -> None:
 
 
 def pretrain_main(args, t_start: float) -> None:
+    global FIRST_FRAME_SHARE
     args.base_steps = args.base_steps or 4000
     _pack()
-    broad = base_broad_set()
+    make_set, described = BASE_SETS[args.base_set]
+    broad = make_set()
     set_latent_format(broad.videos)
     model = tiny_wan(seed=0)
+    FIRST_FRAME_SHARE = args.first_frame_share
     aid_tvp.pretrain_with_gates(args, t_start, "fca_tvp.py", model,
-                                lambda cb: pretrain_base(model, broad, args.base_steps, callback=cb),
+                                lambda cb: pretrain_base(model, broad, args.base_steps, callback=cb,
+                                                         first_frame_share=args.first_frame_share),
                                 lambda clips: base_gates(model, clips), lambda path, meta: save_base(path, model, meta),
-                                {"broad": "single-phase"})
+                                {"broad": described})
 
 
 def main() -> None:
@@ -601,6 +699,14 @@ def main() -> None:
                     help="FCA's positions setting for --train-adapters (none: the paper's branch)")
     ap.add_argument("--wan-patch", type=int, choices=(1, 2), default=WAN_PATCH,
                     help="spatial patch of the base DiT: 2 (a token per 2 x 2 latent cells) or 1 (a token per cell)")
+    ap.add_argument("--base-set", choices=tuple(BASE_SETS), default="broad",
+                    help="--pretrain-base on: broad (every object may move, along one line; the caption names each "
+                         "mover) or instructions (single-phase instruction clips: one named object moves, the others "
+                         "stay still)")
+    ap.add_argument("--first-frame-share", type=float, default=0.0,
+                    help="--pretrain-base: share of the samples handed the clean first latent frame in place of the "
+                         "noisy one (0: text-to-video only; 1: the base always gets the start, as an image-to-video "
+                         "model does). A base made so is sampled with the clips' first frames")
     ap.add_argument("--framewise", action="store_true",
                     help="frame-wise prompts on the frozen base (--base), no training: two-phase instructions as one "
                          "global prompt against Framewise Prompts with the decomposer's states")

@@ -322,6 +322,17 @@ def parse_instruction(text: str) -> tuple[str, str, tuple[str, ...]]:
     return colour, shape, tuple(dirs)
 
 
+OPPOSITE: dict[str, str] = {"left": "right", "right": "left", "up": "down", "down": "up", "lift": "drop",
+                             "drop": "lift"}
+
+
+def reverse_directions(text: str) -> str:
+    """``text`` with every direction word turned round (left/right, up/down, lift/drop) and nothing else changed:
+    "move the red square left and move the blue circle up" -> "... right and ... down". A base model that reads
+    the directions in its captions denoises worse from the reversed caption; one that ignores them, the same."""
+    return re.sub(r"[a-z]+", lambda m: OPPOSITE.get(m.group(0), m.group(0)), text)
+
+
 def state_texts(instruction: str) -> list[str]:
     """One state sentence per phase of ``instruction``: "the red square moves left", "the blue circle is lifted
     up", "the blue circle drops back down" (a lift or drop phrasing exactly where the instruction used one)."""
@@ -490,12 +501,12 @@ def _clear_of(start: tuple[float, float], reach: float, path: list[tuple[float, 
     return all(math.hypot(start[0] - x, start[1] - y) >= reach for x, y in path)
 
 
-def _instruction_plan(rng: random.Random, frames: int, size: int, max_objects: int) -> ClipPlan:
+def _instruction_plan(rng: random.Random, frames: int, size: int, max_objects: int, max_phases: int = 2) -> ClipPlan:
     count = rng.randint(1, max_objects)
     objects = _scene_objects(rng, count, size)
     target = count - 1  # drawn last: on top
     obj = objects[target]
-    n_phases = rng.choice((1, 2))
+    n_phases = min(rng.choice((1, 2)), max_phases)  # (the draw is kept, so the default stream does not change)
     if n_phases == 1:
         directions = (rng.choice(tuple(DIRECTIONS)),)
     else:
@@ -567,7 +578,8 @@ def _make(kind: str, n: int, seed: int, frames: int, size: int, max_objects: int
         raise ValueError("max_phases must be 1 or 2")
     rng = random.Random(f"tvp/{kind}/{seed}/{frames}/{size}" + ("/single" if max_phases == 1 else ""))
     if kind == "instruction":
-        make = _instruction_plan
+        def make(rng, frames, size, max_objects):
+            return _instruction_plan(rng, frames, size, max_objects, max_phases)
     else:
         def make(rng, frames, size, max_objects):
             return _broad_plan(rng, frames, size, max_objects, max_phases)
@@ -584,13 +596,14 @@ def _make(kind: str, n: int, seed: int, frames: int, size: int, max_objects: int
 
 
 def make_instruction_set(n: int, seed: int = 0, frames: int = 8, size: int = 32, max_objects: int = 3,
-                         novel: bool | None = None) -> TVPClips:
+                         novel: bool | None = None, max_phases: int = 2) -> TVPClips:
     """``n`` instruction clips: 1..``max_objects`` objects, the named one (drawn on top) moving one or two
     phases (half each), ``DISTANCE_RANGE`` of the frame per phase, the others still and placed off its path
     where there is room. Starts are drawn so the whole path stays inside the frame. Deterministic in
     ``(seed, frames, size, novel)``. ``novel=False`` leaves out the instructions of :func:`is_novel` (a training
-    set), ``novel=True`` keeps only them (a held-out set of unseen combinations)."""
-    return _make("instruction", n, seed, frames, size, max_objects, novel)
+    set), ``novel=True`` keeps only them (a held-out set of unseen combinations). ``max_phases=1``: one phase
+    each (its own random stream), the captions a single-phase base model is pretrained on."""
+    return _make("instruction", n, seed, frames, size, max_objects, novel, max_phases)
 
 
 def make_broad_set(n: int, seed: int = 0, frames: int = 8, size: int = 32, max_objects: int = 3,

@@ -329,3 +329,23 @@ def test_single_phase_broad_set_moves_every_object_along_one_line_at_constant_sp
     assert torch.equal(single.videos, tvp.make_broad_set(64, seed=5, max_phases=1).videos)
     with pytest.raises(ValueError):
         tvp.make_broad_set(2, max_phases=3)
+
+
+def test_single_phase_instruction_set_has_one_phase_and_its_own_stream():
+    single = tvp.make_instruction_set(48, seed=5, max_phases=1)
+    assert {len(p.directions) for p in single.plans} == {1}
+    assert all(tvp.instruction_accuracy(single.videos, single.plans)["per_clip_all"])
+    default = tvp.make_instruction_set(48, seed=5)
+    assert {len(p.directions) for p in default.plans} == {1, 2}
+    assert torch.equal(default.videos, tvp.make_instruction_set(48, seed=5, max_phases=2).videos)
+
+
+def test_reverse_directions_turns_every_phase_round_and_keeps_the_object():
+    for text, want in [("move the red square left", ("right",)), ("lift the blue circle", ("down",)),
+                       ("lift the blue circle, then drop it", ("down", "up")),
+                       ("move the cyan triangle up, then left", ("down", "right"))]:
+        colour, shape, dirs = tvp.parse_instruction(text)
+        assert tvp.parse_instruction(tvp.reverse_directions(text)) == (colour, shape, want)
+        assert tvp.reverse_directions(tvp.reverse_directions(text)) == text
+    two = "move the red square left and move the blue circle up"
+    assert tvp.reverse_directions(two) == "move the red square right and move the blue circle down"
