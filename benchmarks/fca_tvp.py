@@ -5,8 +5,11 @@
 
 Modes that make or read one file and stop (docs/fca.md has their numbers): ``--pretrain-base OUT`` (the frozen
 base; the shipped one: ``--base-steps 6000 --gate-every 1500 --wan-patch 1``), ``--train-adapters OUT`` (full FCA
-on ``--base``), ``--shipped`` (the shipped files on a fresh held-out set of ``--eval-seed``) and ``--framewise``
-(Framewise Prompts on the frozen base against one global prompt, no training).
+on ``--base``), ``--shipped`` (the shipped files on a fresh held-out set of ``--eval-seed``, and the base's
+direction gap) and ``--framewise`` (Framewise Prompts on the frozen base against one global prompt, no training).
+A base pretrained with ``--first-frame-share`` (the clean first latent frame in place of the noisy one; the
+shipped ``tvp_wan_first_frame_base``: ``--base-set instructions --base-steps 4000 --gate-every 1000 --wan-patch 2
+--first-frame-share 1``) is handed the clips' first frames wherever it samples or trains adapters.
 
 Everything runs on CPU inside a real ComfyUI (its Wan 2.1 DiT class, ``comfy.ldm.wan.model.WanModel``, built with
 ``WAN21_T2V``), through the pack's own code paths: the attach table, the FCA adapter set, Train Adapters' forward
@@ -346,6 +349,7 @@ def side_by_side(path: str, results: dict, params: dict, keys) -> None:
 # the shipped frozen base: pretraining, file, gates
 
 BASE_FILE = os.path.join(HERE, "weights", "tvp_wan_base.safetensors")
+FIRST_FRAME_BASE_FILE = os.path.join(HERE, "weights", "tvp_wan_first_frame_base.safetensors")
 FIRST_FRAME_SHARE = 0.0  # the loaded base's: share of its pretraining samples handed the clean first latent frame
 
 
@@ -408,15 +412,20 @@ def save_base(path: str, model, meta: dict) -> None:
                                        **{k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}})
 
 
+def base_metadata(path: str) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(path, "pt") as f:
+        return f.metadata() or {}
+
+
 def load_base(path: str = BASE_FILE):
     """The base of ``path`` (its code and latent normalisation become this module's) as a ModelPatcher, and its
     metadata."""
     global WAN_PATCH, FIRST_FRAME_SHARE
-    from safetensors import safe_open
     from safetensors.torch import load_file
 
-    with safe_open(path, "pt") as f:
-        meta = f.metadata() or {}
+    meta = base_metadata(path)
     if meta.get("kind") != "tvp_base" or meta.get("architecture") != "WAN21_T2V":
         raise ValueError(f"{path} is not the miniature's Wan base")
     tensors = load_file(path)
@@ -517,7 +526,7 @@ def predict(model, clips: tvp.TVPClips, seed: int, adapters=None, steps: int = 1
         patched = pk["attach"].attach_adapters(model, adapters)
         fwd = pk["simda"].AdapterForward(patched, "flow", text_conditions(clips.instructions, initial_frame_extras(x)),
                                          host, kind=pk["registry"].get("fca"), adapters=adapters)
-    first = first_latents(clips) if adapters is None else None  # a first-frame base is handed the frame itself
+    first = first_latents(clips)  # a base pretrained with the clean first frame is handed it, as in its pretraining
     return aid_tvp.decode(from_model(sample(fwd, len(clips), x.shape[1:], steps, cfg, seed, first=first)))
 
 
@@ -533,6 +542,8 @@ def train_adapters_main(args, t_start: float) -> None:
     fwd = pk["simda"].AdapterForward(patched, "flow", text_conditions(sets["train"].instructions),
                                      pk["host_mod"].describe(model), kind=pk["registry"].get("fca"), adapters=adapters)
     x = to_model(sets["train"].videos)
+    if FIRST_FRAME_SHARE > 0:  # the base's own input: the clean first latent frame in place of the noisy one
+        fwd = FirstFrameLatent(fwd, x, 1.0, torch.Generator().manual_seed(args.adapter_seed))
     steps = args.adapter_steps or 1500
     recipe = pk["registry"].training_recipe("fca", steps)
 
@@ -545,8 +556,10 @@ def train_adapters_main(args, t_start: float) -> None:
 
 def shipped_main(args, t_start: float) -> None:
     """The shipped base and full FCA on a fresh held-out set of ``--eval-seed``."""
+    handed = os.path.isfile(args.base) and float(base_metadata(args.base).get("first_frame_share", 0)) > 0
     aid_tvp.shipped_table(args, t_start, "fca_tvp.py", load_base, _pack()["registry"].get("fca").load, predict,
-                          "FCA full (shipped)", f"Euler 12 steps, CFG {CFG:g} (the base alone: text only)")
+                          "FCA full (shipped)", f"Euler 12 steps, CFG {CFG:g} (the base alone: "
+                          f"{'handed the clean first latent frame, as pretrained' if handed else 'text only'})")
     if os.path.isfile(args.base):
         model, _ = load_base(args.base)
         clips = aid_tvp.gate_sets()[1]
