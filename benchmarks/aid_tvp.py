@@ -512,9 +512,13 @@ def run_mode(args, t_start: float, modes: dict) -> bool:
 
 
 def start(args) -> float:
-    """Apply ``--verbose`` and ``--threads``; the start time."""
+    """Apply ``--verbose`` and ``--threads`` and make the file arguments absolute (loading ComfyUI in this process
+    changes the working directory to its folder); the start time."""
     global VERBOSE
     VERBOSE = args.verbose
+    for name in ("base", "adapters", "pretrain_base", "train_adapters", "json", "aid_json", "base_cache"):
+        if getattr(args, name, None):
+            setattr(args, name, os.path.abspath(getattr(args, name)))
     torch.set_num_threads(args.threads)
     return time.time()
 

@@ -349,7 +349,6 @@ def side_by_side(path: str, results: dict, params: dict, keys) -> None:
 # the shipped frozen base: pretraining, file, gates
 
 BASE_FILE = os.path.join(HERE, "weights", "tvp_wan_base.safetensors")
-FIRST_FRAME_BASE_FILE = os.path.join(HERE, "weights", "tvp_wan_first_frame_base.safetensors")
 FIRST_FRAME_SHARE = 0.0  # the loaded base's: share of its pretraining samples handed the clean first latent frame
 
 
