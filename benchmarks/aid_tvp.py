@@ -602,8 +602,15 @@ def predict(model, clips: tvp.TVPClips, seed: int, adapters=None, steps: int = G
 
 
 def score(videos: torch.Tensor, clips: tvp.TVPClips, reference: tvp.TVPClips) -> dict:
+    """The summary's columns, and instruction accuracy split by phase count: one-phase clips, and the second phase
+    of two-phase clips (the "then" that a base pretrained on single motions lacks); None where a set has none."""
     out = tvp.summary(videos, clips.plans, clips.videos, tvp.clip_features(reference.videos))
-    return {k: out[k] for k in ("instruction_score", "instruction_all_phases", "fd", "first_frame_psnr", "future_mse")}
+    row = {k: out[k] for k in ("instruction_score", "instruction_all_phases", "fd", "first_frame_psnr", "future_mse")}
+    oks = [(len(p.directions), tvp.phase_correct(v, p)) for v, p in zip(videos, clips.plans)]
+    one, second = [o[0] for n, o in oks if n == 1], [o[1] for n, o in oks if n == 2]
+    row["one_phase"] = statistics.fmean(one) if one else None
+    row["second_phase"] = statistics.fmean(second) if second else None
+    return row
 
 
 def train_with_curve(args, t_start: float, script: str, steps: int, adapters, sets: dict, fit, predict_fn,
@@ -696,9 +703,11 @@ def shipped_table(args, t_start: float, script: str, load_base_fn, load_adapters
     print(f"shipped files on held-out clips of seed {args.eval_seed} ({args.eval_clips} like the training clips, "
           f"{args.eval_clips // 2} novel); {settings}; FD noise floor {floor:.1f} ({time.time() - t_start:.0f} s)")
     for name, rows in table.items():
-        print(f"\n{name}:\n| row | instruction acc. | all phases | FD | first-frame PSNR | future MSE |\n|---|---|---|---|---|---|")
+        print(f"\n{name}:\n| row | instruction acc. | all phases | one-phase clips | second phase of two | FD | "
+              "first-frame PSNR | future MSE |\n|---|---|---|---|---|---|---|---|")
         for row, r in rows.items():
-            print(f"| {row} | {r['instruction_score']:.3f} | {r['instruction_all_phases']:.3f} | {r['fd']:.1f} | "
+            split = " | ".join("–" if r[k] is None else f"{r[k]:.3f}" for k in ("one_phase", "second_phase"))
+            print(f"| {row} | {r['instruction_score']:.3f} | {r['instruction_all_phases']:.3f} | {split} | {r['fd']:.1f} | "
                   f"{r['first_frame_psnr']:.1f} | {r['future_mse']:.4f} |")
     if args.json:
         with open(args.json, "w") as f:
