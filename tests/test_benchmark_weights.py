@@ -3,6 +3,7 @@ machine it was made on in its metadata."""
 
 import json
 import os
+import re
 
 import pytest
 from safetensors import safe_open
@@ -22,9 +23,8 @@ def test_shipped_base_is_fp16_and_says_how_it_was_made(name):
     assert dtypes == {"F16"}
     gates = json.loads(meta["gates"])
     assert gates["step"] == int(meta["steps"]) and 0.0 <= gates["objects_found"] <= 1.0
-    text = json.dumps(meta)
-    for fragment in ("/tmp/", "/home/", "/root/", "/work/", "/opt/", "\\\\"):
-        assert fragment not in text, f"{name}: a machine path in the metadata"
+    for key, value in meta.items():  # no absolute path of the machine that made it
+        assert not re.search(r'(^|[\s"=:])(/|[A-Za-z]:\\)[A-Za-z]', value), f"{name}: a machine path in {key}"
     if float(meta.get("first_frame_share", 0)) > 0:
         assert "--first-frame-share" in meta["command"]
 
