@@ -533,7 +533,7 @@ def train_adapters_main(args, t_start: float) -> None:
     """Train full FCA on the base of ``--base`` with held-out accuracy every --gate-every steps; write the adapters."""
     pk = _pack()
     model, _ = load_base(args.base)
-    sets = aid_tvp.instruction_sets(0)
+    sets = aid_tvp.instruction_sets(0, train=args.train_clips)
     frames = sets["train"].videos.shape[1]
     torch.manual_seed(args.adapter_seed)
     adapters = pk["attach"].new_adapters("fca", model, {**fca_config(frames), "positions": args.positions})
@@ -707,6 +707,8 @@ def main() -> None:
     aid_tvp.file_modes(ap, "FCA", BASE_FILE, FCA_FILE, "--adapter-steps", 4000)
     ap.add_argument("--adapter-steps", type=int, default=None)
     ap.add_argument("--adapter-seed", type=int, default=0, help="seed of the adapters' initialisation and training draws")
+    ap.add_argument("--train-clips", type=int, default=192,
+                    help="--train-adapters: how many instruction clips the adapters train on (half are two-phase)")
     ap.add_argument("--positions", choices=("none", "rope"), default="none",
                     help="FCA's positions setting for --train-adapters (none: the paper's branch)")
     ap.add_argument("--wan-patch", type=int, choices=(1, 2), default=WAN_PATCH,
