@@ -577,18 +577,13 @@ def _make(kind: str, n: int, seed: int, frames: int, size: int, max_objects: int
     if max_phases not in (1, 2):
         raise ValueError("max_phases must be 1 or 2")
     rng = random.Random(f"tvp/{kind}/{seed}/{frames}/{size}" + ("/single" if max_phases == 1 else ""))
-    if kind == "instruction":
-        def make(rng, frames, size, max_objects):
-            return _instruction_plan(rng, frames, size, max_objects, max_phases)
-    else:
-        def make(rng, frames, size, max_objects):
-            return _broad_plan(rng, frames, size, max_objects, max_phases)
+    plan_of = _instruction_plan if kind == "instruction" else _broad_plan
     if novel is None:
-        plans = [make(rng, frames, size, max_objects) for _ in range(n)]
+        plans = [plan_of(rng, frames, size, max_objects, max_phases) for _ in range(n)]
     else:  # draw until n plans are (or are not) novel: the same stream, filtered
         plans = []
         while len(plans) < n:
-            plan = make(rng, frames, size, max_objects)
+            plan = plan_of(rng, frames, size, max_objects, max_phases)
             if is_novel(plan) == novel:
                 plans.append(plan)
     videos = render(plans) if plans else torch.zeros(0, frames, 3, size, size)
