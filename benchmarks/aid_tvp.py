@@ -200,7 +200,8 @@ def _pack():
                      fca=host.pack_module("adapters.fca"), registry=host.pack_module("adapters.registry"),
                      simda=host.pack_module("nodes.binding.training"), training=host.pack_module("adapters.training"),
                      host_mod=host.pack_module("nodes.binding.host"), sp=host.pack_module("adapters.state_prompts"),
-                     dual=host.pack_module("samplers.dual_cfg"), param=host.pack_module("samplers.parameterisation"))
+                     dual=host.pack_module("samplers.dual_cfg"), param=host.pack_module("samplers.parameterisation"),
+                     files=host.pack_module("adapters.files"))
     return _PACK
 
 

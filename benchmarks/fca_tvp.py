@@ -143,7 +143,7 @@ def broad_caption(plan: tvp.ClipPlan) -> str:
 
 def text_conditions(texts, extras=None) -> list:
     """One ``(context [1, TEXT_LEN, TEXT_DIM], extras)`` per text, as Train Adapters reads a CONDITIONING."""
-    feats, _ = tvp.text_batch(list(texts), TEXT_DIM, TEXT_LEN)
+    feats, _ = tvp.text_batch(list(texts), TEXT_DIM, TEXT_LEN, code=TEXT_CODE)
     return [(feats[i:i + 1], dict(extras[i]) if extras else {}) for i in range(len(texts))]
 
 
@@ -350,6 +350,7 @@ def side_by_side(path: str, results: dict, params: dict, keys) -> None:
 
 BASE_FILE = os.path.join(HERE, "weights", "tvp_wan_base.safetensors")
 FIRST_FRAME_SHARE = 0.0  # the loaded base's: share of its pretraining samples handed the clean first latent frame
+TEXT_CODE = 1  # the loaded base's version of the stand-in text encoder (tvp_task.text_features); files without one: 1
 
 
 class FirstFrameLatent:
@@ -407,7 +408,7 @@ def save_base(path: str, model, meta: dict) -> None:
     tensors.update({"norm/mean": NORM["mean"].contiguous(), "norm/std": NORM["std"].contiguous()})
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     save_file(tensors, path, metadata={"kind": "tvp_base", "architecture": "WAN21_T2V", "patch": str(WAN_PATCH),
-                                       "first_frame_share": str(FIRST_FRAME_SHARE),
+                                       "first_frame_share": str(FIRST_FRAME_SHARE), "text_code": str(TEXT_CODE),
                                        **{k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}})
 
 
@@ -421,7 +422,7 @@ def base_metadata(path: str) -> dict:
 def load_base(path: str = BASE_FILE):
     """The base of ``path`` (its code and latent normalisation become this module's) as a ModelPatcher, and its
     metadata."""
-    global WAN_PATCH, FIRST_FRAME_SHARE
+    global WAN_PATCH, FIRST_FRAME_SHARE, TEXT_CODE
     from safetensors.torch import load_file
 
     meta = base_metadata(path)
@@ -430,6 +431,10 @@ def load_base(path: str = BASE_FILE):
     tensors = load_file(path)
     WAN_PATCH = int(meta.get("patch", 2))
     FIRST_FRAME_SHARE = float(meta.get("first_frame_share", 0.0))
+    TEXT_CODE = int(meta.get("text_code", 1))
+    if TEXT_CODE not in tvp.TEXT_CODES:
+        raise ValueError(f"{path} was trained with text code {TEXT_CODE}, which this version does not know "
+                         f"({tvp.TEXT_CODES}): update the pack")
     aid_tvp.CODE = tvp.PatchCode.from_state_dict(tensors)
     NORM.update(mean=tensors["norm/mean"].float(), std=tensors["norm/std"].float())
     model = tiny_wan(seed=0)
@@ -499,6 +504,8 @@ BASE_SETS = {  # --base-set: the clips a base is pretrained on, and how its meta
     "broad": (base_broad_set, "single-phase"),
     "instructions": (lambda: tvp.make_instruction_set(aid_tvp.BASE_BROAD, seed=0, max_phases=1),
                      "single-phase instructions"),
+    "turns": (lambda: tvp.make_instruction_set(aid_tvp.BASE_BROAD, seed=0, novel=False),
+              "one- and two-phase instructions, no novel combination"),
 }
 
 
@@ -529,10 +536,20 @@ def predict(model, clips: tvp.TVPClips, seed: int, adapters=None, steps: int = 1
     return aid_tvp.decode(from_model(sample(fwd, len(clips), x.shape[1:], steps, cfg, seed, first=first)))
 
 
+def use_text_code(code: int | None) -> None:
+    """``--text-code``: run the loaded base under another version of the stand-in encoder. Texts without "then"
+    have the same features under every code, so a base pretrained on single-phase texts sees no change."""
+    global TEXT_CODE
+    if code is not None and code != TEXT_CODE:
+        print(f"text code {code} in place of the base's {TEXT_CODE}", flush=True)
+        TEXT_CODE = code
+
+
 def train_adapters_main(args, t_start: float) -> None:
     """Train full FCA on the base of ``--base`` with held-out accuracy every --gate-every steps; write the adapters."""
     pk = _pack()
     model, _ = load_base(args.base)
+    use_text_code(args.text_code)
     sets = aid_tvp.instruction_sets(0, train=args.train_clips)
     frames = sets["train"].videos.shape[1]
     torch.manual_seed(args.adapter_seed)
@@ -550,13 +567,23 @@ def train_adapters_main(args, t_start: float) -> None:
         return train(adapters, fwd, x, steps, 4, args.adapter_seed, recipe, clean=True, callback=callback)
 
     aid_tvp.train_with_curve(args, t_start, "fca_tvp.py", steps, adapters, sets, fit,
-                             lambda clips: predict(model, clips, 0, adapters), {"cfg": CFG, "lr": LR, "recipe": recipe})
+                             lambda clips: predict(model, clips, 0, adapters),
+                             {"cfg": CFG, "lr": LR, "recipe": recipe, "text_code": TEXT_CODE})
 
 
 def shipped_main(args, t_start: float) -> None:
     """The shipped base and full FCA on a fresh held-out set of ``--eval-seed``."""
     handed = os.path.isfile(args.base) and float(base_metadata(args.base).get("first_frame_share", 0)) > 0
-    aid_tvp.shipped_table(args, t_start, "fca_tvp.py", load_base, _pack()["registry"].get("fca").load, predict,
+    code = args.text_code
+    if code is None and os.path.isfile(args.adapters):  # adapters trained under another text code keep it
+        code = _pack()["files"].read_metadata(args.adapters).get("training", {}).get("text_code")
+
+    def load(path):
+        out = load_base(path)
+        use_text_code(code)
+        return out
+
+    aid_tvp.shipped_table(args, t_start, "fca_tvp.py", load, _pack()["registry"].get("fca").load, predict,
                           "FCA full (shipped)", f"Euler 12 steps, CFG {CFG:g} (the base alone: "
                           f"{'handed the clean first latent frame, as pretrained' if handed else 'text only'})")
     if os.path.isfile(args.base):
@@ -635,8 +662,8 @@ def framewise_main(args, t_start: float) -> None:
     pk = _pack()
     host, simda = pk["host"], pk["simda"]
     # what Framewise Prompts calls on a CLIP: the miniature's text features of a state, unpadded
-    clip = ToyTextEncoder(TEXT_DIM, lambda text, dim: tvp.text_features(text, dim)[None])
     model, meta = load_base(args.base)
+    clip = ToyTextEncoder(TEXT_DIM, lambda text, dim: tvp.text_features(text, dim, code=TEXT_CODE)[None])
     desc = pk["host_mod"].describe(model)
     clips = phase_set(args.eval_clips, 2000 + args.eval_seed)
     frames = clips.videos.shape[1]
@@ -683,7 +710,7 @@ def framewise_main(args, t_start: float) -> None:
 
 
 def pretrain_main(args, t_start: float) -> None:
-    global FIRST_FRAME_SHARE
+    global FIRST_FRAME_SHARE, TEXT_CODE
     args.base_steps = args.base_steps or 4000
     _pack()
     make_set, described = BASE_SETS[args.base_set]
@@ -691,6 +718,7 @@ def pretrain_main(args, t_start: float) -> None:
     set_latent_format(broad.videos)
     model = tiny_wan(seed=0)
     FIRST_FRAME_SHARE = args.first_frame_share
+    TEXT_CODE = args.text_code or 1
     aid_tvp.pretrain_with_gates(args, t_start, "fca_tvp.py", model,
                                 lambda cb: pretrain_base(model, broad, args.base_steps, callback=cb,
                                                          first_frame_share=args.first_frame_share),
@@ -715,12 +743,17 @@ def main() -> None:
                     help="spatial patch of the base DiT: 2 (a token per 2 x 2 latent cells) or 1 (a token per cell)")
     ap.add_argument("--base-set", choices=tuple(BASE_SETS), default="broad",
                     help="--pretrain-base on: broad (every object may move, along one line; the caption names each "
-                         "mover) or instructions (single-phase instruction clips: one named object moves, the others "
-                         "stay still)")
+                         "mover), instructions (single-phase instruction clips: one named object moves, the others "
+                         "stay still) or turns (one- and two-phase instruction clips, none of tvp_task's novel "
+                         "combinations: a base that has seen a change of direction; pair it with --text-code 2)")
     ap.add_argument("--first-frame-share", type=float, default=0.0,
                     help="--pretrain-base: share of the samples handed the clean first latent frame in place of the "
                          "noisy one (0: text-to-video only; 1: the base always gets the start, as an image-to-video "
                          "model does). A base made so is sampled with the clips' first frames")
+    ap.add_argument("--text-code", type=int, choices=tvp.TEXT_CODES, default=None,
+                    help="version of the stand-in text encoder (tvp_task.text_features; 2 marks the clause after "
+                         "each \"then\"): --pretrain-base records it in the base (default 1); elsewhere it replaces "
+                         "the loaded base's own")
     ap.add_argument("--framewise", action="store_true",
                     help="frame-wise prompts on the frozen base (--base), no training: two-phase instructions as one "
                          "global prompt against Framewise Prompts with the decomposer's states")

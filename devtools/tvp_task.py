@@ -401,13 +401,23 @@ def _position_code(length: int, dim: int) -> torch.Tensor:
     return 0.1 * torch.sin(pos * freqs[None] + (torch.arange(dim) % 2) * (math.pi / 2))
 
 
-def text_features(text: str, dim: int = 32, length: int | None = None, seed: int = 0) -> torch.Tensor:
+TEXT_CODES = (1, 2)  # versions of the stand-in encoder (:func:`text_features`); a base records the one it was trained with
+
+
+def text_features(text: str, dim: int = 32, length: int | None = None, seed: int = 0, code: int = 1) -> torch.Tensor:
     """Text-encoder stand-in: ``text`` -> ``[L, dim]`` features.
 
     Each word gets a fixed unit-variance random vector, seeded by ``zlib.crc32`` of the word (stable across
     runs and machines, unlike Python's ``hash``), plus a small sinusoidal position code; so instructions that
     name another colour, shape or direction get other features. ``L`` is the word count, or ``length`` with
-    zero rows as padding (longer texts are cut). Use :func:`text_batch` for a padded batch with its mask."""
+    zero rows as padding (longer texts are cut). Use :func:`text_batch` for a padded batch with its mask.
+
+    ``code`` is the encoder's version. 1: the above, each word on its own. 2: also clause-aware, as a real
+    encoder's context is: every word after the k-th "then" adds the fixed vector of clause k, so "left, then up"
+    and "up, then left" differ in more than word positions. Texts without "then" get the same features under
+    both codes."""
+    if code not in TEXT_CODES:
+        raise ValueError(f"unknown text code {code!r}: this version knows {TEXT_CODES}")
     words = tokenize(text)
     if length is not None:
         words = words[:length]
@@ -415,13 +425,21 @@ def text_features(text: str, dim: int = 32, length: int | None = None, seed: int
     out = torch.zeros(n, dim)
     if words:
         out[:len(words)] = torch.stack([_word_vector(w, dim, seed) for w in words]) + _position_code(len(words), dim)
+    if code >= 2:
+        clause = 0
+        for i, w in enumerate(words):
+            clause += w == "then"
+            if clause:
+                out[i] += _word_vector(f"<clause {clause}>", dim, seed)
     return out
 
 
-def text_batch(texts: list[str], dim: int = 32, length: int = 12, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[N, length, dim]`` features of ``texts`` (see :func:`text_features`) and the ``[N, length]`` bool mask
-    of real words (an empty text has an all-False row)."""
-    feats = torch.stack([text_features(t, dim, length, seed) for t in texts]) if texts else torch.zeros(0, length, dim)
+def text_batch(texts: list[str], dim: int = 32, length: int = 12, seed: int = 0,
+               code: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[N, length, dim]`` features of ``texts`` (see :func:`text_features`, ``code`` its version) and the
+    ``[N, length]`` bool mask of real words (an empty text has an all-False row)."""
+    feats = (torch.stack([text_features(t, dim, length, seed, code) for t in texts]) if texts
+             else torch.zeros(0, length, dim))
     counts = torch.tensor([min(len(tokenize(t)), length) for t in texts], dtype=torch.long)
     mask = torch.arange(length)[None] < counts[:, None]
     return feats, mask
@@ -993,7 +1011,7 @@ def summary(pred_videos: torch.Tensor, plans: list[ClipPlan], gt_videos: torch.T
 __all__ = [
     "PALETTE", "COLOURS", "SHAPES", "DIRECTIONS", "FEATURE_NAMES", "SceneObject", "ClipPlan", "TVPClips",
     "TVPBenchmark", "phase_boundaries", "build_plan", "with_directions", "instruction_text", "parse_instruction",
-    "state_texts", "decompose", "frame_states", "tokenize", "text_features", "text_batch", "render",
+    "state_texts", "decompose", "frame_states", "tokenize", "TEXT_CODES", "text_features", "text_batch", "render",
     "make_instruction_set", "make_broad_set", "make_benchmark", "repeat_first_frame", "colour_weights", "track",
     "phase_correct", "instruction_accuracy", "first_frame_psnr", "future_mse", "clip_features", "standardise",
     "frechet_distance", "clip_distance", "noise_floor", "summary",

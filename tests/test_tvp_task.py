@@ -151,6 +151,23 @@ def test_text_features():
     assert torch.equal(feats[0, :5], f) and float(feats[0, 5:].abs().sum()) == 0.0
 
 
+def test_text_code_2_marks_clauses_and_leaves_single_clause_texts_alone():
+    one = "move the red square left"
+    assert torch.equal(tvp.text_features(one, 16, 10, code=2), tvp.text_features(one, 16, 10))
+    two = "move the red square left, then up"
+    a, b = tvp.text_features(two, 16, code=1), tvp.text_features(two, 16, code=2)
+    # words up to "then" keep their features; "then" and every later word gain the same clause-1 vector
+    assert torch.equal(a[:5], b[:5])
+    extra = b[5:] - a[5:]
+    assert torch.allclose(extra, tvp._word_vector("<clause 1>", 16, 0).expand(2, 16), atol=1e-6)
+    three = tvp.text_features("a then b then c", 8, code=2) - tvp.text_features("a then b then c", 8)
+    assert torch.allclose(three[3:], tvp._word_vector("<clause 2>", 8, 0).expand(2, 8), atol=1e-6)
+    feats, mask = tvp.text_batch([two, ""], 16, 10, code=2)
+    assert torch.equal(feats[0, :7], b) and float(feats[0, 7:].abs().sum()) == 0.0 and mask.sum(1).tolist() == [7, 0]
+    with pytest.raises(ValueError, match="text code"):
+        tvp.text_features(one, code=3)
+
+
 # ------------------------------------------------------------------------------------------------ instruction accuracy
 
 
