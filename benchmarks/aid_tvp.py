@@ -60,6 +60,7 @@ TEXT_LEN = 12
 SCALE = 0.18215  # SD/SVD latent format: the model sees latent * SCALE
 GAIN = 5.0       # pixels in [-1, 1] (mostly grey) -> about unit variance where the model sees them
 VERBOSE = False
+START_DIR = os.getcwd()  # the folder the command was started in (start() sets it before ComfyUI changes it)
 WIDTH = 32  # base UNet channels (two levels: WIDTH, 2 WIDTH)
 
 
@@ -515,8 +516,9 @@ def run_mode(args, t_start: float, modes: dict) -> bool:
 def start(args) -> float:
     """Apply ``--verbose`` and ``--threads`` and make the file arguments absolute (loading ComfyUI in this process
     changes the working directory to its folder); the start time."""
-    global VERBOSE
+    global VERBOSE, START_DIR
     VERBOSE = args.verbose
+    START_DIR = os.getcwd()
     for name in ("base", "adapters", "pretrain_base", "train_adapters", "json", "aid_json", "base_cache"):
         if getattr(args, name, None):
             setattr(args, name, os.path.abspath(getattr(args, name)))
@@ -614,13 +616,29 @@ def score(videos: torch.Tensor, clips: tvp.TVPClips, reference: tvp.TVPClips) ->
     return row
 
 
+def written_command(script: str, out: str) -> str:
+    """The command line that wrote ``out``, as it goes into the file's metadata: ``out`` itself as OUT, files of this
+    repository relative to its root, other absolute paths as their file name (no path of the machine it ran on)."""
+    import sys
+
+    def word(a: str) -> str:
+        full = os.path.abspath(os.path.join(START_DIR, a))  # arguments were given relative to the start folder
+        if full == out:
+            return "OUT"
+        if os.path.isabs(a) or os.path.exists(full):
+            rel = os.path.relpath(full, ROOT)
+            return rel if not rel.startswith("..") else os.path.basename(a)
+        return a
+
+    return f"python benchmarks/{script} " + " ".join(word(a) for a in sys.argv[1:])
+
+
 def train_with_curve(args, t_start: float, script: str, steps: int, adapters, sets: dict, fit, predict_fn,
                      meta: dict) -> None:
     """The ``--train-adapters OUT`` run both benchmarks share: ``fit(steps, callback)`` trains ``adapters``, with
     held-out instruction accuracy (``predict_fn(clips)``, on 32 held-out clips) every ``--gate-every`` steps and on
     all held-out and novel clips at the end; the adapters are written in fp16 with the command, the curve and
     ``meta`` in their metadata."""
-    import sys
 
     probe = tvp.TVPClips(**{f: getattr(sets["heldout"], f)[:32] for f in tvp.TVPClips.__dataclass_fields__})
     curve = []
@@ -642,7 +660,7 @@ def train_with_curve(args, t_start: float, script: str, steps: int, adapters, se
     res = fit(steps, callback)
     curve.append(evaluate(steps, full=True))
     adapters.requires_grad_(False)
-    cmd = f"python benchmarks/{script} " + " ".join("OUT" if a == args.train_adapters else a for a in sys.argv[1:])
+    cmd = written_command(script, args.train_adapters)
     adapters.half().save(args.train_adapters, extra={"training": {
         "command": cmd, "steps": steps, "train_clips": len(sets["train"]), **meta,
         "novel_targets": tvp.NOVEL_TARGETS, "novel_motions": tvp.NOVEL_MOTIONS, "curve": curve,
@@ -734,7 +752,6 @@ def pretrain_with_gates(args, t_start: float, script: str, model, pretrain, gate
     """The ``--pretrain-base OUT`` run both benchmarks share: ``pretrain(callback)`` with ``gates(clips)`` printed
     every ``--gate-every`` steps on the snapshot clips and at the end on all gate clips, then ``save(path, meta)``
     with the command, the curve and the final gates."""
-    import sys
 
     _, gate_clips, snap = gate_sets()
     curve = []
@@ -752,7 +769,7 @@ def pretrain_with_gates(args, t_start: float, script: str, model, pretrain, gate
 
     res = pretrain(callback)
     curve.append(measure(args.base_steps, gate_clips))
-    cmd = f"python benchmarks/{script} " + " ".join("OUT" if a == args.pretrain_base else a for a in sys.argv[1:])
+    cmd = written_command(script, args.pretrain_base)
     save(args.pretrain_base, {**meta, "command": cmd, "steps": args.base_steps, "broad_clips": BASE_BROAD,
                               "loss_first_last": [statistics.fmean(res.losses[:50]), statistics.fmean(res.losses[-50:])],
                               "gates": curve[-1], "curve": curve, "seconds": round(time.time() - t_start)})

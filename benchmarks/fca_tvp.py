@@ -9,7 +9,10 @@ on ``--base``), ``--shipped`` (the shipped files on a fresh held-out set of ``--
 direction gap) and ``--framewise`` (Framewise Prompts on the frozen base against one global prompt, no training).
 A base pretrained with ``--first-frame-share`` (the clean first latent frame in place of the noisy one; the
 shipped ``tvp_wan_first_frame_base``: ``--base-set instructions --base-steps 4000 --gate-every 1000 --wan-patch 2
---first-frame-share 1``) is handed the clips' first frames wherever it samples or trains adapters.
+--first-frame-share 1``) is handed the clips' first frames wherever it samples or trains adapters. A base records
+the version of the stand-in text encoder it was trained with (``--text-code``; ``tvp_task.text_features``); the
+shipped ``tvp_wan_turns_base`` (``--base-set turns --first-frame-share 1 --text-code 2 --wan-patch 2 --base-steps
+10000 --gate-every 2500``) has seen one- and two-phase instructions with the clause-marking code 2.
 
 Everything runs on CPU inside a real ComfyUI (its Wan 2.1 DiT class, ``comfy.ldm.wan.model.WanModel``, built with
 ``WAN21_T2V``), through the pack's own code paths: the attach table, the FCA adapter set, Train Adapters' forward

@@ -1,5 +1,6 @@
 """The benchmarks' shipped weight files: safetensors in fp16, each with the command that made it and nothing of the
-machine it was made on in its metadata."""
+machine it was made on in its metadata. Frozen bases carry the miniature's own metadata (kind ``tvp_base``);
+trained adapters are pack files, the command under ``training``."""
 
 import json
 import os
@@ -8,26 +9,48 @@ import re
 import pytest
 from safetensors import safe_open
 
+from adapters.files import METADATA_KEY
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WEIGHTS = os.path.join(ROOT, "benchmarks", "weights")
 FILES = sorted(f for f in os.listdir(WEIGHTS) if f.endswith(".safetensors")) if os.path.isdir(WEIGHTS) else []
+MACHINE_PATH = re.compile(r'(^|[\s"=:])(/|[A-Za-z]:\\)[A-Za-z]')
+
+
+def _read(name):
+    with safe_open(os.path.join(WEIGHTS, name), "pt") as f:
+        return f.metadata() or {}, {k: str(f.get_slice(k).get_dtype()) for k in f.keys()}
 
 
 @pytest.mark.parametrize("name", FILES)
-def test_shipped_base_is_fp16_and_says_how_it_was_made(name):
-    with safe_open(os.path.join(WEIGHTS, name), "pt") as f:
-        meta = f.metadata() or {}
-        dtypes = {str(f.get_slice(k).get_dtype()) for k in f.keys() if k.startswith("dit/")}
-    assert meta.get("kind") == "tvp_base"
-    assert meta["command"].startswith("python benchmarks/") and " OUT" in meta["command"]
-    assert dtypes == {"F16"}
-    gates = json.loads(meta["gates"])
-    assert gates["step"] == int(meta["steps"]) and 0.0 <= gates["objects_found"] <= 1.0
-    for key, value in meta.items():  # no absolute path of the machine that made it
-        assert not re.search(r'(^|[\s"=:])(/|[A-Za-z]:\\)[A-Za-z]', value), f"{name}: a machine path in {key}"
-    if float(meta.get("first_frame_share", 0)) > 0:
-        assert "--first-frame-share" in meta["command"]
+def test_shipped_file_is_fp16_and_says_how_it_was_made(name):
+    meta, dtypes = _read(name)
+    if METADATA_KEY in meta:  # trained adapters, a pack file
+        pack = json.loads(meta[METADATA_KEY])
+        training = pack["training"]
+        command = training["command"]
+        assert set(dtypes.values()) == {"F16"}
+        assert training["curve"][-1]["step"] == training["steps"]
+        text = meta[METADATA_KEY]
+        # its base is named by its place in this repository, and exists
+        base = re.search(r"--base (\S+)", command)
+        assert base and os.path.isfile(os.path.join(ROOT, base.group(1))), command
+    else:
+        assert meta.get("kind") == "tvp_base"
+        command = meta["command"]
+        assert {d for k, d in dtypes.items() if k.startswith("dit/")} == {"F16"}
+        gates = json.loads(meta["gates"])
+        assert gates["step"] == int(meta["steps"]) and 0.0 <= gates["objects_found"] <= 1.0
+        if float(meta.get("first_frame_share", 0)) > 0:
+            assert "--first-frame-share" in command
+        if int(meta.get("text_code", 1)) != 1:
+            assert f"--text-code {meta['text_code']}" in command
+        text = " ".join(meta.values())
+    assert command.startswith("python benchmarks/") and " OUT" in command
+    for value in re.split(r'[\s",]+', text):  # no absolute path of the machine that made it
+        assert not MACHINE_PATH.search(value), f"{name}: a machine path {value!r}"
 
 
 def test_there_are_shipped_bases():
-    assert "tvp_wan_base.safetensors" in FILES and "tvp_wan_first_frame_base.safetensors" in FILES
+    for name in ("tvp_wan_base", "tvp_wan_first_frame_base", "tvp_wan_turns_base"):
+        assert f"{name}.safetensors" in FILES
