@@ -662,7 +662,7 @@ def train_with_curve(args, t_start: float, script: str, steps: int, adapters, se
     adapters.requires_grad_(False)
     cmd = written_command(script, args.train_adapters)
     adapters.half().save(args.train_adapters, extra={"training": {
-        "command": cmd, "steps": steps, "train_clips": len(sets["train"]), **meta,
+        "command": cmd, "base": os.path.basename(args.base), "steps": steps, "train_clips": len(sets["train"]), **meta,
         "novel_targets": tvp.NOVEL_TARGETS, "novel_motions": tvp.NOVEL_MOTIONS, "curve": curve,
         "loss_first_last": [statistics.fmean(res.losses[:50]), statistics.fmean(res.losses[-50:])],
         "seconds": round(time.time() - t_start)}})
@@ -691,6 +691,13 @@ def train_adapters_main(args, t_start: float) -> None:
                      lambda clips: predict(model, clips, 0, adapters), {"noise": NOISE, "dual_cfg": [S_V, S_T]})
 
 
+def adapters_base(path: str) -> str | None:
+    """The file name of the base the adapters of ``path`` were trained on, when the file says (None otherwise)."""
+    if not os.path.isfile(path):
+        return None
+    return _pack()["files"].read_metadata(path).get("training", {}).get("base")
+
+
 def shipped_table(args, t_start: float, script: str, load_base_fn, load_adapters_fn, predict_fn, full_row: str,
                   settings: str) -> None:
     """The ``--shipped`` evaluation both benchmarks share, on a fresh held-out set of ``--eval-seed`` (clips like the
@@ -702,7 +709,11 @@ def shipped_table(args, t_start: float, script: str, load_base_fn, load_adapters
                          "--pretrain-base OUT` and pass --base OUT")
     model, _ = load_base_fn(args.base)
     adapters = None
-    if os.path.isfile(args.adapters):
+    trained_on = adapters_base(args.adapters)
+    if trained_on not in (None, os.path.basename(args.base)):
+        print(f"{os.path.basename(args.adapters)} was trained on {trained_on}, not on {os.path.basename(args.base)}: "
+              f"evaluating the base alone (pass --base with {trained_on} to evaluate the adapters)", flush=True)
+    elif os.path.isfile(args.adapters):
         adapters = load_adapters_fn(args.adapters).float().requires_grad_(False)
     else:
         print(f"{args.adapters} does not exist (this version ships no trained adapters for {script}: see the method's "

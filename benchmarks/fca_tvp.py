@@ -351,7 +351,9 @@ def side_by_side(path: str, results: dict, params: dict, keys) -> None:
 # ----------------------------------------------------------------------------------------------------------
 # the shipped frozen base: pretraining, file, gates
 
-BASE_FILE = os.path.join(HERE, "weights", "tvp_wan_base.safetensors")
+BASE_FILE = os.path.join(HERE, "weights", "tvp_wan_base.safetensors")  # text-to-video only
+# --base's default: the base handed the first frame, on which the shipped FCA adapters were trained
+FIRST_FRAME_BASE_FILE = os.path.join(HERE, "weights", "tvp_wan_first_frame_base.safetensors")
 FIRST_FRAME_SHARE = 0.0  # the loaded base's: share of its pretraining samples handed the clean first latent frame
 TEXT_CODE = 1  # the loaded base's version of the stand-in text encoder (tvp_task.text_features); files without one: 1
 
@@ -598,6 +600,73 @@ def shipped_main(args, t_start: float) -> None:
               f"{100 * direction_gap(model, clips, seed=args.eval_seed, first_frame=True):+.2f} %")
 
 
+PREVIEW_PAIRS = (("single-phase base", FIRST_FRAME_BASE_FILE, FCA_FILE),
+                 ("turns base", os.path.join(HERE, "weights", "tvp_wan_turns_base.safetensors"),
+                  os.path.join(HERE, "weights", "tvp_fca_turns.safetensors")))
+
+
+def swapped_pairs(n: int, seed: int) -> tvp.TVPClips:
+    """``2 n`` clips: the first ``n`` two-phase instruction clips of ``seed`` whose phases also fit the frame in the
+    other order, each followed by the same first frame with the phases swapped ("left, then up" and "up, then
+    left"): one start, two instructions."""
+    pool = tvp.make_instruction_set(8 * n, seed)
+    plans = []
+    for p in pool.plans:
+        if len(p.directions) != 2:
+            continue
+        other = tvp.build_plan(list(p.objects), [tuple(q) for q in p.positions[:, 0].tolist()], p.target,
+                               tuple(reversed(p.directions)), p.distance, p.frames, p.size, p.background)
+        r = 0.5 * p.target_object.size
+        if bool(((other.positions >= r) & (other.positions <= p.size - r)).all()):
+            plans += [p, other]
+        if len(plans) == 2 * n:
+            return tvp.TVPClips(tvp.render(plans), plans)
+    raise RuntimeError(f"only {len(plans) // 2} such clips in {8 * n} draws")
+
+
+@torch.no_grad()
+def preview(path: str, n: int = 3, seed: int = 0, scale: int = 3) -> str:
+    """An animated GIF of the shipped pairs (:data:`PREVIEW_PAIRS`) on :func:`swapped_pairs` of held-out seed
+    ``1000 + seed``: a row per clip (each first frame twice, with the two orders of its instruction), columns the
+    truth, then each base alone and with its FCA adapters (Euler 12 steps, CFG 2, sampling seed ``seed``); under
+    each sample whether both phases came out right (``tvp_task.phase_correct``)."""
+    from PIL import Image, ImageDraw
+
+    pk = _pack()
+    clips = swapped_pairs(n, 1000 + seed)
+    cols = [("truth", clips.videos)]
+    for name, base, fca in PREVIEW_PAIRS:
+        model, _ = load_base(base)
+        use_text_code(pk["files"].read_metadata(fca).get("training", {}).get("text_code"))
+        adapters = pk["registry"].get("fca").load(fca).float().requires_grad_(False)
+        cols += [(f"{name}\nalone", predict(model, clips, seed)),
+                 (f"{name}\n+ FCA", predict(model, clips, seed, adapters))]
+    size = clips.videos.shape[-1] * scale
+    gap, label_h, head = 4, 14, 28
+    width, height = len(cols) * (size + gap) - gap, head + len(clips) * (label_h + size + label_h)
+    marks = [[None] + [all(tvp.phase_correct(v[i], clips.plans[i])) for i in range(len(clips))]
+             for _, v in cols[1:]]
+    frames = []
+    for t in range(clips.videos.shape[1]):
+        im = Image.new("RGB", (width, height), "white")
+        draw = ImageDraw.Draw(im)
+        for k, (name, videos) in enumerate(cols):
+            draw.multiline_text((k * (size + gap) + 2, 2), name, fill="black", spacing=1)
+        for i, plan in enumerate(clips.plans):
+            y = head + i * (2 * label_h + size)
+            draw.text((2, y + 1), plan.instruction, fill="black")
+            for k, (_, videos) in enumerate(cols):
+                frame = (videos[i, t].clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
+                im.paste(Image.fromarray(frame).resize((size, size), Image.NEAREST), (k * (size + gap), y + label_h))
+                if k:
+                    ok = marks[k - 1][i + 1]
+                    draw.text((k * (size + gap) + 2, y + label_h + size + 1), "both phases right" if ok else "wrong",
+                              fill=(0, 120, 0) if ok else (170, 0, 0))
+        frames.append(im.convert("P", palette=Image.ADAPTIVE, colors=64))
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=400, loop=0, optimize=True)
+    return path
+
+
 # ----------------------------------------------------------------------------------------------------------
 # frame-wise prompts on the frozen base (no training)
 
@@ -735,7 +804,7 @@ def main() -> None:
                     "print AID's rows and FCA's in one table")
     ap.add_argument("--base-cache", default=None, help="a folder to keep the pretrained base in (safetensors) and "
                     "reuse on the next run with the same settings")
-    aid_tvp.file_modes(ap, "FCA", BASE_FILE, FCA_FILE, "--adapter-steps", 4000)
+    aid_tvp.file_modes(ap, "FCA", FIRST_FRAME_BASE_FILE, FCA_FILE, "--adapter-steps", 4000)
     ap.add_argument("--adapter-steps", type=int, default=None)
     ap.add_argument("--adapter-seed", type=int, default=0, help="seed of the adapters' initialisation and training draws")
     ap.add_argument("--train-clips", type=int, default=192,
@@ -761,9 +830,15 @@ def main() -> None:
                     help="frame-wise prompts on the frozen base (--base), no training: two-phase instructions as one "
                          "global prompt against Framewise Prompts with the decomposer's states")
     ap.add_argument("--sample-steps", type=int, default=12)
+    ap.add_argument("--preview", default=None, metavar="GIF",
+                    help="write an animated GIF of both shipped base + FCA pairs (one first frame, its instruction "
+                         "with the phases in either order; held-out seed 1000 + --eval-seed) and stop")
     args = ap.parse_args()
     globals()["WAN_PATCH"] = args.wan_patch
     t_start = aid_tvp.start(args)
+    if args.preview:
+        print(f"wrote {preview(os.path.abspath(args.preview), seed=args.eval_seed)} ({time.time() - t_start:.0f} s)")
+        return
     if aid_tvp.run_mode(args, t_start, {"pretrain_base": pretrain_main, "framewise": framewise_main,
                                         "train_adapters": train_adapters_main, "shipped": shipped_main}):
         return
