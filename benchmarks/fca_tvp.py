@@ -172,19 +172,11 @@ def tiny_wan(seed: int, channels: int | None = None):
     """A Wan 2.1 text-to-video DiT of ComfyUI's own class for the latent code (``channels``: the code's, 16 for the
     patch code, 48 for the raw one), initialised (ComfyUI builds models without initialising them: they are loaded
     from files)."""
-    import comfy.latent_formats
-    import comfy.model_patcher
-    import comfy.supported_models
+    from devtools.tiny_models import wan_t2v
 
     channels = channels or (aid_tvp.CODE.channels if aid_tvp.CODE is not None else 48)
-    cfg = {"image_model": "wan2.1", "model_type": "t2v", "patch_size": (1, WAN_PATCH, WAN_PATCH), "in_dim": channels, "dim": DIM,
-           "ffn_dim": FFN, "freq_dim": 256, "text_dim": TEXT_DIM, "out_dim": channels, "num_heads": HEADS,
-           "num_layers": LAYERS, "window_size": (-1, -1), "qk_norm": True, "cross_attn_norm": True, "eps": 1e-6}
-    mc = comfy.supported_models.WAN21_T2V(cfg)
-    # a latent format with the code's channel count (never applied: no VAE here)
-    mc.latent_format = comfy.latent_formats.Wan21 if channels == 16 else comfy.latent_formats.Wan22
-    mc.set_inference_dtype(torch.float32, None)
-    base = mc.get_model({})
+    model = wan_t2v(channels, DIM, FFN, HEADS, LAYERS, TEXT_DIM, WAN_PATCH)
+    base = model.model
     g = torch.Generator().manual_seed(seed)
     net = base.diffusion_model
     with torch.no_grad():
@@ -197,8 +189,7 @@ def tiny_wan(seed: int, channels: int | None = None):
                 p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(p[0].numel()))
         for p in net.head.head.parameters():
             p.zero_()
-    base.requires_grad_(False)
-    return comfy.model_patcher.ModelPatcher(base, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
+    return model
 
 
 def train(params, forward, x0: torch.Tensor, steps: int, batch: int, seed: int, recipe: dict, lr: float = LR,
@@ -430,6 +421,8 @@ def load_base(path: str = BASE_FILE):
     global WAN_PATCH, FIRST_FRAME_SHARE, TEXT_CODE
     from safetensors.torch import load_file
 
+    from devtools.tiny_models import tvp_wan_base
+
     meta = base_metadata(path)
     if meta.get("kind") != "tvp_base" or meta.get("architecture") != "WAN21_T2V":
         raise ValueError(f"{path} is not the miniature's Wan base")
@@ -442,9 +435,7 @@ def load_base(path: str = BASE_FILE):
                          f"({tvp.TEXT_CODES}): update the pack")
     aid_tvp.CODE = tvp.PatchCode.from_state_dict(tensors)
     NORM.update(mean=tensors["norm/mean"].float(), std=tensors["norm/std"].float())
-    model = tiny_wan(seed=0)
-    model.model.diffusion_model.load_state_dict({k[4:]: v.float() for k, v in tensors.items() if k.startswith("dit/")})
-    return model, meta
+    return tvp_wan_base(path, HEADS), meta
 
 
 @torch.no_grad()
