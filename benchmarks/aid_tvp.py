@@ -619,6 +619,7 @@ def score(videos: torch.Tensor, clips: tvp.TVPClips, reference: tvp.TVPClips) ->
 def written_command(script: str, out: str) -> str:
     """The command line that wrote ``out``, as it goes into the file's metadata: ``out`` itself as OUT, files of this
     repository relative to its root, other absolute paths as their file name (no path of the machine it ran on)."""
+    import shlex
     import sys
 
     def word(a: str) -> str:
@@ -630,7 +631,7 @@ def written_command(script: str, out: str) -> str:
             return rel if not rel.startswith("..") else os.path.basename(a)
         return a
 
-    return f"python benchmarks/{script} " + " ".join(word(a) for a in sys.argv[1:])
+    return f"python benchmarks/{script} " + " ".join(shlex.quote(word(a)) for a in sys.argv[1:])
 
 
 def train_with_curve(args, t_start: float, script: str, steps: int, adapters, sets: dict, fit, predict_fn,

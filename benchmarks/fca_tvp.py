@@ -549,7 +549,7 @@ def train_adapters_main(args, t_start: float) -> None:
     sets = aid_tvp.instruction_sets(0, train=args.train_clips)
     frames = sets["train"].videos.shape[1]
     torch.manual_seed(args.adapter_seed)
-    adapters = pk["attach"].new_adapters("fca", model, {**fca_config(frames), "positions": args.positions})
+    adapters = pk["attach"].new_adapters("fca", model, {**fca_config(frames, args.row), "positions": args.positions})
     patched = pk["attach"].attach_adapters(model, adapters)
     fwd = pk["simda"].AdapterForward(patched, "flow", text_conditions(sets["train"].instructions),
                                      pk["host_mod"].describe(model), kind=pk["registry"].get("fca"), adapters=adapters)
@@ -564,14 +564,15 @@ def train_adapters_main(args, t_start: float) -> None:
 
     aid_tvp.train_with_curve(args, t_start, "fca_tvp.py", steps, adapters, sets, fit,
                              lambda clips: predict(model, clips, 0, adapters),
-                             {"cfg": CFG, "lr": LR, "recipe": recipe, "text_code": TEXT_CODE})
+                             {"cfg": CFG, "lr": LR, "recipe": recipe, "text_code": TEXT_CODE, "row": args.row})
 
 
 def shipped_main(args, t_start: float) -> None:
     """The shipped base and full FCA on a fresh held-out set of ``--eval-seed``."""
     handed = os.path.isfile(args.base) and float(base_metadata(args.base).get("first_frame_share", 0)) > 0
     code = args.text_code
-    if code is None and os.path.isfile(args.adapters):  # adapters trained under another text code keep it
+    if code is None and aid_tvp.adapters_base(args.adapters) == os.path.basename(args.base):
+        # adapters trained under another text code than their base's keep it
         code = _pack()["files"].read_metadata(args.adapters).get("training", {}).get("text_code")
 
     def load(path):
@@ -726,6 +727,7 @@ def framewise_main(args, t_start: float) -> None:
     host, simda = pk["host"], pk["simda"]
     # what Framewise Prompts calls on a CLIP: the miniature's text features of a state, unpadded
     model, meta = load_base(args.base)
+    use_text_code(args.text_code)
     clip = ToyTextEncoder(TEXT_DIM, lambda text, dim: tvp.text_features(text, dim, code=TEXT_CODE)[None])
     desc = pk["host_mod"].describe(model)
     clips = phase_set(args.eval_clips, 2000 + args.eval_seed)
@@ -800,6 +802,8 @@ def main() -> None:
     ap.add_argument("--adapter-seed", type=int, default=0, help="seed of the adapters' initialisation and training draws")
     ap.add_argument("--train-clips", type=int, default=192,
                     help="--train-adapters: how many instruction clips the adapters train on (half are two-phase)")
+    ap.add_argument("--row", choices=[r for r, v in ROWS.items() if v is not None], default=FULL,
+                    help="--train-adapters: which FCA variant of the ablation table to train (default: full)")
     ap.add_argument("--positions", choices=("none", "rope"), default="none",
                     help="FCA's positions setting for --train-adapters (none: the paper's branch)")
     ap.add_argument("--wan-patch", type=int, choices=(1, 2), default=WAN_PATCH,
@@ -815,8 +819,8 @@ def main() -> None:
                          "model does). A base made so is sampled with the clips' first frames")
     ap.add_argument("--text-code", type=int, choices=tvp.TEXT_CODES, default=None,
                     help="version of the stand-in text encoder (tvp_task.text_features; 2 marks the clause after "
-                         "each \"then\"): --pretrain-base records it in the base (default 1); elsewhere it replaces "
-                         "the loaded base's own")
+                         "each \"then\"): --pretrain-base records it in the base (default 1); --train-adapters, "
+                         "--shipped and --framewise run the loaded base under it instead of its own")
     ap.add_argument("--framewise", action="store_true",
                     help="frame-wise prompts on the frozen base (--base), no training: two-phase instructions as one "
                          "global prompt against Framewise Prompts with the decomposer's states")

@@ -35,6 +35,7 @@ def test_shipped_file_is_fp16_and_says_how_it_was_made(name):
         # its base is named by its place in this repository, and exists
         base = re.search(r"--base (\S+)", command)
         assert base and os.path.isfile(os.path.join(ROOT, base.group(1))), command
+        assert training["base"] == os.path.basename(base.group(1))
     else:
         assert meta.get("kind") == "tvp_base"
         command = meta["command"]
