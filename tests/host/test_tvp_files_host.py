@@ -26,6 +26,25 @@ def _install(name):
     return "test/shipped_" + name
 
 
+BASES = sorted(f for f in os.listdir(WEIGHTS) if f.startswith("tvp_wan_") and f.endswith(".safetensors"))
+
+
+@pytest.mark.parametrize("base_file", BASES)
+def test_shipped_base_builds_as_comfyuis_wan(host, base_file):
+    from devtools.tiny_models import tvp_wan_base
+
+    base = tvp_wan_base(os.path.join(WEIGHTS, base_file))
+    net = base.model.diffusion_model
+    assert type(net).__module__ == "comfy.ldm.wan.model"
+    stored = {k[4:]: v for k, v in load_file(os.path.join(WEIGHTS, base_file)).items() if k.startswith("dit/")}
+    state = net.state_dict()
+    assert set(state) == set(stored)
+    for k, v in state.items():
+        assert torch.equal(v, stored[k].float()), k
+    with safe_open(os.path.join(WEIGHTS, base_file), "pt") as f:
+        assert list(net.patch_size) == [1] + 2 * [int(f.metadata()["patch"])]
+
+
 @pytest.mark.parametrize("adapter_file, base_file", PAIRS)
 def test_shipped_fca_adapters_load_onto_their_base(host, adapter_file, base_file):
     from devtools.tiny_models import tvp_wan_base
@@ -34,10 +53,6 @@ def test_shipped_fca_adapters_load_onto_their_base(host, adapter_file, base_file
         training = json.loads(f.metadata()["video_adapters"])["training"]
     assert training["base"] == base_file  # the file names the base it was trained on
     base = tvp_wan_base(os.path.join(WEIGHTS, base_file))
-    assert type(base.model.diffusion_model).__module__ == "comfy.ldm.wan.model"
-    stored = load_file(os.path.join(WEIGHTS, base_file))
-    for k, v in base.model.diffusion_model.state_dict().items():
-        assert torch.equal(v, stored["dit/" + k].float()), k
     model, summary = host.call("VA_LoadAdapter", base, _install(adapter_file), 1.0)
     ad = model.get_additional_models_with_key("video_adapters")[-1].model
     assert isinstance(ad, host.pack_module("adapters.fca").FCAAdapterSet)
