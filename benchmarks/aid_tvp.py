@@ -519,7 +519,7 @@ def start(args) -> float:
     global VERBOSE, START_DIR
     VERBOSE = args.verbose
     START_DIR = os.getcwd()
-    for name in ("base", "adapters", "pretrain_base", "train_adapters", "json", "aid_json", "base_cache"):
+    for name in ("base", "adapters", "pretrain_base", "train_adapters", "json", "aid_json", "base_cache", "preview"):
         if getattr(args, name, None):
             setattr(args, name, os.path.abspath(getattr(args, name)))
     torch.set_num_threads(args.threads)
@@ -692,11 +692,10 @@ def train_adapters_main(args, t_start: float) -> None:
                      lambda clips: predict(model, clips, 0, adapters), {"noise": NOISE, "dual_cfg": [S_V, S_T]})
 
 
-def adapters_base(path: str) -> str | None:
-    """The file name of the base the adapters of ``path`` were trained on, when the file says (None otherwise)."""
-    if not os.path.isfile(path):
-        return None
-    return _pack()["files"].read_metadata(path).get("training", {}).get("base")
+def adapters_training(path: str) -> dict:
+    """The ``training`` record of the adapter file ``path`` (its command, the base it was trained on, ...); empty
+    when there is no such file or the file has none."""
+    return _pack()["files"].read_metadata(path).get("training", {}) if os.path.isfile(path) else {}
 
 
 def shipped_table(args, t_start: float, script: str, load_base_fn, load_adapters_fn, predict_fn, full_row: str,
@@ -710,7 +709,7 @@ def shipped_table(args, t_start: float, script: str, load_base_fn, load_adapters
                          "--pretrain-base OUT` and pass --base OUT")
     model, _ = load_base_fn(args.base)
     adapters = None
-    trained_on = adapters_base(args.adapters)
+    trained_on = adapters_training(args.adapters).get("base")
     if trained_on not in (None, os.path.basename(args.base)):
         print(f"{os.path.basename(args.adapters)} was trained on {trained_on}, not on {os.path.basename(args.base)}: "
               f"evaluating the base alone (pass --base with {trained_on} to evaluate the adapters)", flush=True)

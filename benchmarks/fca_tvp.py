@@ -570,10 +570,9 @@ def train_adapters_main(args, t_start: float) -> None:
 def shipped_main(args, t_start: float) -> None:
     """The shipped base and full FCA on a fresh held-out set of ``--eval-seed``."""
     handed = os.path.isfile(args.base) and float(base_metadata(args.base).get("first_frame_share", 0)) > 0
-    code = args.text_code
-    if code is None and aid_tvp.adapters_base(args.adapters) == os.path.basename(args.base):
-        # adapters trained under another text code than their base's keep it
-        code = _pack()["files"].read_metadata(args.adapters).get("training", {}).get("text_code")
+    code, training = args.text_code, aid_tvp.adapters_training(args.adapters)
+    if code is None and training.get("base") == os.path.basename(args.base):
+        code = training.get("text_code")  # adapters trained under another text code than their base's keep it
 
     def load(path):
         out = load_base(path)
@@ -629,15 +628,14 @@ def preview(path: str, n: int = 3, seed: int = 0, scale: int = 3) -> str:
     cols = [("truth", clips.videos)]
     for name, base, fca in PREVIEW_PAIRS:
         model, _ = load_base(base)
-        use_text_code(pk["files"].read_metadata(fca).get("training", {}).get("text_code"))
+        use_text_code(aid_tvp.adapters_training(fca).get("text_code"))
         adapters = pk["registry"].get("fca").load(fca).float().requires_grad_(False)
         cols += [(f"{name}\nalone", predict(model, clips, seed)),
                  (f"{name}\n+ FCA", predict(model, clips, seed, adapters))]
     size = clips.videos.shape[-1] * scale
     gap, label_h, head = 4, 14, 28
     width, height = len(cols) * (size + gap) - gap, head + len(clips) * (label_h + size + label_h)
-    marks = [[None] + [all(tvp.phase_correct(v[i], clips.plans[i])) for i in range(len(clips))]
-             for _, v in cols[1:]]
+    right = [[all(tvp.phase_correct(v[i], p)) for i, p in enumerate(clips.plans)] for _, v in cols[1:]]
     frames = []
     for t in range(clips.videos.shape[1]):
         im = Image.new("RGB", (width, height), "white")
@@ -651,12 +649,16 @@ def preview(path: str, n: int = 3, seed: int = 0, scale: int = 3) -> str:
                 frame = (videos[i, t].clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
                 im.paste(Image.fromarray(frame).resize((size, size), Image.NEAREST), (k * (size + gap), y + label_h))
                 if k:
-                    ok = marks[k - 1][i + 1]
+                    ok = right[k - 1][i]
                     draw.text((k * (size + gap) + 2, y + label_h + size + 1), "both phases right" if ok else "wrong",
                               fill=(0, 120, 0) if ok else (170, 0, 0))
         frames.append(im.convert("P", palette=Image.ADAPTIVE, colors=64))
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=400, loop=0, optimize=True)
     return path
+
+
+def preview_main(args, t_start: float) -> None:
+    print(f"wrote {preview(args.preview, seed=args.eval_seed)} ({time.time() - t_start:.0f} s)")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -831,11 +833,9 @@ def main() -> None:
     args = ap.parse_args()
     globals()["WAN_PATCH"] = args.wan_patch
     t_start = aid_tvp.start(args)
-    if args.preview:
-        print(f"wrote {preview(os.path.abspath(args.preview), seed=args.eval_seed)} ({time.time() - t_start:.0f} s)")
-        return
     if aid_tvp.run_mode(args, t_start, {"pretrain_base": pretrain_main, "framewise": framewise_main,
-                                        "train_adapters": train_adapters_main, "shipped": shipped_main}):
+                                        "train_adapters": train_adapters_main, "shipped": shipped_main,
+                                        "preview": preview_main}):
         return
     quick = args.quick
     seeds = args.seeds or (1 if quick else 3)
