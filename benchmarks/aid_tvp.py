@@ -316,7 +316,7 @@ def one_step(forward, model, clips: tvp.TVPClips, sigmas=(0.5, 1.0, 2.0, 4.0), s
 # ----------------------------------------------------------------------------------------------------------
 # the shipped frozen base: pretraining, file, gates
 
-BASE_FILE = os.path.join(HERE, "weights", "tvp_svd_base.safetensors")
+BASE_FILE = os.path.join(ROOT, "adapters", "weights", "tvp_svd_base.safetensors")
 BASE_BROAD = 1536   # broad clips the shipped base is pretrained on
 GATE_STEPS = 12     # Euler steps the gates sample with
 
@@ -572,7 +572,7 @@ def overfit_main(args, t_start: float) -> None:
                        "loss": res.losses, "rows": rows}, f, indent=1)
 
 
-ADAPTER_FILE = os.path.join(HERE, "weights", "tvp_aid_full.safetensors")
+ADAPTER_FILE = os.path.join(ROOT, "adapters", "weights", "tvp_aid_full.safetensors")
 AID_CONFIG = dict(width=64, heads=4, depth=1, queries_per_frame=4, text_dim=TEXT_DIM, vision_dim=CTX, context_dim=CTX)
 S_V, S_T = 1.5, 2.0  # dual CFG of the shipped model's rows
 

@@ -342,9 +342,9 @@ def side_by_side(path: str, results: dict, params: dict, keys) -> None:
 # ----------------------------------------------------------------------------------------------------------
 # the shipped frozen base: pretraining, file, gates
 
-BASE_FILE = os.path.join(HERE, "weights", "tvp_wan_base.safetensors")  # text-to-video only
+BASE_FILE = os.path.join(ROOT, "adapters", "weights", "tvp_wan_base.safetensors")  # text-to-video only
 # --base's default: the base handed the first frame, on which the shipped FCA adapters were trained
-FIRST_FRAME_BASE_FILE = os.path.join(HERE, "weights", "tvp_wan_first_frame_base.safetensors")
+FIRST_FRAME_BASE_FILE = os.path.join(ROOT, "adapters", "weights", "tvp_wan_first_frame_base.safetensors")
 FIRST_FRAME_SHARE = 0.0  # the loaded base's: share of its pretraining samples handed the clean first latent frame
 TEXT_CODE = 1  # the loaded base's version of the stand-in text encoder (tvp_task.text_features); files without one: 1
 
@@ -508,7 +508,7 @@ BASE_SETS = {  # --base-set: the clips a base is pretrained on, and how its meta
 # ----------------------------------------------------------------------------------------------------------
 # full FCA on the shipped base: training, the shipped file, evaluation
 
-FCA_FILE = os.path.join(HERE, "weights", "tvp_fca_full.safetensors")
+FCA_FILE = os.path.join(ROOT, "adapters", "weights", "video_adapters", "tvp_fca_full.safetensors")
 
 
 def fca_config(frames: int, row: str = FULL) -> dict:
@@ -592,39 +592,20 @@ def shipped_main(args, t_start: float) -> None:
 
 
 PREVIEW_PAIRS = (("single-phase base", FIRST_FRAME_BASE_FILE, FCA_FILE),
-                 ("turns base", os.path.join(HERE, "weights", "tvp_wan_turns_base.safetensors"),
-                  os.path.join(HERE, "weights", "tvp_fca_turns.safetensors")))
-
-
-def swapped_pairs(n: int, seed: int) -> tvp.TVPClips:
-    """``2 n`` clips: the first ``n`` two-phase instruction clips of ``seed`` whose phases also fit the frame in the
-    other order, each followed by the same first frame with the phases swapped ("left, then up" and "up, then
-    left"): one start, two instructions."""
-    pool = tvp.make_instruction_set(8 * n, seed)
-    plans = []
-    for p in pool.plans:
-        if len(p.directions) != 2:
-            continue
-        other = tvp.build_plan(list(p.objects), [tuple(q) for q in p.positions[:, 0].tolist()], p.target,
-                               tuple(reversed(p.directions)), p.distance, p.frames, p.size, p.background)
-        r = 0.5 * p.target_object.size
-        if bool(((other.positions >= r) & (other.positions <= p.size - r)).all()):
-            plans += [p, other]
-        if len(plans) == 2 * n:
-            return tvp.TVPClips(tvp.render(plans), plans)
-    raise RuntimeError(f"only {len(plans) // 2} such clips in {8 * n} draws")
+                 ("turns base", os.path.join(ROOT, "adapters", "weights", "tvp_wan_turns_base.safetensors"),
+                  os.path.join(ROOT, "adapters", "weights", "video_adapters", "tvp_fca_turns.safetensors")))
 
 
 @torch.no_grad()
 def preview(path: str, n: int = 3, seed: int = 0, scale: int = 3) -> str:
-    """An animated GIF of the shipped pairs (:data:`PREVIEW_PAIRS`) on :func:`swapped_pairs` of held-out seed
+    """An animated GIF of the shipped pairs (:data:`PREVIEW_PAIRS`) on :func:`tvp_task.swapped_pairs` of held-out seed
     ``1000 + seed``: a row per clip (each first frame twice, with the two orders of its instruction), columns the
     truth, then each base alone and with its FCA adapters (Euler 12 steps, CFG 2, sampling seed ``seed``); under
     each sample whether both phases came out right (``tvp_task.phase_correct``)."""
     from PIL import Image, ImageDraw
 
     pk = _pack()
-    clips = swapped_pairs(n, 1000 + seed)
+    clips = tvp.swapped_pairs(n, 1000 + seed)
     cols = [("truth", clips.videos)]
     for name, base, fca in PREVIEW_PAIRS:
         model, _ = load_base(base)

@@ -46,43 +46,22 @@ def tiny_svd(seed: int = 7):
     return comfy.model_patcher.ModelPatcher(base, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
 
 
-def wan_t2v(channels: int, dim: int, ffn: int, heads: int, layers: int, text_dim: int, patch: int = 2):
-    """A Wan 2.1 text-to-video MODEL of ComfyUI's own class at any size (ComfyUI's detection pins the text width
-    to 4096), fp32 on the CPU, its weights as ComfyUI leaves them (uninitialised: load or initialise them)."""
-    import comfy.latent_formats
-    import comfy.model_patcher
-    import comfy.supported_models
+def _instruction_binding():
+    from devtools.harness import get_host
 
-    cfg = {"image_model": "wan2.1", "model_type": "t2v", "patch_size": (1, patch, patch), "in_dim": channels,
-           "dim": dim, "ffn_dim": ffn, "freq_dim": 256, "text_dim": text_dim, "out_dim": channels,
-           "num_heads": heads, "num_layers": layers, "window_size": (-1, -1), "qk_norm": True,
-           "cross_attn_norm": True, "eps": 1e-6}
-    mc = comfy.supported_models.WAN21_T2V(cfg)
-    # a latent format with the channel count (never applied: these models come without a VAE)
-    mc.latent_format = comfy.latent_formats.Wan21 if channels == 16 else comfy.latent_formats.Wan22
-    mc.set_inference_dtype(torch.float32, None)
-    base = mc.get_model({})
-    base.requires_grad_(False)
-    return comfy.model_patcher.ModelPatcher(base, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
+    return get_host().pack_module("nodes.binding.instruction_demo")
+
+
+def wan_t2v(channels: int, dim: int, ffn: int, heads: int, layers: int, text_dim: int, patch: int = 2):
+    """A Wan 2.1 text-to-video MODEL of ComfyUI's own class at any size, uninitialised (the pack's builder, which
+    the tiny instruction demo uses)."""
+    return _instruction_binding().wan_t2v(channels, dim, ffn, heads, layers, text_dim, patch)
 
 
 def tvp_wan_base(path: str, heads: int = 2):
-    """A Wan base file of the text-video prediction miniature (``benchmarks/weights/tvp_wan_*.safetensors``: the
-    DiT's tensors under ``dit/``, its spatial patch in the metadata) as a MODEL; sizes are read from the tensors,
-    except the head count, which they do not show (the miniature's: 2)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(path, "pt") as f:
-        patch = int((f.metadata() or {}).get("patch", 2))
-    sd = {k[4:]: v.float() for k, v in load_file(path).items() if k.startswith("dit/")}
-    dim, text_dim = sd["text_embedding.0.weight"].shape
-    layers = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
-    model = wan_t2v(channels=sd["head.head.weight"].shape[0] // patch ** 2, dim=dim,
-                    ffn=sd["blocks.0.ffn.0.weight"].shape[0], heads=heads, layers=layers, text_dim=text_dim,
-                    patch=patch)
-    model.model.diffusion_model.load_state_dict(sd)
-    return model
+    """A Wan base file of the text-video prediction miniature (``adapters/weights/tvp_wan_*.safetensors``) as a
+    MODEL, as the tiny instruction demo builds it (without the demo's sampling patches)."""
+    return _instruction_binding().base_model(path, heads)
 
 
 def tiny_sd15_state_dict(seed: int):

@@ -22,6 +22,10 @@ try:
     os.makedirs(folder_paths.get_folder_paths(MODEL_FOLDER)[0], exist_ok=True)
 except OSError:
     pass  # a read-only models folder: the loaders then say the list is empty
+# the adapter files that ship with the pack (the tiny instruction demo's), listed after the user's own
+folder_paths.add_model_folder_path(
+    MODEL_FOLDER, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "adapters", "weights",
+                               MODEL_FOLDER))
 
 
 def _collect() -> list[type[io.ComfyNode]]:

@@ -1,4 +1,5 @@
-"""The benchmarks' shipped weight files: safetensors in fp16, each with the command that made it and nothing of the
+"""The text-video prediction miniature's shipped weight files (``adapters/weights/tvp_*``, the adapters in
+``adapters/weights/video_adapters``): safetensors in fp16, each with the command that made it and nothing of the
 machine it was made on in its metadata. Frozen bases carry the miniature's own metadata (kind ``tvp_base``);
 trained adapters are pack files, the command under ``training``."""
 
@@ -12,8 +13,9 @@ from safetensors import safe_open
 from adapters.files import METADATA_KEY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WEIGHTS = os.path.join(ROOT, "benchmarks", "weights")
-FILES = sorted(f for f in os.listdir(WEIGHTS) if f.endswith(".safetensors")) if os.path.isdir(WEIGHTS) else []
+WEIGHTS = os.path.join(ROOT, "adapters", "weights")
+FILES = sorted(os.path.relpath(os.path.join(d, f), WEIGHTS) for d, _, names in os.walk(WEIGHTS) for f in names
+               if f.startswith("tvp_") and f.endswith(".safetensors"))
 MACHINE_PATH = re.compile(r'(^|[\s"=:])(/|[A-Za-z]:\\)[A-Za-z]')
 
 

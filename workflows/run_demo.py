@@ -1,6 +1,7 @@
 """Run a shipped workflow headless on the CPU and print the path of every file it saved.
 
     python workflows/run_demo.py                      # the tiny demo: no downloads, about a minute on a CPU
+    python workflows/run_demo.py "workflows/FCA - tiny demo, no downloads.json" --preview fca.gif
     python workflows/run_demo.py path/to/workflow.json --output out/
     python workflows/run_demo.py --contact-sheet frames.jpg   # also one image (in the output folder): a row of frames per video
     python workflows/run_demo.py --preview demo.gif           # also an animated GIF: the videos side by side
@@ -23,6 +24,7 @@ sys.path.insert(0, os.path.dirname(HERE))  # the pack's folder: its core package
 from devtools.headless import NO_HOST_HELP, Host, find_comfyui, ui_to_api  # noqa: E402
 
 DEFAULT = os.path.join(HERE, "Video Adapter - tiny demo, no downloads.json")
+FCA_DEMO = os.path.join(HERE, "FCA - tiny demo, no downloads.json")
 
 
 def saved_files(ui_results: dict, output_dir: str) -> list[str]:
@@ -56,22 +58,32 @@ def _video_frames(path: str) -> list:
 
 
 def animated_preview(paths: list[str], out_path: str, labels: dict | None = None, extra_rows: list | None = None,
-                     scale: int = 2, fps: float = 4.0) -> str:
-    """An animated GIF (or WebP, by the file name) with the videos side by side, each under its label."""
+                     scale: int = 2, fps: float = 4.0, per_row: int | None = None,
+                     row_titles: list[str] | None = None) -> str:
+    """An animated GIF (or WebP, by the file name) with the videos side by side, each under its label; with
+    ``per_row``, that many videos per row, each row under its title from ``row_titles``."""
     from PIL import Image, ImageDraw
 
     cols = [(labels.get(os.path.basename(p), _name(p)) if labels else _name(p), _video_frames(p)) for p in paths]
     cols += list(extra_rows or [])
+    per_row = per_row or len(cols)
+    rows = [cols[i:i + per_row] for i in range(0, len(cols), per_row)]
     w, h = cols[0][1][0].size
     w, h, gap, top = w * scale, h * scale, 6, 18
+    title = 16 if row_titles else 0
+    row_h = title + top + h + gap
     n = min(len(f) for _, f in cols)
     frames = []
     for t in range(n):
-        im = Image.new("RGB", (len(cols) * (w + gap) - gap, h + top), "white")
+        im = Image.new("RGB", (per_row * (w + gap) - gap, len(rows) * row_h - gap), "white")
         draw = ImageDraw.Draw(im)
-        for k, (label, fr) in enumerate(cols):
-            draw.text((k * (w + gap) + 2, 3), label, fill="black")
-            im.paste(fr[t].resize((w, h), Image.NEAREST), (k * (w + gap), top))
+        for r, row in enumerate(rows):
+            y = r * row_h
+            if row_titles and r < len(row_titles):
+                draw.text((2, y + 2), row_titles[r], fill="black")
+            for k, (label, fr) in enumerate(row):
+                draw.text((k * (w + gap) + 2, y + title + 3), label, fill=(60, 60, 60))
+                im.paste(fr[t].resize((w, h), Image.NEAREST), (k * (w + gap), y + title + top))
         frames.append(im.convert("P", palette=Image.ADAPTIVE, colors=255))
     frames[0].save(out_path, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0,
                    optimize=True)
@@ -149,18 +161,31 @@ def main(argv=None) -> int:
     for p in files:
         print(p)
     videos = sorted(p for p in files if p.lower().endswith((".mp4", ".webm", ".mov", ".gif")))
-    demo = workflow_path == DEFAULT
+    demo, fca_demo = workflow_path == DEFAULT, workflow_path == FCA_DEMO
     if sheet and videos:
         extra = [("D_real_domain_clip", domain_reference_frames())] if demo else []
         print(contact_sheet(videos, sheet, extra_rows=extra))
     if preview and videos:
         extra = [("D: a real clip", domain_reference_frames())] if demo else []
-        labels = {os.path.basename(p): lab for p in videos for key, lab in DEMO_LABELS.items() if key in p} if demo else None
-        print(animated_preview(videos, preview, labels=labels, extra_rows=extra))
+        known = DEMO_LABELS if demo else FCA_DEMO_LABELS if fca_demo else {}
+        labels = {os.path.basename(p): lab for p in videos for key, lab in known.items() if key in p} or None
+        layout = dict(per_row=3, row_titles=fca_demo_instructions(workflow)) if fca_demo and len(videos) == 6 else {}
+        print(animated_preview(videos, preview, labels=labels, extra_rows=extra, **layout))
     return 0
 
 
 DEMO_LABELS = {"A_domain_only": "A: small only", "B_prior_only": "B: prior only", "C_composer": "C: composer"}
+FCA_DEMO_LABELS = {"1_truth": "the true clip", "2_base_alone": "frozen base alone", "3_base_with_FCA": "base + FCA",
+                   "4_truth_swapped": "the true clip", "5_base_alone_swapped": "frozen base alone",
+                   "6_with_FCA_swapped": "base + FCA"}
+
+
+def fca_demo_instructions(workflow: dict) -> list[str]:
+    """The two instructions of the FCA demo's scene (from its Tiny Instruction Scene's seed)."""
+    from adapters.instruction_world import demo_scene
+
+    seed = next(n["widgets_values"][0] for n in workflow["nodes"] if n["type"] == "VA_TinyInstructionScene")
+    return [f"{k}. {p.instruction}" for k, p in enumerate(demo_scene(int(seed)).plans, 1)]
 
 
 if __name__ == "__main__":
