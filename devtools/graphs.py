@@ -114,8 +114,8 @@ def model_file(prompt: dict, src) -> str:
 
 
 def write_shipped_adapters(host, prompts: list[dict], load_model, svd_context: int) -> list[str]:
-    """The adapter files the workflows' Load Adapters nodes read, as a shipped training workflow writes them (Train
-    Adapters' file_name): a fresh set of that workflow's kind for ``load_model(file)``, the stand-in of the model
+    """The adapter files the workflows' Load Adapters nodes read (except those that ship with the pack), as a shipped
+    training workflow writes them (Train Adapters' file_name): a fresh set of that workflow's kind for ``load_model(file)``, the stand-in of the model
     it is loaded on, so the loading workflows run before (or without) the training ones. ``svd_context``: the
     SVD stand-in's context width (what Train Adapters reads off it for AID). Returns the names written."""
     import torch
@@ -133,6 +133,8 @@ def write_shipped_adapters(host, prompts: list[dict], load_model, svd_context: i
             if n["class_type"] != "VA_LoadAdapter":
                 continue
             name = n["inputs"]["adapter_name"]
+            if name not in trained and folder_paths.get_full_path("video_adapters", name):
+                continue  # a file that ships with the pack (the tiny instruction demo's adapters)
             if name not in trained:
                 raise AssertionError(f"Load Adapters names {name}, which no shipped training workflow writes")
             model = load_model(model_file(pr, n["inputs"]["model"]))

@@ -38,10 +38,14 @@ def test_ui_format_and_link_integrity(path):
             assert inp["link"] is None or any(l[0] == inp["link"] for l in wf["links"])
 
 
+SHIPPED_ADAPTERS = set(os.listdir(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "adapters",
+                                              "weights", "video_adapters")))
+
+
 @pytest.mark.parametrize("path", WORKFLOWS, ids=os.path.basename)
 def test_model_files_are_declared_with_urls(path):
     """Every model file a widget names comes with a public download URL for the missing-model dialog, except the
-    adapter files a shipped training workflow writes (the user makes those)."""
+    adapter files a shipped training workflow writes (the user makes those) and those that ship with the pack."""
     with open(path) as f:
         wf = json.load(f)
     written = set()
@@ -53,7 +57,7 @@ def test_model_files_are_declared_with_urls(path):
     for n in wf["nodes"]:
         declared = {m["name"]: m for m in n["properties"].get("models", [])}
         for v in n["widgets_values"]:
-            if n["type"] in ("VA_LoadAdapter", "VA_LoadDomainModel") and v in written:
+            if n["type"] in ("VA_LoadAdapter", "VA_LoadDomainModel") and v in written | SHIPPED_ADAPTERS:
                 continue
             if isinstance(v, str) and v.endswith(MODEL_EXTS):
                 assert v in declared, f"{n['type']}: {v} has no download entry"
