@@ -548,6 +548,8 @@ def train_adapters_main(args, t_start: float) -> None:
     use_text_code(args.text_code)
     sets = aid_tvp.instruction_sets(0, train=args.train_clips)
     frames = sets["train"].videos.shape[1]
+    if ROWS[args.row] is None:
+        return lora_main(args, t_start, model, sets, frames)
     torch.manual_seed(args.adapter_seed)
     adapters = pk["attach"].new_adapters("fca", model, {**fca_config(frames, args.row), "positions": args.positions})
     patched = pk["attach"].attach_adapters(model, adapters)
@@ -565,6 +567,55 @@ def train_adapters_main(args, t_start: float) -> None:
     aid_tvp.train_with_curve(args, t_start, "fca_tvp.py", steps, adapters, sets, fit,
                              lambda clips: predict(model, clips, 0, adapters),
                              {"cfg": CFG, "lr": LR, "recipe": recipe, "text_code": TEXT_CODE, "row": args.row})
+
+
+def lora_main(args, t_start: float, model, sets: dict, frames: int) -> None:
+    """``--train-adapters OUT --row "LoRA (params matched)"`` on a base handed the first frame: low-rank deltas on
+    every linear of every block, rank matched to full FCA's parameter count, trained with FCA's recipe on the same
+    clips. The base sees the clip's first frame as it was pretrained to (the clean first latent frame), so nothing
+    is prepended. The paper's fine-tuning baseline is not a pack kind: the deltas are written as plain tensors to
+    OUT and evaluated at once on the ``--shipped`` sets of ``--eval-seed``."""
+    from safetensors.torch import save_file
+
+    if FIRST_FRAME_SHARE <= 0:
+        raise SystemExit("--row LoRA with --train-adapters needs a base handed the first frame (--first-frame-share); "
+                         "the text-only bases' LoRA row is in the full run (no --train-adapters)")
+    pk = _pack()
+    net = model.model.diffusion_model
+    full = pk["attach"].new_adapters("fca", model, {**fca_config(frames), "positions": args.positions})
+    linears = lora_linears(net)
+    rank = lora_rank_for(full.num_trainable_parameters(), linears)
+    torch.manual_seed(args.adapter_seed)
+    lora = LoRA(linears, rank)
+    lora.hook(linears)
+    x = to_model(sets["train"].videos)
+    fwd = FirstFrameLatent(pk["simda"].AdapterForward(model, "flow", text_conditions(sets["train"].instructions),
+                                                      pk["host_mod"].describe(model)),
+                           x, 1.0, torch.Generator().manual_seed(args.adapter_seed))
+    steps = args.adapter_steps or 1500
+    recipe = pk["registry"].training_recipe("fca", steps)
+    print(f"LoRA rank {rank}: {sum(p.numel() for p in lora.parameters()):,} parameters (full FCA: "
+          f"{full.num_trainable_parameters():,})", flush=True)
+    train(lora, fwd, x, steps, 4, args.adapter_seed, recipe)
+    lora.requires_grad_(False)
+    training = {"command": aid_tvp.written_command("fca_tvp.py", args.train_adapters), "rank": rank,
+                "base": os.path.basename(args.base), "text_code": TEXT_CODE, "row": args.row, "steps": steps}
+    save_file({k: v.half().contiguous() for k, v in lora.state_dict().items()}, args.train_adapters,
+              metadata={pk["files"].METADATA_KEY: json.dumps({"kind": "lora baseline (not a pack kind)",
+                                                              "training": training})})
+
+    def predict_fn(m, clips, seed, adapters):
+        if adapters is not None:
+            return predict(m, clips, seed)
+        lora.unhook()  # the base alone
+        try:
+            return predict(m, clips, seed)
+        finally:
+            lora.hook(linears)
+
+    args.adapters = args.train_adapters
+    aid_tvp.shipped_table(args, t_start, "fca_tvp.py", lambda path: (model, None), lambda path: lora, predict_fn,
+                          "LoRA (params matched)", f"Euler 12 steps, CFG {CFG:g}, LoRA rank {rank}")
 
 
 def shipped_main(args, t_start: float) -> None:
@@ -785,8 +836,9 @@ def main() -> None:
     ap.add_argument("--adapter-seed", type=int, default=0, help="seed of the adapters' initialisation and training draws")
     ap.add_argument("--train-clips", type=int, default=192,
                     help="--train-adapters: how many instruction clips the adapters train on (half are two-phase)")
-    ap.add_argument("--row", choices=[r for r, v in ROWS.items() if v is not None], default=FULL,
-                    help="--train-adapters: which FCA variant of the ablation table to train (default: full)")
+    ap.add_argument("--row", choices=list(ROWS), default=FULL,
+                    help="--train-adapters: which row of the ablation table to train (default: full FCA; the LoRA "
+                         "row on a base handed the first frame is evaluated at once on the --shipped sets)")
     ap.add_argument("--positions", choices=("none", "rope"), default="none",
                     help="FCA's positions setting for --train-adapters (none: the paper's branch)")
     ap.add_argument("--wan-patch", type=int, choices=(1, 2), default=WAN_PATCH,
