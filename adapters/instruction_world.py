@@ -631,6 +631,13 @@ def swapped_pairs(n: int, seed: int) -> TVPClips:
     raise RuntimeError(f"only {len(plans) // 2} such clips in {len(pool.plans)} draws")
 
 
+# the tiny demo's shipped files (adapters/weights; the adapters in adapters/weights/video_adapters): its choice of
+# base -> (frozen base, the FCA adapters trained on it); and the sampler settings both were measured with
+DEMO_FILES: dict[str, tuple[str, str]] = {
+    "turns": ("tvp_wan_turns_base.safetensors", "tvp_fca_turns.safetensors"),
+    "single-phase": ("tvp_wan_first_frame_base.safetensors", "tvp_fca_full.safetensors"),
+}
+DEMO_STEPS, DEMO_CFG, DEMO_SHIFT = 12, 2.0, 3.0
 DEMO_SCENE_SEED = 1000  # the tiny demo's scenes: held-out draws of seed 1000 + n, never a training set's seed
 
 

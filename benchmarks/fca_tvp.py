@@ -344,7 +344,7 @@ def side_by_side(path: str, results: dict, params: dict, keys) -> None:
 
 BASE_FILE = os.path.join(ROOT, "adapters", "weights", "tvp_wan_base.safetensors")  # text-to-video only
 # --base's default: the base handed the first frame, on which the shipped FCA adapters were trained
-FIRST_FRAME_BASE_FILE = os.path.join(ROOT, "adapters", "weights", "tvp_wan_first_frame_base.safetensors")
+FIRST_FRAME_BASE_FILE = os.path.join(ROOT, "adapters", "weights", tvp.DEMO_FILES["single-phase"][0])
 FIRST_FRAME_SHARE = 0.0  # the loaded base's: share of its pretraining samples handed the clean first latent frame
 TEXT_CODE = 1  # the loaded base's version of the stand-in text encoder (tvp_task.text_features); files without one: 1
 
@@ -508,7 +508,7 @@ BASE_SETS = {  # --base-set: the clips a base is pretrained on, and how its meta
 # ----------------------------------------------------------------------------------------------------------
 # full FCA on the shipped base: training, the shipped file, evaluation
 
-FCA_FILE = os.path.join(ROOT, "adapters", "weights", "video_adapters", "tvp_fca_full.safetensors")
+FCA_FILE = os.path.join(ROOT, "adapters", "weights", "video_adapters", tvp.DEMO_FILES["single-phase"][1])
 
 
 def fca_config(frames: int, row: str = FULL) -> dict:
@@ -642,9 +642,10 @@ def shipped_main(args, t_start: float) -> None:
               f"{100 * direction_gap(model, clips, seed=args.eval_seed, first_frame=True):+.2f} %")
 
 
-PREVIEW_PAIRS = (("single-phase base", FIRST_FRAME_BASE_FILE, FCA_FILE),
-                 ("turns base", os.path.join(ROOT, "adapters", "weights", "tvp_wan_turns_base.safetensors"),
-                  os.path.join(ROOT, "adapters", "weights", "video_adapters", "tvp_fca_turns.safetensors")))
+PREVIEW_PAIRS = tuple((f"{name} base", os.path.join(ROOT, "adapters", "weights", base),
+                       os.path.join(ROOT, "adapters", "weights", "video_adapters", fca))
+                      for name, (base, fca) in (("single-phase", tvp.DEMO_FILES["single-phase"]),
+                                                ("turns", tvp.DEMO_FILES["turns"])))  # the tiny demo's pairs
 
 
 @torch.no_grad()

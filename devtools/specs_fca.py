@@ -3,6 +3,7 @@ your clips with captions, and predict a video from a first frame and a text with
 
 from __future__ import annotations
 
+from adapters.instruction_world import DEMO_CFG, DEMO_FILES, DEMO_STEPS
 from devtools.build_workflows import NEGATIVE, N, sampler_chain
 
 MODEL_1_3B = "wan2.1_t2v_1.3B_fp16.safetensors"
@@ -107,8 +108,6 @@ WORKFLOWS = {
 }
 
 
-TINY_STEPS, TINY_CFG = 12, 2.0  # what the miniature's bases and adapters were measured with (docs/fca.md)
-TINY_ADAPTERS = {"turns": "tvp_fca_turns.safetensors", "single-phase": "tvp_fca_full.safetensors"}
 TINY_ROWS = (("1_truth", None, None), ("2_base_alone", 1, False), ("3_base_with_FCA", 1, True),
              ("4_truth_swapped", None, None), ("5_base_alone_swapped", 2, False), ("6_with_FCA_swapped", 2, True))
 
@@ -119,7 +118,7 @@ def tiny_demo(base="turns"):
     nodes = [
         N(1, "VA_TinyInstructionModels", 0, 0, {"base": base}, title="Frozen base + its VAE (no download)"),
         N(2, "VA_TinyInstructionScene", 0, 2, {"seed": 0}, title="A held-out scene and two instructions"),
-        N(3, "VA_LoadAdapter", 1, 0, {"adapter_name": TINY_ADAPTERS[base], "strength": 1.0, "frames": 0},
+        N(3, "VA_LoadAdapter", 1, 0, {"adapter_name": DEMO_FILES[base][1], "strength": 1.0, "frames": 0},
           {"model": (1, 0)}, title="Load Adapters (the shipped FCA file)"),
         N(4, "VA_TinyInstructionLatent", 1, 2, {"frames": 8}, {"vae": (1, 1), "image": (2, 0)}),
     ]
@@ -142,7 +141,7 @@ def tiny_demo(base="turns"):
             if not fca:
                 conds = (4 + k, 0), (4 + k, 1)
             chain = [
-                N(nid, "KSampler", 3, 2 * row, {"seed": 0, "steps": TINY_STEPS, "cfg": TINY_CFG,
+                N(nid, "KSampler", 3, 2 * row, {"seed": 0, "steps": DEMO_STEPS, "cfg": DEMO_CFG,
                                                 "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0},
                   {"model": (3, 0) if fca else (1, 0), "positive": conds[0], "negative": conds[1],
                    "latent_image": (4, 0)}, title=name.split("_", 1)[1].replace("_", " ")),

@@ -16,8 +16,7 @@ import torch
 
 from devtools import tvp_task as tvp
 
-ADAPTERS = {"turns": "tvp_fca_turns.safetensors", "single-phase": "tvp_fca_full.safetensors"}  # the demo workflow's
-STEPS, CFG = 12, 2.0
+ADAPTERS = {base: files[1] for base, files in tvp.DEMO_FILES.items()}  # the demo workflow's
 
 
 def _run(cls, **inputs):
@@ -47,7 +46,7 @@ def graph_videos(host, base: str, scenes, sample_seed: int = 0, fca: bool = True
                                     initial_frames=1, noise_step=1, seed=0)
                 rows.append(("fca", adapted, pos_f, neg_f))
             for name, mdl, p, n in rows:
-                (samples,) = core.common_ksampler(mdl, sample_seed, STEPS, CFG, "euler", "simple", p, n, latent)
+                (samples,) = core.common_ksampler(mdl, sample_seed, tvp.DEMO_STEPS, tvp.DEMO_CFG, "euler", "simple", p, n, latent)
                 frames = vae.decode(samples["samples"])[0]  # [T, H, W, 3]
                 out[name].append(frames.permute(0, 3, 1, 2))
     return {k: torch.stack(v) for k, v in out.items() if v}, plans

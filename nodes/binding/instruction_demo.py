@@ -21,13 +21,10 @@ from ..common import VideoAdapterError
 from .demo import WEIGHTS_DIR
 
 ADAPTERS_DIR = os.path.join(WEIGHTS_DIR, "video_adapters")  # shipped adapter files (listed by Load Adapters)
-BASES = {  # the demo's choice -> the shipped base file and the FCA adapters trained on it
-    "turns": ("tvp_wan_turns_base.safetensors", "tvp_fca_turns.safetensors"),
-    "single-phase": ("tvp_wan_first_frame_base.safetensors", "tvp_fca_full.safetensors"),
-}
+BASES = world.DEMO_FILES  # the demo's choice -> the shipped base file and the FCA adapters trained on it
 HEADS = 2         # the miniature's attention heads (the tensors do not show them)
 TEXT_LENGTH = 24  # words per prompt the bases were trained with (longer prompts are cut)
-SHIFT = 3.0       # the flow shift the bases were trained and measured with
+SHIFT = world.DEMO_SHIFT  # the flow shift the bases were trained and measured with
 TEXT_KEY = "video_adapters_instruction_text"  # the MODEL attachment that says how its prompts are encoded
 
 
