@@ -83,6 +83,30 @@ ROWS = {
 CODE: "tvp.PatchCode | None" = None  # the latent code (None: the raw 48-channel pixel patches of earlier versions)
 # training noise levels: SVD's own recipe, ln sigma ~ N(0.7, 1.6^2) (what Train Adapters draws on SVD)
 NOISE = dict(sigma_sampling="lognormal", lognormal_mean=0.7, lognormal_std=1.6)
+# The base's sampling: "edm" (SVD's own, v-prediction on EDM noise levels) or "flow" (the same UNet built as a
+# ComfyUI FLOW model, rectified-flow velocity with shifted noise levels, as Wan and core's ModelSamplingSD3 node
+# give any model), and whether the base is handed the clean first latent frame (flow only: its model input is
+# not rescaled, so a clean frame reaches the model as it is).
+SAMPLING = "edm"
+FLOW_SHIFT = 3.0
+FIRST_FRAME = False
+
+
+def param() -> str:
+    """The trainer's and sampler's parameterisation of the base: ``"v"`` (EDM) or ``"flow"``."""
+    return "flow" if SAMPLING == "flow" else "v"
+
+
+def use_sampling(name: str, first_frame: bool = False) -> None:
+    """Build, train and sample the base as ``name`` (``"edm"`` or ``"flow"``); ``first_frame``: hand it the clean
+    first latent frame. Flow trains on noise levels of the shifted logit-normal (:data:`FLOW_SHIFT`)."""
+    global SAMPLING, FIRST_FRAME
+    if first_frame and name != "flow":
+        raise ValueError("the clean first latent frame is handed to flow bases only (EDM rescales the model input)")
+    SAMPLING, FIRST_FRAME = name, bool(first_frame)
+    NOISE.clear()
+    NOISE.update(dict(sigma_sampling="flow_shift", flow_shift=FLOW_SHIFT) if name == "flow" else
+                 dict(sigma_sampling="lognormal", lognormal_mean=0.7, lognormal_std=1.6))
 
 
 def use_code(name: str) -> None:
@@ -143,7 +167,13 @@ def tiny_svd(channels: int, seed: int):
     mc = comfy.supported_models.SVD_img2vid(cfg)
     mc.unet_config["num_head_channels"] = cfg["num_head_channels"]  # the class pins 64 (SVD's own)
     mc.set_inference_dtype(torch.float32, None)
-    base = mc.get_model({})
+    if SAMPLING == "flow":  # the same UNet as a FLOW model: ComfyUI's flow sampling, shifted
+        import comfy.model_base
+
+        mc.sampling_settings = {"shift": FLOW_SHIFT, "multiplier": 1000}
+        base = comfy.model_base.SVD_img2vid(mc, model_type=comfy.model_base.ModelType.FLOW)
+    else:
+        base = mc.get_model({})
     _initialise(base.diffusion_model, seed)
     return comfy.model_patcher.ModelPatcher(base, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
 
@@ -236,7 +266,7 @@ def train(module_params, forward, x0: torch.Tensor, steps: int, lr: float, batch
     cfg = tr.TrainConfig(steps=steps, lr=lr, batch_size=batch, seed=seed, cond_dropout=drop, image_dropout=drop,
                          both_dropout=drop, sigma_table=tuple(sigma_table), warmup_steps=warmup, grad_clip=1.0,
                          lr_schedule=lr_schedule, **NOISE)
-    return run_trainer(cfg, module_params, forward, x0, "v", callback=callback)
+    return run_trainer(cfg, module_params, forward, x0, param(), callback=callback)
 
 
 def karras(n: int, lo: float = 0.002, hi: float = 80.0, rho: float = 7.0) -> torch.Tensor:
@@ -245,13 +275,49 @@ def karras(n: int, lo: float = 0.002, hi: float = 80.0, rho: float = 7.0) -> tor
     return torch.cat([s, torch.zeros(1)])
 
 
+def flow_sigmas(steps: int, shift: float = FLOW_SHIFT) -> torch.Tensor:
+    """The shifted linear schedule of a flow model (ComfyUI's simple scheduler on ModelSamplingDiscreteFlow)."""
+    t = torch.linspace(1.0, 0.0, steps + 1)
+    return shift * t / (1.0 + (shift - 1.0) * t)
+
+
+def schedule(steps: int) -> torch.Tensor:
+    """The base's sampling schedule: SVD's Karras schedule, or the shifted flow schedule."""
+    return flow_sigmas(steps) if SAMPLING == "flow" else karras(steps)
+
+
+class FirstFrameLatent:
+    """Training forward that hands the model the clean first latent frame in place of the noisy one for a
+    ``share`` of the samples (drawn per sample from ``generator``), as Wan 2.2's text-and-image-to-video model is
+    trained; the loss still covers every frame. ``frame_dim``: where the frames are in the latents (1 for
+    ``[B, T, C, H, W]``, 2 for Wan's ``[B, C, T, H, W]``). For flow models only, whose input is not rescaled."""
+
+    accepts_drop_flags = True
+
+    def __init__(self, forward, clean: torch.Tensor, share: float, generator: torch.Generator, frame_dim: int = 1):
+        self.forward, self.clean, self.share, self.generator = forward, clean, share, generator
+        self.frame_dim = frame_dim
+
+    def __getattr__(self, name):
+        return getattr(self.forward, name)
+
+    def __call__(self, x_t, sigma, context=None, clip=None, **kw):
+        pick = torch.rand(x_t.shape[0], generator=self.generator) < self.share
+        if bool(pick.any()):
+            x_t = x_t.clone()
+            frame0 = tuple(slice(0, 1) if d == self.frame_dim else slice(None) for d in range(1, x_t.dim()))
+            x_t[(pick,) + frame0] = self.clean[clip][pick][(slice(None),) + frame0]
+        return self.forward(x_t, sigma, context, clip=clip, **kw)
+
+
 @torch.no_grad()
 def sample(forward, n_clips: int, frames: int, shape, steps: int, s_v: float, s_t: float | None, seed: int,
-           batch: int = 16) -> torch.Tensor:
-    """Euler on SVD's Karras schedule; dual CFG when ``s_t`` is given (three predictions: full, without text,
-    without text and image), else image CFG on the base (two)."""
+           batch: int = 16, first: torch.Tensor | None = None) -> torch.Tensor:
+    """Euler on the base's schedule (:func:`schedule`); dual CFG when ``s_t`` is given (three predictions: full,
+    without text, without text and image), else image CFG on the base (two). ``first``: the clips' clean first
+    latent frames ``[N, 1, C, h, w]``, kept at every step (a base pretrained with them)."""
     pk = _pack()
-    sig = karras(steps)
+    sig = schedule(steps)
     out = []
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn(n_clips, frames, *shape, generator=g)
@@ -260,6 +326,8 @@ def sample(forward, n_clips: int, frames: int, shape, steps: int, s_v: float, s_
         x = noise[idx] * sig[0]
         b = len(idx)
         for i in range(steps):
+            if first is not None:  # a base handed the clean first latent frame keeps it at every step
+                x[:, :1] = first[idx]
             # the three predictions (no image and no text; image; image and instruction) in one batched call
             branches = [(True, True), (True, False)] + ([(False, False)] if s_t is not None else [])
             k = len(branches)
@@ -269,14 +337,45 @@ def sample(forward, n_clips: int, frames: int, shape, steps: int, s_v: float, s_
             s = sig[i].expand(k * b)
             v = forward(xs, s, None, clip=idx.repeat(k), drop_text=dt, drop_image=di)
             d = pk["param"].prediction_to_denoised(xs.flatten(0, 1), v.flatten(0, 1), s.repeat_interleave(frames),
-                                                   "v").reshape(xs.shape).chunk(k)
+                                                   param()).reshape(xs.shape).chunk(k)
             if s_t is None:
                 guided = d[0] + s_v * (d[1] - d[0])
             else:
                 guided = pk["dual"].dual_cfg(d[0], d[1], d[2], s_v, s_t)
             x = x + (x - guided) / sig[i] * (sig[i + 1] - sig[i])
+        if first is not None:
+            x[:, :1] = first[idx]
         out.append(x)
     return torch.cat(out)
+
+
+def first_latents(model, clips: tvp.TVPClips) -> torch.Tensor | None:
+    """The clips' clean first latent frames (model space) when the base is handed them, else None."""
+    return model.model.process_latent_in(encode(clips.videos[:, :1])) if FIRST_FRAME else None
+
+
+def handed_first(forward, model, x0: torch.Tensor, seed: int):
+    """``forward`` for training on clips ``x0``: with the clean first latent frame handed in when the base takes it."""
+    return FirstFrameLatent(forward, x0, 1.0, torch.Generator().manual_seed(seed + 1)) if FIRST_FRAME else forward
+
+
+def noisy(x0: torch.Tensor, noise: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's input at EDM noise level ``sigma`` (``x0 + sigma n``; a flow base gets it at ``t = sigma /
+    (1 + sigma)``, ``(1 - t) x0 + t n``, the same signal-to-noise ratio), with the clean first frame when the base
+    is handed it; and the per-clip noise level in the model's own terms."""
+    level = sigma / (1 + sigma) if SAMPLING == "flow" else sigma
+    xt = (1 - level) * x0 + level * noise if SAMPLING == "flow" else x0 + sigma * noise
+    if FIRST_FRAME:
+        xt = xt.clone()
+        xt[:, :1] = x0[:, :1]
+    return xt, torch.full((len(x0),), float(level))
+
+
+def denoised(forward, xt: torch.Tensor, s: torch.Tensor, clip: torch.Tensor) -> torch.Tensor:
+    """The base's clean estimate of ``xt [N, T, C, h, w]`` at model noise levels ``s``."""
+    v = forward(xt, s, None, clip=clip)
+    return _pack()["param"].prediction_to_denoised(xt.flatten(0, 1), v.flatten(0, 1), s.repeat_interleave(xt.shape[1]),
+                                                   param()).reshape(xt.shape)
 
 
 @torch.no_grad()
@@ -296,14 +395,13 @@ def one_step(forward, model, clips: tvp.TVPClips, sigmas=(0.5, 1.0, 2.0, 4.0), s
         total, outs = 0.0, []
         for start in range(0, len(clips), batch):
             idx = torch.arange(start, min(len(clips), start + batch))
-            s = torch.full((len(idx),), float(sigma))
-            xt = x0[idx] + sigma * noise[idx]
+            xt, s = noisy(x0[idx], noise[idx], sigma)
             v = forward(xt, s, None, clip=idx)
             target = pk["param"].target(x0[idx].flatten(0, 1), noise[idx].flatten(0, 1), s.repeat_interleave(x0.shape[1]),
-                                        "v")
+                                        param())
             total += float(((v.flatten(0, 1) - target) ** 2).mean()) * len(idx)
             d = pk["param"].prediction_to_denoised(xt.flatten(0, 1), v.flatten(0, 1), s.repeat_interleave(x0.shape[1]),
-                                                   "v")
+                                                   param())
             outs.append(d.reshape(xt.shape))
         if k == len(sigmas):
             preds = torch.cat(outs)
@@ -323,13 +421,14 @@ GATE_STEPS = 12     # Euler steps the gates sample with
 
 def pretrain_base(model, clips: tvp.TVPClips, steps: int, seed: int = 0, lr: float = 1e-3, batch: int = 4,
                   callback=None):
-    """Pretrain the frozen base image-to-video on instruction-free clips: the pack's trainer, EDM log-normal noise
-    (``NOISE``), image dropout 0.1 (the no-image branch image guidance needs), warm-up 50 steps, cosine decay."""
+    """Pretrain the frozen base image-to-video on instruction-free clips: the pack's trainer, the base's noise
+    levels (``NOISE``: EDM log-normal, or shifted logit-normal for flow), image dropout 0.1 (the no-image branch image guidance needs), warm-up 50 steps, cosine decay."""
     pk = _pack()
     host = pk["host_mod"].describe(model)
     net = model.model.diffusion_model
     x = model.model.process_latent_in(encode(clips.videos))
-    fwd = pk["simda"].AdapterForward(model, "v", svd_conditions(clips, aid=False), host)
+    fwd = handed_first(pk["simda"].AdapterForward(model, param(), svd_conditions(clips, aid=False), host), model, x,
+                       seed)
     net.requires_grad_(True)
     res = train(net, fwd, x, steps, lr, batch, seed, pk["host_mod"].training_sigmas(model).tolist(), drop=0.05,
                 warmup=50, lr_schedule="cosine", callback=callback)
@@ -345,6 +444,8 @@ def save_base(path: str, model, meta: dict) -> None:
     tensors.update(CODE.state_dict())
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     save_file(tensors, path, metadata={"kind": "tvp_base", "architecture": "SVD_img2vid", "width": str(WIDTH),
+                                       "sampling": SAMPLING, "flow_shift": str(FLOW_SHIFT),
+                                       "first_frame": str(int(FIRST_FRAME)),
                                        **{k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}})
 
 
@@ -361,6 +462,7 @@ def load_base(path: str = BASE_FILE):
     tensors = load_file(path)
     CODE = tvp.PatchCode.from_state_dict(tensors)
     WIDTH = int(meta["width"])
+    use_sampling(meta.get("sampling", "edm"), meta.get("first_frame", "0") == "1")  # earlier files: SVD's EDM
     model = tiny_svd(CODE.channels, seed=0)
     model.model.diffusion_model.load_state_dict({k[5:]: v.float() for k, v in tensors.items() if k.startswith("unet/")})
     model.model.diffusion_model.requires_grad_(False)
@@ -375,10 +477,10 @@ def base_gates(model, clips: tvp.TVPClips, seed: int = 0, steps: int = GATE_STEP
     keeping its colour and shape (``tvp.object_fidelity``), and how far the objects move."""
     pk = _pack()
     host = pk["host_mod"].describe(model)
-    fwd = pk["simda"].AdapterForward(model, "v", svd_conditions(clips, aid=False), host)
+    fwd = pk["simda"].AdapterForward(model, param(), svd_conditions(clips, aid=False), host)
     frames = clips.videos.shape[1]
     shape = encode(clips.videos[:1]).shape[2:]
-    lat = sample(fwd, len(clips), frames, shape, steps, s_v, None, seed)
+    lat = sample(fwd, len(clips), frames, shape, steps, s_v, None, seed, first=first_latents(model, clips))
     videos = decode(model.model.process_latent_out(lat))
     through_code = decode(encode(clips.videos[:, :1]))[:, 0]
     fid = tvp.object_fidelity(videos, clips.plans)
@@ -428,16 +530,18 @@ def _row_job(job) -> dict:
     torch.manual_seed(seed)
     adapters = attach.new_adapters("aid", model, config)
     patched = attach.attach_adapters(model, adapters)
-    fwd = simda.AdapterForward(patched, "v", c["train_conds"], c["host"], kind=pk["registry"].get("aid"), adapters=adapters)
+    fwd = simda.AdapterForward(patched, param(), c["train_conds"], c["host"], kind=pk["registry"].get("aid"), adapters=adapters)
     t0 = time.time()
-    train(adapters, fwd, c["x_train"], c["aid_steps"], 1e-3, 4, seed, c["sigma_table"], drop=0.05, warmup=20)
+    train(adapters, handed_first(fwd, model, c["x_train"], seed), c["x_train"], c["aid_steps"], 1e-3, 4, seed,
+          c["sigma_table"], drop=0.05, warmup=20)
     train_s = time.time() - t0
     params = adapters.num_trainable_parameters()  # what was trained: an ablation's switched-off parts are not
     adapters.requires_grad_(False)
-    hfwd = simda.AdapterForward(patched, "v", c["held_conds"], c["host"], kind=pk["registry"].get("aid"), adapters=adapters)
+    hfwd = simda.AdapterForward(patched, param(), c["held_conds"], c["host"], kind=pk["registry"].get("aid"), adapters=adapters)
 
     def predict(s_v, s_t):
-        lat = sample(hfwd, len(held), c["frames"], c["shape"], c["sample_steps"], s_v, s_t, seed=seed)
+        lat = sample(hfwd, len(held), c["frames"], c["shape"], c["sample_steps"], s_v, s_t, seed=seed,
+                     first=first_latents(model, held))
         return evaluate(c["unprocess"](lat), held, c["ref_feats"])
 
     t0 = time.time()
@@ -526,6 +630,46 @@ def start(args) -> float:
     return time.time()
 
 
+OVERFIT_SIGMAS = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+
+
+@torch.no_grad()
+def noise_kept(denoise, x0: torch.Tensor, decode_fn, frame_dim: int, first: int = 0, seed: int = 7) -> dict:
+    """How much of the noise a model's clean estimate keeps at each of ``OVERFIT_SIGMAS``, in EDM's terms
+    (``x = x0 + sigma n``; ``denoise(x, sigma)`` returns the clean estimate, whatever the model's own
+    parameterisation): the share of the noise kept (0: removed, 1: passed through), PSNR of the noisy input and of
+    the estimate through ``decode_fn`` (latents -> videos ``[N, T, 3, H, W]``) against the clips through it, and
+    what an Euler sampler is left with at that level (sigma x share, in latent units). Frames from ``first`` on
+    along ``frame_dim`` (a frame handed to the model clean is left out)."""
+    g = torch.Generator().manual_seed(seed)
+    target = decode_fn(x0)[:, first:]
+    later = [slice(None)] * x0.dim()
+    later[frame_dim] = slice(first, None)
+    later = tuple(later)
+
+    def psnr(lat):
+        err = (decode_fn(lat)[:, first:] - target).square().flatten(1).mean(1)
+        return float((10 * torch.log10(1 / err)).mean())
+
+    rows = {}
+    for sigma in OVERFIT_SIGMAS:
+        n = torch.randn(x0.shape, generator=g)
+        x = x0 + sigma * n
+        d = denoise(x, sigma)
+        e, noise = (d - x0)[later], (sigma * n)[later]
+        kept = float((e * noise).sum() / noise.square().sum())
+        rows[sigma] = dict(noisy_db=psnr(x), estimate_db=psnr(d), kept=kept, left=sigma * kept)
+    return rows
+
+
+def print_noise_kept(rows: dict) -> None:
+    print("| sigma | noisy input (dB) | clean estimate (dB) | share of the noise kept | left to the sampler (sigma x share) |")
+    print("|---|---|---|---|---|")
+    for sigma, r in rows.items():
+        print(f"| {sigma:g} | {r['noisy_db']:.1f} | {r['estimate_db']:.1f} | {r['kept']:.2f} | {r['left']:.3f} |",
+              flush=True)
+
+
 def overfit_main(args, t_start: float) -> None:
     """The base trained on a few clips only: how much of the noise its clean estimate of those same clips keeps at
     each noise level. A denoiser that has memorised its clips should remove nearly all of it at every level."""
@@ -534,36 +678,23 @@ def overfit_main(args, t_start: float) -> None:
     model = tiny_svd(encode(clips.videos[:1]).shape[2], seed=0)
     host = pk["host_mod"].describe(model)
     x0 = model.model.process_latent_in(encode(clips.videos))
-    fwd = pk["simda"].AdapterForward(model, "v", svd_conditions(clips, aid=False), host)
+    fwd = pk["simda"].AdapterForward(model, param(), svd_conditions(clips, aid=False), host)
     net = model.model.diffusion_model
     net.requires_grad_(True)
-    res = train(net, fwd, x0, args.base_steps or 600, 1e-3, 4, 0, pk["host_mod"].training_sigmas(model).tolist(),
+    res = train(net, handed_first(fwd, model, x0, 0), x0, args.base_steps or 600, 1e-3, 4, 0, pk["host_mod"].training_sigmas(model).tolist(),
                 warmup=50)
     net.requires_grad_(False)
-    print(f"{args.overfit} clips, code {args.code}, noise {NOISE['sigma_sampling']}: {len(res.losses)} steps, loss "
+    print(f"{args.overfit} clips, code {args.code}, {SAMPLING}, noise {NOISE['sigma_sampling']}: {len(res.losses)} steps, loss "
           f"{statistics.fmean(res.losses[:20]):.3f} -> {statistics.fmean(res.losses[-50:]):.3f} "
           f"({time.time() - t_start:.0f} s)")
-    print("| sigma | noisy input (dB) | clean estimate (dB) | share of the noise kept |")
-    print("|---|---|---|---|")
-    g = torch.Generator().manual_seed(7)
-    target = decode(model.model.process_latent_out(x0))  # the clips through the code
 
-    def psnr(lat):
-        err = (decode(model.model.process_latent_out(lat)) - target).square().flatten(1).mean(1)
-        return float((10 * torch.log10(1 / err)).mean())
+    def denoise(x, sigma):  # x = x0 + sigma n in EDM's terms, whatever the base's sampling
+        noise = (x - x0) / sigma
+        return denoised(fwd, *noisy(x0, noise, sigma), torch.arange(len(x)))
 
-    rows = {}
-    with torch.no_grad():
-        for sigma in (0.03, 0.1, 0.3, 1.0, 3.0, 10.0):
-            n = torch.randn(x0.shape, generator=g)
-            xt = x0 + sigma * n
-            s = torch.full((len(x0),), sigma)
-            v = fwd(xt, s, None, clip=torch.arange(len(x0)))
-            d = pk["param"].prediction_to_denoised(xt.flatten(0, 1), v.flatten(0, 1), s.repeat_interleave(x0.shape[1]),
-                                                   "v").reshape(xt.shape)
-            kept = float(((d - x0) * n * sigma).sum() / (n * sigma).square().sum())
-            rows[sigma] = dict(noisy_db=psnr(xt), estimate_db=psnr(d), kept=kept)
-            print(f"| {sigma:g} | {psnr(xt):.1f} | {psnr(d):.1f} | {kept:.2f} |", flush=True)
+    rows = noise_kept(denoise, x0, lambda lat: decode(model.model.process_latent_out(lat)), frame_dim=1,
+                      first=1 if FIRST_FRAME else 0)
+    print_noise_kept(rows)
     g = base_gates(model, clips)  # sampling the memorised clips back from their first frames
     print("sampled from their first frames:", {k: round(v, 3) for k, v in g.items() if k != "videos"})
     if args.json:
@@ -594,13 +725,14 @@ def predict(model, clips: tvp.TVPClips, seed: int, adapters=None, steps: int = G
     pk = _pack()
     host = pk["host_mod"].describe(model)
     if adapters is None:
-        fwd = pk["simda"].AdapterForward(model, "v", svd_conditions(clips, aid=False), host)
+        fwd = pk["simda"].AdapterForward(model, param(), svd_conditions(clips, aid=False), host)
     else:
         patched = pk["attach"].attach_adapters(model, adapters)
-        fwd = pk["simda"].AdapterForward(patched, "v", svd_conditions(clips, aid=True), host,
+        fwd = pk["simda"].AdapterForward(patched, param(), svd_conditions(clips, aid=True), host,
                                          kind=pk["registry"].get("aid"), adapters=adapters)
     shape = encode(clips.videos[:1]).shape[2:]
-    lat = sample(fwd, len(clips), clips.videos.shape[1], shape, steps, s_v, None if adapters is None else s_t, seed)
+    lat = sample(fwd, len(clips), clips.videos.shape[1], shape, steps, s_v, None if adapters is None else s_t, seed,
+                 first=first_latents(model, clips))
     return decode(model.model.process_latent_out(lat))
 
 
@@ -680,9 +812,10 @@ def train_adapters_main(args, t_start: float) -> None:
     torch.manual_seed(0)
     adapters = pk["attach"].new_adapters("aid", model, config)
     patched = pk["attach"].attach_adapters(model, adapters)
-    fwd = pk["simda"].AdapterForward(patched, "v", svd_conditions(sets["train"], aid=True), host,
+    fwd = pk["simda"].AdapterForward(patched, param(), svd_conditions(sets["train"], aid=True), host,
                                      kind=pk["registry"].get("aid"), adapters=adapters)
     x = model.model.process_latent_in(encode(sets["train"].videos))
+    fwd = handed_first(fwd, model, x, 0)
 
     def fit(steps, callback):
         return train(adapters, fwd, x, steps, 1e-3, 4, 0, pk["host_mod"].training_sigmas(model).tolist(), drop=0.05,
@@ -819,10 +952,18 @@ def main() -> None:
                          "over the model's 1000 sigmas (0.002-700) as earlier versions")
     ap.add_argument("--noise-mean", type=float, default=0.7, help="SVD's 0.7 (EDM's image recipe: -1.2)")
     ap.add_argument("--noise-std", type=float, default=1.6, help="SVD's 1.6 (EDM's image recipe: 1.2)")
+    ap.add_argument("--sampling", choices=("edm", "flow"), default="edm",
+                    help="--pretrain-base / --overfit: SVD's own EDM v-prediction, or the same UNet as a flow model "
+                         f"(shift {FLOW_SHIFT:g}, shifted logit-normal noise levels; --noise* do not apply)")
+    ap.add_argument("--first-frame", action="store_true",
+                    help="--pretrain-base / --overfit (flow only): hand the base the clean first latent frame in "
+                         "place of the noisy one, in training and sampling")
     args = ap.parse_args()
     use_code(args.code)
+    use_sampling(args.sampling, args.first_frame)
     globals()["WIDTH"] = args.width
-    NOISE.update(lognormal_mean=args.noise_mean, lognormal_std=args.noise_std)
+    if SAMPLING == "edm":
+        NOISE.update(lognormal_mean=args.noise_mean, lognormal_std=args.noise_std)
     if args.noise == "table":
         NOISE.clear()
         NOISE.update(sigma_sampling="schedule")
@@ -858,7 +999,7 @@ def main() -> None:
         print(f"base: loaded {cache}", flush=True)
     else:
         x_broad = model.model.process_latent_in(encode(bench.broad.videos))
-        fwd = simda.AdapterForward(model, "v", svd_conditions(bench.broad, aid=False), host)
+        fwd = simda.AdapterForward(model, param(), svd_conditions(bench.broad, aid=False), host)
         net.requires_grad_(True)
         t0 = time.time()
         res = train(net, fwd, x_broad, base_steps, 1e-3, 4, 0, sigma_table, warmup=50)
@@ -888,7 +1029,7 @@ def main() -> None:
     rep = tvp.summary(repeat, held.plans, held.videos, ref_feats)
     rep.update(denoise_loss=float("nan"), one_step_instruction=rep["instruction_score"])
     results["repeat the first frame"] = [rep]
-    base_fwd = simda.AdapterForward(model, "v", svd_conditions(held, aid=False), host)
+    base_fwd = simda.AdapterForward(model, param(), svd_conditions(held, aid=False), host)
     base_one = one_step(base_fwd, model, held)
     results["frozen base alone"] = [{**evaluate(unprocess(sample(base_fwd, len(held), frames, shape, sample_steps, 1.5,
                                                                   None, seed=s)), held, ref_feats), **base_one}

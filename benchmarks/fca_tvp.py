@@ -203,8 +203,7 @@ def train(params, forward, x0: torch.Tensor, steps: int, batch: int, seed: int, 
 
 
 def flow_sigmas(steps: int, shift: float = SHIFT) -> torch.Tensor:
-    t = torch.linspace(1.0, 0.0, steps + 1)
-    return shift * t / (1.0 + (shift - 1.0) * t)
+    return aid_tvp.flow_sigmas(steps, shift)
 
 
 @torch.no_grad()
@@ -212,7 +211,7 @@ def sample(forward, n: int, shape, steps: int, cfg: float, seed: int, batch: int
            first: torch.Tensor | None = None) -> torch.Tensor:
     """Euler on the flow schedule; CFG between the text and the dropped text (both keep the initial frames).
     ``first [n, C, 1, h, w]``: clean first latent frames put in place of the noisy ones before every step and in
-    the result (a base pretrained with ``--first-frame-share``, :class:`FirstFrameLatent`)."""
+    the result (a base pretrained with ``--first-frame-share``, :class:`aid_tvp.FirstFrameLatent`)."""
     param = _pack()["param"]
     sig = flow_sigmas(steps)
     noise = torch.randn(n, *shape, generator=torch.Generator().manual_seed(seed))
@@ -349,28 +348,6 @@ FIRST_FRAME_SHARE = 0.0  # the loaded base's: share of its pretraining samples h
 TEXT_CODE = 1  # the loaded base's version of the stand-in text encoder (tvp_task.text_features); files without one: 1
 
 
-class FirstFrameLatent:
-    """Training forward that hands the model the clean first latent frame in place of the noisy one for a
-    ``share`` of the samples (drawn per sample from ``generator``), as Wan 2.2's text-and-image-to-video model is
-    trained; the loss still covers every frame. The tiny Wan keeps one noise level per clip (Wan 2.2 gives the
-    given frame its own, zero), so this is the recipe, not that model."""
-
-    accepts_drop_flags = True
-
-    def __init__(self, forward, clean: torch.Tensor, share: float, generator: torch.Generator):
-        self.forward, self.clean, self.share, self.generator = forward, clean, share, generator
-
-    def __getattr__(self, name):
-        return getattr(self.forward, name)
-
-    def __call__(self, x_t, sigma, context=None, clip=None, **kw):
-        pick = torch.rand(x_t.shape[0], generator=self.generator) < self.share
-        if bool(pick.any()):
-            x_t = x_t.clone()
-            x_t[pick, :, :1] = self.clean[clip][pick][:, :, :1]
-        return self.forward(x_t, sigma, context, clip=clip, **kw)
-
-
 def first_latents(clips: tvp.TVPClips) -> torch.Tensor | None:
     """The clips' clean first latent frames when the loaded base was pretrained with them, else None (text only)."""
     return to_model(clips.videos[:, :1]) if FIRST_FRAME_SHARE > 0 else None
@@ -379,14 +356,15 @@ def first_latents(clips: tvp.TVPClips) -> torch.Tensor | None:
 def pretrain_base(model, clips: tvp.TVPClips, steps: int, seed: int = 0, callback=None, first_frame_share: float = 0.0):
     """Pretrain the frozen base text-to-video on instruction-free clips with captions from their plans: flow
     matching, shifted logit-normal noise, text dropout 0.1, AdamW lr 1e-3, warm-up 50, cosine decay, batch 8.
-    ``first_frame_share``: that share of the samples gets the clean first latent frame (:class:`FirstFrameLatent`)."""
+    ``first_frame_share``: that share of the samples gets the clean first latent frame (:class:`aid_tvp.FirstFrameLatent`)."""
     pk = _pack()
     net = model.model.diffusion_model
     fwd = pk["simda"].AdapterForward(model, "flow", text_conditions([broad_caption(p) for p in clips.plans]),
                                      pk["host_mod"].describe(model))
     x0 = to_model(clips.videos)
     if first_frame_share > 0:
-        fwd = FirstFrameLatent(fwd, x0, first_frame_share, torch.Generator().manual_seed(seed + 1))
+        fwd = aid_tvp.FirstFrameLatent(fwd, x0, first_frame_share, torch.Generator().manual_seed(seed + 1),
+                                      frame_dim=2)
     net.requires_grad_(True)
     tr = pk["training"]
     cfg = tr.TrainConfig(steps=steps, lr=LR, batch_size=8, seed=seed, cond_dropout=0.1, sigma_sampling="flow_shift",
@@ -826,6 +804,42 @@ def pretrain_main(args, t_start: float) -> None:
                                 {"broad": described})
 
 
+def overfit_main(args, t_start: float) -> None:
+    """The Wan base's counterpart of ``aid_tvp.py --overfit``: the base's own pretraining recipe
+    (:func:`pretrain_base`, ``--first-frame-share`` as for ``--pretrain-base``) on N instruction clips only, then how
+    much of the noise its clean estimate of those same clips keeps at each noise level, in EDM's terms (flow's
+    ``x_t = (1 - t) x0 + t n`` is ``x0 + sigma n`` scaled by ``1 - t``, with ``sigma = t / (1 - t)``). A first frame
+    handed to the model clean is left out of the measure."""
+    pk = _pack()
+    clips = tvp.make_instruction_set(args.overfit, seed=0)
+    set_latent_format(clips.videos)
+    model = tiny_wan(seed=0)
+    res = pretrain_base(model, clips, args.base_steps or 600, first_frame_share=args.first_frame_share)
+    print(f"{args.overfit} clips, tiny Wan, first-frame share {args.first_frame_share:g}: {len(res.losses)} steps, "
+          f"loss {statistics.fmean(res.losses[:20]):.3f} -> {statistics.fmean(res.losses[-50:]):.3f} "
+          f"({time.time() - t_start:.0f} s)")
+    fwd = pk["simda"].AdapterForward(model, "flow", text_conditions([broad_caption(p) for p in clips.plans]),
+                                     pk["host_mod"].describe(model))
+    x0 = to_model(clips.videos)
+    handed = args.first_frame_share > 0
+
+    def denoise(x, sigma):
+        t = sigma / (1 + sigma)
+        xt = x * (1 - t)
+        if handed:
+            xt[:, :, :1] = x0[:, :, :1]
+        s = torch.full((len(x),), t)
+        return pk["param"].prediction_to_denoised(xt, fwd(xt, s, None, clip=torch.arange(len(x))), s, "flow")
+
+    rows = aid_tvp.noise_kept(denoise, x0, lambda lat: aid_tvp.decode(from_model(lat)), frame_dim=2,
+                              first=1 if handed else 0)
+    aid_tvp.print_noise_kept(rows)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"clips": args.overfit, "first_frame_share": args.first_frame_share, "steps": len(res.losses),
+                       "loss": res.losses, "rows": rows}, f, indent=1)
+
+
 def main() -> None:
     ap = aid_tvp.benchmark_arguments(__doc__)
     ap.add_argument("--aid-json", default=None, help="the --json output of benchmarks/aid_tvp.py (same sizes): "
@@ -861,6 +875,10 @@ def main() -> None:
                     help="frame-wise prompts on the frozen base (--base), no training: two-phase instructions as one "
                          "global prompt against Framewise Prompts with the decomposer's states")
     ap.add_argument("--sample-steps", type=int, default=12)
+    ap.add_argument("--overfit", type=int, default=0, metavar="N",
+                    help="pretrain the base on N instruction clips only (--base-steps, default 600) and print how much "
+                         "noise its clean estimate of them keeps at each noise level (aid_tvp.py --overfit's table "
+                         "for the Wan base); then stop")
     ap.add_argument("--preview", default=None, metavar="GIF",
                     help="write an animated GIF of both shipped base + FCA pairs (one first frame, its instruction "
                          "with the phases in either order; held-out seed 1000 + --eval-seed) and stop")
@@ -869,7 +887,7 @@ def main() -> None:
     t_start = aid_tvp.start(args)
     if aid_tvp.run_mode(args, t_start, {"pretrain_base": pretrain_main, "framewise": framewise_main,
                                         "train_adapters": train_adapters_main, "shipped": shipped_main,
-                                        "preview": preview_main}):
+                                        "preview": preview_main, "overfit": overfit_main}):
         return
     quick = args.quick
     seeds = args.seeds or (1 if quick else 3)
