@@ -22,7 +22,7 @@ for the MLLM). Latents: a lossless 4 x 4 pixel-patch code (48 channels on an 8 x
 2. AID: the DQFormer, cross-attention deltas and spatial / short-term / long-term temporal adapters are trained
    on the small instruction set (48 clips), with text / image / both dropout 0.05 each for dual guidance.
 3. Prediction of the held-out clips from their first frame and instruction (and states), Euler on SVD's Karras
-   schedule, dual CFG (s_V, s_T).
+   schedule (or the shifted flow schedule of a base made with ``--sampling flow``), dual CFG (s_V, s_T).
 
 Metrics (``tvp_task.summary``): FD, a Frechet distance on per-clip features against a second held-out set (the
 FVD stand-in; its noise floor is the same distance between the two held-out sets); instruction accuracy (the
