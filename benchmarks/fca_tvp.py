@@ -535,7 +535,7 @@ def train_adapters_main(args, t_start: float) -> None:
                                      pk["host_mod"].describe(model), kind=pk["registry"].get("fca"), adapters=adapters)
     x = to_model(sets["train"].videos)
     if FIRST_FRAME_SHARE > 0:  # the base's own input: the clean first latent frame in place of the noisy one
-        fwd = FirstFrameLatent(fwd, x, 1.0, torch.Generator().manual_seed(args.adapter_seed))
+        fwd = aid_tvp.FirstFrameLatent(fwd, x, 1.0, torch.Generator().manual_seed(args.adapter_seed), frame_dim=2)
     steps = args.adapter_steps or 1500
     recipe = pk["registry"].training_recipe("fca", steps)
 
@@ -567,9 +567,9 @@ def lora_main(args, t_start: float, model, sets: dict, frames: int) -> None:
     lora = LoRA(linears, rank)
     lora.hook(linears)
     x = to_model(sets["train"].videos)
-    fwd = FirstFrameLatent(pk["simda"].AdapterForward(model, "flow", text_conditions(sets["train"].instructions),
-                                                      pk["host_mod"].describe(model)),
-                           x, 1.0, torch.Generator().manual_seed(args.adapter_seed))
+    fwd = aid_tvp.FirstFrameLatent(pk["simda"].AdapterForward(model, "flow", text_conditions(sets["train"].instructions),
+                                                              pk["host_mod"].describe(model)),
+                                   x, 1.0, torch.Generator().manual_seed(args.adapter_seed), frame_dim=2)
     steps = args.adapter_steps or 1500
     recipe = pk["registry"].training_recipe("fca", steps)
     print(f"LoRA rank {rank}: {sum(p.numel() for p in lora.parameters()):,} parameters (full FCA: "
