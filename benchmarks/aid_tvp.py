@@ -809,20 +809,22 @@ def train_adapters_main(args, t_start: float) -> None:
     sets = instruction_sets(0)
     host = pk["host_mod"].describe(model)
     config = dict(AID_CONFIG, frames=sets["train"].videos.shape[1])
-    torch.manual_seed(0)
+    seed = args.adapter_seed
+    torch.manual_seed(seed)
     adapters = pk["attach"].new_adapters("aid", model, config)
     patched = pk["attach"].attach_adapters(model, adapters)
     fwd = pk["simda"].AdapterForward(patched, param(), svd_conditions(sets["train"], aid=True), host,
                                      kind=pk["registry"].get("aid"), adapters=adapters)
     x = model.model.process_latent_in(encode(sets["train"].videos))
-    fwd = handed_first(fwd, model, x, 0)
+    fwd = handed_first(fwd, model, x, seed)
 
     def fit(steps, callback):
-        return train(adapters, fwd, x, steps, 1e-3, 4, 0, pk["host_mod"].training_sigmas(model).tolist(), drop=0.05,
+        return train(adapters, fwd, x, steps, 1e-3, 4, seed, pk["host_mod"].training_sigmas(model).tolist(), drop=0.05,
                      warmup=50, lr_schedule="cosine", callback=callback)
 
     train_with_curve(args, t_start, "aid_tvp.py", args.aid_steps or 1500, adapters, sets, fit,
-                     lambda clips: predict(model, clips, 0, adapters), {"noise": NOISE, "dual_cfg": [S_V, S_T]})
+                     lambda clips: predict(model, clips, 0, adapters),
+                     {"noise": NOISE, "dual_cfg": [S_V, S_T], "adapter_seed": seed})
 
 
 def adapters_training(path: str) -> dict:
@@ -937,6 +939,8 @@ def main() -> None:
                     help="keep the pretrained base in PATH.<quick|full>.safetensors and reuse it on the next run")
     file_modes(ap, "AID", BASE_FILE, ADAPTER_FILE, "--aid-steps", 6000)
     ap.add_argument("--aid-steps", type=int, default=None)
+    ap.add_argument("--adapter-seed", type=int, default=0,
+                    help="--train-adapters: seed of the adapters' initialisation and training draws")
     ap.add_argument("--rows", default=None, help="comma-separated subset of rows (default: all)")
     ap.add_argument("--width", type=int, default=WIDTH, help="channels of the base UNet's first level (the second has twice)")
     ap.add_argument("--jobs", type=int, default=default_jobs(),
