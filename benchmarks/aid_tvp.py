@@ -354,7 +354,7 @@ def first_latents(model, clips: tvp.TVPClips) -> torch.Tensor | None:
     return model.model.process_latent_in(encode(clips.videos[:, :1])) if FIRST_FRAME else None
 
 
-def handed_first(forward, model, x0: torch.Tensor, seed: int):
+def handed_first(forward, x0: torch.Tensor, seed: int):
     """``forward`` for training on clips ``x0``: with the clean first latent frame handed in when the base takes it."""
     return FirstFrameLatent(forward, x0, 1.0, torch.Generator().manual_seed(seed + 1)) if FIRST_FRAME else forward
 
@@ -422,13 +422,14 @@ GATE_STEPS = 12     # Euler steps the gates sample with
 def pretrain_base(model, clips: tvp.TVPClips, steps: int, seed: int = 0, lr: float = 1e-3, batch: int = 4,
                   callback=None):
     """Pretrain the frozen base image-to-video on instruction-free clips: the pack's trainer, the base's noise
-    levels (``NOISE``: EDM log-normal, or shifted logit-normal for flow), image dropout 0.1 (the no-image branch image guidance needs), warm-up 50 steps, cosine decay."""
+    levels (``NOISE``: EDM log-normal, or shifted logit-normal for flow), image dropout 0.1 (the no-image branch
+    image guidance needs), warm-up 50 steps, cosine decay; the clean first latent frame handed in when the base
+    takes it."""
     pk = _pack()
     host = pk["host_mod"].describe(model)
     net = model.model.diffusion_model
     x = model.model.process_latent_in(encode(clips.videos))
-    fwd = handed_first(pk["simda"].AdapterForward(model, param(), svd_conditions(clips, aid=False), host), model, x,
-                       seed)
+    fwd = handed_first(pk["simda"].AdapterForward(model, param(), svd_conditions(clips, aid=False), host), x, seed)
     net.requires_grad_(True)
     res = train(net, fwd, x, steps, lr, batch, seed, pk["host_mod"].training_sigmas(model).tolist(), drop=0.05,
                 warmup=50, lr_schedule="cosine", callback=callback)
@@ -532,7 +533,7 @@ def _row_job(job) -> dict:
     patched = attach.attach_adapters(model, adapters)
     fwd = simda.AdapterForward(patched, param(), c["train_conds"], c["host"], kind=pk["registry"].get("aid"), adapters=adapters)
     t0 = time.time()
-    train(adapters, handed_first(fwd, model, c["x_train"], seed), c["x_train"], c["aid_steps"], 1e-3, 4, seed,
+    train(adapters, handed_first(fwd, c["x_train"], seed), c["x_train"], c["aid_steps"], 1e-3, 4, seed,
           c["sigma_table"], drop=0.05, warmup=20)
     train_s = time.time() - t0
     params = adapters.num_trainable_parameters()  # what was trained: an ablation's switched-off parts are not
@@ -681,7 +682,7 @@ def overfit_main(args, t_start: float) -> None:
     fwd = pk["simda"].AdapterForward(model, param(), svd_conditions(clips, aid=False), host)
     net = model.model.diffusion_model
     net.requires_grad_(True)
-    res = train(net, handed_first(fwd, model, x0, 0), x0, args.base_steps or 600, 1e-3, 4, 0, pk["host_mod"].training_sigmas(model).tolist(),
+    res = train(net, handed_first(fwd, x0, 0), x0, args.base_steps or 600, 1e-3, 4, 0, pk["host_mod"].training_sigmas(model).tolist(),
                 warmup=50)
     net.requires_grad_(False)
     print(f"{args.overfit} clips, code {args.code}, {SAMPLING}, noise {NOISE['sigma_sampling']}: {len(res.losses)} steps, loss "
@@ -816,7 +817,7 @@ def train_adapters_main(args, t_start: float) -> None:
     fwd = pk["simda"].AdapterForward(patched, param(), svd_conditions(sets["train"], aid=True), host,
                                      kind=pk["registry"].get("aid"), adapters=adapters)
     x = model.model.process_latent_in(encode(sets["train"].videos))
-    fwd = handed_first(fwd, model, x, seed)
+    fwd = handed_first(fwd, x, seed)
 
     def fit(steps, callback):
         return train(adapters, fwd, x, steps, 1e-3, 4, seed, pk["host_mod"].training_sigmas(model).tolist(), drop=0.05,
