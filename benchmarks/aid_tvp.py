@@ -637,8 +637,8 @@ OVERFIT_SIGMAS = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 @torch.no_grad()
 def noise_kept(denoise, x0: torch.Tensor, decode_fn, frame_dim: int, first: int = 0, seed: int = 7) -> dict:
     """How much of the noise a model's clean estimate keeps at each of ``OVERFIT_SIGMAS``, in EDM's terms
-    (``x = x0 + sigma n``; ``denoise(x, sigma)`` returns the clean estimate, whatever the model's own
-    parameterisation): the share of the noise kept (0: removed, 1: passed through), PSNR of the noisy input and of
+    (``x = x0 + sigma n``; ``denoise(n, sigma)`` returns the clean estimate of ``x0`` noised with ``n`` to that level,
+    in whatever form the model's own parameterisation takes it): the share of the noise kept (0: removed, 1: passed through), PSNR of the noisy input and of
     the estimate through ``decode_fn`` (latents -> videos ``[N, T, 3, H, W]``) against the clips through it, and
     what an Euler sampler is left with at that level (sigma x share, in latent units). Frames from ``first`` on
     along ``frame_dim`` (a frame handed to the model clean is left out)."""
@@ -656,7 +656,7 @@ def noise_kept(denoise, x0: torch.Tensor, decode_fn, frame_dim: int, first: int 
     for sigma in OVERFIT_SIGMAS:
         n = torch.randn(x0.shape, generator=g)
         x = x0 + sigma * n
-        d = denoise(x, sigma)
+        d = denoise(n, sigma)
         e, noise = (d - x0)[later], (sigma * n)[later]
         kept = float((e * noise).sum() / noise.square().sum())
         rows[sigma] = dict(noisy_db=psnr(x), estimate_db=psnr(d), kept=kept, left=sigma * kept)
@@ -689,9 +689,8 @@ def overfit_main(args, t_start: float) -> None:
           f"{statistics.fmean(res.losses[:20]):.3f} -> {statistics.fmean(res.losses[-50:]):.3f} "
           f"({time.time() - t_start:.0f} s)")
 
-    def denoise(x, sigma):  # x = x0 + sigma n in EDM's terms, whatever the base's sampling
-        noise = (x - x0) / sigma
-        return denoised(fwd, *noisy(x0, noise, sigma), torch.arange(len(x)))
+    def denoise(noise, sigma):
+        return denoised(fwd, *noisy(x0, noise, sigma), torch.arange(len(x0)))
 
     rows = noise_kept(denoise, x0, lambda lat: decode(model.model.process_latent_out(lat)), frame_dim=1,
                       first=1 if FIRST_FRAME else 0)

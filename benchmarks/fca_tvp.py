@@ -823,13 +823,13 @@ def overfit_main(args, t_start: float) -> None:
     x0 = to_model(clips.videos)
     handed = args.first_frame_share > 0
 
-    def denoise(x, sigma):
+    def denoise(noise, sigma):
         t = sigma / (1 + sigma)
-        xt = x * (1 - t)
+        xt = (1 - t) * x0 + t * noise
         if handed:
             xt[:, :, :1] = x0[:, :, :1]
-        s = torch.full((len(x),), t)
-        return pk["param"].prediction_to_denoised(xt, fwd(xt, s, None, clip=torch.arange(len(x))), s, "flow")
+        s = torch.full((len(x0),), t)
+        return pk["param"].prediction_to_denoised(xt, fwd(xt, s, None, clip=torch.arange(len(x0))), s, "flow")
 
     rows = aid_tvp.noise_kept(denoise, x0, lambda lat: aid_tvp.decode(from_model(lat)), frame_dim=2,
                               first=1 if handed else 0)
