@@ -74,6 +74,9 @@ ROWS = {
     "decomposed branch only": dict(multimodal_branch=False),
     "without state prompts": dict(state_prompts=False),
 }
+# --train-adapters --row NAME: the rows by short name
+ROW_NAMES = dict(zip(("full", "no-adapters", "no-spatial", "no-short-term", "no-long-term", "multimodal-only",
+                      "decomposed-only", "no-states"), ROWS))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -153,29 +156,13 @@ def image_embedding(first_frames: torch.Tensor) -> torch.Tensor:
 
 
 def tiny_svd(channels: int, seed: int):
-    import comfy.model_patcher
-    import comfy.supported_models
-
-    cfg = {"model_channels": WIDTH, "in_channels": 2 * channels, "out_channels": channels,
-           "use_linear_in_transformer": True, "transformer_depth": [1, 1], "transformer_depth_output": [1, 1, 1, 1],
-           "channel_mult": [1, 2], "num_res_blocks": [1, 1], "context_dim": CTX, "adm_in_channels": 768,
-           "use_temporal_attention": True, "use_temporal_resblock": True, "image_size": 32,
-           "transformer_depth_middle": 1, "use_spatial_transformer": True, "extra_ff_mix_layer": True,
-           "use_spatial_context": True, "merge_strategy": "learned_with_images", "merge_factor": 0.0,
-           "video_kernel_size": [3, 1, 1], "disable_temporal_crossattention": False, "num_classes": "sequential",
-           "num_head_channels": 16, "dtype": torch.float32}
-    mc = comfy.supported_models.SVD_img2vid(cfg)
-    mc.unet_config["num_head_channels"] = cfg["num_head_channels"]  # the class pins 64 (SVD's own)
-    mc.set_inference_dtype(torch.float32, None)
-    if SAMPLING == "flow":  # the same UNet as a FLOW model: ComfyUI's flow sampling, shifted
-        import comfy.model_base
-
-        mc.sampling_settings = {"shift": FLOW_SHIFT, "multiplier": 1000}
-        base = comfy.model_base.SVD_img2vid(mc, model_type=comfy.model_base.ModelType.FLOW)
-    else:
-        base = mc.get_model({})
-    _initialise(base.diffusion_model, seed)
-    return comfy.model_patcher.ModelPatcher(base, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
+    """The miniature base: ComfyUI's SVD image-to-video class at width ``WIDTH`` (the pack's own builder, which the
+    tiny demo loads the shipped base with), as the flow model with ``--sampling flow``, initialised from ``seed``."""
+    model = _pack()["demo"].svd_i2v(channels, WIDTH, CTX, FLOW_SHIFT if SAMPLING == "flow" else None)
+    net = model.model.diffusion_model
+    net.requires_grad_(True)
+    _initialise(net, seed)
+    return model
 
 
 def _initialise(net: torch.nn.Module, seed: int) -> None:
@@ -232,7 +219,8 @@ def _pack():
                      simda=host.pack_module("nodes.binding.training"), training=host.pack_module("adapters.training"),
                      host_mod=host.pack_module("nodes.binding.host"), sp=host.pack_module("adapters.state_prompts"),
                      dual=host.pack_module("samplers.dual_cfg"), param=host.pack_module("samplers.parameterisation"),
-                     files=host.pack_module("adapters.files"))
+                     files=host.pack_module("adapters.files"),
+                     demo=host.pack_module("nodes.binding.instruction_demo"))
     return _PACK
 
 
@@ -464,10 +452,7 @@ def load_base(path: str = BASE_FILE):
     CODE = tvp.PatchCode.from_state_dict(tensors)
     WIDTH = int(meta["width"])
     use_sampling(meta.get("sampling", "edm"), meta.get("first_frame", "0") == "1")  # earlier files: SVD's EDM
-    model = tiny_svd(CODE.channels, seed=0)
-    model.model.diffusion_model.load_state_dict({k[5:]: v.float() for k, v in tensors.items() if k.startswith("unet/")})
-    model.model.diffusion_model.requires_grad_(False)
-    return model, meta
+    return _pack()["demo"].base_model(path), meta
 
 
 @torch.no_grad()
@@ -703,7 +688,7 @@ def overfit_main(args, t_start: float) -> None:
                        "loss": res.losses, "rows": rows}, f, indent=1)
 
 
-ADAPTER_FILE = os.path.join(ROOT, "adapters", "weights", "tvp_aid_full.safetensors")
+ADAPTER_FILE = os.path.join(ROOT, "adapters", "weights", "video_adapters", "tvp_aid_full.safetensors")
 AID_CONFIG = dict(width=64, heads=4, depth=1, queries_per_frame=4, text_dim=TEXT_DIM, vision_dim=CTX, context_dim=CTX)
 S_V, S_T = 1.5, 2.0  # dual CFG of the shipped model's rows
 
@@ -803,12 +788,13 @@ def train_with_curve(args, t_start: float, script: str, steps: int, adapters, se
 
 
 def train_adapters_main(args, t_start: float) -> None:
-    """Train full AID on the shipped base with held-out accuracy every --gate-every steps; write the adapters."""
+    """Train AID (full, or the --row variant) on the base with held-out accuracy every --gate-every steps; write
+    the adapters."""
     pk = _pack()
     model, _ = load_base(args.base)
     sets = instruction_sets(0)
     host = pk["host_mod"].describe(model)
-    config = dict(AID_CONFIG, frames=sets["train"].videos.shape[1])
+    config = dict(AID_CONFIG, frames=sets["train"].videos.shape[1], **ROWS[ROW_NAMES[args.row]])
     seed = args.adapter_seed
     torch.manual_seed(seed)
     adapters = pk["attach"].new_adapters("aid", model, config)
@@ -824,7 +810,7 @@ def train_adapters_main(args, t_start: float) -> None:
 
     train_with_curve(args, t_start, "aid_tvp.py", args.aid_steps or 1500, adapters, sets, fit,
                      lambda clips: predict(model, clips, 0, adapters),
-                     {"noise": NOISE, "dual_cfg": [S_V, S_T], "adapter_seed": seed})
+                     {"noise": NOISE, "dual_cfg": [S_V, S_T], "adapter_seed": seed, "row": ROW_NAMES[args.row]})
 
 
 def adapters_training(path: str) -> dict:
@@ -941,6 +927,10 @@ def main() -> None:
     ap.add_argument("--aid-steps", type=int, default=None)
     ap.add_argument("--adapter-seed", type=int, default=0,
                     help="--train-adapters: seed of the adapters' initialisation and training draws")
+    ap.add_argument("--row", choices=tuple(ROW_NAMES), default="full",
+                    help="--train-adapters: the AID variant to train (an ablation row of the paper: full AID, no "
+                         "spatial / short-term / long-term adapters or none of them, one branch of the DQFormer "
+                         "only, no state prompts)")
     ap.add_argument("--rows", default=None, help="comma-separated subset of rows (default: all)")
     ap.add_argument("--width", type=int, default=WIDTH, help="channels of the base UNet's first level (the second has twice)")
     ap.add_argument("--jobs", type=int, default=default_jobs(),

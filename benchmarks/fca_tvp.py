@@ -341,7 +341,7 @@ def side_by_side(path: str, results: dict, params: dict, keys) -> None:
 # ----------------------------------------------------------------------------------------------------------
 # the shipped frozen base: pretraining, file, gates
 
-BASE_FILE = os.path.join(ROOT, "adapters", "weights", "tvp_wan_base.safetensors")  # text-to-video only
+BASE_FILE = os.path.join(ROOT, "adapters", "weights", "tvp_base.safetensors")  # text-to-video only
 # --base's default: the base handed the first frame, on which the shipped FCA adapters were trained
 FIRST_FRAME_BASE_FILE = os.path.join(ROOT, "adapters", "weights", tvp.DEMO_FILES["single-phase"][0])
 FIRST_FRAME_SHARE = 0.0  # the loaded base's: share of its pretraining samples handed the clean first latent frame
@@ -399,7 +399,7 @@ def load_base(path: str = BASE_FILE):
     global WAN_PATCH, FIRST_FRAME_SHARE, TEXT_CODE
     from safetensors.torch import load_file
 
-    from devtools.tiny_models import tvp_wan_base
+    from devtools.tiny_models import tvp_base
 
     meta = base_metadata(path)
     if meta.get("kind") != "tvp_base" or meta.get("architecture") != "WAN21_T2V":
@@ -413,7 +413,7 @@ def load_base(path: str = BASE_FILE):
                          f"({tvp.TEXT_CODES}): update the pack")
     aid_tvp.CODE = tvp.PatchCode.from_state_dict(tensors)
     NORM.update(mean=tensors["norm/mean"].float(), std=tensors["norm/std"].float())
-    return tvp_wan_base(path, HEADS), meta
+    return tvp_base(path, HEADS), meta
 
 
 @torch.no_grad()

@@ -58,9 +58,10 @@ def wan_t2v(channels: int, dim: int, ffn: int, heads: int, layers: int, text_dim
     return _instruction_binding().wan_t2v(channels, dim, ffn, heads, layers, text_dim, patch)
 
 
-def tvp_wan_base(path: str, heads: int = 2):
-    """A Wan base file of the text-video prediction miniature (``adapters/weights/tvp_wan_*.safetensors``) as a
-    MODEL, as the tiny instruction demo builds it (without the demo's sampling patches)."""
+def tvp_base(path: str, heads: int = 2):
+    """A base file of the text-video prediction miniature (``adapters/weights/tvp_*base.safetensors``: a Wan 2.1
+    text-to-video DiT or an SVD image-to-video UNet) as a MODEL, as the tiny instruction demo builds it (without
+    the demo's sampling patches)."""
     return _instruction_binding().base_model(path, heads)
 
 

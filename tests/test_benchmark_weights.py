@@ -41,11 +41,16 @@ def test_shipped_file_is_fp16_and_says_how_it_was_made(name):
     else:
         assert meta.get("kind") == "tvp_base"
         command = meta["command"]
-        assert {d for k, d in dtypes.items() if k.startswith("dit/")} == {"F16"}
+        prefix = {"WAN21_T2V": "dit/", "SVD_img2vid": "unet/"}[meta["architecture"]]
+        assert {d for k, d in dtypes.items() if k.startswith(prefix)} == {"F16"}
         gates = json.loads(meta["gates"])
         assert gates["step"] == int(meta["steps"]) and 0.0 <= gates["objects_found"] <= 1.0
         if float(meta.get("first_frame_share", 0)) > 0:
             assert "--first-frame-share" in command
+        if meta.get("sampling", "edm") != "edm":
+            assert f"--sampling {meta['sampling']}" in command
+        if meta.get("first_frame", "0") == "1":
+            assert "--first-frame" in command
         if int(meta.get("text_code", 1)) != 1:
             assert f"--text-code {meta['text_code']}" in command
         text = " ".join(meta.values())

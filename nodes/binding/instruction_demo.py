@@ -59,16 +59,61 @@ def base_metadata(path: str) -> dict:
         return f.metadata() or {}
 
 
+SVD_HEAD_CHANNELS = 16  # the SVD-architecture base's channels per attention head (the tensors do not show them)
+
+
+def svd_i2v(channels: int, width: int, context_dim: int, flow_shift: float | None = None,
+            head_channels: int = SVD_HEAD_CHANNELS):
+    """An SVD image-to-video MODEL of ComfyUI's own class at miniature size (two UNet levels of ``width`` and twice
+    ``width`` channels, one residual and one transformer block each, temporal layers as SVD's), fp32 on the CPU,
+    its weights as ComfyUI leaves them (uninitialised: load or initialise them). ``flow_shift``: the same UNet as a
+    flow model (ComfyUI's FLOW model type with that shift) in place of SVD's EDM v-prediction."""
+    import comfy.model_base
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    cfg = {"model_channels": width, "in_channels": 2 * channels, "out_channels": channels,
+           "use_linear_in_transformer": True, "transformer_depth": [1, 1], "transformer_depth_output": [1, 1, 1, 1],
+           "channel_mult": [1, 2], "num_res_blocks": [1, 1], "context_dim": context_dim, "adm_in_channels": 768,
+           "use_temporal_attention": True, "use_temporal_resblock": True, "image_size": 32,
+           "transformer_depth_middle": 1, "use_spatial_transformer": True, "extra_ff_mix_layer": True,
+           "use_spatial_context": True, "merge_strategy": "learned_with_images", "merge_factor": 0.0,
+           "video_kernel_size": [3, 1, 1], "disable_temporal_crossattention": False, "num_classes": "sequential",
+           "num_head_channels": head_channels, "dtype": torch.float32}
+    mc = comfy.supported_models.SVD_img2vid(cfg)
+    mc.unet_config["num_head_channels"] = head_channels  # the class pins 64 (SVD's own)
+    mc.set_inference_dtype(torch.float32, None)
+    if flow_shift is None:
+        base = mc.get_model({})
+    else:
+        mc.sampling_settings = {"shift": float(flow_shift), "multiplier": 1000}
+        base = comfy.model_base.SVD_img2vid(mc, model_type=comfy.model_base.ModelType.FLOW)
+    base.requires_grad_(False)
+    return comfy.model_patcher.ModelPatcher(base, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
+
+
 def base_model(path: str, heads: int = HEADS, shift: float | None = None):
-    """A Wan base file of the miniature (the DiT's tensors under ``dit/``, its spatial patch in the metadata) as a
-    MODEL; sizes are read from the tensors, except the head count, which they do not show."""
+    """A base file of the miniature as a MODEL, sizes read from its tensors: a Wan 2.1 text-to-video DiT (tensors
+    under ``dit/``, its spatial patch in the metadata; ``heads``, which the tensors do not show, and ``shift``
+    apply to it) or an SVD image-to-video UNet (tensors under ``unet/``; built as the flow model it was trained as
+    when its metadata says ``sampling: flow``, else as SVD's EDM model)."""
     from safetensors.torch import load_file
 
     meta = base_metadata(path)
-    if meta.get("kind") != "tvp_base" or meta.get("architecture") != "WAN21_T2V":
-        raise VideoAdapterError(f"{os.path.basename(path)} is not a Wan base of the instruction miniature")
+    arch = meta.get("architecture")
+    if meta.get("kind") != "tvp_base" or arch not in ("WAN21_T2V", "SVD_img2vid"):
+        raise VideoAdapterError(f"{os.path.basename(path)} is not a base of the instruction miniature")
+    tensors = load_file(path)
+    if arch == "SVD_img2vid":
+        sd = {k[5:]: v.float() for k, v in tensors.items() if k.startswith("unet/")}
+        channels, width = sd["out.2.weight"].shape[:2]
+        flow = meta.get("sampling", "edm") == "flow"
+        model = svd_i2v(channels, width, sd["input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"].shape[1],
+                        flow_shift=float(meta.get("flow_shift", 3.0)) if flow else None)
+        model.model.diffusion_model.load_state_dict(sd)
+        return model
     patch = int(meta.get("patch", 2))
-    sd = {k[4:]: v.float() for k, v in load_file(path).items() if k.startswith("dit/")}
+    sd = {k[4:]: v.float() for k, v in tensors.items() if k.startswith("dit/")}
     dim, text_dim = sd["text_embedding.0.weight"].shape
     layers = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
     model = wan_t2v(channels=sd["head.head.weight"].shape[0] // patch ** 2, dim=dim,

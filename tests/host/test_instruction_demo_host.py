@@ -32,12 +32,12 @@ def _reference(base_file, first_frame, text, code, steps=12, cfg=2.0, shift=3.0,
     straight from the file, ComfyUI's Wan DiT called directly."""
     from safetensors.torch import load_file
 
-    from devtools.tiny_models import tvp_wan_base
+    from devtools.tiny_models import tvp_base
 
     tensors = load_file(base_file)
     code_ = tvp.PatchCode.from_state_dict(tensors)
     mean, std = tensors["norm/mean"].float().reshape(1, -1, 1, 1, 1), tensors["norm/std"].float().reshape(1, -1, 1, 1, 1)
-    net = tvp_wan_base(base_file).model.diffusion_model
+    net = tvp_base(base_file).model.diffusion_model
     video = first_frame.permute(0, 3, 1, 2)[None]  # [1, 1, 3, H, W]
     first = (code_.encode(video).permute(0, 2, 1, 3, 4) - mean) / std  # [1, C, 1, h, w]
     shape = [1, first.shape[1], 8, *first.shape[3:]]
