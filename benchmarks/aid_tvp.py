@@ -612,6 +612,8 @@ def start(args) -> float:
     for name in ("base", "adapters", "pretrain_base", "train_adapters", "json", "aid_json", "base_cache", "preview"):
         if getattr(args, name, None):
             setattr(args, name, os.path.abspath(getattr(args, name)))
+    if getattr(args, "summarise", None):
+        args.summarise = [os.path.abspath(p) for p in args.summarise]
     torch.set_num_threads(args.threads)
     return time.time()
 
@@ -866,9 +868,53 @@ def shipped_table(args, t_start: float, script: str, load_base_fn, load_adapters
 
 
 def shipped_main(args, t_start: float) -> None:
-    """The shipped base and full AID on a fresh held-out set of ``--eval-seed``."""
-    shipped_table(args, t_start, "aid_tvp.py", load_base, _pack()["registry"].get("aid").load, predict,
-                  "AID full (shipped)", f"Euler {GATE_STEPS} steps, dual CFG s_V={S_V} s_T={S_T}")
+    """The shipped base and full AID on a fresh held-out set of ``--eval-seed``, with dual CFG ``--s-v``, ``--s-t``."""
+    import functools
+
+    shipped_table(args, t_start, "aid_tvp.py", load_base, _pack()["registry"].get("aid").load,
+                  functools.partial(predict, s_v=args.s_v, s_t=args.s_t), "AID full (shipped)",
+                  f"Euler {GATE_STEPS} steps, dual CFG s_V={args.s_v:g} s_T={args.s_t:g} (the base alone: s_V)")
+
+
+def summarise_main(args, t_start: float) -> None:
+    """The ablation table of adapter files made by ``--train-adapters [--row R] [--adapter-seed S]`` on one base:
+    each file's final evaluation (held-out and novel clips of ``instruction_sets(0)``, sampling seed 0) grouped by
+    row, mean ± spread over the files of a row, beside the base alone and the repeated first frame on the same
+    clips."""
+    files = args.summarise
+    trainings = [adapters_training(f) for f in files]
+    bases = {t.get("base") for t in trainings}
+    if len(bases) != 1:
+        raise SystemExit(f"the files were trained on different bases ({sorted(map(str, bases))}): summarise one base")
+    model, _ = load_base(args.base)
+    sets = instruction_sets(0)
+    rows: dict[str, dict[str, list]] = {}
+    for name in ("heldout", "novel"):
+        clips = sets[name]
+        rows.setdefault("repeat the first frame", {})[name] = [
+            score(tvp.repeat_first_frame(clips.first_frames, clips.videos.shape[1]), clips, sets["reference"])]
+        rows.setdefault("frozen base alone", {})[name] = [score(predict(model, clips, 0, None), clips, sets["reference"])]
+    for path, t in zip(files, trainings):
+        final = t["curve"][-1]
+        for name in ("heldout", "novel"):
+            rows.setdefault(t.get("row", "full"), {}).setdefault(name, []).append(final[name])
+    keys = ("instruction_score", "instruction_all_phases", "second_phase", "fd")
+    print(f"{len(files)} adapter files on {bases.pop()} (--base {os.path.basename(args.base)}); mean ± spread over the "
+          f"files of a row (n); Euler {GATE_STEPS} steps, dual CFG s_V={S_V:g} s_T={S_T:g}; "
+          f"{time.time() - t_start:.0f} s")
+    for name in ("heldout", "novel"):
+        print(f"\n{name}:\n| row | n | instruction acc. | all phases | second phase of two | FD |\n|---|---|---|---|---|---|")
+        for row, by_set in rows.items():
+            runs = by_set[name]
+            cells = []
+            for k in keys:
+                vals = [r[k] for r in runs if r.get(k) is not None]
+                m, sd = statistics.fmean(vals), statistics.pstdev(vals) if len(vals) > 1 else 0.0
+                cells.append(f"{m:.1f} ± {sd:.1f}" if k == "fd" else f"{m:.3f} ± {sd:.3f}")
+            print(f"| {row} | {len(runs)} | " + " | ".join(cells) + " |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"files": [os.path.basename(p) for p in files], "rows": rows}, f, indent=1, default=float)
 
 
 def gate_sets() -> tuple[tvp.TVPClips, tvp.TVPClips, tvp.TVPClips]:
@@ -927,6 +973,11 @@ def main() -> None:
     ap.add_argument("--aid-steps", type=int, default=None)
     ap.add_argument("--adapter-seed", type=int, default=0,
                     help="--train-adapters: seed of the adapters' initialisation and training draws")
+    ap.add_argument("--s-v", type=float, default=S_V, help="--shipped: image guidance scale")
+    ap.add_argument("--s-t", type=float, default=S_T, help="--shipped: text guidance scale")
+    ap.add_argument("--summarise", nargs="+", default=None, metavar="FILE",
+                    help="print the ablation table of adapter files made by --train-adapters on --base (each file's "
+                         "final held-out scores, grouped by --row) and stop")
     ap.add_argument("--row", choices=tuple(ROW_NAMES), default="full",
                     help="--train-adapters: the AID variant to train (an ablation row of the paper: full AID, no "
                          "spatial / short-term / long-term adapters or none of them, one branch of the DQFormer "
@@ -967,7 +1018,8 @@ def main() -> None:
         args.threads = 1
     t_start = start(args)
     if run_mode(args, t_start, {"pretrain_base": pretrain_main, "overfit": overfit_main,
-                                "train_adapters": train_adapters_main, "shipped": shipped_main}):
+                                "train_adapters": train_adapters_main, "shipped": shipped_main,
+                                "summarise": summarise_main}):
         return
     quick = args.quick
     seeds = args.seeds or (1 if quick else 2)
