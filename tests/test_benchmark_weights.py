@@ -60,5 +60,5 @@ def test_shipped_file_is_fp16_and_says_how_it_was_made(name):
 
 
 def test_there_are_shipped_bases():
-    for name in ("tvp_wan_base", "tvp_wan_first_frame_base", "tvp_wan_turns_base"):
+    for name in ("tvp_wan_base", "tvp_wan_first_frame_base", "tvp_wan_turns_base", "tvp_svd_base"):
         assert f"{name}.safetensors" in FILES

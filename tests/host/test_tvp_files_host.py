@@ -1,6 +1,7 @@
 """The text-video prediction miniature's shipped files (``adapters/weights``) in a real ComfyUI: each Wan base
-builds as ComfyUI's own Wan 2.1 model, and each FCA adapter file (``adapters/weights/video_adapters``) is listed by
-Load Adapters and loads onto the base it was trained on, its tensors intact; on a Wan of another size Load Adapters
+builds as ComfyUI's own Wan 2.1 model and the SVD-architecture base as ComfyUI's own SVD UNet sampled as the flow
+model it was trained as, and each FCA and AID adapter file (``adapters/weights/video_adapters``) is listed by Load
+Adapters and loads onto the base it was trained on, its tensors intact; on a Wan of another size Load Adapters
 refuses it and says why."""
 
 import json
@@ -15,7 +16,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 WEIGHTS = os.path.join(ROOT, "adapters", "weights")
 ADAPTERS = os.path.join(WEIGHTS, "video_adapters")
 PAIRS = [("tvp_fca_full.safetensors", "tvp_wan_first_frame_base.safetensors"),
-         ("tvp_fca_turns.safetensors", "tvp_wan_turns_base.safetensors")]
+         ("tvp_fca_turns.safetensors", "tvp_wan_turns_base.safetensors"),
+         ("tvp_aid_full.safetensors", "tvp_svd_base.safetensors")]
+ADAPTER_CLASSES = {"fca": ("adapters.fca", "FCAAdapterSet"), "aid": ("adapters.aid", "AIDAdapterSet")}
 
 
 def test_shipped_adapters_are_listed_by_load_adapters(host):
@@ -26,42 +29,65 @@ def test_shipped_adapters_are_listed_by_load_adapters(host):
         assert adapter_file in options
 
 
-BASES = sorted(f for f in os.listdir(WEIGHTS) if f.startswith("tvp_wan_") and f.endswith(".safetensors"))
+BASES = sorted(f for f in os.listdir(WEIGHTS) if f.startswith("tvp_") and f.endswith("base.safetensors"))
+
+
+def test_every_base_is_tested():
+    assert {"tvp_wan_base.safetensors", "tvp_svd_base.safetensors"} <= set(BASES)
 
 
 @pytest.mark.parametrize("base_file", BASES)
-def test_shipped_base_builds_as_comfyuis_wan(host, base_file):
-    from devtools.tiny_models import tvp_wan_base
+def test_shipped_base_builds_as_comfyuis_model(host, base_file):
+    from comfy.model_base import ModelType
 
-    base = tvp_wan_base(os.path.join(WEIGHTS, base_file))
+    from devtools.tiny_models import tvp_base
+
+    base = tvp_base(os.path.join(WEIGHTS, base_file))
     net = base.model.diffusion_model
-    assert type(net).__module__ == "comfy.ldm.wan.model"
-    stored = {k[4:]: v for k, v in load_file(os.path.join(WEIGHTS, base_file)).items() if k.startswith("dit/")}
+    with safe_open(os.path.join(WEIGHTS, base_file), "pt") as f:
+        meta = f.metadata()
+    if meta["architecture"] == "SVD_img2vid":
+        prefix = "unet/"
+        from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+        # ComfyUI's SVD model class around its UNet with SVD's temporal layers
+        assert type(base.model).__name__ == "SVD_img2vid" and isinstance(net, UNetModel)
+        assert any(".time_stack." in k for k in net.state_dict())
+        # sampled as what it was trained as: a flow model with its shift, or SVD's own EDM v-prediction
+        flow = meta.get("sampling") == "flow"
+        assert base.model.model_type == (ModelType.FLOW if flow else ModelType.V_PREDICTION_EDM)
+        if flow:
+            assert base.model.model_sampling.shift == pytest.approx(float(meta["flow_shift"]))
+    else:
+        prefix = "dit/"
+        assert type(net).__module__ == "comfy.ldm.wan.model"
+        assert list(net.patch_size) == [1] + 2 * [int(meta["patch"])]
+    stored = {k[len(prefix):]: v for k, v in load_file(os.path.join(WEIGHTS, base_file)).items()
+              if k.startswith(prefix)}
     state = net.state_dict()
     assert set(state) == set(stored)
     for k, v in state.items():
         assert torch.equal(v, stored[k].float()), k
-    with safe_open(os.path.join(WEIGHTS, base_file), "pt") as f:
-        assert list(net.patch_size) == [1] + 2 * [int(f.metadata()["patch"])]
 
 
 @pytest.mark.parametrize("adapter_file, base_file", PAIRS)
-def test_shipped_fca_adapters_load_onto_their_base(host, adapter_file, base_file):
-    from devtools.tiny_models import tvp_wan_base
+def test_shipped_adapters_load_onto_their_base(host, adapter_file, base_file):
+    from devtools.tiny_models import tvp_base
 
     with safe_open(os.path.join(ADAPTERS, adapter_file), "pt") as f:
-        training = json.loads(f.metadata()["video_adapters"])["training"]
-    assert training["base"] == base_file  # the file names the base it was trained on
-    base = tvp_wan_base(os.path.join(WEIGHTS, base_file))
+        pack = json.loads(f.metadata()["video_adapters"])
+    assert pack["training"]["base"] == base_file  # the file names the base it was trained on
+    base = tvp_base(os.path.join(WEIGHTS, base_file))
     model, summary = host.call("VA_LoadAdapter", base, adapter_file, 1.0)
     ad = model.get_additional_models_with_key("video_adapters")[-1].model
-    assert isinstance(ad, host.pack_module("adapters.fca").FCAAdapterSet)
+    module, cls = ADAPTER_CLASSES[pack["kind"]]
+    assert isinstance(ad, getattr(host.pack_module(module), cls))
     state = ad.file_state_dict()
     file = load_file(os.path.join(ADAPTERS, adapter_file))
     assert set(file) == set(state)
     for k, v in file.items():
         assert torch.equal(state[k].to(v.dtype), v), k
-    assert "fca" in summary
+    assert pack["kind"] in summary
 
 
 def test_shipped_fca_adapters_refused_on_a_wan_of_another_size(host):
