@@ -38,6 +38,7 @@ training seeds.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -156,8 +157,8 @@ def image_embedding(first_frames: torch.Tensor) -> torch.Tensor:
 
 
 def tiny_svd(channels: int, seed: int):
-    """The miniature base: ComfyUI's SVD image-to-video class at width ``WIDTH`` (the pack's own builder, which the
-    tiny demo loads the shipped base with), as the flow model with ``--sampling flow``, initialised from ``seed``."""
+    """The miniature base: ComfyUI's SVD image-to-video class at width ``WIDTH`` (the pack's own builder, which also
+    reads the shipped base file), as the flow model with ``--sampling flow``, initialised from ``seed``."""
     model = _pack()["demo"].svd_i2v(channels, WIDTH, CTX, FLOW_SHIFT if SAMPLING == "flow" else None)
     net = model.model.diffusion_model
     net.requires_grad_(True)
@@ -433,6 +434,7 @@ def save_base(path: str, model, meta: dict) -> None:
     tensors.update(CODE.state_dict())
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     save_file(tensors, path, metadata={"kind": "tvp_base", "architecture": "SVD_img2vid", "width": str(WIDTH),
+                                       "head_channels": str(_pack()["demo"].SVD_HEAD_CHANNELS),
                                        "sampling": SAMPLING, "flow_shift": str(FLOW_SHIFT),
                                        "first_frame": str(int(FIRST_FRAME)),
                                        **{k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}})
@@ -446,8 +448,9 @@ def load_base(path: str = BASE_FILE):
 
     with safe_open(path, "pt") as f:
         meta = f.metadata() or {}
-    if meta.get("kind") != "tvp_base":
-        raise ValueError(f"{path} is not a miniature TVP base (kind {meta.get('kind')!r})")
+    if meta.get("kind") != "tvp_base" or meta.get("architecture") != "SVD_img2vid":
+        raise ValueError(f"{path} is not an SVD-architecture base of the miniature (kind {meta.get('kind')!r}, "
+                         f"architecture {meta.get('architecture')!r}); fca_tvp.py reads the Wan bases")
     tensors = load_file(path)
     CODE = tvp.PatchCode.from_state_dict(tensors)
     WIDTH = int(meta["width"])
@@ -583,7 +586,7 @@ def file_modes(ap: argparse.ArgumentParser, method: str, base_file: str, adapter
                          "stop")
     ap.add_argument("--gate-every", type=int, default=1000)
     ap.add_argument("--train-adapters", default=None, metavar="OUT",
-                    help=f"train full {method} ({steps_flag}, default 1500) on the base (--base), print held-out "
+                    help=f"train {method} ({steps_flag}, default 1500) on the base (--base), print held-out "
                          "accuracy every --gate-every steps, write the adapters to OUT (fp16, with this command) and stop")
     ap.add_argument("--shipped", action="store_true",
                     help=f"evaluate the shipped base and full {method} (--base, --adapters) on a fresh held-out set of "
@@ -868,11 +871,12 @@ def shipped_table(args, t_start: float, script: str, load_base_fn, load_adapters
 
 
 def shipped_main(args, t_start: float) -> None:
-    """The shipped base and full AID on a fresh held-out set of ``--eval-seed``, with dual CFG ``--s-v``, ``--s-t``."""
-    import functools
-
+    """The shipped base and full AID (or the ``--row`` the adapter file was trained as) on a fresh held-out set of
+    ``--eval-seed``, with dual CFG ``--s-v``, ``--s-t``."""
+    row = adapters_training(args.adapters).get("row", "full")
     shipped_table(args, t_start, "aid_tvp.py", load_base, _pack()["registry"].get("aid").load,
-                  functools.partial(predict, s_v=args.s_v, s_t=args.s_t), "AID full (shipped)",
+                  functools.partial(predict, s_v=args.s_v, s_t=args.s_t),
+                  "AID full (shipped)" if row == "full" else f"AID, {row}",
                   f"Euler {GATE_STEPS} steps, dual CFG s_V={args.s_v:g} s_T={args.s_t:g} (the base alone: s_V)")
 
 
@@ -883,9 +887,13 @@ def summarise_main(args, t_start: float) -> None:
     clips."""
     files = args.summarise
     trainings = [adapters_training(f) for f in files]
+    for path, t in zip(files, trainings):
+        if not t.get("curve"):
+            raise SystemExit(f"{path}: not an adapter file written by --train-adapters (no training curve)")
     bases = {t.get("base") for t in trainings}
-    if len(bases) != 1:
-        raise SystemExit(f"the files were trained on different bases ({sorted(map(str, bases))}): summarise one base")
+    if bases != {os.path.basename(args.base)}:
+        raise SystemExit(f"the files were trained on {sorted(map(str, bases))}, --base is {os.path.basename(args.base)}: "
+                         "pass the one base they were all trained on")
     model, _ = load_base(args.base)
     sets = instruction_sets(0)
     rows: dict[str, dict[str, list]] = {}
@@ -894,7 +902,7 @@ def summarise_main(args, t_start: float) -> None:
         rows.setdefault("repeat the first frame", {})[name] = [
             score(tvp.repeat_first_frame(clips.first_frames, clips.videos.shape[1]), clips, sets["reference"])]
         rows.setdefault("frozen base alone", {})[name] = [score(predict(model, clips, 0, None), clips, sets["reference"])]
-    for path, t in zip(files, trainings):
+    for t in trainings:
         final = t["curve"][-1]
         for name in ("heldout", "novel"):
             rows.setdefault(t.get("row", "full"), {}).setdefault(name, []).append(final[name])
@@ -909,6 +917,9 @@ def summarise_main(args, t_start: float) -> None:
             cells = []
             for k in keys:
                 vals = [r[k] for r in runs if r.get(k) is not None]
+                if not vals:
+                    cells.append("–")
+                    continue
                 m, sd = statistics.fmean(vals), statistics.pstdev(vals) if len(vals) > 1 else 0.0
                 cells.append(f"{m:.1f} ± {sd:.1f}" if k == "fd" else f"{m:.3f} ± {sd:.3f}")
             print(f"| {row} | {len(runs)} | " + " | ".join(cells) + " |")

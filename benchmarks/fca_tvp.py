@@ -341,7 +341,7 @@ def side_by_side(path: str, results: dict, params: dict, keys) -> None:
 # ----------------------------------------------------------------------------------------------------------
 # the shipped frozen base: pretraining, file, gates
 
-BASE_FILE = os.path.join(ROOT, "adapters", "weights", "tvp_base.safetensors")  # text-to-video only
+BASE_FILE = os.path.join(ROOT, "adapters", "weights", "tvp_wan_base.safetensors")  # text-to-video only
 # --base's default: the base handed the first frame, on which the shipped FCA adapters were trained
 FIRST_FRAME_BASE_FILE = os.path.join(ROOT, "adapters", "weights", tvp.DEMO_FILES["single-phase"][0])
 FIRST_FRAME_SHARE = 0.0  # the loaded base's: share of its pretraining samples handed the clean first latent frame

@@ -60,8 +60,8 @@ def wan_t2v(channels: int, dim: int, ffn: int, heads: int, layers: int, text_dim
 
 def tvp_base(path: str, heads: int = 2):
     """A base file of the text-video prediction miniature (``adapters/weights/tvp_*base.safetensors``: a Wan 2.1
-    text-to-video DiT or an SVD image-to-video UNet) as a MODEL, as the tiny instruction demo builds it (without
-    the demo's sampling patches)."""
+    text-to-video DiT or an SVD image-to-video UNet) as a MODEL, built by the pack's own reader (the tiny
+    instruction demo adds its sampling patches to the Wan bases)."""
     return _instruction_binding().base_model(path, heads)
 
 

@@ -1,6 +1,8 @@
 """The tiny instruction demo's models: the frozen Wan bases of the text-video prediction miniature (shipped in
 ``adapters/weights``, made by ``benchmarks/fca_tvp.py --pretrain-base``), a stand-in VAE for their latent code,
-their stand-in text encoder and held-out scenes of the miniature's world (``adapters/instruction_world``).
+their stand-in text encoder and held-out scenes of the miniature's world (``adapters/instruction_world``). The
+miniature's SVD-architecture base (``tvp_svd_base``, made by ``benchmarks/aid_tvp.py --pretrain-base``, which AID's
+shipped adapters are trained on) is built and read here too (``svd_i2v``, ``base_model``); no demo uses it yet.
 
 A base of this miniature is a Wan 2.1 text-to-video DiT of ComfyUI's own class that was pretrained with the clean
 first latent frame in place of the noisy one (as Wan 2.2's text-and-image-to-video model is trained). ComfyUI's
@@ -109,7 +111,8 @@ def base_model(path: str, heads: int = HEADS, shift: float | None = None):
         channels, width = sd["out.2.weight"].shape[:2]
         flow = meta.get("sampling", "edm") == "flow"
         model = svd_i2v(channels, width, sd["input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"].shape[1],
-                        flow_shift=float(meta.get("flow_shift", 3.0)) if flow else None)
+                        flow_shift=float(meta.get("flow_shift", 3.0)) if flow else None,
+                        head_channels=int(meta.get("head_channels", SVD_HEAD_CHANNELS)))
         model.model.diffusion_model.load_state_dict(sd)
         return model
     patch = int(meta.get("patch", 2))

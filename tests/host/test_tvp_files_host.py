@@ -15,9 +15,9 @@ from safetensors.torch import load_file
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WEIGHTS = os.path.join(ROOT, "adapters", "weights")
 ADAPTERS = os.path.join(WEIGHTS, "video_adapters")
-PAIRS = [("tvp_fca_full.safetensors", "tvp_wan_first_frame_base.safetensors"),
-         ("tvp_fca_turns.safetensors", "tvp_wan_turns_base.safetensors"),
-         ("tvp_aid_full.safetensors", "tvp_svd_base.safetensors")]
+PAIRS = [("tvp_fca_full.safetensors", "tvp_wan_first_frame_base.safetensors", "fca"),
+         ("tvp_fca_turns.safetensors", "tvp_wan_turns_base.safetensors", "fca"),
+         ("tvp_aid_full.safetensors", "tvp_svd_base.safetensors", "aid")]
 ADAPTER_CLASSES = {"fca": ("adapters.fca", "FCAAdapterSet"), "aid": ("adapters.aid", "AIDAdapterSet")}
 
 
@@ -25,7 +25,7 @@ def test_shipped_adapters_are_listed_by_load_adapters(host):
     info = host.node_info("VA_LoadAdapter")
     options = info["input"]["required"]["adapter_name"]
     options = options[0] if isinstance(options[0], list) else options[1]["options"]
-    for adapter_file, _ in PAIRS:
+    for adapter_file, _, _ in PAIRS:
         assert adapter_file in options
 
 
@@ -70,24 +70,25 @@ def test_shipped_base_builds_as_comfyuis_model(host, base_file):
         assert torch.equal(v, stored[k].float()), k
 
 
-@pytest.mark.parametrize("adapter_file, base_file", PAIRS)
-def test_shipped_adapters_load_onto_their_base(host, adapter_file, base_file):
+@pytest.mark.parametrize("adapter_file, base_file, kind", PAIRS)
+def test_shipped_adapters_load_onto_their_base(host, adapter_file, base_file, kind):
     from devtools.tiny_models import tvp_base
 
     with safe_open(os.path.join(ADAPTERS, adapter_file), "pt") as f:
         pack = json.loads(f.metadata()["video_adapters"])
+    assert pack["kind"] == kind
     assert pack["training"]["base"] == base_file  # the file names the base it was trained on
     base = tvp_base(os.path.join(WEIGHTS, base_file))
     model, summary = host.call("VA_LoadAdapter", base, adapter_file, 1.0)
     ad = model.get_additional_models_with_key("video_adapters")[-1].model
-    module, cls = ADAPTER_CLASSES[pack["kind"]]
+    module, cls = ADAPTER_CLASSES[kind]
     assert isinstance(ad, getattr(host.pack_module(module), cls))
     state = ad.file_state_dict()
     file = load_file(os.path.join(ADAPTERS, adapter_file))
     assert set(file) == set(state)
     for k, v in file.items():
         assert torch.equal(state[k].to(v.dtype), v), k
-    assert pack["kind"] in summary
+    assert f"{adapter_file}: {kind} adapters for " in summary
 
 
 def test_shipped_fca_adapters_refused_on_a_wan_of_another_size(host):
