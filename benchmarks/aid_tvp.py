@@ -273,9 +273,11 @@ def karras(n: int, lo: float = 0.002, hi: float = 80.0, rho: float = 7.0) -> tor
 
 
 def flow_sigmas(steps: int, shift: float = FLOW_SHIFT) -> torch.Tensor:
-    """The shifted linear schedule of a flow model (ComfyUI's simple scheduler on ModelSamplingDiscreteFlow)."""
-    t = torch.linspace(1.0, 0.0, steps + 1)
-    return shift * t / (1.0 + (shift - 1.0) * t)
+    """The shifted linear schedule of a flow model (ComfyUI's simple scheduler on ModelSamplingDiscreteFlow), as
+    the Video Adapter miniature samples with it."""
+    from devtools.miniature import flow_sigmas as schedule_list
+
+    return torch.tensor(schedule_list(steps, shift), dtype=torch.float32)
 
 
 def schedule(steps: int) -> torch.Tensor:

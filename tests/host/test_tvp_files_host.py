@@ -53,6 +53,9 @@ def test_shipped_base_builds_as_comfyuis_model(host, base_file):
         # ComfyUI's SVD model class around its UNet with SVD's temporal layers
         assert type(base.model).__name__ == "SVD_img2vid" and isinstance(net, UNetModel)
         assert any(".time_stack." in k for k in net.state_dict())
+        # the head size the base was trained with (files that do not record it were trained with 16 channels)
+        attn = net.input_blocks[1][1].transformer_blocks[0].attn1
+        assert attn.heads == net.model_channels // int(meta.get("head_channels", 16))
         # sampled as what it was trained as: a flow model with its shift, or SVD's own EDM v-prediction
         flow = meta.get("sampling") == "flow"
         assert base.model.model_type == (ModelType.FLOW if flow else ModelType.V_PREDICTION_EDM)
