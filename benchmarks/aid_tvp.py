@@ -807,6 +807,10 @@ def train_adapters_main(args, t_start: float) -> None:
     the adapters."""
     pk = _pack()
     model, _ = load_base(args.base)
+    if args.aid_shift is not None:
+        if NOISE.get("sigma_sampling") != "flow_shift":
+            raise SystemExit("--aid-shift needs a flow base")
+        NOISE["flow_shift"] = args.aid_shift
     sets = instruction_sets(0)
     host = pk["host_mod"].describe(model)
     config = dict(AID_CONFIG, frames=sets["train"].videos.shape[1], **ROWS[ROW_NAMES[args.row]])
@@ -820,12 +824,14 @@ def train_adapters_main(args, t_start: float) -> None:
     fwd = handed_first(fwd, x, seed)
 
     def fit(steps, callback):
-        return train(adapters, fwd, x, steps, 1e-3, 4, seed, pk["host_mod"].training_sigmas(model).tolist(), drop=0.05,
-                     warmup=50, lr_schedule="cosine", callback=callback)
+        return train(adapters, fwd, x, steps, args.aid_lr, args.aid_batch, seed,
+                     pk["host_mod"].training_sigmas(model).tolist(), drop=0.05, warmup=50, lr_schedule="cosine",
+                     callback=callback)
 
     train_with_curve(args, t_start, "aid_tvp.py", args.aid_steps or 1500, adapters, sets, fit,
                      lambda clips: predict(model, clips, 0, adapters),
-                     {"noise": NOISE, "dual_cfg": [S_V, S_T], "adapter_seed": seed, "row": ROW_NAMES[args.row]})
+                     {"noise": NOISE, "lr": args.aid_lr, "batch": args.aid_batch, "dual_cfg": [S_V, S_T],
+                      "adapter_seed": seed, "row": ROW_NAMES[args.row]})
 
 
 def adapters_training(path: str) -> dict:
@@ -994,6 +1000,10 @@ def main() -> None:
     ap.add_argument("--aid-steps", type=int, default=None)
     ap.add_argument("--adapter-seed", type=int, default=0,
                     help="--train-adapters: seed of the adapters' initialisation and training draws")
+    ap.add_argument("--aid-lr", type=float, default=1e-3, help="--train-adapters: peak learning rate (cosine)")
+    ap.add_argument("--aid-batch", type=int, default=4, help="--train-adapters: clips per step")
+    ap.add_argument("--aid-shift", type=float, default=None,
+                    help="--train-adapters on a flow base: shift of the training noise levels (default: the base's)")
     ap.add_argument("--s-v", type=float, default=S_V, help="--shipped: image guidance scale")
     ap.add_argument("--s-t", type=float, default=S_T, help="--shipped: text guidance scale")
     ap.add_argument("--summarise", nargs="+", default=None, metavar="FILE",

@@ -190,7 +190,13 @@ def _clip_features_chunk(v: torch.Tensor, tolerance: float) -> torch.Tensor:
     feats.append(count)
     safe_count = count.clamp_min(1.0)
     # shape integrity
-    norm_spread = (spread / mass.clamp_min(1e-6)).mean(1)  # [N, P]: 1/(2 pi) for a disc, 1/6 for a square
+    # squared spread per unit area, 1/(2 pi) for a disc and 1/6 for a square whatever their size, averaged over
+    # the frames where the colour covers at least min_mass (a frame where it has nearly vanished, a few stray
+    # pixels far apart, would otherwise dominate), capped at 6 compact objects' worth (smeared over the frame
+    # or split in two)
+    seen = (mass >= min_mass).float()  # [N, T, P]
+    ratio = spread / mass.clamp_min(1e-6)
+    norm_spread = ((ratio * seen).sum(1) / seen.sum(1).clamp_min(1.0)).clamp_max(1.0)  # [N, P]
     feats.append((norm_spread * present).sum(1) / safe_count)
     instability = mass.std(1) / mass.mean(1).clamp_min(1e-6)
     feats.append((instability * present).sum(1) / safe_count)
@@ -236,9 +242,10 @@ def clip_features(videos: torch.Tensor, tolerance: float = TRACK_TOLERANCE, chun
     * objects and colour (3): the fraction of the frame covered by palette colours, the "purity" (palette
       pixels per pixel that differs from the background: smeared colours and blends lower it) and the number
       of palette colours present;
-    * shape integrity (4): the spatial spread of each colour per unit mass (about 0.16 for a compact object,
-      more for a smeared or split one), the frame-to-frame variation of its mass (objects that shrink, grow
-      or fade), the mean image gradient (sharp vs blurred) and the Laplacian energy (noise);
+    * shape integrity (4): the spatial spread of each colour per unit area (about 0.16 for a compact object of
+      any size, more for a smeared or split one, capped at 1; frames where the colour has nearly vanished
+      left out), the frame-to-frame variation of its mass (objects that shrink, grow or fade), the mean image
+      gradient (sharp vs blurred) and the Laplacian energy (noise);
     * motion (9): the mean absolute frame difference and its variation over time (flicker), the net
       displacement (x, y), path length and jerk (mean second difference of the centroid: smooth or
       jittery) of the colour that moves most, the number of colours that move, how far the other colours

@@ -271,6 +271,32 @@ def test_clip_features_and_noise_floor(bench, feats):
     assert tvp.clip_distance(noisy, feats["reference"]) > 3 * floor
 
 
+def test_spread_feature_is_per_unit_area_and_ignores_a_colour_that_nearly_vanishes():
+    """The spread feature: 1/6 for a square of any size, larger for an object split in two, and bounded where a
+    colour is down to two stray pixels in far corners in one frame (once that frame's spread over its few pixels
+    made one clip of 64 dominate the distance by four orders of magnitude)."""
+    i = tvp.FEATURE_NAMES.index("spread")
+    red = torch.tensor(tvp.PALETTE["red"])
+
+    def clip(paint):
+        v = torch.full((1, 8, 3, 32, 32), 0.5)
+        for t in range(8):
+            for ys, xs in paint(t):
+                v[0, t, :, ys, xs] = red[:, None, None]
+        return v
+
+    small = clip(lambda t: [(slice(12, 18), slice(12, 18))])
+    large = clip(lambda t: [(slice(8, 22), slice(8, 22))])
+    split = clip(lambda t: [(slice(4, 10), slice(4, 10)), (slice(22, 28), slice(22, 28))])
+    fading = clip(lambda t: [(slice(12, 18), slice(12, 18))] if t < 7 else [(slice(0, 1), slice(0, 1)),
+                                                                          (slice(31, 32), slice(31, 32))])
+    f = {k: float(tvp.clip_features(v)[0, i]) for k, v in
+         dict(small=small, large=large, split=split, fading=fading).items()}
+    assert abs(f["small"] - 1 / 6) < 0.01 and abs(f["large"] - 1 / 6) < 0.01, f
+    assert f["split"] > 4 * f["small"], f
+    assert f["fading"] < 2 * f["small"], f  # the two stray pixels weigh what they cover
+
+
 def test_summary(bench, feats):
     h = bench.heldout
     gt = tvp.summary(h.videos, h.plans, h.videos, feats["reference"])
