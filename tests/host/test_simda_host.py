@@ -354,6 +354,13 @@ def test_host_description_and_training_noise(host, sd, svd, wan):
     noise = host.pack_module("nodes.binding.training").training_noise(sd)
     assert min(noise["sigma_table"]) == pytest.approx(0.0292, rel=1e-2) and max(noise["sigma_table"]) == pytest.approx(14.61, rel=1e-2)
     assert host.pack_module("nodes.binding.training").training_noise(wan) == {"sigma_sampling": "flow_shift", "flow_shift": 8.0}
+    # core's ModelSamplingSD3 before Train Adapters sets the shift training draws at (docs/aid.md: adapters that steer
+    # learn at high noise)
+    import importlib
+
+    shifted = importlib.import_module("comfy_extras.nodes_model_advanced").ModelSamplingSD3().patch(wan, shift=16.0)[0]
+    assert binding.training_noise(shifted) == {"sigma_sampling": "flow_shift", "flow_shift": 16.0}
+    assert binding.training_noise(wan)["flow_shift"] == 8.0  # the original model is untouched
 
 
 @pytest.mark.parametrize("family", ["sd15", "wan21"])
