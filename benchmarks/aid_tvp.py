@@ -7,9 +7,11 @@
 The shipped files (``adapters/weights/tvp_svd_base.safetensors``, ``adapters/weights/video_adapters/
 tvp_aid_full.safetensors``) come from and are measured by the file modes, each of which stops when done:
 
-    python benchmarks/aid_tvp.py --shipped [--eval-seed N] [--s-v V --s-t T]   # evaluate them, about 3 minutes
+    python benchmarks/aid_tvp.py --shipped [--eval-seed N] [--s-v V --s-t T]   # evaluate them, about 4 minutes
     python benchmarks/aid_tvp.py --pretrain-base OUT --sampling flow --first-frame --base-steps 16000
-    python benchmarks/aid_tvp.py --train-adapters OUT --base BASE [--row no-adapters] [--adapter-seed S]
+    python benchmarks/aid_tvp.py --train-adapters OUT --base BASE --aid-steps 6000 --aid-shift 16 \
+        [--row no-adapters] [--adapter-seed S]     # the shipped adapters: shift 16 (training noise where the
+                                                   # instruction decides), seed 0
     python benchmarks/aid_tvp.py --summarise OUT1 OUT2 ... --base BASE           # the table of trained rows
 
 The ablation rows (one job per row and training seed) run in ``--jobs`` worker processes, one per core by

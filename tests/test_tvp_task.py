@@ -294,7 +294,7 @@ def test_spread_feature_is_per_unit_area_and_ignores_a_colour_that_nearly_vanish
          dict(small=small, large=large, split=split, fading=fading).items()}
     assert abs(f["small"] - 1 / 6) < 0.01 and abs(f["large"] - 1 / 6) < 0.01, f
     assert 4 * f["small"] < f["split"] <= 1.0, f  # split in two: far above a compact object, at the cap
-    assert f["fading"] < 2 * f["small"], f  # the two stray pixels weigh what they cover
+    assert f["fading"] < 2 * f["small"], f  # the frame of two stray pixels is left out
 
 
 def test_summary(bench, feats):
