@@ -9,7 +9,7 @@ tvp_aid_full.safetensors``) come from and are measured by the file modes, each o
 
     python benchmarks/aid_tvp.py --shipped [--eval-seed N] [--s-v V --s-t T]   # evaluate them, about 4 minutes
     python benchmarks/aid_tvp.py --pretrain-base OUT --sampling flow --first-frame --base-steps 16000
-    python benchmarks/aid_tvp.py --train-adapters OUT --base BASE --aid-steps 6000 --aid-shift 16 \
+    python benchmarks/aid_tvp.py --train-adapters OUT --base BASE --aid-steps 6000 --aid-shift 16
         [--row no-adapters] [--adapter-seed S]     # the shipped adapters: shift 16 (training noise where the
                                                    # instruction decides), seed 0
     python benchmarks/aid_tvp.py --summarise OUT1 OUT2 ... --base BASE           # the table of trained rows
