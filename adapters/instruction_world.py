@@ -438,6 +438,22 @@ def text_batch(texts: list[str], dim: int = 32, length: int = 12, seed: int = 0,
     return feats, mask
 
 
+AID_TEXT_DIM, AID_TEXT_LENGTH = 32, 12  # the stand-in text features the miniature's AID adapters read
+AID_IMAGE_DIM = 64  # the SVD-architecture base's cross-attention width: its stand-in image embedding
+
+
+@lru_cache(maxsize=4)
+def _image_projection(dim: int) -> torch.Tensor:
+    return torch.randn(3 * 64, dim, generator=torch.Generator().manual_seed(1234)) / math.sqrt(3 * 64)
+
+
+def image_embedding(first_frames: torch.Tensor, dim: int = AID_IMAGE_DIM) -> torch.Tensor:
+    """Image-encoder stand-in (the SVD-architecture base's CLIP vision): ``[N, 3, H, W]`` frames in 0..1 ->
+    ``[N, dim]``, a fixed random projection of the frame average-pooled to 8 x 8 (mapped to -1..1)."""
+    pooled = torch.nn.functional.adaptive_avg_pool2d(first_frames.float() * 2 - 1, 8).flatten(1)
+    return pooled @ _image_projection(int(dim))
+
+
 # ----------------------------------------------------------------------------------------------------------
 # rendering
 
@@ -637,14 +653,31 @@ DEMO_FILES: dict[str, tuple[str, str]] = {
     "turns": ("tvp_wan_turns_base.safetensors", "tvp_fca_turns.safetensors"),
     "single-phase": ("tvp_wan_first_frame_base.safetensors", "tvp_fca_full.safetensors"),
 }
+# the AID demo's frozen SVD-architecture base and its full AID adapters (shift: the base's own, from its file)
+AID_DEMO_BASE = "svd-aid"
+AID_DEMO_FILES = ("tvp_svd_base.safetensors", "tvp_aid_full.safetensors")
 DEMO_STEPS, DEMO_CFG, DEMO_SHIFT = 12, 2.0, 3.0
+AID_DEMO_IMAGE_CFG, AID_DEMO_TEXT_CFG = 1.5, 2.0  # the dual CFG the shipped AID adapters were measured with
 DEMO_SCENE_SEED = 1000  # the tiny demo's scenes: held-out draws of seed 1000 + n, never a training set's seed
 
 
-def demo_scene(n: int) -> TVPClips:
+DEMO_PAIRS = ("phases swapped", "one motion each")  # the two instructions a demo scene gives for its first frame
+
+
+def demo_scene(n: int, pair: str = DEMO_PAIRS[0]) -> TVPClips:
     """The tiny instruction demo's scene ``n``: :func:`swapped_pairs` ``(1, DEMO_SCENE_SEED + n)``, a held-out first
-    frame with a two-phase instruction and the same instruction with its phases swapped (two clips)."""
-    return swapped_pairs(1, DEMO_SCENE_SEED + int(n))
+    frame with two instructions (two clips). ``pair``: "phases swapped", a two-phase instruction and the same with
+    its phases swapped; "one motion each", the same object moved in each of those two directions alone (two
+    one-phase instructions that differ in their only motion)."""
+    clips = swapped_pairs(1, DEMO_SCENE_SEED + int(n))
+    if pair == DEMO_PAIRS[0]:
+        return clips
+    if pair != DEMO_PAIRS[1]:
+        raise ValueError(f"pair {pair!r}: one of {DEMO_PAIRS}")
+    p = clips.plans[0]
+    plans = [build_plan(list(p.objects), [tuple(q) for q in p.positions[:, 0].tolist()], p.target, (d,), p.distance,
+                        p.frames, p.size, p.background) for d in p.directions]
+    return TVPClips(render(plans), plans)
 
 
 def make_broad_set(n: int, seed: int = 0, frames: int = 8, size: int = 32, max_objects: int = 3,

@@ -65,9 +65,9 @@ import _root  # noqa: E402,F401  (the repository root on sys.path)
 from devtools import tvp_task as tvp  # noqa: E402
 
 PATCH = 4
-CTX = 64
-TEXT_DIM = 32
-TEXT_LEN = 12
+CTX = tvp.AID_IMAGE_DIM
+TEXT_DIM = tvp.AID_TEXT_DIM
+TEXT_LEN = tvp.AID_TEXT_LENGTH
 SCALE = 0.18215  # SD/SVD latent format: the model sees latent * SCALE
 GAIN = 5.0       # pixels in [-1, 1] (mostly grey) -> about unit variance where the model sees them
 VERBOSE = False
@@ -153,17 +153,10 @@ def decode(latents: torch.Tensor) -> torch.Tensor:
 use_code("pca16")
 
 
-_EMBED = None
-
-
 def image_embedding(first_frames: torch.Tensor) -> torch.Tensor:
-    """A fixed stand-in for SVD's CLIP image embedding: a random projection of the 8 x 8 pooled first frame,
-    ``[N, 1, CTX]``."""
-    global _EMBED
-    if _EMBED is None:
-        _EMBED = torch.randn(3 * 64, CTX, generator=torch.Generator().manual_seed(1234)) / math.sqrt(3 * 64)
-    pooled = F.adaptive_avg_pool2d(first_frames * 2 - 1, 8).flatten(1)
-    return (pooled @ _EMBED)[:, None]
+    """The stand-in for SVD's CLIP image embedding (``tvp.image_embedding``, what the AID demo's image encoder
+    gives), ``[N, 1, CTX]``."""
+    return tvp.image_embedding(first_frames, CTX)[:, None]
 
 
 def tiny_svd(channels: int, seed: int):

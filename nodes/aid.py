@@ -156,10 +156,11 @@ class SVDClipConditioning(io.ComfyNode):
             if augmentation_level > 0:
                 pixels = pixels + torch.randn_like(pixels) * float(augmentation_level)
             latent = vae.encode(pixels)
-            if latent.ndim != 4 or latent.shape[1] != SVD_LATENT_CHANNELS:
+            channels = int(getattr(vae, "latent_channels", SVD_LATENT_CHANNELS))
+            if latent.ndim != 4 or latent.shape[1] != channels:
                 raise VideoAdapterError(
                     f"vae: it encodes a frame to latents of shape {list(latent.shape)}; SVD takes its image VAE's "
-                    f"[1, {SVD_LATENT_CHANNELS}, h, w] latents: connect SVD's VAE (the checkpoint's VAE output), not "
+                    f"[1, {channels}, h, w] latents: connect SVD's VAE (the checkpoint's VAE output), not "
                     "a video VAE")
             positive.append([embed, {**values, "concat_latent_image": latent}])
             negative.append([torch.zeros_like(embed), {**values, "concat_latent_image": torch.zeros_like(latent)}])

@@ -1,13 +1,16 @@
-"""The tiny instruction demo: text-video prediction with FCA on a frozen Wan of the pack's miniature world, with no
-downloads. Four small nodes around the real ones (Load Adapters, Initial Frames Conditioning, KSampler, VAE Decode):
+"""The tiny instruction demos: text-video prediction with FCA on a frozen Wan, and with AID on a frozen SVD, of the
+pack's miniature world, with no downloads. Five small nodes around the real ones (Load Adapters, Initial Frames
+Conditioning, SVD_img2vid_Conditioning, MLLM State Prompt, AID Conditioning, Dual CFG Guider, KSampler, VAE Decode):
 
 * ``VA_TinyInstructionModels``: a shipped frozen base (MODEL) and the VAE of its latent code;
+* ``VA_TinyInstructionEncoders``: for the SVD base, the stand-ins of its image encoder, of the text encoder its
+  AID adapters read and of the multimodal LLM that writes state prompts;
 * ``VA_TinyInstructionScene``: a held-out first frame, an instruction that fits it and the same with its phases
   swapped, and the true clip of each;
 * ``VA_TinyInstructionPrompt``: an instruction as the base's stand-in text encoder reads it (positive, negative);
 * ``VA_TinyInstructionLatent``: the video latent to sample, its first frame kept.
 
-The work is in ``binding/instruction_demo.py``; the bases and adapters are measured in docs/fca.md.
+The work is in ``binding/instruction_demo.py``; the bases and adapters are measured in docs/fca.md and docs/aid.md.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from comfy_api.latest import io
 
 from .binding import instruction_demo as demo
 from .common import CATEGORY
+from .mllm import MLLM
 
 CAT = f"{CATEGORY}/demo"
 GRAMMAR = ("'move the <colour> <shape> <direction>' with an optional ', then <direction>' (or 'lift the ..., then "
@@ -31,23 +35,27 @@ class TinyInstructionModels(io.ComfyNode):
             display_name="Tiny Instruction Models (no download)",
             category=CAT,
             description=(
-                "A frozen Wan 2.1-architecture base of the pack's instruction miniature (32 x 32 videos of coloured "
-                "shapes, 8 frames; 1.2M parameters, shipped in the pack) and the VAE of its latent code. The base "
-                "was pretrained with the clip's first frame given, so it predicts a video from a first frame and "
-                "an instruction by itself; FCA adapters for it ship too (Load Adapters: tvp_fca_*). Runs on a CPU "
-                "in seconds."),
+                "A frozen base of the pack's instruction miniature (32 x 32 videos of coloured shapes, 8 frames; "
+                "shipped in the pack) and the VAE of its latent code. turns and single-phase: Wan 2.1-architecture "
+                "text-to-video bases (1.2M parameters) pretrained with the clip's first frame given, so they predict "
+                "a video from a first frame and an instruction by themselves; FCA adapters for them ship too (Load "
+                "Adapters: tvp_fca_*). svd-aid: an SVD-architecture image-to-video base (0.9M parameters) that never "
+                "saw an instruction, for AID (Load Adapters: tvp_aid_full; its encoders: Tiny Instruction "
+                "Encoders). Runs on a CPU in seconds."),
             inputs=[
                 io.Combo.Input("base", options=list(demo.BASES), default="turns",
                                tooltip="turns: pretrained on one- and two-phase instructions (follows both phases "
                                        "by itself; adapters: tvp_fca_turns). single-phase: pretrained on one-phase "
                                        "instructions only (a second phase is what FCA must add; adapters: "
-                                       "tvp_fca_full)."),
+                                       "tvp_fca_full). svd-aid: an SVD that animates its first frame without "
+                                       "any instruction (adapters: tvp_aid_full)."),
             ],
             outputs=[
                 io.Model.Output(display_name="model", tooltip="The frozen base. Sample it with a latent from Tiny "
                                 "Instruction Latent (its first frame is handed to the model clean at every step)."),
                 io.Vae.Output(display_name="vae", tooltip="The base's latent code (4 x 4 pixels per latent cell, no "
-                              "temporal compression) for VAE Decode, VAE Encode and Initial Frames Conditioning."),
+                              "temporal compression) for VAE Decode, VAE Encode and Initial Frames Conditioning "
+                              "(svd-aid: an image VAE, one latent per frame, for SVD_img2vid_Conditioning)."),
             ],
         )
 
@@ -55,6 +63,35 @@ class TinyInstructionModels(io.ComfyNode):
     def execute(cls, base) -> io.NodeOutput:
         model, vae = demo.instruction_models(base)
         return io.NodeOutput(model, vae)
+
+
+class TinyInstructionEncoders(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VA_TinyInstructionEncoders",
+            display_name="Tiny Instruction Encoders (AID, no download)",
+            category=CAT,
+            description=(
+                "The encoders the svd-aid base and its AID adapters were trained with, as the real nodes take them "
+                "(the miniature has no real ones): an image encoder for SVD_img2vid_Conditioning, a text encoder "
+                "for AID Conditioning, and a rule-based stand-in for the multimodal LLM of MLLM State Prompt, which "
+                "writes one state per phase of an instruction (the states the adapters were trained with). With "
+                "real SVD, use the checkpoint's CLIP vision, a CLIP loader and Load MLLM or MLLM Endpoint instead."),
+            inputs=[io.Model.Input("model", tooltip="The Tiny Instruction Models' svd-aid MODEL (before or after Load "
+                                   "Adapters): it says how its images and texts are encoded.")],
+            outputs=[
+                io.Clip.Output(display_name="clip", tooltip="Text encoder for AID Conditioning (the instruction and "
+                               "the state prompts)."),
+                io.ClipVision.Output(display_name="clip_vision", tooltip="Image encoder for SVD_img2vid_Conditioning."),
+                MLLM.Output(display_name="mllm", tooltip="For MLLM State Prompt: instructions of the demo's grammar "
+                            "(" + GRAMMAR + ") to their states."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model) -> io.NodeOutput:
+        return io.NodeOutput(*demo.encoders(model))
 
 
 class TinyInstructionScene(io.ComfyNode):
@@ -65,23 +102,30 @@ class TinyInstructionScene(io.ComfyNode):
             display_name="Tiny Instruction Scene",
             category=CAT,
             description=(
-                "A scene the demo's models never saw (a held-out draw of the miniature world): its first frame, a "
-                "two-phase instruction that fits it, the same instruction with its phases swapped, and the true "
-                "clip of each. Two instructions for one start: a model that follows them draws two different "
+                "A scene the demo's models never saw (a held-out draw of the miniature world): its first frame, two "
+                "instructions that fit it and the true clip of each. By default a two-phase instruction and the "
+                "same with its phases swapped; or one motion each, the same object moved in each of those two "
+                "directions alone. Two instructions for one start: a model that follows them draws two different "
                 "motions."),
-            inputs=[io.Int.Input("seed", default=0, min=0, max=100_000, tooltip="Which held-out scene.")],
+            inputs=[io.Int.Input("seed", default=0, min=0, max=100_000, tooltip="Which held-out scene."),
+                    io.Combo.Input("pair", options=list(demo.world.DEMO_PAIRS), default=demo.world.DEMO_PAIRS[0],
+                                   optional=True,
+                                   tooltip="phases swapped: 'move the red circle left, then up' and 'move the red "
+                                           "circle up, then left'. one motion each: 'move the red circle left' and "
+                                           "'move the red circle up'.")],
             outputs=[
                 io.Image.Output(display_name="first_frame", tooltip="The first frame [1, 32, 32, 3]."),
-                io.String.Output(display_name="instruction", tooltip="A two-phase instruction for the scene."),
-                io.String.Output(display_name="swapped_instruction", tooltip="The same with its phases swapped."),
+                io.String.Output(display_name="instruction", tooltip="The first instruction for the scene."),
+                io.String.Output(display_name="swapped_instruction", tooltip="The second: the first with its phases "
+                                 "swapped, or (one motion each) the other direction alone."),
                 io.Image.Output(display_name="truth", tooltip="The true clip of instruction (8 frames)."),
                 io.Image.Output(display_name="swapped_truth", tooltip="The true clip of swapped_instruction."),
             ],
         )
 
     @classmethod
-    def execute(cls, seed) -> io.NodeOutput:
-        return io.NodeOutput(*demo.scene(int(seed)))
+    def execute(cls, seed, pair=None) -> io.NodeOutput:
+        return io.NodeOutput(*demo.scene(int(seed), pair or demo.world.DEMO_PAIRS[0]))
 
 
 class TinyInstructionPrompt(io.ComfyNode):
@@ -135,4 +179,4 @@ class TinyInstructionLatent(io.ComfyNode):
         return io.NodeOutput(demo.first_frame_latent(vae, image, int(frames)))
 
 
-NODES = [TinyInstructionModels, TinyInstructionScene, TinyInstructionPrompt, TinyInstructionLatent]
+NODES = [TinyInstructionModels, TinyInstructionEncoders, TinyInstructionScene, TinyInstructionPrompt, TinyInstructionLatent]

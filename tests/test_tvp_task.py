@@ -392,3 +392,35 @@ def test_reverse_directions_turns_every_phase_round_and_keeps_the_object():
         assert tvp.reverse_directions(tvp.reverse_directions(text)) == text
     two = "move the red square left and move the blue circle up"
     assert tvp.reverse_directions(two) == "move the red square right and move the blue circle down"
+
+
+@pytest.mark.parametrize("scene", [0, 5])
+def test_demo_scene_pairs_share_the_start_and_differ_in_the_motion(scene):
+    swapped, single = tvp.demo_scene(scene), tvp.demo_scene(scene, "one motion each")
+    first, second = swapped.plans
+    assert second.directions == tuple(reversed(first.directions)) and len(first.directions) == 2
+    a, b = single.plans
+    assert (a.directions, b.directions) == ((first.directions[0],), (first.directions[1],))
+    assert a.instruction == f"move the {first.target_object.name} {first.directions[0]}"
+    for clips in (swapped, single):
+        assert torch.equal(clips.videos[0, 0], swapped.videos[0, 0]) and torch.equal(clips.videos[1, 0], clips.videos[0, 0])
+        r = 0.5 * clips.plans[0].target_object.size
+        for video, plan in zip(clips.videos, clips.plans):
+            assert all(tvp.phase_correct(video, plan))  # each truth follows its own instruction
+            assert bool(((plan.positions >= r) & (plan.positions <= plan.size - r)).all())
+    # one motion each: the two clips move the object the two ways by the same distance
+    moved = [p.positions[p.target, -1] - p.positions[p.target, 0] for p in single.plans]
+    assert torch.allclose(moved[0].norm(), moved[1].norm()) and not torch.allclose(moved[0], moved[1])
+    with pytest.raises(ValueError, match="one of"):
+        tvp.demo_scene(0, "both ways")
+
+
+def test_image_embedding_is_a_fixed_projection_of_the_pooled_frame():
+    frames = torch.rand(3, 3, 32, 32)
+    emb = tvp.image_embedding(frames, 64)
+    assert emb.shape == (3, 64) and torch.equal(emb, tvp.image_embedding(frames.clone(), 64))
+    # a frame that is constant on each 4 x 4 block pools to those blocks: the projection of their values
+    blocks = torch.rand(1, 3, 8, 8)
+    big = blocks.repeat_interleave(4, -1).repeat_interleave(4, -2)
+    proj = torch.randn(192, 64, generator=torch.Generator().manual_seed(1234)) / math.sqrt(192)
+    assert torch.allclose(tvp.image_embedding(big, 64), (blocks * 2 - 1).flatten(1) @ proj, atol=1e-5)

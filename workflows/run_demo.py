@@ -2,6 +2,7 @@
 
     python workflows/run_demo.py                      # the tiny demo: no downloads, about a minute on a CPU
     python workflows/run_demo.py "workflows/FCA - tiny demo, no downloads.json" --preview fca.gif
+    python workflows/run_demo.py "workflows/AID - tiny demo, no downloads.json" --preview aid.gif
     python workflows/run_demo.py path/to/workflow.json --output out/
     python workflows/run_demo.py --contact-sheet frames.jpg   # also one image (in the output folder): a row of frames per video
     python workflows/run_demo.py --preview demo.gif           # also an animated GIF: the videos side by side
@@ -25,6 +26,7 @@ from devtools.headless import NO_HOST_HELP, Host, find_comfyui, ui_to_api  # noq
 
 DEFAULT = os.path.join(HERE, "Video Adapter - tiny demo, no downloads.json")
 FCA_DEMO = os.path.join(HERE, "FCA - tiny demo, no downloads.json")
+AID_DEMO = os.path.join(HERE, "AID - tiny demo, no downloads.json")
 
 
 def saved_files(ui_results: dict, output_dir: str) -> list[str]:
@@ -161,15 +163,18 @@ def main(argv=None) -> int:
     for p in files:
         print(p)
     videos = sorted(p for p in files if p.lower().endswith((".mp4", ".webm", ".mov", ".gif")))
-    demo, fca_demo = workflow_path == DEFAULT, workflow_path == FCA_DEMO
+    demo = workflow_path == DEFAULT
+    instruction_demo = workflow_path in (FCA_DEMO, AID_DEMO)  # two instructions, a row of three videos each
     if sheet and videos:
         extra = [("D_real_domain_clip", domain_reference_frames())] if demo else []
         print(contact_sheet(videos, sheet, extra_rows=extra))
     if preview and videos:
         extra = [("D: a real clip", domain_reference_frames())] if demo else []
-        known = DEMO_LABELS if demo else FCA_DEMO_LABELS if fca_demo else {}
+        known = (DEMO_LABELS if demo else FCA_DEMO_LABELS if workflow_path == FCA_DEMO else
+                 AID_DEMO_LABELS if workflow_path == AID_DEMO else {})
         labels = {os.path.basename(p): lab for p in videos for key, lab in known.items() if key in p} or None
-        layout = dict(per_row=3, row_titles=fca_demo_instructions(workflow)) if fca_demo and len(videos) == 6 else {}
+        layout = (dict(per_row=3, row_titles=demo_instructions(workflow)) if instruction_demo and len(videos) == 6
+                  else {})
         print(animated_preview(videos, preview, labels=labels, extra_rows=extra, **layout))
     return 0
 
@@ -180,8 +185,13 @@ FCA_DEMO_LABELS = {"1_truth": "the true clip", "2_base_alone": "frozen base alon
                    "6_with_FCA_swapped": "base + FCA"}
 
 
-def fca_demo_instructions(workflow: dict) -> list[str]:
-    """The two instructions of the FCA demo's scene (from its Tiny Instruction Scene's seed)."""
+AID_DEMO_LABELS = {"1_truth": "the true clip", "2_base_alone": "frozen base alone", "3_base_with_AID": "base + AID",
+                   "4_truth_swapped": "the true clip", "5_base_alone_again": "frozen base alone",
+                   "6_with_AID_swapped": "base + AID"}
+
+
+def demo_instructions(workflow: dict) -> list[str]:
+    """The two instructions of an instruction demo's scene (from its Tiny Instruction Scene's seed)."""
     from adapters.instruction_world import demo_scene
 
     seed = next(n["widgets_values"][0] for n in workflow["nodes"] if n["type"] == "VA_TinyInstructionScene")

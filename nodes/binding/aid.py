@@ -83,19 +83,22 @@ def check_svd_conditioning(conditioning, input_name: str, model=None) -> None:
     """Refuse a conditioning that is not SVD's image conditioning (for example a text encoder's output for Wan),
     naming the input and what to connect: every entry must carry SVD's start-image latent ``[1, 4, h, w]``, and
     with ``model`` connected its features must have the model's context width (SVD: the 1024-wide image
-    embedding). Without ``model``, the sampler's model checks the width downstream (Dual CFG Guider)."""
+    embedding). Without ``model``, the sampler's model checks the width downstream (Dual CFG Guider), and an image
+    latent of any channel count passes (an SVD of other latent channels, such as the pack's tiny demo base)."""
     from .host import describe
 
-    width = describe(model, "model").text_width if model is not None else None
+    host = describe(model, "model") if model is not None else None
+    width = host.text_width if host is not None else None
+    channels = host.latent_channels if host is not None else None
     for i, (tensor, extras) in enumerate(conditioning):
         where = f"{input_name}" + (f" (entry {i + 1})" if len(conditioning) > 1 else "")
         latent = extras.get("concat_latent_image")
-        if latent is None or latent.ndim != 4 or latent.shape[1] != SVD_LATENT_CHANNELS:
+        if latent is None or latent.ndim != 4 or (channels and latent.shape[1] != channels):
             got = "none" if latent is None else list(latent.shape)
             raise VideoAdapterError(
-                f"{where}: no SVD start-image latent (concat_latent_image: {got}; SVD's is [1, 4, h, w]): connect "
-                "SVD_img2vid_Conditioning (or SVD Conditioning per Clip), not a text encoder's or another model's "
-                "conditioning")
+                f"{where}: no SVD start-image latent (concat_latent_image: {got}; SVD's is "
+                f"[1, {channels or SVD_LATENT_CHANNELS}, h, w]): connect SVD_img2vid_Conditioning (or SVD Conditioning "
+                "per Clip), not a text encoder's or another model's conditioning")
         if width and (getattr(tensor, "ndim", 0) != 3 or tensor.shape[-1] != width):
             raise VideoAdapterError(
                 f"{where}: features of shape {list(getattr(tensor, 'shape', []))}, but model's conditioning is its "

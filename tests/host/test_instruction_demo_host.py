@@ -1,7 +1,7 @@
-"""The FCA tiny demo in a real ComfyUI: its nodes give what a hand-written sampler of the shipped base gives (Euler on
-the flow schedule, CFG against the empty prompt, the clean first frame handed to the model at every step), its
-graph makes the base follow instructions (and FCA the single-phase base) on held-out scenes, and its nodes say
-what to fix when they are misused."""
+"""The FCA and AID tiny demos in a real ComfyUI: their nodes give what a hand-written sampler of the shipped base gives
+(Euler on the flow schedule, CFG against the empty prompt or AID's dual CFG written out, the clean first frame
+handed to the model at every step), the FCA graph makes the base follow instructions (and FCA the single-phase
+base) on held-out scenes, and the nodes say what to fix when they are misused."""
 
 import os
 
@@ -79,7 +79,7 @@ def test_demo_text_codes_follow_the_shipped_adapters(host):
     """Both bases read prompts under code 2: the turns base was trained with it, the single-phase base's adapters
     were (and that base never saw a "then", where the codes differ)."""
     demo = host.pack_module("nodes.binding.instruction_demo")
-    for base in demo.BASES:
+    for base in tvp.DEMO_FILES:  # the Wan bases (the SVD base's AID adapters read code 1: see the AID test)
         model, _ = _run(host, "VA_TinyInstructionModels", base=base)
         assert model.attachments[demo.TEXT_KEY].code == 2
         adapted = _run(host, "VA_LoadAdapter", model=model, adapter_name=demo.BASES[base][1], strength=1.0, frames=0)[0]
@@ -127,3 +127,115 @@ def test_prompt_errors_say_what_to_fix(host):
     _, vae = _run(host, "VA_TinyInstructionModels", base="turns")
     with pytest.raises(Exception, match="multiples of 4"):
         vae.encode(torch.zeros(1, 30, 30, 3))
+
+
+@torch.no_grad()
+def _aid_reference(host, first_frame, text, seed=0, steps=12, s_v=1.5, s_t=2.0):
+    """The AID demo's sample made without its nodes: the conditions built by hand from the miniature's stand-ins
+    (the image embedding, the patch code straight from the base file, the text features of the instruction and of
+    the decomposer's states), the adapters attached and called through the pack's training forward (the path the
+    benchmark measured them on), Euler on the flow schedule, dual CFG written out (no image and no text, image,
+    image and instruction), the clean first latent frame kept at every step."""
+    import comfy.conds
+    from safetensors.torch import load_file
+
+    demo = host.pack_module("nodes.binding.instruction_demo")
+    attach, aid = host.pack_module("nodes.binding.attach"), host.pack_module("adapters.aid")
+    registry, training = host.pack_module("adapters.registry"), host.pack_module("nodes.binding.training")
+    sp = host.pack_module("adapters.state_prompts")
+    base_file = os.path.join(WEIGHTS, "tvp_svd_base.safetensors")
+    code = tvp.PatchCode.from_state_dict(load_file(base_file))
+    model = demo.base_model(base_file)
+    adapters = registry.get("aid").load(os.path.join(WEIGHTS, "video_adapters", "tvp_aid_full.safetensors")).float()
+    video = first_frame.permute(0, 3, 1, 2)[None]  # [1, 1, 3, H, W]
+    z0 = code.encode(video)  # [1, 1, C, h, w]: what the model sees (SD's latent scale undone)
+    entries = sp.parse_schedule(tvp.decompose(text, 8))
+    states = aid.per_frame_states([tvp.text_features(t, 32, 12) for _, t in entries], [f for f, _ in entries], 8)
+    extras = dict(concat_latent_image=z0[:, 0] / 0.18215, fps=6, motion_bucket_id=127, augmentation_level=0.0,
+                  model_conds={attach.ADAPTER_COND_PREFIX + aid.TEXT_COND: comfy.conds.CONDRegular(
+                                   tvp.text_features(text, 32, 12)[None]),
+                               attach.ADAPTER_COND_PREFIX + aid.STATES_COND: comfy.conds.CONDRegular(states)})
+    fwd = training.AdapterForward(attach.attach_adapters(model, adapters), "flow",
+                                  [(tvp.image_embedding(video[0], 64)[:, None], extras)],
+                                  host.pack_module("nodes.binding.host").describe(model), kind=registry.get("aid"),
+                                  adapters=adapters)
+    sig = _flow_simple_sigmas(steps, 3.0)
+    x = torch.randn(1, 8, *z0.shape[2:], generator=torch.manual_seed(seed)) * sig[0]
+    for i in range(steps):
+        x[:, :1] = z0
+        den = []
+        for drop_text, drop_image in ((True, True), (True, False), (False, False)):
+            v = fwd(x, torch.tensor([sig[i]]), None, drop_text=torch.tensor([drop_text]),
+                    drop_image=torch.tensor([drop_image]))
+            den.append(x - sig[i] * v)  # flow: the clean estimate from the velocity
+        none, image, full = den
+        guided = none + s_v * (image - none) + s_t * (full - image)
+        x = x + (x - guided) / sig[i] * (sig[i + 1] - sig[i])
+    x[:, :1] = z0
+    return code.decode(x)[0]  # [T, 3, H, W]
+
+
+def test_aid_demo_nodes_give_the_hand_written_sample(host):
+    """The AID demo's chain (Tiny Instruction Encoders, SVD_img2vid_Conditioning, MLLM State Prompt with the
+    rule-based writer, AID Conditioning, Dual CFG Guider, SamplerCustomAdvanced on the kept-frame latent) gives the
+    sample the shipped adapters were measured with; the base alone (KSampler, image CFG) keeps the same first frame
+    and reads no instruction."""
+    from devtools.tvp_demo import aid_scene_graph
+
+    model, _ = _run(host, "VA_TinyInstructionModels", base="svd-aid")
+    adapted = _run(host, "VA_LoadAdapter", model=model, adapter_name="tvp_aid_full.safetensors", strength=1.0,
+                   frames=0)[0]
+    first, text, swapped, _, _ = _run(host, "VA_TinyInstructionScene", seed=3)
+    got = aid_scene_graph(host, model, adapted, 3)
+    assert got["states"] == [tvp.decompose(text, 8), tvp.decompose(swapped, 8)]
+    assert got["latent"]["samples"].shape == (8, 16, 8, 8) and got["latent"]["noise_mask"][1:].eq(1).all()
+    for k, instruction in enumerate((text, swapped)):
+        want = _aid_reference(host, first, instruction)
+        video = got["aid"][k].permute(0, 3, 1, 2)
+        diff = (video - want).abs()
+        assert float(diff.max()) < 3e-2 and float(diff.mean()) < 2e-3, (float(diff.max()), float(diff.mean()))
+    # the adapters change the video (the base alone reads no instruction); the first frame is kept in every row
+    assert float((got["aid"][0] - got["alone"]).abs().mean()) > 0.01
+    for frames in (got["alone"], *got["aid"]):
+        assert float(tvp.first_frame_psnr(frames.permute(0, 3, 1, 2)[None], first.permute(0, 3, 1, 2))) > 30
+
+
+def test_aid_demo_encoders_and_state_writer(host):
+    import nodes as core
+
+    model, vae = _run(host, "VA_TinyInstructionModels", base="svd-aid")
+    clip, clip_vision, mllm = _run(host, "VA_TinyInstructionEncoders", model=model)
+    first = _run(host, "VA_TinyInstructionScene", seed=1)[0]
+    # the text encoder through the native CLIPTextEncode: the miniature's text features, cut to 12 words
+    cond = core.CLIPTextEncode().encode(clip, "move the red circle left")[0]
+    assert torch.equal(cond[0][0][0], tvp.text_features("move the red circle left", 32, 12))
+    assert torch.allclose(clip_vision.encode_image(first).image_embeds,
+                          tvp.image_embedding(first.permute(0, 3, 1, 2), 64))
+    # asked for more states than phases, the writer repeats the last; the schedule is the decomposer's at 2
+    states, schedule, _ = _run(host, "VA_MLLMStatePrompt", image=first, instruction="move the red circle left, then up",
+                               states=3, frames=8, mllm=mllm, seed=0, max_tokens=512, temporal_stride=1)
+    assert states.splitlines() == ["the red circle moves left", "the red circle moves up", "the red circle moves up"]
+    _, schedule, _ = _run(host, "VA_MLLMStatePrompt", image=first, instruction="lift the blue square, then drop it",
+                          states=2, frames=8, mllm=mllm, seed=0, max_tokens=512, temporal_stride=1)
+    assert schedule == tvp.decompose("lift the blue square, then drop it", 8)
+    # the image VAE: one latent per frame, the first frame kept by the mask, back at the code's quality
+    latent = _run(host, "VA_TinyInstructionLatent", vae=vae, image=first, frames=8)[0]
+    assert latent["samples"].shape == (8, 16, 8, 8) and latent["noise_mask"].shape == (8, 1, 8, 8)
+    assert latent["noise_mask"][0].eq(0).all() and latent["noise_mask"][1:].eq(1).all()
+    back = vae.decode(latent["samples"][:1])  # [1, H, W, 3]
+    assert back.shape == (1, 32, 32, 3)
+    assert float(tvp.first_frame_psnr(back.permute(0, 3, 1, 2)[None], first.permute(0, 3, 1, 2))) > 30
+
+
+def test_aid_demo_errors_say_what_to_fix(host):
+    svd, _ = _run(host, "VA_TinyInstructionModels", base="svd-aid")
+    wan, _ = _run(host, "VA_TinyInstructionModels", base="turns")
+    with pytest.raises(Exception, match="AID Conditioning"):
+        _run(host, "VA_TinyInstructionPrompt", model=svd, instruction="move the red circle left")
+    with pytest.raises(Exception, match="Tiny Instruction Prompt"):
+        _run(host, "VA_TinyInstructionEncoders", model=wan)
+    mllm = _run(host, "VA_TinyInstructionEncoders", model=svd)[2]
+    first = _run(host, "VA_TinyInstructionScene", seed=1)[0]
+    with pytest.raises(Exception, match="instruction: .*move the red circle left, then up"):
+        _run(host, "VA_MLLMStatePrompt", image=first, instruction="make it dance", states=2, frames=8, mllm=mllm,
+             seed=0, max_tokens=512, temporal_stride=1)
