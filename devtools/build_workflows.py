@@ -124,6 +124,15 @@ def sampler_chain(first_id, model_id, guider_id, latent_id, col, row, steps, see
     return nodes
 
 
+def upscaled_video(first_id, col, row, frames, scale=4.0, fps=4.0):
+    """ImageScaleBy (nearest, ``scale``) -> CreateVideo (``fps``) on ``frames``: a tiny demo's frames made large
+    enough to see (ids ``first_id``, ``first_id + 1``; columns ``col``, ``col + 1``)."""
+    return [
+        N(first_id, "ImageScaleBy", col, row, {"upscale_method": "nearest-exact", "scale_by": scale}, {"image": frames}),
+        N(first_id + 1, "CreateVideo", col + 1, row, {"fps": fps}, {"images": (first_id, 0)}),
+    ]
+
+
 DEMO_GAMMA = 0.1  # the demo's prior strength (the best one of the Table-1 miniature with this pair, see the README)
 DEMO_STEPS = 16    # the miniature's sampler steps
 

@@ -4,7 +4,7 @@ your clips with captions, and predict a video from a first frame and a text with
 from __future__ import annotations
 
 from adapters.instruction_world import DEMO_CFG, DEMO_FILES, DEMO_STEPS
-from devtools.build_workflows import NEGATIVE, N, sampler_chain
+from devtools.build_workflows import NEGATIVE, N, sampler_chain, upscaled_video
 
 MODEL_1_3B = "wan2.1_t2v_1.3B_fp16.safetensors"
 TEXT_ENCODER = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
@@ -148,10 +148,7 @@ def tiny_demo(base="turns"):
                 N(nid + 1, "VAEDecode", 4, 2 * row, links={"samples": (nid, 0), "vae": (1, 1)}),
             ]
             frames = (nid + 1, 0)
-        chain += [
-            N(nid + 2, "ImageScaleBy", 5, 2 * row, {"upscale_method": "nearest-exact", "scale_by": 4.0},
-              {"image": frames}),
-            N(nid + 3, "CreateVideo", 6, 2 * row, {"fps": 4.0}, {"images": (nid + 2, 0)}),
+        chain += upscaled_video(nid + 2, 5, 2 * row, frames) + [
             N(nid + 4, "SaveVideo", 7, 2 * row, {"filename_prefix": f"fca_tiny_demo/{name}", "format": "auto",
                                                   "codec": "auto"}, {"video": (nid + 3, 0)}),
         ]

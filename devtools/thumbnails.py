@@ -1,8 +1,8 @@
 """Template thumbnails: a readable diagram of each workflow (its title and the chain of its main nodes, column
 by column, as laid out in the graph), written as ``<workflow>.jpg`` next to the workflow for ComfyUI's
 Templates browser. Workflows whose thumbnail is a frame of their real output (the Video Adapter demo's contact
-sheet from ``run_demo.py --contact-sheet``, the FCA demo's last preview frame from ``run_demo.py --preview``) are
-listed in KEEP and left alone.
+sheet from ``run_demo.py --contact-sheet``, the FCA and AID demos' last preview frames from ``run_demo.py
+--preview``) are listed in KEEP and left alone.
 
     python -m devtools.thumbnails            # from the pack's folder: every workflow without a kept thumbnail
 """
@@ -17,7 +17,7 @@ import re
 from PIL import Image, ImageDraw, ImageFont
 
 WORKFLOWS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "workflows")
-KEEP = {"Video Adapter - tiny demo, no downloads", "FCA - tiny demo, no downloads"}
+KEEP = {"Video Adapter - tiny demo, no downloads", "FCA - tiny demo, no downloads", "AID - tiny demo, no downloads"}
 SKIP_TYPES = {"MarkdownNote", "Note", "PrimitiveNode"}
 FAMILY_COLOURS = {"Video Adapter": (36, 84, 160), "SimDA": (30, 120, 90), "AID": (150, 70, 40)}
 

@@ -23,6 +23,7 @@ TRAINED_FILE_NAME_TOOLTIP = (
 # Custom socket types. Their names are stored in workflow files: never rename them.
 Priors = io.Custom("VA_PRIORS")
 PriorSchedule = io.Custom("VA_PRIOR_SCHEDULE")
+MLLM = io.Custom("VA_MLLM")  # a multimodal LLM for MLLM State Prompt
 
 
 # the error every node raises for an input the user can fix (host-free, so the core can raise it too)

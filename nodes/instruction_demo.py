@@ -18,8 +18,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from .binding import instruction_demo as demo
-from .common import CATEGORY
-from .mllm import MLLM
+from .common import CATEGORY, MLLM
 
 CAT = f"{CATEGORY}/demo"
 GRAMMAR = ("'move the <colour> <shape> <direction>' with an optional ', then <direction>' (or 'lift the ..., then "
@@ -39,7 +38,7 @@ class TinyInstructionModels(io.ComfyNode):
                 "shipped in the pack) and the VAE of its latent code. turns and single-phase: Wan 2.1-architecture "
                 "text-to-video bases (1.2M parameters) pretrained with the clip's first frame given, so they predict "
                 "a video from a first frame and an instruction by themselves; FCA adapters for them ship too (Load "
-                "Adapters: tvp_fca_*). svd-aid: an SVD-architecture image-to-video base (0.9M parameters) that never "
+                "Adapters: tvp_fca_*). svd-aid: an SVD-architecture image-to-video base (2.2M parameters) that never "
                 "saw an instruction, for AID (Load Adapters: tvp_aid_full; its encoders: Tiny Instruction "
                 "Encoders). Runs on a CPU in seconds."),
             inputs=[

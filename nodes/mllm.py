@@ -21,11 +21,10 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..adapters import state_prompts as sp
-from .common import CATEGORY, VideoAdapterError
+from .common import CATEGORY, MLLM, VideoAdapterError
 from .binding.mllm import DTYPES, LLM_FOLDER, ClipMLLM, EndpointMLLM, LocalMLLM, ask_states, model_folders
 
 CAT_MLLM = f"{CATEGORY}/mllm"
-MLLM = io.Custom("VA_MLLM")  # stored in workflow files: never rename
 
 
 class MLLMFromCLIP(io.ComfyNode):

@@ -186,16 +186,18 @@ FCA_DEMO_LABELS = {"1_truth": "the true clip", "2_base_alone": "frozen base alon
 
 
 AID_DEMO_LABELS = {"1_truth": "the true clip", "2_base_alone": "frozen base alone", "3_base_with_AID": "base + AID",
-                   "4_truth_swapped": "the true clip", "5_base_alone_again": "frozen base alone",
-                   "6_with_AID_swapped": "base + AID"}
+                   "4_truth_other": "the true clip", "5_base_alone_again": "frozen base alone",
+                   "6_with_AID_other": "base + AID"}
 
 
 def demo_instructions(workflow: dict) -> list[str]:
     """The two instructions of an instruction demo's scene (from its Tiny Instruction Scene's seed)."""
-    from adapters.instruction_world import demo_scene
+    from adapters.instruction_world import DEMO_PAIRS, demo_scene
 
-    seed = next(n["widgets_values"][0] for n in workflow["nodes"] if n["type"] == "VA_TinyInstructionScene")
-    return [f"{k}. {p.instruction}" for k, p in enumerate(demo_scene(int(seed)).plans, 1)]
+    values = next(n["widgets_values"] for n in workflow["nodes"] if n["type"] == "VA_TinyInstructionScene")
+    pair = next((v for v in values[1:] if v in DEMO_PAIRS), DEMO_PAIRS[0])  # files written before it: the default
+    plans = demo_scene(int(values[0]), pair).plans
+    return [f"{k}. {p.instruction}" for k, p in enumerate(plans, 1)]
 
 
 if __name__ == "__main__":
