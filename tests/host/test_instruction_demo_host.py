@@ -105,6 +105,12 @@ def test_scene_gives_one_start_and_two_instructions(host):
     assert torch.equal(truth[0], first[0]) and torch.equal(swapped_truth[0], first[0])
     assert not torch.equal(truth[-1], swapped_truth[-1])
     assert all(tvp.phase_correct(truth.permute(0, 3, 1, 2), tvp.demo_scene(0).plans[0]))
+    # one motion each: the same start, each direction of the scene's instruction alone
+    first1, a, b, truth_a, truth_b = _run(host, "VA_TinyInstructionScene", seed=0, pair="one motion each")
+    assert [a, b] == [p.instruction for p in tvp.demo_scene(0, "one motion each").plans]
+    assert torch.equal(first1, first) and not torch.equal(truth_a[-1], truth_b[-1])
+    with pytest.raises(Exception, match="pair: .*phases swapped"):
+        _run(host, "VA_TinyInstructionScene", seed=0, pair="both")
 
 
 def test_vae_round_trip_and_latent_mask(host):
