@@ -41,9 +41,18 @@ TINY = StandIns(models={
 })
 
 
+NO_DOWNLOAD_LOADERS = ("VA_TinyTrainedPair", "VA_TinyInstructionModels")  # the tiny demos' shipped models
+
+
 def stand_in_prompt(workflow: dict, host, s: StandIns = TINY) -> dict:
-    """API prompt of ``workflow`` with models, text encoders and VAEs replaced by stand-ins (see ``StandIns``)."""
+    """API prompt of ``workflow`` with models, text encoders and VAEs replaced by stand-ins (see ``StandIns``). A
+    no-download workflow (its models come from the pack's own Tiny loaders) runs as shipped, with fewer steps."""
     prompt = ui_to_api(workflow, host.node_info)
+    if any(v["class_type"] in NO_DOWNLOAD_LOADERS for v in prompt.values()):
+        for node in prompt.values():
+            if node["class_type"] in ("BasicScheduler", "KSampler"):
+                node["inputs"]["steps"] = s.steps
+        return prompt
     sd = any(v["class_type"] == "CheckpointLoaderSimple" for v in prompt.values())
     svd = any(v["class_type"] == "ImageOnlyCheckpointLoader" for v in prompt.values())
     px = s.size
