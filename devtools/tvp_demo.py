@@ -31,12 +31,13 @@ def _run(cls, **inputs):
     return out.result if hasattr(out, "result") else out
 
 
-def graph_videos(host, base: str, scenes, sample_seed: int = 0, fca: bool = True, pair: str = tvp.DEMO_PAIRS[0]) -> dict:
+def graph_videos(host, base: str, scenes, sample_seed: int = 0, fca: bool = True, pair: str = tvp.DEMO_PAIRS[0],
+                 text_cfg: float = tvp.AID_DEMO_TEXT_CFG) -> dict:
     """``{"alone": [N, T, 3, H, W], "fca": ...}`` for scene numbers ``scenes`` (two instructions each, so N is
     twice their count) and the scenes' plans, sampled as the demo workflow does (AID's graph for the svd-aid base:
     :func:`aid_graph_videos`)."""
     if base == tvp.AID_DEMO_BASE:
-        return aid_graph_videos(host, scenes, sample_seed, aid=fca, pair=pair)
+        return aid_graph_videos(host, scenes, sample_seed, aid=fca, pair=pair, text_cfg=text_cfg)
     import nodes as core
 
     m = host.nodes.NODE_CLASS_MAPPINGS
@@ -98,7 +99,8 @@ def aid_scene_graph(host, model, adapted, scene: int, sample_seed: int = 0, aid:
     return out
 
 
-def aid_graph_videos(host, scenes, sample_seed: int = 0, aid: bool = True, pair: str = tvp.DEMO_PAIRS[0]) -> dict:
+def aid_graph_videos(host, scenes, sample_seed: int = 0, aid: bool = True, pair: str = tvp.DEMO_PAIRS[0],
+                     text_cfg: float = tvp.AID_DEMO_TEXT_CFG) -> dict:
     """``{"alone": [N, T, 3, H, W], "aid": ...}`` for scene numbers ``scenes`` (two instructions each; the base alone
     reads no instruction, so its one video per scene is scored against both) and the scenes' plans."""
     model, _ = host.call("VA_TinyInstructionModels", base=tvp.AID_DEMO_BASE)
@@ -108,7 +110,7 @@ def aid_graph_videos(host, scenes, sample_seed: int = 0, aid: bool = True, pair:
     plans = []
     for s in scenes:
         plans += tvp.demo_scene(int(s), pair).plans
-        got = aid_scene_graph(host, model, adapted, int(s), sample_seed, aid, pair=pair)
+        got = aid_scene_graph(host, model, adapted, int(s), sample_seed, aid, text_cfg=text_cfg, pair=pair)
         out["alone"] += [got["alone"].permute(0, 3, 1, 2)] * 2
         out["aid"] += [v.permute(0, 3, 1, 2) for v in got["aid"]]
     return {k: torch.stack(v) for k, v in out.items() if v}, plans
@@ -131,6 +133,9 @@ def main(argv=None) -> int:
     ap.add_argument("--bases", nargs="+", default=list(ADAPTERS))
     ap.add_argument("--pair", choices=tvp.DEMO_PAIRS, default=tvp.DEMO_PAIRS[0],
                     help="the scenes' two instructions (Tiny Instruction Scene's pair)")
+    ap.add_argument("--text-cfg", type=float, default=tvp.AID_DEMO_TEXT_CFG,
+                    help="svd-aid: the Dual CFG Guider's text_cfg (image_cfg stays 1.5)")
+    ap.add_argument("--per-video", action="store_true", help="also print which videos follow their instruction")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     from devtools.harness import get_host
@@ -145,7 +150,13 @@ def main(argv=None) -> int:
         per_seed = {}
         for seed in a.sample_seeds:
             t0 = time.time()
-            videos, plans = graph_videos(host, base, range(a.first_scene, a.first_scene + a.scenes), seed, pair=a.pair)
+            videos, plans = graph_videos(host, base, range(a.first_scene, a.first_scene + a.scenes), seed, pair=a.pair,
+                                         text_cfg=a.text_cfg)
+            if a.per_video:
+                for row, v in videos.items():
+                    right = ["".join("1" if ok else "0" for ok in tvp.phase_correct(x, p)) for x, p in zip(v, plans)]
+                    print(f"  {base} seed {seed} {row}: " + " ".join(f"{a.first_scene + i // 2}:{right[i]},{right[i + 1]}"
+                                                                      for i in range(0, len(right), 2)), flush=True)
             for row, v in videos.items():
                 per_seed.setdefault(row, []).append(scores(v, plans))
             print(f"  ({base}, seed {seed}: {time.time() - t0:.0f} s)", flush=True)
