@@ -4,7 +4,7 @@ their stand-in text encoder and held-out scenes of the miniature's world (``adap
 miniature's SVD-architecture base (``tvp_svd_base``, made by ``benchmarks/aid_tvp.py --pretrain-base``, which AID's
 shipped adapters are trained on) is the AID demo's: built and read here too (``svd_i2v``, ``base_model``), with the
 stand-ins SVD's own nodes need around it (an image encoder for SVD_img2vid_Conditioning, a text encoder for AID
-Conditioning, a rule-based state writer for MLLM State Prompt: ``TinyEncoders``).
+Conditioning, a rule-based state writer for MLLM State Prompt: ``encoders``).
 
 A base of this miniature is a Wan 2.1 text-to-video DiT of ComfyUI's own class that was pretrained with the clean
 first latent frame in place of the noisy one (as Wan 2.2's text-and-image-to-video model is trained). ComfyUI's
