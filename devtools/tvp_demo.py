@@ -63,7 +63,7 @@ def graph_videos(host, base: str, scenes, sample_seed: int = 0, fca: bool = True
     return {k: torch.stack(v) for k, v in out.items() if v}, plans
 
 
-def aid_scene_graph(host, model, adapted, scene: int, sample_seed: int = 0, aid: bool = True,
+def aid_scene_graph(host, model, vae, adapted, scene: int, sample_seed: int = 0, aid: bool = True,
                     image_cfg: float = tvp.AID_DEMO_IMAGE_CFG, text_cfg: float = tvp.AID_DEMO_TEXT_CFG,
                     pair: str = tvp.DEMO_PAIRS[0]) -> dict:
     """The AID demo workflow's nodes for one scene: ``{"alone": frames [T, H, W, 3] of the base alone (KSampler,
@@ -71,7 +71,6 @@ def aid_scene_graph(host, model, adapted, scene: int, sample_seed: int = 0, aid:
     Conditioning per instruction], "states": [schedule per instruction], "latent": the sampled LATENT's input}``."""
     import nodes as core
 
-    _, vae = host.call("VA_TinyInstructionModels", base=tvp.AID_DEMO_BASE)
     clip, clip_vision, mllm = host.call("VA_TinyInstructionEncoders", model=model)
     first, *instructions, _, _ = host.call("VA_TinyInstructionScene", seed=int(scene), pair=pair)
     pos, neg, _ = host.call("SVD_img2vid_Conditioning", clip_vision=clip_vision, init_image=first, vae=vae, width=32,
@@ -103,14 +102,14 @@ def aid_graph_videos(host, scenes, sample_seed: int = 0, aid: bool = True, pair:
                      text_cfg: float = tvp.AID_DEMO_TEXT_CFG) -> dict:
     """``{"alone": [N, T, 3, H, W], "aid": ...}`` for scene numbers ``scenes`` (two instructions each; the base alone
     reads no instruction, so its one video per scene is scored against both) and the scenes' plans."""
-    model, _ = host.call("VA_TinyInstructionModels", base=tvp.AID_DEMO_BASE)
+    model, vae = host.call("VA_TinyInstructionModels", base=tvp.AID_DEMO_BASE)
     adapted = host.call("VA_LoadAdapter", model=model, adapter_name=ADAPTERS[tvp.AID_DEMO_BASE], strength=1.0,
                         frames=0)[0] if aid else None
     out = {"alone": [], "aid": []}
     plans = []
     for s in scenes:
         plans += tvp.demo_scene(int(s), pair).plans
-        got = aid_scene_graph(host, model, adapted, int(s), sample_seed, aid, text_cfg=text_cfg, pair=pair)
+        got = aid_scene_graph(host, model, vae, adapted, int(s), sample_seed, aid, text_cfg=text_cfg, pair=pair)
         out["alone"] += [got["alone"].permute(0, 3, 1, 2)] * 2
         out["aid"] += [v.permute(0, 3, 1, 2) for v in got["aid"]]
     return {k: torch.stack(v) for k, v in out.items() if v}, plans

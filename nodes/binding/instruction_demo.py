@@ -304,7 +304,9 @@ def _check_instruction(text: str) -> None:
 
 
 def _is_svd(model) -> bool:
-    return type(model.model.model_config).__name__ == "SVD_img2vid"
+    from .host import describe
+
+    return describe(model).family == "svd"
 
 
 def prompt_conditioning(model, text: str) -> tuple[list, list]:

@@ -188,11 +188,11 @@ def test_aid_demo_nodes_give_the_hand_written_sample(host):
     and reads no instruction."""
     from devtools.tvp_demo import aid_scene_graph
 
-    model, _ = _run(host, "VA_TinyInstructionModels", base="svd-aid")
+    model, vae = _run(host, "VA_TinyInstructionModels", base="svd-aid")
     adapted = _run(host, "VA_LoadAdapter", model=model, adapter_name="tvp_aid_full.safetensors", strength=1.0,
                    frames=0)[0]
     first, text, swapped, _, _ = _run(host, "VA_TinyInstructionScene", seed=3)
-    got = aid_scene_graph(host, model, adapted, 3)
+    got = aid_scene_graph(host, model, vae, adapted, 3)
     assert got["states"] == [tvp.decompose(text, 8), tvp.decompose(swapped, 8)]
     assert got["latent"]["samples"].shape == (8, 16, 8, 8) and got["latent"]["noise_mask"][1:].eq(1).all()
     for k, instruction in enumerate((text, swapped)):
