@@ -6,7 +6,8 @@ frozen prior, so that at sampling time the two noise predictions can simply be a
 models are about 1.25 %, 2.5 % and 6 % of the prior's parameters; the presets here (``"xs"``, ``"s"``,
 ``"m"``) are fitted to those fractions of each family's reference prior.
 
-Architecture: a compact diffusion transformer.
+Architecture: a compact diffusion transformer (:class:`DomainVideoModel`; a config with ``backbone="unet"``
+builds the convolutional :class:`DomainVideoUNet` instead, for small latent grids, see its section below).
 
 * patchify over (1, 2, 2) (time, height, width) with a linear embedding, plus a fixed 3D sinusoidal
   position code (computed on the fly, so any clip length and resolution works);
@@ -55,6 +56,7 @@ except ImportError:
 
 PARAMETERISATIONS = ("flow", "eps", "v")
 ATTENTION_MODES = ("factorised", "full")
+BACKBONES = ("transformer", "unet")
 
 # Latent space, text encoder and parameterisation of each supported prior family, plus the parameter
 # counts of the reference priors the size presets are measured against.
@@ -128,12 +130,21 @@ class DomainModelConfig:
     # in every block, a depthwise 3x3 convolution over each frame's token grid after the MLP (residual,
     # zero-initialised): neighbouring tokens mix at every depth, not only at the model's ends
     block_conv: bool = False
+    # "transformer" (DomainVideoModel) or "unet" (DomainVideoUNet: a convolutional UNet over each frame's latent grid
+    # with temporal layers, for latent grids small enough that two downsamplings keep a few cells)
+    backbone: str = "transformer"
+    unet_widths: tuple[int, ...] = ()  # the UNet's channel width per resolution level (backbone "unet")
     preset: str = ""  # informative only
 
     def __post_init__(self):
         self.patch_size = tuple(int(p) for p in self.patch_size)
         if len(self.patch_size) != 3:
             raise ValueError(f"patch_size needs three entries (t, h, w), got {self.patch_size}")
+        self.unet_widths = tuple(int(v) for v in self.unet_widths)
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got '{self.backbone}'")
+        if self.backbone == "unet" and (len(self.unet_widths) != 3 or self.patch_size != (1, 1, 1)):
+            raise ValueError("a UNet backbone needs three unet_widths and patch_size (1, 1, 1)")
         if self.parameterisation not in PARAMETERISATIONS:
             raise ValueError(f"parameterisation must be one of {PARAMETERISATIONS}, got '{self.parameterisation}'")
         if self.attention not in ATTENTION_MODES:
@@ -159,6 +170,9 @@ class DomainModelConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["patch_size"] = list(self.patch_size)
+        d["unet_widths"] = list(self.unet_widths)
+        if self.backbone == "transformer":  # as before the UNet existed, so earlier versions still read these files
+            del d["backbone"], d["unet_widths"]
         return d
 
     @classmethod
@@ -367,7 +381,80 @@ class _Block(nn.Module):
         return x
 
 
-class DomainVideoModel(nn.Module):
+class DomainNet(nn.Module):
+    """What every backbone of a domain model shares: its config, the text tokens with a learned null embedding
+    (``text_proj`` and ``null_context``), the conditioning channels and the check of the latents' shape.
+    Subclasses: :class:`DomainVideoModel` (the transformer) and :class:`DomainVideoUNet`."""
+
+    config: DomainModelConfig
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def _check_latents(self, x: torch.Tensor) -> None:
+        cfg = self.config
+        if x.ndim != 5 or x.shape[1] != cfg.latent_channels:
+            raise ValueError(
+                f"expected latents [B, {cfg.latent_channels}, T, H, W] for family '{cfg.family}', got "
+                f"shape {tuple(x.shape)} (frames-in-batch latents go through frames_to_video first)")
+
+    # -- conditioning --------------------------------------------------------------------------------
+
+    def _text_tokens(self, context, context_mask, batch, dtype, device):
+        """Cross-attention keys ``[B, L + n_null, D]`` and mask; dropped rows see only the null tokens."""
+        null = self.null_context.to(dtype)[None].expand(batch, -1, -1)
+        if context is None:
+            return null, None
+        if context.ndim != 3 or context.shape[-1] != self.config.text_dim:
+            raise ValueError(
+                f"context must be [B, L, {self.config.text_dim}] for family '{self.config.family}', "
+                f"got shape {tuple(context.shape)}")
+        if context.shape[0] != batch:
+            if batch % context.shape[0]:
+                raise ValueError(f"context batch {context.shape[0]} does not divide latent batch {batch}")
+            reps = batch // context.shape[0]
+            context = context.repeat_interleave(reps, 0)
+            context_mask = None if context_mask is None else context_mask.repeat_interleave(reps, 0)
+        txt = self.text_proj(context.to(device=device, dtype=dtype))
+        if context_mask is None:
+            valid = torch.ones(txt.shape[:2], dtype=torch.bool, device=device)
+        else:
+            valid = context_mask.to(device=device, dtype=torch.bool)
+        dropped = ~valid.any(dim=1)
+        null_valid = dropped[:, None].expand(batch, null.shape[1])
+        return torch.cat([txt, null], dim=1), torch.cat([valid, null_valid], dim=1)
+
+    def _conditioned_input(self, x, first_frame, edges):
+        cfg = self.config
+        parts = [x]
+        b, _, t, h, w = x.shape
+        if cfg.first_frame_cond:
+            if first_frame is None:
+                ff = x.new_zeros(b, cfg.latent_channels, t, h, w)
+            else:
+                ff = first_frame.to(x)
+                if ff.ndim == 4:
+                    ff = ff[:, :, None]
+                ff = ff[:, :, :1].expand(b, -1, t, -1, -1)
+            parts.append(ff)
+        if cfg.edge_cond:
+            if edges is None:
+                e = x.new_zeros(b, cfg.edge_in_channels, t, h, w)
+            else:
+                e = edges.to(x)
+                if e.shape[2:] != (t, h, w):
+                    e = F.interpolate(e, size=(t, h, w), mode="trilinear", align_corners=False)
+            parts.append(e)
+        elif edges is not None:
+            raise ValueError("this domain model was built without edge conditioning")
+        if first_frame is not None and not cfg.first_frame_cond:
+            raise ValueError("this domain model was built without first-frame conditioning")
+        return torch.cat(parts, dim=1)
+
+
+
+class DomainVideoModel(DomainNet):
     """Small text-conditioned video diffusion transformer (see the module docstring).
 
     ``forward(x, sigma, context, context_mask=None, first_frame=None, edges=None)``:
@@ -427,69 +514,13 @@ class DomainVideoModel(nn.Module):
                 nn.init.zeros_(blk.grid_conv.weight)
                 nn.init.zeros_(blk.grid_conv.bias)
 
-    # -- conditioning --------------------------------------------------------------------------------
-
-    def _text_tokens(self, context, context_mask, batch, dtype, device):
-        """Cross-attention keys ``[B, L + n_null, D]`` and mask; dropped rows see only the null tokens."""
-        null = self.null_context.to(dtype)[None].expand(batch, -1, -1)
-        if context is None:
-            return null, None
-        if context.ndim != 3 or context.shape[-1] != self.config.text_dim:
-            raise ValueError(
-                f"context must be [B, L, {self.config.text_dim}] for family '{self.config.family}', "
-                f"got shape {tuple(context.shape)}")
-        if context.shape[0] != batch:
-            if batch % context.shape[0]:
-                raise ValueError(f"context batch {context.shape[0]} does not divide latent batch {batch}")
-            reps = batch // context.shape[0]
-            context = context.repeat_interleave(reps, 0)
-            context_mask = None if context_mask is None else context_mask.repeat_interleave(reps, 0)
-        txt = self.text_proj(context.to(device=device, dtype=dtype))
-        if context_mask is None:
-            valid = torch.ones(txt.shape[:2], dtype=torch.bool, device=device)
-        else:
-            valid = context_mask.to(device=device, dtype=torch.bool)
-        dropped = ~valid.any(dim=1)
-        null_valid = dropped[:, None].expand(batch, null.shape[1])
-        return torch.cat([txt, null], dim=1), torch.cat([valid, null_valid], dim=1)
-
-    def _conditioned_input(self, x, first_frame, edges):
-        cfg = self.config
-        parts = [x]
-        b, _, t, h, w = x.shape
-        if cfg.first_frame_cond:
-            if first_frame is None:
-                ff = x.new_zeros(b, cfg.latent_channels, t, h, w)
-            else:
-                ff = first_frame.to(x)
-                if ff.ndim == 4:
-                    ff = ff[:, :, None]
-                ff = ff[:, :, :1].expand(b, -1, t, -1, -1)
-            parts.append(ff)
-        if cfg.edge_cond:
-            if edges is None:
-                e = x.new_zeros(b, cfg.edge_in_channels, t, h, w)
-            else:
-                e = edges.to(x)
-                if e.shape[2:] != (t, h, w):
-                    e = F.interpolate(e, size=(t, h, w), mode="trilinear", align_corners=False)
-            parts.append(e)
-        elif edges is not None:
-            raise ValueError("this domain model was built without edge conditioning")
-        if first_frame is not None and not cfg.first_frame_cond:
-            raise ValueError("this domain model was built without first-frame conditioning")
-        return torch.cat(parts, dim=1)
-
     # -- forward -------------------------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor, sigma, context: Optional[torch.Tensor] = None,
                 context_mask: Optional[torch.Tensor] = None, first_frame: Optional[torch.Tensor] = None,
                 edges: Optional[torch.Tensor] = None) -> torch.Tensor:
         cfg = self.config
-        if x.ndim != 5 or x.shape[1] != cfg.latent_channels:
-            raise ValueError(
-                f"expected latents [B, {cfg.latent_channels}, T, H, W] for family '{cfg.family}', got "
-                f"shape {tuple(x.shape)} (frames-in-batch latents go through frames_to_video first)")
+        self._check_latents(x)
         out_dtype = x.dtype
         dtype = self.patch_embed.weight.dtype
         b, _, t, h, w = x.shape
@@ -529,11 +560,173 @@ class DomainVideoModel(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------
+# the UNet backbone (backbone="unet")
+#
+# A convolutional UNet backbone for domain models and priors on small latent grids (``backbone="unet"``).
+#
+# The transformer above learns where an object's outline goes slowly when every latent
+# cell is a token: on the Video Adapter miniature's 8 x 8 latent grid it needs far more examples than a CPU hour
+# gives before its samples hold recognisable shapes. A UNet's convolutions and downsampling build that prior in,
+# and it costs a fraction of the time per step, so the miniature's prior can see many more examples.
+#
+# Layout, per frame (the latents' frames are batched through the 2D layers):
+#
+# * three resolution levels (the latent grid, then halved twice with strided convolutions) of
+#   ``config.unet_widths`` channels; residual blocks (GroupNorm, SiLU, 3 x 3 convolutions) with the noise
+#   level's embedding as a scale and shift;
+# * at the two coarser levels and in the middle, attention: self-attention over the frame's cells, self-attention
+#   over time at each cell, cross-attention to the text (with the shared learned null embedding of
+#   :class:`DomainNet` for the unconditional branch);
+# * in every residual block a temporal convolution (kernel 3 over frames) at each cell;
+# * the decoder mirrors the encoder with skip connections (nearest-neighbour upsampling and a 3 x 3 convolution).
+#
+# Every branch that mixes frames (temporal convolution and attention) and the output convolution start at zero,
+# so a network trained on still images (one frame) starts video training as that image model applied frame by
+# frame. The noise level, parameterisation, conditioning channels (first frame, edges) and the text path follow
+# the transformer exactly, so either backbone plugs into the same nodes, composer and trainer.
+
+UNET_HEADS = 4
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(16, channels // 4), channels)
+
+
+def _zero(module: nn.Module) -> nn.Module:
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+class _Res(nn.Module):
+    """Residual block over each frame, modulated by the noise level, with a temporal convolution after it."""
+
+    def __init__(self, cin: int, cout: int, emb: int):
+        super().__init__()
+        self.n1, self.c1 = _norm(cin), nn.Conv2d(cin, cout, 3, padding=1)
+        self.e = nn.Linear(emb, 2 * cout)
+        self.n2, self.c2 = _norm(cout), _zero(nn.Conv2d(cout, cout, 3, padding=1))
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+        self.tconv = _zero(nn.Conv1d(cout, cout, 3, padding=1))
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, frames: int) -> torch.Tensor:  # x: [(B T), C, H, W]
+        h = self.c1(F.silu(self.n1(x)))
+        scale, shift = self.e(F.silu(emb)).chunk(2, -1)
+        h = self.n2(h) * (1 + scale[..., None, None]) + shift[..., None, None]
+        h = self.skip(x) + self.c2(F.silu(h))
+        if frames > 1:
+            hh, ww = h.shape[2:]
+            y = rearrange(h, "(b t) c h w -> (b h w) c t", t=frames)
+            h = h + rearrange(self.tconv(F.silu(y)), "(b h w) c t -> (b t) c h w", h=hh, w=ww)
+        return h
+
+
+class _Attention(nn.Module):
+    """Self-attention over each frame's cells, then over time at each cell, then cross-attention to the text."""
+
+    def __init__(self, channels: int, text_width: int):
+        super().__init__()
+        c = channels
+        self.n1, self.qkv, self.o1 = nn.LayerNorm(c), nn.Linear(c, 3 * c), _zero(nn.Linear(c, c))
+        self.n2, self.q, self.kv = nn.LayerNorm(c), nn.Linear(c, c), nn.Linear(text_width, 2 * c)
+        self.o2 = _zero(nn.Linear(c, c))
+        self.n3, self.qkv3, self.o3 = nn.LayerNorm(c), nn.Linear(c, 3 * c), _zero(nn.Linear(c, c))
+
+    @staticmethod
+    def _self(x, norm, qkv, out):
+        q, k, v = rearrange(qkv(norm(x)), "b s (k h d) -> k b h s d", k=3, h=UNET_HEADS)
+        return out(rearrange(F.scaled_dot_product_attention(q, k, v), "b h s d -> b s (h d)"))
+
+    def forward(self, x, ctx, mask, frames: int):
+        hh, ww = x.shape[2:]
+        s = rearrange(x, "bt c h w -> bt (h w) c")
+        s = s + self._self(s, self.n1, self.qkv, self.o1)
+        if frames > 1:
+            y = rearrange(s, "(b t) s c -> (b s) t c", t=frames)
+            y = y + self._self(y, self.n3, self.qkv3, self.o3)
+            s = rearrange(y, "(b s) t c -> (b t) s c", t=frames, s=hh * ww)
+        q = rearrange(self.q(self.n2(s)), "b s (h d) -> b h s d", h=UNET_HEADS)
+        k, v = rearrange(self.kv(ctx), "b l (k h d) -> k b h l d", k=2, h=UNET_HEADS)
+        attn_mask = None if mask is None else mask[:, None, None, :]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        s = s + self.o2(rearrange(y, "b h s d -> b s (h d)"))
+        return rearrange(s, "bt (h w) c -> bt c h w", h=hh, w=ww)
+
+
+class DomainVideoUNet(DomainNet):
+    """A text-conditioned video UNet with the interface of :class:`DomainVideoModel` (see the section's comment
+    above); ``config.backbone`` is ``"unet"``. Latent grids are padded to a multiple of 4."""
+
+    def __init__(self, config: DomainModelConfig):
+        super().__init__()
+        if config.backbone != "unet":
+            raise ValueError(f"DomainVideoUNet builds backbone 'unet', the config says '{config.backbone}'")
+        self.config = config
+        w0, w1, w2 = config.unet_widths
+        emb, text = 4 * w0, w2
+        self.time_embed = nn.Sequential(nn.Linear(w0, emb), nn.SiLU(), nn.Linear(emb, emb))
+        self.text_proj = nn.Sequential(nn.Linear(config.text_dim, text), nn.GELU(), nn.Linear(text, text))
+        self.null_context = nn.Parameter(torch.randn(config.null_tokens, text) * 0.02)
+        self.cin = nn.Conv2d(config.in_channels, w0, 3, padding=1)
+        self.d0 = _Res(w0, w0, emb)
+        self.down1 = nn.Conv2d(w0, w0, 3, stride=2, padding=1)
+        self.d1, self.a1 = _Res(w0, w1, emb), _Attention(w1, text)
+        self.down2 = nn.Conv2d(w1, w1, 3, stride=2, padding=1)
+        self.d2, self.a2 = _Res(w1, w2, emb), _Attention(w2, text)
+        self.m, self.am = _Res(w2, w2, emb), _Attention(w2, text)
+        self.u2, self.ua2 = _Res(2 * w2, w2, emb), _Attention(w2, text)
+        self.up2 = nn.Conv2d(w2, w1, 3, padding=1)
+        self.u1, self.ua1 = _Res(2 * w1, w1, emb), _Attention(w1, text)
+        self.up1 = nn.Conv2d(w1, w0, 3, padding=1)
+        self.u0 = _Res(2 * w0, w0, emb)
+        self.nout, self.cout = _norm(w0), _zero(nn.Conv2d(w0, config.latent_channels, 3, padding=1))
+        self.gradient_checkpointing = False  # accepted for the trainer; the UNet is small enough without it
+
+    def forward(self, x: torch.Tensor, sigma, context: Optional[torch.Tensor] = None,
+                context_mask: Optional[torch.Tensor] = None, first_frame: Optional[torch.Tensor] = None,
+                edges: Optional[torch.Tensor] = None) -> torch.Tensor:
+        cfg = self.config
+        self._check_latents(x)
+        out_dtype, dtype = x.dtype, self.dtype
+        b, _, t, h, w = x.shape
+        s = _sigma_vector(sigma, b, x.device)
+        xin = x.to(dtype)
+        if cfg.parameterisation in ("eps", "v"):
+            xin = xin / torch.sqrt(1.0 + s * s).to(dtype).reshape(b, 1, 1, 1, 1)
+        xin = self._conditioned_input(xin, first_frame, edges)
+        pad_h, pad_w = (-h) % 4, (-w) % 4
+        if pad_h or pad_w:
+            xin = F.pad(xin, (0, pad_w, 0, pad_h, 0, 0), mode="replicate")
+        w0 = cfg.unet_widths[0]
+        emb = self.time_embed(timestep_embedding(sigma_to_timestep(s, cfg.parameterisation), w0).to(dtype))
+        emb = emb.repeat_interleave(t, 0)
+        ctx, mask = self._text_tokens(context, context_mask, b, dtype, x.device)
+        ctx = ctx.repeat_interleave(t, 0)
+        mask = None if mask is None else mask.repeat_interleave(t, 0)
+
+        z = rearrange(xin, "b c t h w -> (b t) c h w")
+        h0 = self.d0(self.cin(z), emb, t)
+        h1 = self.a1(self.d1(self.down1(h0), emb, t), ctx, mask, t)
+        h2 = self.a2(self.d2(self.down2(h1), emb, t), ctx, mask, t)
+        u = self.am(self.m(h2, emb, t), ctx, mask, t)
+        u = self.ua2(self.u2(torch.cat([u, h2], 1), emb, t), ctx, mask, t)
+        u = self.up2(F.interpolate(u, scale_factor=2, mode="nearest"))
+        u = self.ua1(self.u1(torch.cat([u, h1], 1), emb, t), ctx, mask, t)
+        u = self.up1(F.interpolate(u, scale_factor=2, mode="nearest"))
+        u = self.u0(torch.cat([u, h0], 1), emb, t)
+        out = rearrange(self.cout(F.silu(self.nout(u))), "(b t) c h w -> b c t h w", t=t)
+        return out[:, :, :, :h, :w].to(out_dtype)
+
+
+# ----------------------------------------------------------------------------------------------------
 # sizes and presets
 
 
 def count_parameters(config: DomainModelConfig) -> int:
-    """Exact parameter count of ``DomainVideoModel(config)`` by closed form (no model is built)."""
+    """Exact parameter count of ``DomainVideoModel(config)`` by closed form (no model is built); other backbones
+    are counted on the meta device."""
+    if config.backbone != "transformer":
+        return count_parameters_meta(config)
     w = config.width
     hd = w // config.heads
     p = config.patch_size[0] * config.patch_size[1] * config.patch_size[2]
@@ -556,10 +749,18 @@ def count_parameters(config: DomainModelConfig) -> int:
     return total
 
 
+def build_domain_model(config: DomainModelConfig) -> DomainNet:
+    """The network of ``config``: a :class:`DomainVideoModel` or, for ``backbone="unet"``, a
+    :class:`DomainVideoUNet`."""
+    if config.backbone == "unet":
+        return DomainVideoUNet(config)
+    return DomainVideoModel(config)
+
+
 def count_parameters_meta(config: DomainModelConfig) -> int:
     """Parameter count by building the model on the meta device (no memory is allocated)."""
     with torch.device("meta"):
-        model = DomainVideoModel(config)
+        model = build_domain_model(config)
     return sum(p.numel() for p in model.parameters())
 
 
@@ -682,7 +883,7 @@ def format_size_report(rows: Optional[list[dict[str, Any]]] = None) -> str:
 # files
 
 
-def save_domain_model(path: str, model: DomainVideoModel, training_summary: Optional[dict] = None) -> None:
+def save_domain_model(path: str, model: DomainNet, training_summary: Optional[dict] = None) -> None:
     """Write ``model`` (weights in their current dtype) with its config and a JSON training summary."""
     cfg = model.config
     meta = {
@@ -721,7 +922,7 @@ def check_latent_code(meta: dict[str, Any], name: str) -> None:
 
 
 def load_domain_model(path: str, expect_family: Optional[str] = None, device: str | torch.device = "cpu",
-                      dtype: Optional[torch.dtype] = None) -> tuple[DomainVideoModel, dict[str, Any]]:
+                      dtype: Optional[torch.dtype] = None) -> tuple[DomainNet, dict[str, Any]]:
     """Read a domain model file: ``(model in eval mode, metadata)``.
 
     With ``expect_family`` a file trained for another family is refused (the error names both).
@@ -738,7 +939,7 @@ def load_domain_model(path: str, expect_family: Optional[str] = None, device: st
     tensors, meta = load_tensors(path, device=device, expect_kind="domain_model")
     cfg = DomainModelConfig.from_dict(meta["config"])
     with torch.device("meta"):
-        model = DomainVideoModel(cfg)
+        model = build_domain_model(cfg)
     model.load_state_dict(tensors, strict=True, assign=True)
     if dtype is not None:
         model = model.to(dtype)

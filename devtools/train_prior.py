@@ -25,14 +25,17 @@ import time
 
 import torch
 
-from adapters.domain_model import DomainVideoModel, family_config, save_domain_model
+from adapters.domain_model import build_domain_model, family_config, save_domain_model
 from adapters.synthetic_video import SYNTHETIC_LATENT_CHANNELS, SYNTHETIC_TEXT_DIM, make_style_clips, synthetic_codec
 from adapters.training import TrainConfig, Trainer
 
-# the shipped recipe (the command-line defaults): a token per latent cell (patch 1), a 3 x 3 convolution over
-# the latent grid at the input and output and a depthwise one in every block
-RECIPE = dict(broad=2400, width=96, depth=3, heads=2, steps=6000, lr=1e-3, batch=16, warmup=200, ema=0.999,
-              seed=0, local_conv=1, block_conv=1, patch=1, train_shift=1.0)
+# the command-line defaults. Transformer fields: a token per latent cell (patch 1), a 3 x 3 convolution over the
+# latent grid at the input and output and a depthwise one in every block. UNet fields (--backbone unet): the
+# channel widths of its three levels, and a first stage on still frames (each clip's frames as images: the
+# spatial layers learn to draw) before the clip stage (all layers, the temporal ones from zero).
+RECIPE = dict(broad=2400, backbone="transformer", width=96, depth=3, heads=2, unet_widths="48,64,96", image_steps=0,
+              image_batch=32, image_lr=1e-3, steps=6000, lr=1e-3, batch=16, warmup=200, ema=0.999, seed=0,
+              local_conv=1, block_conv=1, patch=1, train_shift=1.0)
 
 
 def shipped_recipe_text() -> str:
@@ -41,11 +44,17 @@ def shipped_recipe_text() -> str:
 
 
 def recipe_text(a) -> str:
-    return (f"broad={a.broad} width={a.width} depth={a.depth} heads={a.heads} steps={a.steps} lr={a.lr} "
-            f"batch={a.batch} warmup={a.warmup} cosine ema={a.ema} seed={a.seed}"
-            + (" local_conv" if a.local_conv else "") + (" block_conv" if a.block_conv else "")
-            + (f" patch={a.patch}" if a.patch != 2 else "")
-            + (f" train_shift={a.train_shift:g}" if a.train_shift != 1.0 else ""))
+    if a.backbone == "unet":
+        arch = f"backbone=unet unet_widths={a.unet_widths} "
+        if a.image_steps:
+            arch += f"image_steps={a.image_steps} image_batch={a.image_batch} image_lr={a.image_lr} "
+        conv = ""
+    else:
+        arch = f"width={a.width} depth={a.depth} heads={a.heads} "
+        conv = ((" local_conv" if a.local_conv else "") + (" block_conv" if a.block_conv else "")
+                + (f" patch={a.patch}" if a.patch != 2 else ""))
+    return (f"broad={a.broad} {arch}steps={a.steps} lr={a.lr} batch={a.batch} warmup={a.warmup} cosine ema={a.ema} "
+            f"seed={a.seed}" + conv + (f" train_shift={a.train_shift:g}" if a.train_shift != 1.0 else ""))
 
 
 SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "adapters", "weights",
@@ -88,38 +97,51 @@ def main(argv=None) -> int:
     x, ctx = codec.encode(broad.video), broad.context(SYNTHETIC_TEXT_DIM)
     print(f"{a.broad} broad clips encoded ({time.time() - t0:.0f}s)", flush=True)
     torch.manual_seed(a.seed + 10)
-    model = DomainVideoModel(family_config("synthetic", latent_channels=SYNTHETIC_LATENT_CHANNELS,
-                                           parameterisation="flow", width=a.width, depth=a.depth, heads=a.heads,
-                                           local_conv=bool(a.local_conv), block_conv=bool(a.block_conv),
-                                           patch_size=(1, a.patch, a.patch)))
+    if a.backbone == "unet":
+        widths = tuple(int(v) for v in a.unet_widths.split(","))
+        config = family_config("synthetic", latent_channels=SYNTHETIC_LATENT_CHANNELS, parameterisation="flow",
+                               backbone="unet", unet_widths=widths, width=widths[-1], heads=4, patch_size=(1, 1, 1))
+    else:
+        config = family_config("synthetic", latent_channels=SYNTHETIC_LATENT_CHANNELS, parameterisation="flow",
+                               width=a.width, depth=a.depth, heads=a.heads, local_conv=bool(a.local_conv),
+                               block_conv=bool(a.block_conv), patch_size=(1, a.patch, a.patch))
+    model = build_domain_model(config)
     ema = copy.deepcopy(model).requires_grad_(False)
     live, avg = list(model.parameters()), list(ema.parameters())
     n_params = sum(p.numel() for p in live)
     print(f"prior: {n_params:,} parameters", flush=True)
 
-    def batch_fn(step, g, bs):
-        idx = torch.randint(0, x.shape[0], (bs,), generator=g)
-        return {"x0": x[idx], "context": ctx[idx]}
-
-    every = max(a.steps // max(a.snapshots, 1), 1)
     command = shlex.join(["python", "-m", "devtools.train_prior", *(sys.argv[1:] if argv is None else argv)])
+    n, c, t, h, w = x.shape
+    # the still-frame stage sees each clip's frames as one-frame clips with the clip's caption
+    stages = [("prior_image", x.permute(0, 2, 1, 3, 4).reshape(n * t, c, 1, h, w), ctx.repeat_interleave(t, 0),
+               a.image_steps, a.image_batch, a.image_lr), ("prior", x, ctx, a.steps, a.batch, a.lr)]
+    for name, data, text, steps, batch, lr in stages:
+        if not steps:
+            continue
+        every = max(steps // max(a.snapshots, 1), 1)
 
-    def on_step(step, loss):
-        with torch.no_grad():
-            decay = min(a.ema, (1 + step) / (10 + step))
-            for p_avg, p in zip(avg, live):
-                p_avg.lerp_(p.detach(), 1.0 - decay)
-        if step % 100 == 0:
-            print(f"step {step}/{a.steps} loss {loss:.4f} ({time.time() - t0:.0f}s)", flush=True)
-        if step % every == 0 or step == a.steps:
-            path = os.path.join(a.out, f"prior_{step:05d}.safetensors")
-            save_domain_model(path, ema, {"data": "broad synthetic clips", "steps": step, "role": "prior",
-                                          "prior_recipe": recipe_text(a), "made_by": command})
+        def batch_fn(step, g, bs, data=data, text=text):
+            idx = torch.randint(0, data.shape[0], (bs,), generator=g)
+            return {"x0": data[idx], "context": text[idx]}
 
-    cfg = TrainConfig(steps=a.steps, lr=a.lr, batch_size=a.batch, seed=a.seed, cond_dropout=0.1,
-                      warmup_steps=a.warmup, lr_schedule="cosine", sigma_sampling="flow_shift",
-                      flow_distribution="uniform", flow_shift=a.train_shift)
-    Trainer(cfg).run(model, model, batch_fn, "flow", on_step=on_step)
+        def on_step(step, loss, name=name, steps=steps, every=every):
+            with torch.no_grad():
+                decay = min(a.ema, (1 + step) / (10 + step))
+                for p_avg, p in zip(avg, live):
+                    p_avg.lerp_(p.detach(), 1.0 - decay)
+            if step % 100 == 0:
+                print(f"{name} step {step}/{steps} loss {loss:.4f} ({time.time() - t0:.0f}s)", flush=True)
+            if step % every == 0 or step == steps:
+                path = os.path.join(a.out, f"{name}_{step:05d}.safetensors")
+                save_domain_model(path, ema, {"data": "broad synthetic clips", "steps": step, "role": "prior",
+                                              "stage": "still frames" if name == "prior_image" else "clips",
+                                              "prior_recipe": recipe_text(a), "made_by": command})
+
+        cfg = TrainConfig(steps=steps, lr=lr, batch_size=batch, seed=a.seed, cond_dropout=0.1,
+                          warmup_steps=a.warmup, lr_schedule="cosine", sigma_sampling="flow_shift",
+                          flow_distribution="uniform", flow_shift=a.train_shift)
+        Trainer(cfg).run(model, model, batch_fn, "flow", on_step=on_step)
     print(f"done in {time.time() - t0:.0f}s", flush=True)
     return 0
 

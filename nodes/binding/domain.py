@@ -101,7 +101,7 @@ class DomainDiffusionModel(nn.Module):
 
     @property
     def dtype(self):
-        return self.net.patch_embed.weight.dtype
+        return self.net.dtype
 
     def _sigma(self, t: torch.Tensor) -> torch.Tensor:
         ms = self.model_sampling_ref[0]
