@@ -4,6 +4,8 @@ along the way, so the drawing gates (``devtools.drawing``) can be measured again
 
     python -m devtools.train_prior --out priors                 # the shipped recipe (0.72M parameters, 6000 steps: 71 min, 1 thread)
     python -m devtools.train_prior --out priors --steps 400     # a quick look
+    python -m devtools.train_prior --out priors --backbone unet --image_steps 30000 --steps 4000 --batch 8 --lr 0.0005
+                                       # the UNet prior measured on docs/video_adapter.md (60 min, 1 thread; not shipped)
 
 Each snapshot ``prior_<step>.safetensors`` holds the averaged weights (fp32) and the exact command in its metadata;
 ``python -m devtools.drawing --prior FILE`` measures the gates of one, and

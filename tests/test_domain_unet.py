@@ -25,7 +25,7 @@ def _unet(family="synthetic", widths=(16, 24, 32), opened=True, **kw):
 
 def _temporal_outputs(model):
     """The parameters of the branches that mix frames and write into the residual stream."""
-    return [p for n, p in model.named_parameters() if ".tconv." in n or ".o3." in n]
+    return [p.detach() for n, p in model.named_parameters() if ".tconv." in n or ".o3." in n]
 
 
 @pytest.mark.parametrize("family,shape", [("synthetic", (2, 16, 3, 8, 8)), ("wan21", (1, 16, 2, 6, 10)),
@@ -138,3 +138,27 @@ def test_unet_trains_with_the_pack_trainer():
     res = Trainer(TrainConfig(steps=60, lr=3e-3, batch_size=4, seed=1)).run(model, model, batch_fn, "flow")
     first, last = sum(res.losses[:5]) / 5, sum(res.losses[-10:]) / 10
     assert last < 0.7 * first, (first, last)
+
+
+def test_train_prior_unet_stages_and_the_shipped_priors_recipe(tmp_path):
+    """``devtools.train_prior --backbone unet``: the still-frame stage leaves the frame-mixing branches closed,
+    the clip stage opens them, and both snapshots carry the recipe and the command; the shipped prior's recipe
+    still reads as the tool's default (what the Table-1 miniature checks before it uses it)."""
+    import os
+
+    from adapters.files import read_metadata
+    from devtools import train_prior
+
+    out = str(tmp_path / "priors")
+    args = ["--out", out, "--broad", "8", "--backbone", "unet", "--unet_widths", "16,24,32", "--image_steps", "4",
+            "--image_batch", "4", "--steps", "3", "--batch", "2", "--snapshots", "1"]
+    assert train_prior.main(args) == 0
+    still, _ = load_domain_model(os.path.join(out, "prior_image_00004.safetensors"))
+    clips, meta = load_domain_model(os.path.join(out, "prior_00003.safetensors"))
+    assert all(float(p.abs().max()) == 0 for p in _temporal_outputs(still))
+    assert any(float(p.abs().max()) > 0 for p in _temporal_outputs(clips))
+    assert meta["config"]["backbone"] == "unet" and meta["training"]["stage"] == "clips"
+    assert "backbone=unet unet_widths=16,24,32 image_steps=4" in meta["training"]["prior_recipe"]
+    assert meta["training"]["made_by"].startswith("python -m devtools.train_prior --out")
+    shipped = read_metadata(train_prior.SHIPPED)["training"]["prior_recipe"]
+    assert shipped == train_prior.shipped_recipe_text()
