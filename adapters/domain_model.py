@@ -392,12 +392,20 @@ class DomainNet(nn.Module):
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
-    def _check_latents(self, x: torch.Tensor) -> None:
+    def _network_input(self, x: torch.Tensor, sigma, first_frame, edges) -> tuple[torch.Tensor, torch.Tensor]:
+        """The checked latents in the network's dtype (divided by sqrt(1 + s^2) for eps and v) with the conditioning
+        channels appended, and the per-sample noise levels ``[B]``."""
         cfg = self.config
         if x.ndim != 5 or x.shape[1] != cfg.latent_channels:
             raise ValueError(
                 f"expected latents [B, {cfg.latent_channels}, T, H, W] for family '{cfg.family}', got "
                 f"shape {tuple(x.shape)} (frames-in-batch latents go through frames_to_video first)")
+        b, dtype = x.shape[0], self.dtype
+        s = _sigma_vector(sigma, b, x.device)
+        xin = x.to(dtype)
+        if cfg.parameterisation in ("eps", "v"):
+            xin = xin / torch.sqrt(1.0 + s * s).to(dtype).reshape(b, 1, 1, 1, 1)
+        return self._conditioned_input(xin, first_frame, edges), s
 
     # -- conditioning --------------------------------------------------------------------------------
 
@@ -520,15 +528,9 @@ class DomainVideoModel(DomainNet):
                 context_mask: Optional[torch.Tensor] = None, first_frame: Optional[torch.Tensor] = None,
                 edges: Optional[torch.Tensor] = None) -> torch.Tensor:
         cfg = self.config
-        self._check_latents(x)
-        out_dtype = x.dtype
-        dtype = self.patch_embed.weight.dtype
+        out_dtype, dtype = x.dtype, self.dtype
         b, _, t, h, w = x.shape
-        s = _sigma_vector(sigma, b, x.device)
-        xin = x.to(dtype)
-        if cfg.parameterisation in ("eps", "v"):
-            xin = xin / torch.sqrt(1.0 + s * s).to(dtype).reshape(b, 1, 1, 1, 1)
-        xin = self._conditioned_input(xin, first_frame, edges)
+        xin, s = self._network_input(x, sigma, first_frame, edges)
         if cfg.local_conv:
             xin = xin + self.in_conv(xin)
 
@@ -686,14 +688,9 @@ class DomainVideoUNet(DomainNet):
                 context_mask: Optional[torch.Tensor] = None, first_frame: Optional[torch.Tensor] = None,
                 edges: Optional[torch.Tensor] = None) -> torch.Tensor:
         cfg = self.config
-        self._check_latents(x)
         out_dtype, dtype = x.dtype, self.dtype
         b, _, t, h, w = x.shape
-        s = _sigma_vector(sigma, b, x.device)
-        xin = x.to(dtype)
-        if cfg.parameterisation in ("eps", "v"):
-            xin = xin / torch.sqrt(1.0 + s * s).to(dtype).reshape(b, 1, 1, 1, 1)
-        xin = self._conditioned_input(xin, first_frame, edges)
+        xin, s = self._network_input(x, sigma, first_frame, edges)
         pad_h, pad_w = (-h) % 4, (-w) % 4
         if pad_h or pad_w:
             xin = F.pad(xin, (0, pad_w, 0, pad_h, 0, 0), mode="replicate")
