@@ -139,3 +139,39 @@ def test_files_of_the_first_synthetic_code_are_refused_by_the_node(host):
              "2": {"class_type": "VA_LoadDomainModel", "inputs": {"model_name": name, "prior_model": ["1", 1]}}}
         with pytest.raises(RuntimeError, match=f"{name.split('/')[1]} is in version 1 of the synthetic latent code.*Retrain it"):
             host.run(p, ["2"])
+
+
+def test_a_unet_domain_model_loads_and_composes_as_the_benchmark_samples_it(host):
+    """A domain model with the UNet backbone, written as a file, loads through Load Domain Model in the tiny
+    prior's space and the Score Composer over it equals the benchmark's Euler loop with the same network."""
+    import comfy.sample
+
+    dm = host.pack_module("adapters.domain_model")
+    cfg = dm.family_config("synthetic", backbone="unet", unet_widths=(16, 24, 32), width=32, heads=4,
+                           patch_size=(1, 1, 1))
+    torch.manual_seed(4)
+    net = dm.build_domain_model(cfg)
+    with torch.no_grad():  # open the zero-initialised output and frame-mixing branches
+        for name, p in net.named_parameters():
+            if any(k in name for k in ("cout", ".c2.", ".o1.", ".o2.", ".o3.", ".tconv.")):
+                p.normal_(0, 0.05)
+    folder = os.path.join(host.models_dir, "video_adapters", "unet")
+    os.makedirs(folder, exist_ok=True)
+    dm.save_domain_model(os.path.join(folder, "tiny_unet.safetensors"), net, {"steps": 0})
+    host.pack_module("nodes.domain")
+    p = graph(composer(0.3, end=1.0), steps=6)
+    p["9"] = {"class_type": "VA_LoadDomainModel", "inputs": {"model_name": "unet/tiny_unet.safetensors",
+                                                             "prior_model": ["1", 1]}}
+    p["3"]["inputs"]["domain_model"] = ["9", 0]
+    out = host.run(p, ["7", "6", "1", "9"])
+    latent, sigmas = out["7"][0]["samples"], out["6"][0]
+    loaded = out["9"][0].model.diffusion_model.net
+    assert type(loaded).__name__ == "DomainVideoUNet"
+    prior = out["1"][1].model.diffusion_model.net
+    noise = comfy.sample.prepare_noise(torch.zeros_like(latent), 3)
+    with torch.no_grad():
+        ref = benchmark_module().sample(("compose", 0.3), net.eval(), prior, noise * float(sigmas[0]),
+                                        out["1"][2][0][0], len(sigmas) - 1, sigmas=sigmas, composition_end=1.0,
+                                        composition=host.pack_module("samplers.composition"))
+    err = (latent - ref).abs().max() / ref.abs().max()
+    assert err < 1e-4, err
