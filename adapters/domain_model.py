@@ -382,8 +382,9 @@ class _Block(nn.Module):
 
 
 class DomainNet(nn.Module):
-    """What every backbone of a domain model shares: its config, the text tokens with a learned null embedding
-    (``text_proj`` and ``null_context``), the conditioning channels and the check of the latents' shape.
+    """What every backbone of a domain model shares: its config, the input path (shape check, dtype, eps/v input
+    scaling, conditioning channels) and the text tokens with a learned null embedding (``text_proj`` and
+    ``null_context``).
     Subclasses: :class:`DomainVideoModel` (the transformer) and :class:`DomainVideoUNet`."""
 
     config: DomainModelConfig
@@ -459,7 +460,6 @@ class DomainNet(nn.Module):
         if first_frame is not None and not cfg.first_frame_cond:
             raise ValueError("this domain model was built without first-frame conditioning")
         return torch.cat(parts, dim=1)
-
 
 
 class DomainVideoModel(DomainNet):
@@ -566,10 +566,10 @@ class DomainVideoModel(DomainNet):
 #
 # A convolutional UNet backbone for domain models and priors on small latent grids (``backbone="unet"``).
 #
-# The transformer above learns where an object's outline goes slowly when every latent
-# cell is a token: on the Video Adapter miniature's 8 x 8 latent grid it needs far more examples than a CPU hour
-# gives before its samples hold recognisable shapes. A UNet's convolutions and downsampling build that prior in,
-# and it costs a fraction of the time per step, so the miniature's prior can see many more examples.
+# On the Video Adapter miniature's 8 x 8 latent grid the transformer above needs far more examples than a CPU hour
+# gives before its samples hold recognisable shapes. Step for step the UNet learns them no faster, but a step costs
+# about a third of the time, so the same hour shows it three times the examples (measured in
+# docs/video_adapter.md, "A convolutional UNet prior").
 #
 # Layout, per frame (the latents' frames are batched through the 2D layers):
 #
