@@ -143,8 +143,13 @@ class DomainModelConfig:
         self.unet_widths = tuple(int(v) for v in self.unet_widths)
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got '{self.backbone}'")
-        if self.backbone == "unet" and (len(self.unet_widths) != 3 or self.patch_size != (1, 1, 1)):
-            raise ValueError("a UNet backbone needs three unet_widths and patch_size (1, 1, 1)")
+        if self.backbone == "unet":
+            if len(self.unet_widths) != 3 or self.patch_size != (1, 1, 1):
+                raise ValueError("a UNet backbone needs three unet_widths and patch_size (1, 1, 1)")
+            for w in self.unet_widths + tuple(2 * w for w in self.unet_widths):  # skip concatenations double them
+                if w < 4 or w % 4 or w % min(16, w // 4):
+                    raise ValueError(f"unet_widths {list(self.unet_widths)}: each width must be a multiple of 4 "
+                                     f"that splits into min(16, width / 4) normalisation groups (32, 48, 64, 96, ...)")
         if self.parameterisation not in PARAMETERISATIONS:
             raise ValueError(f"parameterisation must be one of {PARAMETERISATIONS}, got '{self.parameterisation}'")
         if self.attention not in ATTENTION_MODES:
@@ -166,6 +171,12 @@ class DomainModelConfig:
         if self.edge_cond:
             c += self.edge_in_channels
         return c
+
+    def architecture_text(self) -> str:
+        """A few words on the network: "96 wide, 3 blocks" or "UNet 48 / 64 / 96"."""
+        if self.backbone == "unet":
+            return "UNet " + " / ".join(str(w) for w in self.unet_widths)
+        return f"{self.width} wide, {self.depth} blocks"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -484,6 +495,9 @@ class DomainVideoModel(DomainNet):
 
     def __init__(self, config: DomainModelConfig):
         super().__init__()
+        if config.backbone != "transformer":
+            raise ValueError(f"DomainVideoModel builds backbone 'transformer', the config says '{config.backbone}' "
+                             "(build_domain_model picks the network of a config)")
         self.config = config
         w = config.width
         pt, ph, pw = config.patch_size

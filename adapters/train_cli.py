@@ -69,7 +69,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .domain_model import (FAMILY_SPECS, SIZES, DomainModelConfig, DomainVideoModel, clip_batches, frames_to_video,
+from .domain_model import (FAMILY_SPECS, SIZES, DomainModelConfig, build_domain_model, clip_batches, frames_to_video,
                            save_domain_model, size_config)
 from .training import DataParallel, TrainConfig, Trainer, default_sigma_sampling
 
@@ -365,7 +365,7 @@ def _run(cfg: RunConfig, log, device: torch.device, dp: Optional[DataParallel]) 
         raise ConfigError(f"the checkpoint {cfg.checkpoint} was trained for '{mc.family}', the config says "
                           f"'{cfg.family}'")
     torch.manual_seed(cfg.train.seed)
-    net = DomainVideoModel(mc).to(device)
+    net = build_domain_model(mc).to(device)
     net.gradient_checkpointing = cfg.gradient_checkpointing
     batch_fn = clip_batches(x0, ctx, mask, mc)
 

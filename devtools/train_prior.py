@@ -27,7 +27,7 @@ import time
 
 import torch
 
-from adapters.domain_model import build_domain_model, family_config, save_domain_model
+from adapters.domain_model import BACKBONES, build_domain_model, family_config, save_domain_model
 from adapters.synthetic_video import SYNTHETIC_LATENT_CHANNELS, SYNTHETIC_TEXT_DIM, make_style_clips, synthetic_codec
 from adapters.training import TrainConfig, Trainer
 
@@ -48,13 +48,13 @@ def shipped_recipe_text() -> str:
 def recipe_text(a) -> str:
     if a.backbone == "unet":
         arch = f"backbone=unet unet_widths={a.unet_widths} "
-        if a.image_steps:
-            arch += f"image_steps={a.image_steps} image_batch={a.image_batch} image_lr={a.image_lr} "
         conv = ""
     else:
         arch = f"width={a.width} depth={a.depth} heads={a.heads} "
         conv = ((" local_conv" if a.local_conv else "") + (" block_conv" if a.block_conv else "")
                 + (f" patch={a.patch}" if a.patch != 2 else ""))
+    if a.image_steps:
+        arch += f"image_steps={a.image_steps} image_batch={a.image_batch} image_lr={a.image_lr} "
     return (f"broad={a.broad} {arch}steps={a.steps} lr={a.lr} batch={a.batch} warmup={a.warmup} cosine ema={a.ema} "
             f"seed={a.seed}" + conv + (f" train_shift={a.train_shift:g}" if a.train_shift != 1.0 else ""))
 
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="folder for the snapshots")
     ap.add_argument("--ship-from", default=None, metavar="SNAPSHOT", help="ship this snapshot instead of training")
     for k, v in RECIPE.items():
-        ap.add_argument(f"--{k}", type=type(v), default=v)
+        ap.add_argument(f"--{k}", type=type(v), default=v, **({"choices": BACKBONES} if k == "backbone" else {}))
     ap.add_argument("--snapshots", type=int, default=10, help="how many snapshots over the run")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)

@@ -32,7 +32,7 @@ import comfy.utils
 import folder_paths
 from comfy_api.latest import io
 
-from ..adapters.domain_model import (ATTENTION_MODES, FAMILY_SPECS, SIZES, DomainModelConfig, DomainVideoModel, check_latent_code, clip_batches, latent_code_meta, load_domain_model, save_domain_model)
+from ..adapters.domain_model import (ATTENTION_MODES, FAMILY_SPECS, SIZES, DomainModelConfig, build_domain_model, check_latent_code, clip_batches, latent_code_meta, load_domain_model, save_domain_model)
 from ..adapters.files import AdapterFileError, read_metadata
 from ..adapters.plots import loss_curve_image
 from ..adapters.training import TrainConfig, load_checkpoint
@@ -137,7 +137,7 @@ class TrainDomainModel(io.ComfyNode):
             ctx, mask = ctx.clone(), mask.clone()
             batch_fn = clip_batches(x0, ctx, mask, config)
             torch.manual_seed(int(seed))
-            net = DomainVideoModel(config).to(device)
+            net = build_domain_model(config).to(device)
             net.gradient_checkpointing = bool(gradient_checkpointing)
 
         meta = {"family": family, "model_config": config.to_dict(), "prior": describe(prior_model).summary(),
@@ -197,7 +197,7 @@ class LoadDomainModel(io.ComfyNode):
                 ck = load_checkpoint(path)
                 config = DomainModelConfig.from_dict(meta["model_config"])
                 with torch.device("meta"):
-                    net = DomainVideoModel(config)
+                    net = build_domain_model(config)
                 net.load_state_dict(ck.params, strict=True, assign=True)
                 info = f"checkpoint at step {ck.step}"
             else:
@@ -209,8 +209,8 @@ class LoadDomainModel(io.ComfyNode):
             raise VideoAdapterError(f"{model_name}: {e}") from None
         patcher = build_domain_patcher(net, prior_model)
         n = sum(p.numel() for p in net.parameters())
-        summary = (f"{model_name}: {config.family} domain model ({config.preset or 'custom'} size, {config.width} wide, "
-                   f"{config.depth} blocks, {n / 1e6:.1f}M parameters), {config.parameterisation}; {info}")
+        summary = (f"{model_name}: {config.family} domain model ({config.preset or 'custom'} size, "
+                   f"{config.architecture_text()}, {n / 1e6:.1f}M parameters), {config.parameterisation}; {info}")
         return io.NodeOutput(patcher, summary)
 
 

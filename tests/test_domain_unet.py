@@ -162,3 +162,14 @@ def test_train_prior_unet_stages_and_the_shipped_priors_recipe(tmp_path):
     assert meta["training"]["made_by"].startswith("python -m devtools.train_prior --out")
     shipped = read_metadata(train_prior.SHIPPED)["training"]["prior_recipe"]
     assert shipped == train_prior.shipped_recipe_text()
+
+
+def test_each_network_refuses_the_other_backbones_config_and_bad_widths():
+    with pytest.raises(ValueError, match="build_domain_model"):
+        DomainVideoModel(_unet(opened=False).config)
+    with pytest.raises(ValueError, match="DomainVideoUNet builds backbone 'unet'"):
+        DomainVideoUNet(family_config("synthetic", width=64, heads=2, depth=2))
+    with pytest.raises(ValueError, match="normalisation groups"):
+        family_config("synthetic", backbone="unet", unet_widths=(48, 72, 96), patch_size=(1, 1, 1))
+    assert _unet(opened=False).config.architecture_text() == "UNet 16 / 24 / 32"
+    assert family_config("synthetic", width=64, heads=2, depth=2).architecture_text() == "64 wide, 2 blocks"
