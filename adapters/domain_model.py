@@ -419,6 +419,20 @@ class DomainNet(nn.Module):
             xin = xin / torch.sqrt(1.0 + s * s).to(dtype).reshape(b, 1, 1, 1, 1)
         return self._conditioned_input(xin, first_frame, edges), s
 
+    def forward(self, x: torch.Tensor, sigma, context: Optional[torch.Tensor] = None,
+                context_mask: Optional[torch.Tensor] = None, first_frame: Optional[torch.Tensor] = None,
+                edges: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The prediction for latents ``x`` at noise level ``sigma`` (see :class:`DomainVideoModel`), in the shape
+        and dtype of ``x``: the shared input path, then the backbone's :meth:`_predict`."""
+        xin, s = self._network_input(x, sigma, first_frame, edges)
+        t, h, w = x.shape[2:]
+        return self._predict(xin, s, context, context_mask)[:, :, :t, :h, :w].to(x.dtype)
+
+    def _predict(self, xin: torch.Tensor, s: torch.Tensor, context, context_mask) -> torch.Tensor:
+        """The backbone: network input ``[B, in_channels, T, H, W]`` (conditioning channels appended) and noise
+        levels ``[B]`` -> prediction ``[B, latent_channels, >= T, >= H, >= W]`` (padding is cropped by the caller)."""
+        raise NotImplementedError
+
     # -- conditioning --------------------------------------------------------------------------------
 
     def _text_tokens(self, context, context_mask, batch, dtype, device):
@@ -538,13 +552,10 @@ class DomainVideoModel(DomainNet):
 
     # -- forward -------------------------------------------------------------------------------------
 
-    def forward(self, x: torch.Tensor, sigma, context: Optional[torch.Tensor] = None,
-                context_mask: Optional[torch.Tensor] = None, first_frame: Optional[torch.Tensor] = None,
-                edges: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def _predict(self, xin: torch.Tensor, s: torch.Tensor, context, context_mask) -> torch.Tensor:
         cfg = self.config
-        out_dtype, dtype = x.dtype, self.dtype
-        b, _, t, h, w = x.shape
-        xin, s = self._network_input(x, sigma, first_frame, edges)
+        dtype, device = self.dtype, xin.device
+        b, _, t, h, w = xin.shape
         if cfg.local_conv:
             xin = xin + self.in_conv(xin)
 
@@ -554,11 +565,11 @@ class DomainVideoModel(DomainNet):
             xin = F.pad(xin, (0, pad_w, 0, pad_h, 0, pad_t), mode="replicate")
         gt, gh, gw = (t + pad_t) // pt, (h + pad_h) // ph, (w + pad_w) // pw
         tok = rearrange(xin, "b c (t p) (h q) (w r) -> b (t h w) (c p q r)", p=pt, q=ph, r=pw)
-        tok = self.patch_embed(tok) + position_code(gt, gh, gw, cfg.width, x.device).to(dtype)[None]
+        tok = self.patch_embed(tok) + position_code(gt, gh, gw, cfg.width, device).to(dtype)[None]
 
         temb = self.time_embed(timestep_embedding(sigma_to_timestep(s, cfg.parameterisation), cfg.freq_dim).to(dtype))
         mod = self.time_mod(F.silu(temb)).reshape(b, -1, cfg.width)
-        ctx, mask = self._text_tokens(context, context_mask, b, dtype, x.device)
+        ctx, mask = self._text_tokens(context, context_mask, b, dtype, device)
 
         for blk in self.blocks:
             if self.gradient_checkpointing and torch.is_grad_enabled():
@@ -572,7 +583,7 @@ class DomainVideoModel(DomainNet):
         out = rearrange(tok, "b (t h w) (c p q r) -> b c (t p) (h q) (w r)", t=gt, h=gh, w=gw, p=pt, q=ph, r=pw)
         if cfg.local_conv:
             out = out + self.out_conv(out)
-        return out[:, :, :t, :h, :w].to(out_dtype)
+        return out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -698,20 +709,17 @@ class DomainVideoUNet(DomainNet):
         self.nout, self.cout = _norm(w0), _zero(nn.Conv2d(w0, config.latent_channels, 3, padding=1))
         self.gradient_checkpointing = False  # accepted for the trainer; the UNet is small enough without it
 
-    def forward(self, x: torch.Tensor, sigma, context: Optional[torch.Tensor] = None,
-                context_mask: Optional[torch.Tensor] = None, first_frame: Optional[torch.Tensor] = None,
-                edges: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def _predict(self, xin: torch.Tensor, s: torch.Tensor, context, context_mask) -> torch.Tensor:
         cfg = self.config
-        out_dtype, dtype = x.dtype, self.dtype
-        b, _, t, h, w = x.shape
-        xin, s = self._network_input(x, sigma, first_frame, edges)
+        dtype = self.dtype
+        b, _, t, h, w = xin.shape
         pad_h, pad_w = (-h) % 4, (-w) % 4
         if pad_h or pad_w:
             xin = F.pad(xin, (0, pad_w, 0, pad_h, 0, 0), mode="replicate")
         w0 = cfg.unet_widths[0]
         emb = self.time_embed(timestep_embedding(sigma_to_timestep(s, cfg.parameterisation), w0).to(dtype))
         emb = emb.repeat_interleave(t, 0)
-        ctx, mask = self._text_tokens(context, context_mask, b, dtype, x.device)
+        ctx, mask = self._text_tokens(context, context_mask, b, dtype, xin.device)
         ctx = ctx.repeat_interleave(t, 0)
         mask = None if mask is None else mask.repeat_interleave(t, 0)
 
@@ -725,8 +733,7 @@ class DomainVideoUNet(DomainNet):
         u = self.ua1(self.u1(torch.cat([u, h1], 1), emb, t), ctx, mask, t)
         u = self.up1(F.interpolate(u, scale_factor=2, mode="nearest"))
         u = self.u0(torch.cat([u, h0], 1), emb, t)
-        out = rearrange(self.cout(F.silu(self.nout(u))), "(b t) c h w -> b c t h w", t=t)
-        return out[:, :, :, :h, :w].to(out_dtype)
+        return rearrange(self.cout(F.silu(self.nout(u))), "(b t) c h w -> b c t h w", t=t)
 
 
 # ----------------------------------------------------------------------------------------------------
