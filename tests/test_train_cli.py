@@ -133,3 +133,17 @@ def test_gradient_checkpointing_setting_reaches_the_model_and_keeps_the_losses(t
         # checkpointed blocks run twice a step (forward, then again in backward), plain ones once
         assert len(seen) == (4 if flag else 2), seen
     assert losses[True] == pytest.approx(losses[False], rel=1e-6)
+
+
+def test_a_unet_model_config_trains_and_resumes_as_a_unet(tmp_path):
+    """``"model": {"backbone": "unet", ...}`` builds the UNet (not a transformer with a UNet's config), writes a
+    file that loads as one, and resumes from its checkpoint."""
+    raw = tiny_raw(model={"backbone": "unet", "unet_widths": [16, 24, 32], "width": 32, "heads": 4,
+                          "patch_size": [1, 1, 1]})
+    (tmp_path / "c.json").write_text(json.dumps(raw))
+    assert main(["--config", str(tmp_path / "c.json"), "--steps", "2"]) == 0
+    cfg = load_config(str(tmp_path / "c.json"))
+    cfg.train.steps = 3
+    run(cfg, log=lambda *a: None)
+    model, meta = load_domain_model(cfg.output, expect_family="wan21")
+    assert type(model).__name__ == "DomainVideoUNet" and meta["training"]["steps"] == 3
