@@ -197,3 +197,26 @@ def test_auto_precision_of_a_resumed_run_is_its_own(host):
     assert resolve("auto", "cpu", {"train_config": {"steps": 4}}) == "fp32"
     assert resolve("fp32", "cpu", {"train_config": {"training_dtype": "bf16"}}) == "fp32"
     assert resolve("auto", "cpu", {}) == "fp32"  # a fresh run on the CPU
+
+
+def test_a_unet_checkpoint_loads_as_a_unet(host, tiny):
+    """Load Domain Model builds a checkpoint's network from its config: a UNet checkpoint (here from the
+    command-line trainer) loads as the UNet, with its architecture in the summary."""
+    import json
+
+    train_cli = host.pack_module("adapters.train_cli")
+    work = os.path.join(folder(host), "unet_cli")
+    os.makedirs(work, exist_ok=True)
+    raw = {"family": "wan21", "model": {"backbone": "unet", "unet_widths": [16, 24, 32], "width": 32, "heads": 4,
+                                        "patch_size": [1, 1, 1]},
+           "data": {"synthetic": {"count": 4, "frames": 2, "size": 16}},
+           "train": {"steps": 2, "batch_size": 2, "lr": 1e-3, "checkpoint_every": 2},
+           "output": os.path.join(work, "unet_model"), "device": "cpu"}
+    with open(os.path.join(work, "c.json"), "w") as f:
+        json.dump(raw, f)
+    assert train_cli.main(["--config", os.path.join(work, "c.json")]) == 0
+    host.pack_module("nodes.domain")
+    out = host.call("VA_LoadDomainModel", "unet_cli/unet_model_checkpoint.safetensors",
+                    host.call("UNETLoader", PRIOR, "default")[0])
+    assert type(out[0].model.diffusion_model.net).__name__ == "DomainVideoUNet"
+    assert "UNet 16 / 24 / 32" in out[1] and "checkpoint at step 2" in out[1]
