@@ -222,13 +222,129 @@ class ShapeJudge(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------
+# the outline: the renderer's own shapes fitted to the largest region that stands out of the background
+
+OUTLINE_IOU_MIN = 0.6   # a frame's region must overlap its best captioned-shape mask at least this much
+_OUTLINE_BACKGROUND = 0.12  # RGB distance from the fitted background above which a pixel belongs to an object
+_OUTLINE_TURNS = 12     # rotations tried per shape, over one period of its symmetry
+_OUTLINE_SCALES = (0.85, 1.0, 1.15)  # radii tried around the one that matches the region's area
+
+
+def _background_residual(frames: torch.Tensor) -> torch.Tensor:
+    """RGB distance ``[B, H, W]`` of each pixel from a smooth background fitted to the frame: a quadratic
+    surface per channel, refitted twice on the half of the pixels it already explains best (the renderer's
+    backgrounds are a smooth two-colour ramp, its objects cover well under half of a frame)."""
+    b, _, h, w = frames.shape
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    basis = torch.stack([torch.ones_like(xs), xs, ys, xs * xs, xs * ys, ys * ys], -1).reshape(-1, 6)  # [P, 6]
+    pix = frames.float().reshape(b, 3, -1).transpose(1, 2)                                          # [B, P, 3]
+    weight = torch.ones(b, h * w)
+    for _ in range(3):
+        a = basis[None] * weight[..., None]                                                          # [B, P, 6]
+        coef = torch.linalg.lstsq(a.transpose(1, 2) @ basis[None].expand(b, -1, -1) + 1e-6 * torch.eye(6),
+                                  a.transpose(1, 2) @ pix).solution                                 # [B, 6, 3]
+        resid = (pix - basis[None] @ coef).norm(dim=-1)                                              # [B, P]
+        weight = (resid <= resid.median(dim=1, keepdim=True).values).float()
+    return resid.reshape(b, h, w)
+
+
+def _closed(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """Morphological closing of boolean masks ``[B, H, W]`` with a square of side ``2 * radius + 1``: joins
+    an object's textured parts (dark stripes, dots) into one region without filling a ring's hole."""
+    k = 2 * radius + 1
+    grown = F.max_pool2d(mask[:, None].float(), k, 1, radius)
+    return (-F.max_pool2d(-F.pad(grown, (radius,) * 4, value=1.0), k, 1, 0))[:, 0] > 0.5
+
+
+def _largest_region(mask: torch.Tensor) -> torch.Tensor:
+    """The largest 4-connected region of each boolean mask ``[B, H, W]`` (empty where the mask is)."""
+    b, h, w = mask.shape
+    lab = torch.where(mask, torch.arange(1, h * w + 1, dtype=torch.float32).reshape(1, h, w), torch.zeros(()))
+    for _ in range(h * w):  # spread each region's largest label over the region
+        p = F.pad(lab, (1, 1, 1, 1))
+        nxt = torch.where(mask, torch.stack([lab, p[:, :-2, 1:-1], p[:, 2:, 1:-1], p[:, 1:-1, :-2],
+                                             p[:, 1:-1, 2:]]).amax(0), torch.zeros(()))
+        if torch.equal(nxt, lab):
+            break
+        lab = nxt
+    out = torch.zeros_like(mask)
+    for i in range(b):
+        ids, counts = lab[i][lab[i] > 0].unique(return_counts=True)
+        if ids.numel():
+            out[i] = lab[i] == ids[counts.argmax()]
+    return out
+
+
+def _shape_masks(shape: str, cx: float, cy: float, r: float, size: int) -> torch.Tensor:
+    """Masks ``[M, size, size]`` of ``shape`` at (cx, cy) in the renderer's own signed distance, over
+    :data:`_OUTLINE_TURNS` rotations over its symmetry period (and both lobe counts and a middle wobble for blobs)."""
+    from adapters.synthetic_video import _sdf
+
+    ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
+                            indexing="ij")
+    qx, qy = (xs + 0.5) / size - cx, (ys + 0.5) / size - cy
+    masks = []
+    for lobes in ((3, 4) if shape == "blob" else (0,)):
+        # one period of the shape's symmetry: a quarter turn for squares, a third for triangles
+        period = {"square": np.pi / 2, "triangle": 2 * np.pi / 3, "blob": 2 * np.pi / max(lobes, 1)}.get(shape, 0.0)
+        for rot in (period * k / _OUTLINE_TURNS for k in range(_OUTLINE_TURNS if period else 1)):
+            lx, ly = np.cos(rot) * qx + np.sin(rot) * qy, -np.sin(rot) * qx + np.cos(rot) * qy
+            masks.append(_sdf(shape, lx, ly, r, 0.2, lobes, 0.0) < 0)
+    return torch.stack(masks)
+
+
+# area of each shape's mask at radius 1 (the renderer's proportions; a blob counted as its circle)
+_UNIT_AREA = {"circle": np.pi, "blob": np.pi, "ring": np.pi * (1.3 ** 2 - 0.7 ** 2), "square": 1.7 ** 2,
+              "triangle": 3 * np.sqrt(3) * 0.5 ** 2}
+
+
+def outline_fit(rgb: torch.Tensor) -> torch.Tensor:
+    """Best intersection-over-union ``[N, T, len(SHAPES)]`` of each frame's largest object region (pixels that
+    stand out of a fitted smooth background) with each shape word, drawn by the renderer's own signed distance
+    at the region's centroid, over rotations and radii around the region's area. A clean shape gives a
+    high value for its word and lower ones for the others; a speckled cluster gives low values for all."""
+    n, _, t, h, w = rgb.shape
+    frames = rgb.permute(0, 2, 1, 3, 4).reshape(-1, 3, h, w).float().clamp(0, 1)
+    resid = _background_residual(frames)
+    level = torch.maximum(torch.full((frames.shape[0], 1, 1), _OUTLINE_BACKGROUND),
+                          0.4 * resid.flatten(1).quantile(0.98, dim=1)[:, None, None])
+    regions = _largest_region(_closed(resid > level, 2))
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    out = torch.zeros(frames.shape[0], len(SHAPES))
+    for i, region in enumerate(regions):
+        area = float(region.sum())
+        if area < 4:
+            continue
+        cx, cy = float((xs + 0.5)[region].mean()) / w, float((ys + 0.5)[region].mean()) / h
+        for k, shape in enumerate(SHAPES):
+            r0 = np.sqrt(area / _UNIT_AREA[shape]) / w
+            masks = torch.cat([_shape_masks(shape, cx, cy, r0 * s, w) for s in _OUTLINE_SCALES])
+            inter = (masks & region).sum((1, 2)).float()
+            union = (masks | region).sum((1, 2)).float()
+            out[i, k] = float((inter / union).max())
+    return out.reshape(n, t, len(SHAPES))
+
+
+def outline_accuracy(rgb: torch.Tensor, tokens: torch.Tensor) -> dict:
+    """The renderer's shape test on decoded clips ``[N, 3, T, H, W]`` captioned by ``tokens``: ``accuracy`` is
+    the share of frames whose largest region fits the captioned shape best and with an overlap of at least
+    :data:`OUTLINE_IOU_MIN`; ``iou`` the mean overlap of that region with the captioned shape."""
+    fit = outline_fit(rgb)                                                   # [N, T, S]
+    label = ShapeJudge.shape_labels(tokens)[:, None].expand(fit.shape[:2])  # [N, T]
+    said = fit.gather(-1, label[..., None].clamp_min(0)).squeeze(-1)
+    ok = (fit.argmax(-1) == label) & (said >= OUTLINE_IOU_MIN)
+    return {"accuracy": float(ok.float().mean()), "iou": float(said.mean())}
+
+
+# ----------------------------------------------------------------------------------------------------
 # the gates of a prior
 
 
 def prior_gates(prior, codec=None, samples: int = 48, steps: int = 16, cfg: float | None = None, seed: int = 0,
                 judge: ShapeJudge | None = None) -> dict:
     """Sample ``prior`` from held-out broad captions (Euler, the miniature's sampler) and measure FD against
-    the held-out clips (and the noise floor), the mosaic ratio and the shape accuracy, beside the same
+    the held-out clips (and the noise floor), the mosaic ratio, the shape judge's accuracy and the outline
+    test (:func:`outline_accuracy`), beside the same
     numbers for real held-out clips seen through the code."""
     from devtools.miniature import CFG, sample
 
@@ -247,11 +363,14 @@ def prior_gates(prior, codec=None, samples: int = 48, steps: int = 16, cfg: floa
     with torch.no_grad():
         lat = sample(("prior", 0.0), prior, prior, noise, ctx, steps, seed=seed, cfg=CFG if cfg is None else cfg)
     rgb = codec.decode(lat)
+    outline, outline_real = outline_accuracy(rgb, held_a.tokens), outline_accuracy(rgb_b, held_b.tokens)
     return {
         "fd": scorer.rgb(rgb), "floor": scorer.floor, "fd_over_floor": scorer.rgb(rgb) / scorer.floor,
         "mosaic": mosaic_ratio(rgb, cell), "mosaic_real": mosaic_ratio(rgb_b, cell),
         "roughness": latent_roughness(lat) / latent_roughness(codec.encode(held_b.video)),
         "shape_accuracy": judge.accuracy(rgb, held_a.tokens), "shape_accuracy_real": judge.accuracy(rgb_b, held_b.tokens),
+        "outline": outline["accuracy"], "outline_real": outline_real["accuracy"],
+        "outline_iou": outline["iou"], "outline_iou_real": outline_real["iou"],
         "samples": samples, "steps": steps, "cfg": CFG if cfg is None else cfg, "seed": seed,
     }
 
@@ -281,7 +400,8 @@ def main(argv=None) -> int:
             rows.append(r)
             print(f"{path} seed {seed}: FD {r['fd']:.1f} (floor {r['floor']:.1f}, x{r['fd_over_floor']:.2f}), "
                   f"mosaic {r['mosaic']:.2f} (real {r['mosaic_real']:.2f}), latent roughness x{r['roughness']:.2f}, shape {r['shape_accuracy']:.2f} "
-                  f"(real {r['shape_accuracy_real']:.2f}) ({time.time() - t0:.0f}s)", flush=True)
+                  f"(real {r['shape_accuracy_real']:.2f}), outline {r['outline']:.2f} (real {r['outline_real']:.2f}), "
+                  f"outline IoU {r['outline_iou']:.2f} (real {r['outline_iou_real']:.2f}) ({time.time() - t0:.0f}s)", flush=True)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -1,5 +1,7 @@
 """The miniature's drawing measurements (devtools/drawing.py) and the truth of the broad captions."""
 
+import math
+
 import pytest
 import torch
 
@@ -54,3 +56,50 @@ def test_shape_labels_read_the_caption():
     said = [c.split(", ")[2] for c in clips.captions]
     assert ShapeJudge.shape_labels(clips.tokens).tolist() == [sv.SHAPES.index(s) for s in said]
     assert len(set(said)) > 2
+
+
+def _one_shape_frames(shape, n, seed, size=64, wobble=0.18):
+    """``n`` frames [n, 3, 1, size, size] of one plain ``shape`` on a smooth two-colour ramp, drawn with the
+    renderer's signed distance at random places, sizes and rotations."""
+    g = torch.Generator().manual_seed(seed)
+    ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
+                            indexing="ij")
+    out = []
+    for _ in range(n):
+        u = torch.rand(8, generator=g)
+        cx, cy, r, rot = 0.35 + 0.3 * u[0], 0.35 + 0.3 * u[1], 0.15 + 0.09 * u[2], 6.283 * float(u[3])
+        qx, qy = (xs + 0.5) / size - cx, (ys + 0.5) / size - cy
+        lx = math.cos(rot) * qx + math.sin(rot) * qy
+        ly = -math.sin(rot) * qx + math.cos(rot) * qy
+        mask = (0.5 - sv._sdf(shape, lx, ly, float(r), wobble, 3 + int(u[4] < 0.5), 0.0) * size).clamp(0, 1)
+        ramp = (xs / size)[None]
+        bg = torch.tensor([0.2, 0.3, 0.5])[:, None, None] * (1 - ramp) + torch.tensor([0.4, 0.2, 0.2])[:, None, None] * ramp
+        colour = torch.tensor([0.9, 0.8 * float(u[5]), 0.3])[:, None, None]
+        out.append(bg * (1 - mask) + colour * mask)
+    return torch.stack(out)[:, :, None]
+
+
+def _tokens(shape, n):
+    return torch.tensor([[sv.VOCAB.index(f"shape:{shape}")]] * n)
+
+
+def test_outline_test_names_clean_shapes_and_fails_clusters():
+    from devtools.drawing import outline_accuracy, outline_fit
+
+    for shape in sv.SHAPES:
+        frames = _one_shape_frames(shape, 6, seed=sv.SHAPES.index(shape))
+        r = outline_accuracy(frames, _tokens(shape, 6))
+        # circle and blob differ by a wobble of a fifth of the radius, so they may swap; everything else is named
+        assert r["accuracy"] >= (0.5 if shape in ("circle", "blob") else 0.99), (shape, r)
+        assert r["iou"] > 0.8, (shape, r)
+    # a square is never read as a triangle or a ring and vice versa: the clean fits are far apart
+    fit = outline_fit(_one_shape_frames("square", 4, seed=9))[:, 0]
+    assert (fit[:, sv.SHAPES.index("square")] > fit[:, sv.SHAPES.index("triangle")] + 0.1).all()
+    # the same objects cut into 8 x 8 tiles shuffled over the frame (a model that draws each cell on its
+    # own, ignoring its neighbours) fit no shape
+    frames = _one_shape_frames("circle", 6, seed=0)
+    tiles = frames.unfold(-2, 8, 8).unfold(-2, 8, 8).reshape(6, 3, 1, 64, 8, 8)
+    order = torch.randperm(64, generator=torch.Generator().manual_seed(0))
+    shuffled = tiles[:, :, :, order].reshape(6, 3, 1, 8, 8, 8, 8).permute(0, 1, 2, 3, 5, 4, 6).reshape(6, 3, 1, 64, 64)
+    clean, r = outline_accuracy(frames, _tokens("circle", 6)), outline_accuracy(shuffled, _tokens("circle", 6))
+    assert r["accuracy"] <= 0.2 and r["iou"] < clean["iou"] - 0.15, (r, clean)
