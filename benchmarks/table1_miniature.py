@@ -128,9 +128,9 @@ def train(model, latents, context, steps, batch, lr, seed, label, quiet=False):
 class Lab:
     """Data and trained models of one seed, cached per configuration, so many settings share the work."""
 
-    def __init__(self, S, seed, codec, quiet=False, pretrained=True, prior_seed=0):
+    def __init__(self, S, seed, codec, quiet=False, pretrained=True, prior_seed=0, prior_file=None):
         self.S, self.seed, self.codec, self.quiet = S, seed, codec, quiet
-        self.pretrained, self.prior_seed = pretrained, prior_seed
+        self.pretrained, self.prior_seed, self.prior_file = pretrained, prior_seed, prior_file
         self.kw = dict(frames=S["frames"], size=S["size"])
         self._priors, self._smalls, self._data = {}, {}, {}
         self.prior_source = prior_recipe(S)
@@ -154,11 +154,13 @@ class Lab:
         if key not in self._priors:
             S = self.S
             default = (param, first_frame, spec, steps) == ("flow", False, None, None)
-            path = os.path.join(SHIP_DIR, "tiny_synthetic_prior.safetensors")
-            if default and self.pretrained and os.path.isfile(path) and _is_pretrained_prior(path, S):
+            path = self.prior_file or os.path.join(SHIP_DIR, "tiny_synthetic_prior.safetensors")
+            if default and self.pretrained and os.path.isfile(path) and (self.prior_file or _is_pretrained_prior(path, S)):
                 model, meta = load_domain_model(path, dtype=torch.float32)
                 self._priors[key] = model.requires_grad_(False)
                 self.prior_source = meta["training"].get("prior_recipe", "")
+                if self.prior_file:
+                    self.prior_source = f"{self.prior_file} ({self.prior_source or 'no recipe recorded'})"
                 return self._priors[key]
             broad = make_style_clips(S["broad"], "broad", seed=self.prior_seed, **self.kw)
             x, ctx = self.codec.encode(broad.video), broad.context(TEXT_DIM)
@@ -332,8 +334,13 @@ def main(argv=None):
     ap.add_argument("--train-prior", action="store_true",
                     help="train the benchmark's own prior here (the first, 2 x 2-token recipe, about 16 minutes) "
                          "instead of loading the shipped one; with --ship it is written as the shipped prior")
+    ap.add_argument("--prior", default=None, metavar="FILE",
+                    help="the frozen prior to compose with: a prior file of the synthetic latent space, for example "
+                         "one from devtools.train_prior (default: the shipped one)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
+    if args.prior and (args.train_prior or not os.path.isfile(args.prior)):
+        ap.error("--prior needs an existing file and cannot be combined with --train-prior")
     mode = "quick" if args.quick else "full"
     S = SETTINGS[mode]
     torch.set_num_threads(args.threads)
@@ -356,7 +363,7 @@ def main(argv=None):
     results, per_style = [], {s: [] for s in args.styles}
     first_pair = None
     for seed in seeds:
-        lab = Lab(S, seed, codec, pretrained=not args.train_prior)
+        lab = Lab(S, seed, codec, pretrained=not args.train_prior, prior_file=args.prior)
         for style in args.styles:
             t0 = time.time()
             r = lab.run(style, methods, first_frame=args.first_frame, flow_space=args.flow_space)

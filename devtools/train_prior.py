@@ -7,6 +7,8 @@ along the way, so the drawing gates (``devtools.drawing``) can be measured again
     python -m devtools.train_prior --out priors --backbone unet --image_steps 30000 --steps 4000 --batch 8 --lr 0.0005
                                        # the UNet prior measured on docs/video_adapter.md (60 min, 1 thread; not shipped)
 
+``--device cuda`` trains on a GPU (the clips stay on the CPU, each batch is moved), with the same recipe text.
+
 Each snapshot ``prior_<step>.safetensors`` holds the averaged weights (fp32) and the exact command in its metadata;
 ``python -m devtools.drawing --prior FILE`` measures the gates of one, and
 
@@ -85,6 +87,8 @@ def main(argv=None) -> int:
         ap.add_argument(f"--{k}", type=type(v), default=v, **({"choices": BACKBONES} if k == "backbone" else {}))
     ap.add_argument("--snapshots", type=int, default=10, help="how many snapshots over the run")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="where to train (cpu, cuda, cuda:1, ...); snapshots are saved "
+                    "to the CPU either way, and the recipe text does not change with the device")
     a = ap.parse_args(argv)
     if a.ship_from:
         print(ship(a.ship_from))
@@ -107,7 +111,7 @@ def main(argv=None) -> int:
         config = family_config("synthetic", latent_channels=SYNTHETIC_LATENT_CHANNELS, parameterisation="flow",
                                width=a.width, depth=a.depth, heads=a.heads, local_conv=bool(a.local_conv),
                                block_conv=bool(a.block_conv), patch_size=(1, a.patch, a.patch))
-    model = build_domain_model(config)
+    model = build_domain_model(config).to(a.device)
     ema = copy.deepcopy(model).requires_grad_(False)
     live, avg = list(model.parameters()), list(ema.parameters())
     n_params = sum(p.numel() for p in live)
