@@ -12,6 +12,10 @@ the synthetic patch code), shared by the Table-1 benchmark, the prior's training
 * :class:`ShapeJudge`: a small convolutional classifier of the shape word (circle, square, triangle, ring, blob),
   trained on frames of real broad clips; its accuracy on real held-out clips is the ceiling that generated clips
   are compared with.
+* :func:`outline_accuracy`: the renderer's own shape test. Each frame's largest region standing out of a fitted
+  smooth background is matched against every shape word drawn by the renderer's signed distance (rotations and
+  radii searched); a frame passes when its captioned shape fits best with an IoU of at least 0.6. Stricter than
+  the judge: speckled clusters in the right place pass the judge and fail this test.
 * :func:`prior_gates`: all of them for a prior sampled from held-out broad captions, before any composition.
 
     python -m devtools.drawing --prior path/to/prior.safetensors [--samples 48]
