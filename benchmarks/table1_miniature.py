@@ -53,7 +53,7 @@ import torch
 
 import _root  # noqa: E402,F401  (the repository root on sys.path)
 
-from adapters.domain_model import DomainVideoModel, family_config, load_domain_model, save_domain_model  # noqa: E402
+from adapters.domain_model import build_domain_model, family_config, load_domain_model, save_domain_model  # noqa: E402
 from adapters.synthetic_video import (DOMAIN_STYLES, SYNTHETIC_LATENT_CHANNELS, SYNTHETIC_TEXT_DIM,  # noqa: E402
                                       caption_context, make_style_clips, style_tokens, synthetic_codec)
 from adapters.training import TrainConfig, Trainer  # noqa: E402
@@ -83,10 +83,17 @@ TRAIN_SIGMAS = dict(flow_distribution="uniform", flow_shift=1.0)  # tiny models 
 
 
 def build(spec, seed, parameterisation="flow", first_frame=False):
+    """A model of ``spec`` (family_config fields; ``backbone="unet"`` with ``unet_widths`` builds a UNet)."""
     torch.manual_seed(seed)
     cfg = family_config("synthetic", latent_channels=LATENT_CHANNELS, parameterisation=parameterisation,
                         first_frame_cond=first_frame, **spec)
-    return DomainVideoModel(cfg)
+    return build_domain_model(cfg)
+
+
+def unet_spec(widths: str) -> dict:
+    """The spec of a UNet small model from its three level widths, e.g. ``"24,32,48"``."""
+    w = tuple(int(v) for v in widths.split(","))
+    return dict(backbone="unet", unet_widths=w, width=w[-1], heads=4, patch_size=(1, 1, 1))
 
 
 def n_params(m):
@@ -331,6 +338,9 @@ def main(argv=None):
     ap.add_argument("--mix", type=float, nargs="*", default=None, help="CFG-mix weights (none: no CFG-mix rows)")
     ap.add_argument("--small", default=None, metavar="WIDTHxDEPTH",
                     help="size of the small models (default 32x2, 8.9 %% of the prior; 64x2 is 32.8 %%)")
+    ap.add_argument("--small-unet", default=None, metavar="W1,W2,W3",
+                    help="small models as UNets of these three level widths instead of transformers (24,32,48 is "
+                         "25 %% of the UNet prior)")
     ap.add_argument("--train-prior", action="store_true",
                     help="train the benchmark's own prior here (the first, 2 x 2-token recipe, about 16 minutes) "
                          "instead of loading the shipped one; with --ship it is written as the shipped prior")
@@ -359,6 +369,10 @@ def main(argv=None):
     if args.small:
         w, d = (int(v) for v in args.small.lower().split("x"))
         S = dict(S, small=dict(width=w, depth=d, heads=max(1, w // 64), freq_dim=64))
+    if args.small_unet:
+        if args.small:
+            ap.error("--small and --small-unet are two sizes of small model: give one")
+        S = dict(S, small=unet_spec(args.small_unet))
     methods = table_methods(S)
     results, per_style = [], {s: [] for s in args.styles}
     first_pair = None
