@@ -7,6 +7,8 @@ pretrained prior beat both models alone?
                                                          # eps models, sizes, first frame) on one style
     python benchmarks/table1_miniature.py --small 64x2 --ship   # also write the shipped domain model (sunset,
                                                                 # seed 0); the prior ships from devtools.train_prior
+    python benchmarks/table1_miniature.py --prior FILE --small-unet 24,32,48   # another prior file (e.g. a UNet
+                                                                # from devtools.train_prior) and UNet small models
 
 Setting (everything synthetic, deterministic, CPU; ``adapters/synthetic_video.py``):
 
@@ -17,7 +19,7 @@ Setting (everything synthetic, deterministic, CPU; ``adapters/synthetic_video.py
   tilt), each with a few training clips and two disjoint held-out sets. Clips are encoded with the pack's
   synthetic latent code: a lapped PCA code of 8 x 8 cells (16 x 16 tapered windows) onto 16 channels
   (8 x 8 latents, the layout of Wan 2.1's latents), which keeps edges, stripes and dots and has no seams.
-* models: ``adapters/domain_model.DomainVideoModel`` trained with the pack's one trainer: a "pretrained"
+* models: ``adapters/domain_model`` networks (transformers, or UNets with ``--small-unet``) trained with the pack's one trainer: a "pretrained"
   prior on the broad set (it knows the broad clips' look and motion but not what the style words mean), and per
   style a small model of a few percent of the prior on the style's few clips (it learns the style, but
   its samples have small-model errors: blurred or broken shapes, flicker, jitter).
