@@ -351,8 +351,25 @@ def main(argv=None):
                          "one from devtools.train_prior (default: the shipped one)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
-    if args.prior and (args.train_prior or not os.path.isfile(args.prior)):
-        ap.error("--prior needs an existing file and cannot be combined with --train-prior")
+    if args.prior:
+        if not os.path.isfile(args.prior):
+            ap.error(f"--prior: no file {args.prior}")
+        if args.train_prior or args.first_frame or args.investigate:
+            ap.error("--prior replaces the table's pretrained text-to-video prior: it cannot be combined with "
+                     "--train-prior, --first-frame or --investigate, which train their own priors")
+        try:
+            cfg = load_domain_model(args.prior, dtype=torch.float32)[0].config
+        except (ValueError, OSError) as e:  # the pack's file errors are ValueErrors that say what the file is
+            ap.error(f"--prior: {e}")
+        if (cfg.family, cfg.parameterisation, cfg.first_frame_cond) != ("synthetic", "flow", False):
+            ap.error(f"--prior: {args.prior} is a {cfg.family} {cfg.parameterisation} model"
+                     f"{' with first-frame conditioning' if cfg.first_frame_cond else ''}; the table composes "
+                     "with a synthetic-space flow prior without first-frame conditioning")
+    if args.ship and (args.prior or args.small_unet):
+        ap.error("--ship writes the shipped domain model measured beside the shipped prior: run it without "
+                 "--prior and --small-unet")
+    if args.small_unet and len(args.small_unet.split(",")) != 3:
+        ap.error("--small-unet takes three comma-separated level widths, for example 24,32,48")
     mode = "quick" if args.quick else "full"
     S = SETTINGS[mode]
     torch.set_num_threads(args.threads)
