@@ -199,9 +199,10 @@ def test_auto_precision_of_a_resumed_run_is_its_own(host):
     assert resolve("auto", "cpu", {}) == "fp32"  # a fresh run on the CPU
 
 
-def test_a_unet_checkpoint_loads_as_a_unet(host, tiny):
-    """Load Domain Model builds a checkpoint's network from its config: a UNet checkpoint (here from the
-    command-line trainer) loads as the UNet, with its architecture in the summary."""
+def test_a_unet_checkpoint_loads_as_a_unet(host, tiny, clips_node):
+    """Load Domain Model and Train Domain Model build a checkpoint's network from its config: a UNet checkpoint
+    (here from the command-line trainer) loads as the UNet, with its architecture in the summary, and resumes
+    in the training node."""
     import json
 
     train_cli = host.pack_module("adapters.train_cli")
@@ -220,3 +221,9 @@ def test_a_unet_checkpoint_loads_as_a_unet(host, tiny):
                     host.call("UNETLoader", PRIOR, "default")[0])
     assert type(out[0].model.diffusion_model.net).__name__ == "DomainVideoUNet"
     assert "UNet 16 / 24 / 32" in out[1] and "checkpoint at step 2" in out[1]
+    ck = "unet_cli/unet_model_checkpoint.safetensors"
+    host.run(train_prompt("unet_cli/unet_model", steps=4, resume_from=ck), ["4"])
+    new = "unet_cli/unet_model_00001_checkpoint.safetensors"  # the node does not overwrite the CLI's files
+    assert history(host, new)[:2] == history(host, ck) and len(history(host, new)) == 4
+    resumed = host.call("VA_LoadDomainModel", new, host.call("UNETLoader", PRIOR, "default")[0])
+    assert type(resumed[0].model.diffusion_model.net).__name__ == "DomainVideoUNet" and "step 4" in resumed[1]
