@@ -767,6 +767,13 @@ def count_parameters(config: DomainModelConfig) -> int:
     return total
 
 
+def unet_fields(widths) -> dict[str, Any]:
+    """The config fields of a UNet backbone with these three level widths (``"48,64,96"`` or a sequence): one cell
+    per latent cell (patch 1), the widest level as ``width`` and 4 attention heads. For :func:`family_config`."""
+    w = tuple(int(v) for v in (widths.split(",") if isinstance(widths, str) else widths))
+    return dict(backbone="unet", unet_widths=w, width=w[-1], heads=4, patch_size=(1, 1, 1))
+
+
 def build_domain_model(config: DomainModelConfig) -> DomainNet:
     """The network of ``config``: a :class:`DomainVideoModel` or, for ``backbone="unet"``, a
     :class:`DomainVideoUNet`."""

@@ -55,7 +55,8 @@ import torch
 
 import _root  # noqa: E402,F401  (the repository root on sys.path)
 
-from adapters.domain_model import build_domain_model, family_config, load_domain_model, save_domain_model  # noqa: E402
+from adapters.domain_model import (build_domain_model, family_config, load_domain_model, save_domain_model,  # noqa: E402
+                                   unet_fields)
 from adapters.synthetic_video import (DOMAIN_STYLES, SYNTHETIC_LATENT_CHANNELS, SYNTHETIC_TEXT_DIM,  # noqa: E402
                                       caption_context, make_style_clips, style_tokens, synthetic_codec)
 from adapters.training import TrainConfig, Trainer  # noqa: E402
@@ -90,12 +91,6 @@ def build(spec, seed, parameterisation="flow", first_frame=False):
     cfg = family_config("synthetic", latent_channels=LATENT_CHANNELS, parameterisation=parameterisation,
                         first_frame_cond=first_frame, **spec)
     return build_domain_model(cfg)
-
-
-def unet_spec(widths: str) -> dict:
-    """The spec of a UNet small model from its three level widths, e.g. ``"24,32,48"``."""
-    w = tuple(int(v) for v in widths.split(","))
-    return dict(backbone="unet", unet_widths=w, width=w[-1], heads=4, patch_size=(1, 1, 1))
 
 
 def n_params(m):
@@ -391,7 +386,7 @@ def main(argv=None):
     if args.small_unet:
         if args.small:
             ap.error("--small and --small-unet are two sizes of small model: give one")
-        S = dict(S, small=unet_spec(args.small_unet))
+        S = dict(S, small=unet_fields(args.small_unet))
     methods = table_methods(S)
     results, per_style = [], {s: [] for s in args.styles}
     first_pair = None

@@ -29,7 +29,7 @@ import time
 
 import torch
 
-from adapters.domain_model import BACKBONES, build_domain_model, family_config, save_domain_model
+from adapters.domain_model import BACKBONES, build_domain_model, family_config, save_domain_model, unet_fields
 from adapters.synthetic_video import SYNTHETIC_LATENT_CHANNELS, SYNTHETIC_TEXT_DIM, make_style_clips, synthetic_codec
 from adapters.training import TrainConfig, Trainer
 
@@ -104,9 +104,8 @@ def main(argv=None) -> int:
     print(f"{a.broad} broad clips encoded ({time.time() - t0:.0f}s)", flush=True)
     torch.manual_seed(a.seed + 10)
     if a.backbone == "unet":
-        widths = tuple(int(v) for v in a.unet_widths.split(","))
         config = family_config("synthetic", latent_channels=SYNTHETIC_LATENT_CHANNELS, parameterisation="flow",
-                               backbone="unet", unet_widths=widths, width=widths[-1], heads=4, patch_size=(1, 1, 1))
+                               **unet_fields(a.unet_widths))
     else:
         config = family_config("synthetic", latent_channels=SYNTHETIC_LATENT_CHANNELS, parameterisation="flow",
                                width=a.width, depth=a.depth, heads=a.heads, local_conv=bool(a.local_conv),
