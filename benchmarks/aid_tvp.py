@@ -11,7 +11,7 @@ tvp_aid_full.safetensors``) come from and are measured by the file modes, each o
     python benchmarks/aid_tvp.py --pretrain-base OUT --sampling flow --first-frame --base-steps 16000
     python benchmarks/aid_tvp.py --train-adapters OUT --base BASE --aid-steps 6000 --aid-shift 16
         [--row no-adapters] [--adapter-seed S]     # the shipped adapters: shift 16 (training noise where the
-                                                   # instruction decides), seed 0
+        [--text-code 2]                            # instruction decides), seed 0; text code 2 marks the clauses
     python benchmarks/aid_tvp.py --summarise OUT1 OUT2 ... --base BASE           # the table of trained rows
 
 The ablation rows (one job per row and training seed) run in ``--jobs`` worker processes, one per core by
@@ -68,6 +68,7 @@ PATCH = 4
 CTX = tvp.AID_IMAGE_DIM
 TEXT_DIM = tvp.AID_TEXT_DIM
 TEXT_LEN = tvp.AID_TEXT_LENGTH
+TEXT_CODE = 1  # the stand-in text encoder's version the adapters read (tvp_task.text_features); files without one: 1
 SCALE = 0.18215  # SD/SVD latent format: the model sees latent * SCALE
 GAIN = 5.0       # pixels in [-1, 1] (mostly grey) -> about unit variance where the model sees them
 VERBOSE = False
@@ -200,9 +201,9 @@ def svd_conditions(clips: tvp.TVPClips, aid: bool) -> list:
     for i in range(len(clips)):
         extras = dict(concat_latent_image=first[i:i + 1], fps=6, motion_bucket_id=127, augmentation_level=0.0)
         if aid:
-            t1 = tvp.text_features(clips.instructions[i], TEXT_DIM, TEXT_LEN)
+            t1 = tvp.text_features(clips.instructions[i], TEXT_DIM, TEXT_LEN, code=TEXT_CODE)
             entries = from_pack["sp"].parse_schedule(schedules[i])
-            states = [tvp.text_features(t, TEXT_DIM, TEXT_LEN) for _, t in entries]
+            states = [tvp.text_features(t, TEXT_DIM, TEXT_LEN, code=TEXT_CODE) for _, t in entries]
             t2 = aid_mod.per_frame_states(states, [f for f, _ in entries], clips.videos.shape[1])
             extras["model_conds"] = {attach.ADAPTER_COND_PREFIX + aid_mod.TEXT_COND: comfy.conds.CONDRegular(t1[None]),
                                      attach.ADAPTER_COND_PREFIX + aid_mod.STATES_COND: comfy.conds.CONDRegular(t2)}
@@ -800,8 +801,10 @@ def train_with_curve(args, t_start: float, script: str, steps: int, adapters, se
 def train_adapters_main(args, t_start: float) -> None:
     """Train AID (full, or the --row variant) on the base with held-out accuracy every --gate-every steps; write
     the adapters."""
+    global TEXT_CODE
     pk = _pack()
     model, _ = load_base(args.base)
+    TEXT_CODE = args.text_code or 1
     if args.aid_shift is not None:
         if NOISE.get("sigma_sampling") != "flow_shift":
             raise SystemExit("--aid-shift needs a flow base")
@@ -826,7 +829,7 @@ def train_adapters_main(args, t_start: float) -> None:
     train_with_curve(args, t_start, "aid_tvp.py", args.aid_steps or 1500, adapters, sets, fit,
                      lambda clips: predict(model, clips, 0, adapters),
                      {"noise": NOISE, "lr": args.aid_lr, "batch": args.aid_batch, "dual_cfg": [S_V, S_T],
-                      "adapter_seed": seed, "row": ROW_NAMES[args.row]})
+                      "adapter_seed": seed, "row": ROW_NAMES[args.row], "text_code": TEXT_CODE})
 
 
 def adapters_training(path: str) -> dict:
@@ -883,8 +886,12 @@ def shipped_table(args, t_start: float, script: str, load_base_fn, load_adapters
 
 def shipped_main(args, t_start: float) -> None:
     """The shipped base and full AID (or the ``--row`` the adapter file was trained as) on a fresh held-out set of
-    ``--eval-seed``, with dual CFG ``--s-v``, ``--s-t``."""
-    row = adapters_training(args.adapters).get("row", "full")
+    ``--eval-seed``, with dual CFG ``--s-v``, ``--s-t``; the adapters' prompts are encoded with the text code they
+    were trained with (``--text-code`` overrides it)."""
+    global TEXT_CODE
+    training = adapters_training(args.adapters)
+    row = training.get("row", "full")
+    TEXT_CODE = args.text_code or int(training.get("text_code", 1))
     shipped_table(args, t_start, "aid_tvp.py", load_base, _pack()["registry"].get("aid").load,
                   functools.partial(predict, s_v=args.s_v, s_t=args.s_t),
                   "AID full (shipped)" if row == "full" else f"AID, {row}",
@@ -915,8 +922,9 @@ def summarise_main(args, t_start: float) -> None:
         rows.setdefault("frozen base alone", {})[name] = [score(predict(model, clips, 0, None), clips, sets["reference"])]
     for t in trainings:
         final = t["curve"][-1]
+        row = t.get("row", "full") + (f", text code {t['text_code']}" if t.get("text_code", 1) != 1 else "")
         for name in ("heldout", "novel"):
-            rows.setdefault(t.get("row", "full"), {}).setdefault(name, []).append(final[name])
+            rows.setdefault(row, {}).setdefault(name, []).append(final[name])
     keys = ("instruction_score", "instruction_all_phases", "second_phase", "fd")
     print(f"{len(files)} adapter files on {bases.pop()} (--base {os.path.basename(args.base)}); mean ± spread over the "
           f"files of a row (n); Euler {GATE_STEPS} steps, dual CFG s_V={S_V:g} s_T={S_T:g}; "
@@ -999,6 +1007,9 @@ def main() -> None:
     ap.add_argument("--aid-batch", type=int, default=4, help="--train-adapters: clips per step")
     ap.add_argument("--aid-shift", type=float, default=None,
                     help="--train-adapters on a flow base: shift of the training noise levels (default: the base's)")
+    ap.add_argument("--text-code", type=int, choices=tvp.TEXT_CODES, default=None,
+                    help="--train-adapters: the stand-in text encoder's version the adapters read (default 1; 2 marks "
+                         "the clauses of a two-phase instruction); --shipped: override the one the adapters record")
     ap.add_argument("--s-v", type=float, default=S_V, help="--shipped: image guidance scale")
     ap.add_argument("--s-t", type=float, default=S_T, help="--shipped: text guidance scale")
     ap.add_argument("--summarise", nargs="+", default=None, metavar="FILE",
