@@ -1053,6 +1053,8 @@ def main() -> None:
         print(f"--threads {args.threads} with --jobs {args.jobs}: one thread per process (threads before a fork "
               "can hang the workers); --jobs 1 for more threads", flush=True)
         args.threads = 1
+    if args.text_code is not None and not (args.train_adapters or args.shipped):
+        raise SystemExit("--text-code applies to --train-adapters and --shipped only")
     t_start = start(args)
     if run_mode(args, t_start, {"pretrain_base": pretrain_main, "overfit": overfit_main,
                                 "train_adapters": train_adapters_main, "shipped": shipped_main,
