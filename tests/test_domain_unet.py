@@ -159,6 +159,7 @@ def test_train_prior_unet_stages_and_the_shipped_priors_recipe(tmp_path):
     assert any(float(p.abs().max()) > 0 for p in _temporal_outputs(clips))
     assert meta["config"]["backbone"] == "unet" and meta["training"]["stage"] == "clips"
     assert "backbone=unet unet_widths=16,24,32 image_steps=4" in meta["training"]["prior_recipe"]
+    assert "device" not in meta["training"]["prior_recipe"]  # the same recipe text on any device
     assert meta["training"]["made_by"].startswith("python -m devtools.train_prior --out")
     shipped = read_metadata(train_prior.SHIPPED)["training"]["prior_recipe"]
     assert shipped == train_prior.shipped_recipe_text()
